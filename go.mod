@@ -1,0 +1,3 @@
+module github.com/smc-go/smc
+
+go 1.26
