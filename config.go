@@ -1,0 +1,91 @@
+package smc
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Defaults used when a [Config] field is zero.
+const (
+	// DefaultBufferSize is the size of each side's shared-memory receive buffer (DMB).
+	DefaultBufferSize = 1 << 20
+	// DefaultHandshakeTimeout bounds each wait for a CLC message, as Linux's
+	// CLC_WAIT_TIME does.
+	DefaultHandshakeTimeout = 6 * time.Second
+	// DefaultMaxHandshakes bounds concurrent server handshakes per listener; beyond
+	// it new connections are not offered SMC (Linux limit_smc_hs).
+	DefaultMaxHandshakes = 512
+)
+
+// A Config tunes SMC for a [Dialer] or [ListenConfig]. A nil *Config or a zero field
+// means the default. A Config may be shared by many dialers and listeners but must
+// not be modified once in use; [Config.Policy] itself may be changed at run time.
+type Config struct {
+	// BufferSize is the size in bytes of each receive buffer (DMB) this side
+	// offers; it is rounded up to a power of two of at least 16 KiB.
+	BufferSize int
+
+	// HandshakeTimeout bounds each wait for a CLC message during the SMC handshake.
+	HandshakeTimeout time.Duration
+
+	// MaxHandshakes is how many server handshakes may be in progress at once on a
+	// listener before new connections stop being offered SMC. Negative means no limit.
+	MaxHandshakes int
+
+	// Policy decides per connection whether SMC is offered. Nil means
+	// [DefaultPolicy]: only destinations on this host.
+	Policy *Policy
+
+	// Logger, if set, receives debug records of handshake decisions. The package
+	// never logs otherwise.
+	Logger *slog.Logger
+}
+
+// Clone returns a shallow copy of c; a nil c clones to a zero Config. The Policy
+// and Logger are shared, not copied.
+func (c *Config) Clone() *Config {
+	if c == nil {
+		return &Config{}
+	}
+	c2 := *c
+	return &c2
+}
+
+func (c *Config) bufferSize() int {
+	if c == nil || c.BufferSize <= 0 {
+		return DefaultBufferSize
+	}
+	n := 16 << 10
+	for n < c.BufferSize && n < 1<<30 {
+		n <<= 1
+	}
+	return n
+}
+
+func (c *Config) handshakeTimeout() time.Duration {
+	if c == nil || c.HandshakeTimeout <= 0 {
+		return DefaultHandshakeTimeout
+	}
+	return c.HandshakeTimeout
+}
+
+func (c *Config) maxHandshakes() int {
+	if c == nil || c.MaxHandshakes == 0 {
+		return DefaultMaxHandshakes
+	}
+	return c.MaxHandshakes
+}
+
+func (c *Config) policy() *Policy {
+	if c == nil || c.Policy == nil {
+		return DefaultPolicy
+	}
+	return c.Policy
+}
+
+func (c *Config) logger() *slog.Logger {
+	if c == nil {
+		return nil
+	}
+	return c.Logger
+}

@@ -1,0 +1,257 @@
+package smc
+
+import (
+	"context"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// A Conn is a connection whose peer advertised SMC in the TCP handshake. It
+// implements [net.Conn]. Its SMC handshake runs in [Dialer.DialContext] on the
+// client, and on the server on the first Read or Write or an explicit
+// [Conn.Handshake]. After the handshake it moves data through shared memory
+// ([ModeSMCD]) or, if SMC was declined, through its TCP connection ([ModeTCP]); the
+// TCP connection stays open for the connection's life either way.
+type Conn struct {
+	tcp      *net.TCPConn
+	isClient bool
+	config   *Config
+	signal   sigResult
+
+	// handshakeMu serialises handshakes; handshakeErr is sticky and guarded by it.
+	handshakeMu  sync.Mutex
+	handshakeErr error
+	// handshakeDone is set after data and state are final; a load that sees true
+	// orders all later reads of data and state after their writes.
+	handshakeDone atomic.Bool
+
+	// mu guards data until handshakeDone, state, and closed.
+	mu     sync.Mutex
+	data   dataPath
+	state  ConnectionState
+	closed bool
+
+	linger atomic.Int64 // seconds as in SetLinger; -1 (the default) is the OS default
+}
+
+// dataPath is what moves the bytes once the handshake is over: the TCP connection
+// itself, or a shared-memory stream.
+type dataPath interface {
+	Read(b []byte) (int, error)
+	Write(b []byte) (int, error)
+	CloseRead() error
+	CloseWrite() error
+	Close() error
+	SetReadDeadline(t time.Time) error
+	SetWriteDeadline(t time.Time) error
+}
+
+func newConn(tcp *net.TCPConn, isClient bool, config *Config, res sigResult) *Conn {
+	c := &Conn{tcp: tcp, isClient: isClient, config: config, signal: res}
+	c.state = ConnectionState{Mode: ModeTCP, Offered: res.Sent, PeerAdvertised: res.Received}
+	c.linger.Store(-1)
+	return c
+}
+
+// Handshake runs the SMC handshake if it has not run yet; see
+// [Conn.HandshakeContext].
+func (c *Conn) Handshake() error { return c.HandshakeContext(context.Background()) }
+
+// HandshakeContext runs the SMC handshake if it has not run yet. A handshake that
+// declines SMC is not an error: the connection goes on over TCP and
+// [Conn.ConnectionState] says why. An error means the connection is unusable; it
+// is returned again by every later call. ctx bounds this call's handshake.
+func (c *Conn) HandshakeContext(ctx context.Context) error {
+	if c.handshakeDone.Load() {
+		return nil
+	}
+	c.handshakeMu.Lock()
+	defer c.handshakeMu.Unlock()
+	if c.handshakeErr != nil {
+		return c.handshakeErr
+	}
+	if c.handshakeDone.Load() {
+		return nil
+	}
+	if err := c.runHandshake(ctx); err != nil {
+		c.handshakeErr = err
+		return err
+	}
+	return nil
+}
+
+// finish installs the data path and the final state. It fails with net.ErrClosed,
+// closing data, when the Conn was closed while the handshake ran.
+func (c *Conn) finish(data dataPath, st ConnectionState) error {
+	st.HandshakeComplete = true
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		if data != dataPath(c.tcp) {
+			data.Close()
+		}
+		return net.ErrClosed
+	}
+	c.data, c.state = data, st
+	c.handshakeDone.Store(true)
+	return nil
+}
+
+// ConnectionState returns a snapshot of what the connection negotiated.
+func (c *Conn) ConnectionState() ConnectionState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+// NetConn returns the underlying TCP connection. Reading from or writing to it
+// directly corrupts the connection.
+func (c *Conn) NetConn() *net.TCPConn { return c.tcp }
+
+// Read reads data from the connection, running the handshake first if needed.
+func (c *Conn) Read(b []byte) (int, error) {
+	if !c.handshakeDone.Load() {
+		if err := c.Handshake(); err != nil {
+			return 0, err
+		}
+	}
+	return c.data.Read(b)
+}
+
+// Write writes data to the connection, running the handshake first if needed.
+func (c *Conn) Write(b []byte) (int, error) {
+	if !c.handshakeDone.Load() {
+		if err := c.Handshake(); err != nil {
+			return 0, err
+		}
+	}
+	return c.data.Write(b)
+}
+
+// Close closes the connection. Blocked Read, Write and handshake calls return; later
+// calls fail with an error satisfying errors.Is(err, net.ErrClosed).
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return &net.OpError{Op: "close", Net: "tcp", Source: c.tcp.LocalAddr(), Addr: c.tcp.RemoteAddr(), Err: net.ErrClosed}
+	}
+	c.closed = true
+	data := c.data
+	c.mu.Unlock()
+	var err error
+	if data != nil && data != dataPath(c.tcp) {
+		if c.linger.Load() == 0 {
+			err = abort(data)
+		} else {
+			err = data.Close()
+		}
+	}
+	if terr := c.tcp.Close(); err == nil {
+		err = terr
+	}
+	return err
+}
+
+// abort closes data abortively when it supports it (the peer sees a reset).
+func abort(data dataPath) error {
+	if a, ok := data.(interface{ Abort() error }); ok {
+		return a.Abort()
+	}
+	return data.Close()
+}
+
+// CloseWrite shuts down the writing side: the peer reads io.EOF once it has read
+// everything written before.
+func (c *Conn) CloseWrite() error {
+	if err := c.Handshake(); err != nil {
+		return err
+	}
+	return c.data.CloseWrite()
+}
+
+// CloseRead shuts down the reading side.
+func (c *Conn) CloseRead() error {
+	if err := c.Handshake(); err != nil {
+		return err
+	}
+	return c.data.CloseRead()
+}
+
+// LocalAddr returns the local address of the TCP connection.
+func (c *Conn) LocalAddr() net.Addr { return c.tcp.LocalAddr() }
+
+// RemoteAddr returns the remote address of the TCP connection.
+func (c *Conn) RemoteAddr() net.Addr { return c.tcp.RemoteAddr() }
+
+// SetDeadline sets the read and write deadlines, as [net.Conn] describes. They apply
+// to the handshake too.
+func (c *Conn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+// SetReadDeadline sets the deadline for Read calls and the handshake they run.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	if err := c.tcp.SetReadDeadline(t); err != nil {
+		return err
+	}
+	if d := c.smcData(); d != nil {
+		return d.SetReadDeadline(t)
+	}
+	return nil
+}
+
+// SetWriteDeadline sets the deadline for Write calls and the handshake they run.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	if err := c.tcp.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	if d := c.smcData(); d != nil {
+		return d.SetWriteDeadline(t)
+	}
+	return nil
+}
+
+// smcData returns the data path if it is not the TCP connection itself.
+func (c *Conn) smcData() dataPath {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.data == nil || c.data == dataPath(c.tcp) {
+		return nil
+	}
+	return c.data
+}
+
+// SetLinger sets the behaviour of Close with unsent data, as [net.TCPConn.SetLinger]
+// does; with sec == 0, Close resets the connection on either data path.
+func (c *Conn) SetLinger(sec int) error {
+	if err := c.tcp.SetLinger(sec); err != nil {
+		return err
+	}
+	if sec < 0 {
+		sec = -1
+	}
+	c.linger.Store(int64(sec))
+	return nil
+}
+
+// SetNoDelay controls Nagle's algorithm on the TCP connection. Shared-memory writes
+// are never delayed.
+func (c *Conn) SetNoDelay(noDelay bool) error { return c.tcp.SetNoDelay(noDelay) }
+
+// SetKeepAlive enables TCP keep-alive probes, which keep watching the peer in SMC
+// mode too.
+func (c *Conn) SetKeepAlive(keepalive bool) error { return c.tcp.SetKeepAlive(keepalive) }
+
+// SetKeepAlivePeriod sets the TCP keep-alive period.
+func (c *Conn) SetKeepAlivePeriod(d time.Duration) error { return c.tcp.SetKeepAlivePeriod(d) }
+
+// SyscallConn returns the raw TCP socket, as Linux IPPROTO_SMC forwards socket
+// options to its TCP socket.
+func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.tcp.SyscallConn() }

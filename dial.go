@@ -1,0 +1,133 @@
+package smc
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// A Dialer connects to TCP addresses and offers SMC when its [Config.Policy] says so
+// and the process can announce it. Its zero value is usable. The fields other than
+// Config mean what they mean in [net.Dialer]; Control and ControlContext run before
+// this package's own hook.
+type Dialer struct {
+	Timeout         time.Duration
+	Deadline        time.Time
+	LocalAddr       net.Addr
+	FallbackDelay   time.Duration
+	KeepAlive       time.Duration
+	KeepAliveConfig net.KeepAliveConfig
+	Resolver        *net.Resolver
+	Control         func(network, address string, c syscall.RawConn) error
+	ControlContext  func(ctx context.Context, network, address string, c syscall.RawConn) error
+
+	// Config tunes SMC; nil means defaults.
+	Config *Config
+}
+
+// Dial connects to address on network ("tcp", "tcp4" or "tcp6") using a zero
+// [Dialer].
+func Dial(network, address string) (net.Conn, error) {
+	var d Dialer
+	return d.DialContext(context.Background(), network, address)
+}
+
+// Dial connects to address on network; see [Dialer.DialContext].
+func (d *Dialer) Dial(network, address string) (net.Conn, error) {
+	return d.DialContext(context.Background(), network, address)
+}
+
+// DialContext connects to address on network ("tcp", "tcp4" or "tcp6").
+//
+// When SMC is not offered (by policy, because the process cannot announce it, or
+// because the destination did not answer a recent offer) or the peer does not
+// advertise it, the result is the kernel connection itself, a *net.TCPConn. When
+// both sides advertised SMC, the result is a *[Conn] whose handshake has completed
+// before DialContext returns; it still may use TCP if the handshake declined SMC.
+// ctx bounds the connect and the handshake.
+func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	if err := checkNetwork(network); err != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+	}
+	nd := d.netDialer()
+	s, err := signalling()
+	if err != nil {
+		return nd.DialContext(ctx, network, address)
+	}
+	policy := d.Config.policy()
+	var marked atomic.Bool
+	nd.ControlContext = func(ctx context.Context, network, address string, c syscall.RawConn) error {
+		if err := d.userControl(ctx, network, address, c); err != nil {
+			return err
+		}
+		dst, err := netip.ParseAddrPort(address)
+		if err != nil || !policy.OfferDial(dst) {
+			return nil
+		}
+		if markRaw(s, c) == nil {
+			marked.Store(true)
+		}
+		return nil
+	}
+	c, err := nd.DialContext(ctx, network, address)
+	if err != nil || !marked.Load() {
+		return c, err
+	}
+	tc := c.(*net.TCPConn)
+	res, err := resultOf(s, tc)
+	if err != nil || !res.Marked {
+		// A concurrent attempt was marked but this one was not, or the record cannot
+		// be read: either way this connection is plain TCP.
+		return tc, nil
+	}
+	if !res.advertised() {
+		if res.Sent {
+			policy.remember(tc.RemoteAddr().(*net.TCPAddr).AddrPort())
+		}
+		return tc, nil
+	}
+	conn := newConn(tc, true, d.Config, res)
+	if err := conn.HandshakeContext(ctx); err != nil {
+		tc.Close()
+		return nil, &net.OpError{Op: "dial", Net: network, Source: tc.LocalAddr(), Addr: tc.RemoteAddr(), Err: err}
+	}
+	return conn, nil
+}
+
+// netDialer returns the net.Dialer with d's settings.
+func (d *Dialer) netDialer() net.Dialer {
+	return net.Dialer{
+		Timeout:         d.Timeout,
+		Deadline:        d.Deadline,
+		LocalAddr:       d.LocalAddr,
+		FallbackDelay:   d.FallbackDelay,
+		KeepAlive:       d.KeepAlive,
+		KeepAliveConfig: d.KeepAliveConfig,
+		Resolver:        d.Resolver,
+		Control:         d.Control,
+		ControlContext:  d.ControlContext,
+	}
+}
+
+// userControl runs the caller's hook with net.Dialer's precedence: ControlContext
+// wins over Control.
+func (d *Dialer) userControl(ctx context.Context, network, address string, c syscall.RawConn) error {
+	if d.ControlContext != nil {
+		return d.ControlContext(ctx, network, address, c)
+	}
+	if d.Control != nil {
+		return d.Control(network, address, c)
+	}
+	return nil
+}
+
+func checkNetwork(network string) error {
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+		return nil
+	}
+	return net.UnknownNetworkError(network)
+}

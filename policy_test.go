@@ -1,0 +1,147 @@
+package smc
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func TestPolicyDial(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	p := NewPolicy(Rules{Dial: []Rule{
+		{Prefix: netip.MustParsePrefix("10.1.0.0/16"), Port: 443, Offer: true},
+		{Prefix: netip.MustParsePrefix("10.0.0.0/8"), Offer: false},
+		{Port: 6379, Offer: true},
+		{Prefix: netip.MustParsePrefix("127.0.0.2/32"), Offer: false},
+	}})
+	for _, tc := range []struct {
+		dst  netip.AddrPort
+		want bool
+	}{
+		{ap("10.1.2.3:443"), true},          // first rule
+		{ap("10.1.2.3:80"), false},          // second rule: the prefix without port
+		{ap("[::ffff:10.1.2.3]:443"), true}, // IPv4-mapped matches IPv4 prefix
+		{ap("10.9.9.9:6379"), false},        // second rule wins over the third
+		{ap("192.0.2.1:6379"), true},        // port-only rule
+		{ap("127.0.0.2:80"), false},         // explicit rule overrides the local default
+		{ap("127.0.0.1:80"), true},          // no rule: loopback is local
+		{ap("[::1]:80"), true},              // no rule: IPv6 loopback
+		{ap("0.0.0.0:80"), true},            // unspecified connects to this host
+		{ap("192.0.2.1:80"), false},         // no rule: not on this host
+		{ap("[2001:db8::1]:80"), false},     // no rule: not on this host
+	} {
+		if got := p.OfferDial(tc.dst); got != tc.want {
+			t.Errorf("OfferDial(%v) = %v, want %v", tc.dst, got, tc.want)
+		}
+	}
+}
+
+func TestPolicyListen(t *testing.T) {
+	p := NewPolicy(Rules{Listen: []Rule{{Port: 8080, Offer: false}}})
+	if p.OfferListen(netip.MustParseAddrPort("0.0.0.0:8080")) {
+		t.Error("listener on 8080 offered SMC despite the rule")
+	}
+	if !p.OfferListen(netip.MustParseAddrPort("0.0.0.0:8081")) {
+		t.Error("listener without a matching rule did not offer SMC")
+	}
+	if !offerListenAddress(p, ":8081") || offerListenAddress(p, ":8080") || offerListenAddress(p, "[::]:http-alt") {
+		t.Error("offerListenAddress does not apply the rules to unresolved addresses")
+	}
+}
+
+// TestPolicySetAtRunTime: Set replaces the rules for later decisions, and Rules
+// returns a copy the caller cannot use to change the policy.
+func TestPolicySetAtRunTime(t *testing.T) {
+	dst := netip.MustParseAddrPort("192.0.2.7:9000")
+	p := NewPolicy(Rules{})
+	if p.OfferDial(dst) {
+		t.Fatal("remote destination offered by default")
+	}
+	rules := []Rule{{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Offer: true}}
+	p.Set(Rules{Dial: rules})
+	rules[0].Offer = false // the policy holds its own copy
+	if !p.OfferDial(dst) {
+		t.Fatal("Set did not take effect")
+	}
+	got := p.Rules()
+	got.Dial[0].Offer = false
+	if !p.OfferDial(dst) {
+		t.Fatal("changing the result of Rules changed the policy")
+	}
+}
+
+func TestNegativeCache(t *testing.T) {
+	p := NewPolicy(Rules{})
+	dst := netip.MustParseAddrPort("127.0.0.1:5000")
+	if !p.OfferDial(dst) {
+		t.Fatal("loopback not offered")
+	}
+	p.remember(dst)
+	if p.OfferDial(dst) {
+		t.Fatal("destination in the negative cache still offered")
+	}
+	if !p.OfferDial(netip.MustParseAddrPort("127.0.0.1:5001")) {
+		t.Fatal("negative cache entry covers another port")
+	}
+	// Expired entries are forgotten.
+	p.mu.Lock()
+	p.negative[dst] = p.negative[dst].Add(-2 * negativeTTL)
+	p.mu.Unlock()
+	if !p.OfferDial(dst) {
+		t.Fatal("expired negative entry still applies")
+	}
+	// The cache is bounded.
+	for i := range negativeCacheSize + 100 {
+		p.remember(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(i)))
+	}
+	p.mu.Lock()
+	n := len(p.negative)
+	p.mu.Unlock()
+	if n > negativeCacheSize {
+		t.Fatalf("negative cache holds %d entries, bound is %d", n, negativeCacheSize)
+	}
+	p.ForgetDeclined()
+	if !p.OfferDial(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), negativeCacheSize+99)) {
+		t.Fatal("ForgetDeclined left entries")
+	}
+}
+
+func TestReasonString(t *testing.T) {
+	for _, tc := range []struct {
+		r    Reason
+		want string
+	}{
+		{ReasonPeerNoSMC, "PEERNOSMC"},
+		{ReasonPeerDecl, "PEERDECL"},
+		{ReasonNoSMCDev, "NOSMCDEV"},
+		{ReasonSignallingUnavailable, "SIGNALLING_UNAVAILABLE"},
+		{ReasonNone, "NONE"},
+		{Reason(0x0a0b0c0d), "0xa0b0c0d"},
+	} {
+		if got := tc.r.String(); got != tc.want {
+			t.Errorf("Reason(%#x).String() = %q, want %q", uint32(tc.r), got, tc.want)
+		}
+	}
+	if !ReasonNotOffered.Local() || ReasonPeerNoSMC.Local() {
+		t.Error("Local() misclassifies reasons")
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	var nilConfig *Config
+	if nilConfig.bufferSize() != DefaultBufferSize || nilConfig.handshakeTimeout() != DefaultHandshakeTimeout ||
+		nilConfig.maxHandshakes() != DefaultMaxHandshakes || nilConfig.policy() != DefaultPolicy {
+		t.Fatal("nil Config does not give the defaults")
+	}
+	c := &Config{BufferSize: 100 << 10}
+	if got := c.bufferSize(); got != 128<<10 {
+		t.Fatalf("BufferSize 100 KiB rounds to %d, want 128 KiB", got)
+	}
+	c2 := c.Clone()
+	c2.BufferSize = 1
+	if c.BufferSize != 100<<10 {
+		t.Fatal("Clone shares fields with the original")
+	}
+	if nilConfig.Clone() == nil {
+		t.Fatal("Clone of nil returned nil")
+	}
+}

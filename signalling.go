@@ -1,0 +1,72 @@
+package smc
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"syscall"
+)
+
+// sigResult is what the TCP handshake of one connection carried, as recorded by the
+// signalling program.
+type sigResult struct {
+	Marked   bool // this side offered SMC (the socket was marked)
+	Sent     bool // our SYN or SYN-ACK carried the SMC option
+	Received bool // the peer's SYN-ACK or SYN carried it
+}
+
+// advertised reports whether both sides announced SMC in the TCP handshake.
+func (r sigResult) advertised() bool { return r.Sent && r.Received }
+
+// A signaller marks sockets before connect/listen and reads back what their
+// handshake carried.
+type signaller interface {
+	mark(fd int) error
+	result(fd int) (sigResult, error)
+}
+
+// errSignallingUnavailable is wrapped by every reason signalling cannot be used.
+var errSignallingUnavailable = errors.New("smc: signalling unavailable")
+
+var sig struct {
+	once sync.Once
+	s    signaller
+	err  error
+}
+
+// signalling returns the process's signaller, opened once, or the reason there is
+// none; with none, every connection is plain TCP.
+func signalling() (signaller, error) {
+	sig.once.Do(func() { sig.s, sig.err = openSignaller() })
+	return sig.s, sig.err
+}
+
+// SignallingError reports why this process cannot announce SMC in TCP handshakes,
+// or nil when it can. Connections made while it is non-nil are plain TCP with
+// reason [ReasonSignallingUnavailable].
+func SignallingError() error {
+	_, err := signalling()
+	return err
+}
+
+// markRaw marks the socket behind c.
+func markRaw(s signaller, c syscall.RawConn) error {
+	var err error
+	if cerr := c.Control(func(fd uintptr) { err = s.mark(int(fd)) }); cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// resultOf reads what the handshake of c carried.
+func resultOf(s signaller, c *net.TCPConn) (sigResult, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return sigResult{}, err
+	}
+	var r sigResult
+	if cerr := rc.Control(func(fd uintptr) { r, err = s.result(int(fd)) }); cerr != nil {
+		return sigResult{}, cerr
+	}
+	return r, err
+}

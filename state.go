@@ -1,0 +1,58 @@
+package smc
+
+import (
+	"net"
+	"strconv"
+)
+
+// Mode is the data path a connection uses.
+type Mode uint8
+
+const (
+	// ModeTCP: the connection uses its TCP connection for data, because SMC was not
+	// offered, the peer did not take it up, or the handshake declined it.
+	ModeTCP Mode = iota
+	// ModeSMCD: the connection moves data through shared memory on this host
+	// (SMC-D), its TCP connection kept open for liveness.
+	ModeSMCD
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ModeTCP:
+		return "TCP"
+	case ModeSMCD:
+		return "SMCD"
+	}
+	return "Mode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// ConnectionState is a snapshot of what a connection negotiated.
+type ConnectionState struct {
+	// Mode is the data path in use. Before the handshake of a [Conn] completes it
+	// is ModeTCP and HandshakeComplete is false.
+	Mode Mode
+	// Fallback says why Mode is ModeTCP; zero when Mode is ModeSMCD.
+	Fallback Reason
+	// PeerDiagnosis is the code the peer sent in its Decline, if it sent one.
+	PeerDiagnosis Reason
+	// HandshakeComplete reports whether the SMC decision is final.
+	HandshakeComplete bool
+	// Offered reports whether this side advertised SMC in the TCP handshake.
+	Offered bool
+	// PeerAdvertised reports whether the peer's SYN or SYN-ACK carried the SMC option.
+	PeerAdvertised bool
+}
+
+// State reports the state of any connection this package returned, including a
+// fallback *net.TCPConn. For a connection this package did not create, it reports
+// ModeTCP with the best reason it can derive.
+func State(c net.Conn) ConnectionState {
+	switch c := c.(type) {
+	case *Conn:
+		return c.ConnectionState()
+	case *net.TCPConn:
+		return tcpState(c)
+	}
+	return ConnectionState{Mode: ModeTCP, Fallback: ReasonNotOffered, HandshakeComplete: true}
+}
