@@ -1,0 +1,135 @@
+package testenv
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Cgroup2Mount returns where the cgroup v2 hierarchy is mounted, read from
+// /proc/self/mountinfo (/sys/fs/cgroup on pure-v2 systems, /sys/fs/cgroup/unified in
+// hybrid mode).
+func Cgroup2Mount() (string, error) {
+	return mountOf("cgroup2")
+}
+
+// mountOf returns the first mount point of a file system type in /proc/self/mountinfo.
+func mountOf(fstype string) (string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", fmt.Errorf("smc: testenv: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		if !ok {
+			continue
+		}
+		pf, qf := strings.Fields(pre), strings.Fields(post)
+		if len(pf) < 5 || len(qf) < 1 || qf[0] != fstype {
+			continue
+		}
+		return unescapeMountinfo(pf[4]), nil
+	}
+	if err := sc.Err(); err != nil {
+		return "", fmt.Errorf("smc: testenv: reading mountinfo: %w", err)
+	}
+	return "", fmt.Errorf("smc: testenv: no %s file system is mounted", fstype)
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for a space) of mountinfo fields.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// OwnCgroup returns the directory of the process's current cgroup v2, from
+// /proc/self/cgroup ("0::/path") and the v2 mount point.
+func OwnCgroup() (string, error) {
+	mnt, err := Cgroup2Mount()
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return "", fmt.Errorf("smc: testenv: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rel, ok := strings.CutPrefix(line, "0::"); ok {
+			return filepath.Join(mnt, rel), nil
+		}
+	}
+	return "", errors.New("smc: testenv: the process has no cgroup v2 entry in /proc/self/cgroup")
+}
+
+// childCgroups counts the child cgroups currently entered, to refuse nesting.
+var childCgroups atomic.Int32
+
+// ChildCgroup creates a fresh child cgroup below the process's current cgroup v2,
+// moves the whole test process (every thread) into it and returns its directory. A
+// cleanup registered on tb moves the process back and removes the directory. It stops
+// the test through [Require] when that is not possible.
+//
+// The move applies to sockets created afterwards only: a socket's cgroup is fixed when
+// it is created, so sockets opened before the call stay in the old cgroup, and
+// accepted sockets take their listener's cgroup. Because it moves the whole process,
+// ChildCgroup must not be used by parallel tests or nested; a second call before the
+// first cleanup fails the test.
+func ChildCgroup(tb testing.TB) string {
+	tb.Helper()
+	parent, err := OwnCgroup()
+	Require(tb, "cgroup v2", err)
+	if !childCgroups.CompareAndSwap(0, 1) {
+		tb.Fatal("smc: testenv: ChildCgroup called while another child cgroup is entered")
+	}
+	dir, err := os.MkdirTemp(parent, "smc-test-")
+	if err != nil {
+		childCgroups.Store(0)
+		Require(tb, "a writable cgroup v2 directory", err)
+	}
+	pid := []byte(strconv.Itoa(os.Getpid()))
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), pid, 0); err != nil {
+		os.Remove(dir)
+		childCgroups.Store(0)
+		Require(tb, "moving the process into a child cgroup", err)
+	}
+	tb.Cleanup(func() {
+		defer childCgroups.Store(0)
+		if err := os.WriteFile(filepath.Join(parent, "cgroup.procs"), pid, 0); err != nil {
+			tb.Errorf("smc: testenv: moving the process back to %s: %v", parent, err)
+			return
+		}
+		// Exited child processes may take a moment to leave the cgroup.
+		var err error
+		for i := 0; i < 50; i++ {
+			if err = os.Remove(dir); err == nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		tb.Errorf("smc: testenv: removing child cgroup: %v", err)
+	})
+	return dir
+}
