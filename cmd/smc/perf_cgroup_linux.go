@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// perfCgroup is a child cgroup v2 that smc perf moved itself into, so that the
+// library, which attaches its signalling only to a non-root cgroup, can do so. A
+// nil *perfCgroup means no move was made.
+type perfCgroup struct {
+	parent string // the cgroup directory the process came from
+	dir    string // the child it moved into
+}
+
+// enterPerfCgroup moves the process into a fresh child cgroup when it runs as root
+// in the root cgroup v2, and says in a note what it did. It must run before any
+// socket is created: a socket keeps the cgroup it was created in. Without root,
+// without cgroup v2, or in a non-root cgroup it does nothing but say so.
+func enterPerfCgroup() (*perfCgroup, string, error) {
+	mountinfo, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, "unknown: " + err.Error(), nil
+	}
+	mnt, root, ok := parseCgroup2Mount(string(mountinfo))
+	if !ok {
+		return nil, "no cgroup v2 mounted; left alone", nil
+	}
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return nil, "unknown: " + err.Error(), nil
+	}
+	own, ok := parseOwnCgroup(string(self))
+	if !ok {
+		return nil, "not in a cgroup v2; left alone", nil
+	}
+	if own != "/" {
+		return nil, "in " + own + " (not the root cgroup; the library attaches there itself)", nil
+	}
+	if os.Geteuid() != 0 {
+		return nil, "in the root cgroup, not root: left alone (smc rows fall back)", nil
+	}
+	// own is relative to the namespace's cgroup root, which the mount's root names.
+	dir := filepath.Join(mnt, strings.TrimPrefix(own, root))
+	cg, err := enterChildCgroup(dir, fmt.Sprintf("smc-perf-%d", os.Getpid()))
+	if err != nil {
+		return nil, "", err
+	}
+	return cg, "moved from the root cgroup into " + cg.dir + " (removed on exit)", nil
+}
+
+// enterChildCgroup creates the child cgroup name below the cgroup directory parent
+// and moves the whole process (every thread) into it.
+func enterChildCgroup(parent, name string) (*perfCgroup, error) {
+	dir := filepath.Join(parent, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("smc: perf: creating a child cgroup: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
+		os.Remove(dir)
+		return nil, fmt.Errorf("smc: perf: moving into the child cgroup %s: %w", dir, err)
+	}
+	return &perfCgroup{parent: parent, dir: dir}, nil
+}
+
+// leave moves the process back to the cgroup it came from and removes the child.
+// Child processes must have exited first; their exit may take a moment to show.
+func (cg *perfCgroup) leave() error {
+	if cg == nil {
+		return nil
+	}
+	if err := os.WriteFile(filepath.Join(cg.parent, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
+		return fmt.Errorf("smc: perf: moving back to cgroup %s: %w", cg.parent, err)
+	}
+	var err error
+	for range 100 {
+		if err = os.Remove(cg.dir); err == nil || !errors.Is(err, syscall.EBUSY) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		return fmt.Errorf("smc: perf: removing child cgroup: %w", err)
+	}
+	return nil
+}
+
+// parseCgroup2Mount finds the cgroup v2 mount in /proc/self/mountinfo text and
+// returns its mount point and the cgroup path it shows (its root field).
+func parseCgroup2Mount(mountinfo string) (mnt, root string, ok bool) {
+	sc := bufio.NewScanner(strings.NewReader(mountinfo))
+	for sc.Scan() {
+		// 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+		pre, post, found := strings.Cut(sc.Text(), " - ")
+		if !found {
+			continue
+		}
+		pf, qf := strings.Fields(pre), strings.Fields(post)
+		if len(pf) < 5 || len(qf) < 1 || qf[0] != "cgroup2" {
+			continue
+		}
+		return unescapeMountinfo(pf[4]), unescapeMountinfo(pf[3]), true
+	}
+	return "", "", false
+}
+
+// parseOwnCgroup returns the cgroup v2 path ("0::/path") from /proc/self/cgroup text.
+func parseOwnCgroup(procCgroup string) (string, bool) {
+	for _, line := range strings.Split(procCgroup, "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok && strings.HasPrefix(p, "/") {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for a space) of mountinfo fields.
+func unescapeMountinfo(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// childProcAttr makes a child process die with this one, so that a killed smc
+// perf leaves no server, wrk or nginx behind.
+func childProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}

@@ -1,0 +1,14 @@
+//go:build !linux
+
+package main
+
+import "syscall"
+
+// perfCgroup stands for the child cgroup smc perf uses on Linux; elsewhere there is none.
+type perfCgroup struct{}
+
+func enterPerfCgroup() (*perfCgroup, string, error) { return nil, "not Linux: no cgroup v2", nil }
+
+func (cg *perfCgroup) leave() error { return nil }
+
+func childProcAttr() *syscall.SysProcAttr { return nil }

@@ -1,0 +1,406 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/smc-go/smc"
+)
+
+// The IPPROTO_SMC cover letter's short-connection benchmark, for fallback:
+//
+//   - wrk-server: wrk -H 'Connection: close' against the server process's Go HTTP
+//     server on net.Listen (tcp) and on smc.Listen (smc-fallback/server; wrk does not
+//     advertise SMC, so the server falls back);
+//   - nginx-client: a Go loop of short HTTP/1.1 requests (Connection: close) with
+//     net.Dialer (tcp) and smc.Dialer (smc-fallback/client) against nginx.
+//
+// A and B alternate (ABAB in even rounds, BABA in odd ones) and the figures are
+// medians over rounds.
+
+func (c *perfClient) runWrk(ctx context.Context) error {
+	if err := c.runWrkServer(ctx); err != nil {
+		return err
+	}
+	return c.runNginxClient(ctx)
+}
+
+// abRounds runs a then b (b then a in odd rounds) for the given number of rounds.
+func abRounds(ctx context.Context, rounds int, a, b func() error) error {
+	for r := 0; r < rounds; r++ {
+		first, second := a, b
+		if r%2 == 1 {
+			first, second = b, a
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := first(); err != nil {
+			return err
+		}
+		if err := second(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// abMeasure is what one A or B measurement collects.
+type abMeasure struct {
+	rate, ccpu, scpu []float64
+	errors           int64
+	err              error
+	states           map[string]int
+}
+
+func (m *abMeasure) row(scenario string, conns int, transport string) *perfRow {
+	r := &perfRow{Group: "wrk", Scenario: scenario, Conns: conns, Transport: transport,
+		Rounds: len(m.rate), OpsPerSec: median(m.rate), ClientCPU: median(m.ccpu), ServerCPU: median(m.scpu),
+		CPUUnit: "us/op", Errors: m.errors}
+	if m.err != nil && len(m.rate) == 0 {
+		r.Error = m.err.Error()
+	}
+	return r
+}
+
+func (c *perfClient) runWrkServer(ctx context.Context) error {
+	wrk, err := exec.LookPath("wrk")
+	for _, n := range c.o.wrkConns {
+		if err != nil {
+			for _, t := range []string{"tcp", "smc-fallback/server"} {
+				c.p.row(&perfRow{Group: "wrk", Scenario: "wrk-server", Conns: n, Transport: t, Unavailable: "wrk not installed (apt-get install wrk)"})
+			}
+			continue
+		}
+		var a, b abMeasure
+		measure := func(m *abMeasure, addr string) func() error {
+			return func() error {
+				if _, err := c.ctl.stats(true); err != nil {
+					return err
+				}
+				s0, err := c.ctl.stats(false)
+				if err != nil {
+					return err
+				}
+				res, err := runWrkOnce(ctx, wrk, "http://"+addr+"/", n, c.o.wrkDuration)
+				if err != nil {
+					m.err = err
+					return nil
+				}
+				s1, err := c.ctl.stats(false)
+				if err != nil {
+					return err
+				}
+				m.rate = append(m.rate, res.rate)
+				m.errors += res.errors
+				if res.requests > 0 {
+					m.ccpu = append(m.ccpu, float64(res.cpu.Microseconds())/float64(res.requests))
+					m.scpu = append(m.scpu, float64((s1.CPUNanos-s0.CPUNanos)/1e3)/float64(res.requests))
+				}
+				if m.states == nil {
+					m.states = map[string]int{}
+				}
+				for k, v := range s1.States["http-smc"] {
+					m.states[k] += v
+				}
+				return nil
+			}
+		}
+		if err := abRounds(ctx, c.o.wrkRounds, measure(&a, c.info.HTTPTCP), measure(&b, c.info.HTTPSMC)); err != nil {
+			return err
+		}
+		ra, rb := a.row("wrk-server", n, "tcp"), b.row("wrk-server", n, "smc-fallback/server")
+		rb.ServerMode = joinStates(b.states)
+		rb.Mode = rb.ServerMode
+		setVsTCP([]*perfRow{ra, rb})
+		c.p.row(ra)
+		c.p.row(rb)
+	}
+	return nil
+}
+
+type wrkResult struct {
+	rate     float64
+	requests int64
+	errors   int64
+	cpu      time.Duration
+}
+
+var (
+	wrkRate     = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkRequests = regexp.MustCompile(`(\d+) requests in`)
+	wrkSocket   = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+	wrkNon2xx   = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+)
+
+// runWrkOnce runs wrk with n connections over two threads and parses its summary.
+func runWrkOnce(ctx context.Context, wrk, url string, n int, d time.Duration) (wrkResult, error) {
+	secs := max(1, int(d.Round(time.Second)/time.Second))
+	cmd := exec.CommandContext(ctx, wrk, "-t2", "-c"+strconv.Itoa(n), "-d"+strconv.Itoa(secs)+"s",
+		"-H", "Connection: close", url)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return wrkResult{}, fmt.Errorf("smc: perf: wrk: %w: %s", err, strings.TrimSpace(out.String()))
+	}
+	return parseWrk(out.String(), cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime())
+}
+
+// parseWrk reads wrk's summary: the request rate, the request count and the
+// errors (socket errors plus non-2xx responses).
+func parseWrk(out string, cpu time.Duration) (wrkResult, error) {
+	m := wrkRate.FindStringSubmatch(out)
+	if m == nil {
+		return wrkResult{}, fmt.Errorf("smc: perf: no rate in wrk's output: %q", out)
+	}
+	res := wrkResult{cpu: cpu}
+	res.rate, _ = strconv.ParseFloat(m[1], 64)
+	if m := wrkRequests.FindStringSubmatch(out); m != nil {
+		res.requests, _ = strconv.ParseInt(m[1], 10, 64)
+	}
+	if m := wrkSocket.FindStringSubmatch(out); m != nil {
+		for _, s := range m[1:] {
+			v, _ := strconv.ParseInt(s, 10, 64)
+			res.errors += v
+		}
+	}
+	if m := wrkNon2xx.FindStringSubmatch(out); m != nil {
+		v, _ := strconv.ParseInt(m[1], 10, 64)
+		res.errors += v
+	}
+	return res, nil
+}
+
+func (c *perfClient) runNginxClient(ctx context.Context) error {
+	ngx, err := startNginx(ctx)
+	if err != nil {
+		for _, n := range c.o.wrkConns {
+			for _, t := range []string{"tcp", "smc-fallback/client"} {
+				c.p.row(&perfRow{Group: "wrk", Scenario: "nginx-client", Conns: n, Transport: t, Unavailable: err.Error()})
+			}
+		}
+		return nil
+	}
+	defer ngx.stop()
+	nd := net.Dialer{Timeout: 10 * time.Second}
+	sd := smc.Dialer{Timeout: 10 * time.Second}
+	for _, n := range c.o.wrkConns {
+		var a, b abMeasure
+		measure := func(m *abMeasure, dial func(ctx context.Context, network, addr string) (net.Conn, error), isSMC bool) func() error {
+			return func() error {
+				cpu0 := processCPU()
+				res := httpLoop(ctx, dial, ngx.addr, n, c.o.wrkDuration, isSMC)
+				cpu := processCPU() - cpu0
+				m.errors += res.errors
+				if res.err != nil {
+					m.err = res.err
+					return nil
+				}
+				m.rate = append(m.rate, float64(res.ops)/res.elapsed.Seconds())
+				m.ccpu = append(m.ccpu, float64(cpu.Microseconds())/float64(res.ops))
+				if m.states == nil {
+					m.states = map[string]int{}
+				}
+				for k, v := range res.clientStates {
+					m.states[k] += v
+				}
+				return nil
+			}
+		}
+		if err := abRounds(ctx, c.o.wrkRounds, measure(&a, nd.DialContext, false), measure(&b, sd.DialContext, true)); err != nil {
+			return err
+		}
+		ra, rb := a.row("nginx-client", n, "tcp"), b.row("nginx-client", n, "smc-fallback/client")
+		rb.ClientMode = joinStates(b.states)
+		rb.Mode = rb.ClientMode
+		setVsTCP([]*perfRow{ra, rb})
+		c.p.row(ra)
+		c.p.row(rb)
+	}
+	return nil
+}
+
+// httpRequest is the short HTTP/1.1 request of the nginx-client scenario.
+const httpRequest = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+
+// httpLoop runs n workers, each repeatedly connecting, sending one request with
+// Connection: close and reading the response to EOF, for d.
+func httpLoop(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), addr string, n int, d time.Duration, isSMC bool) cellResult {
+	var (
+		ops, errs atomic.Int64
+		wg        sync.WaitGroup
+		lastErr   atomic.Value
+		sampler   stateSampler
+	)
+	sampler.left.Store(perfSamples)
+	t0 := time.Now()
+	end := t0.Add(d)
+	for range n {
+		wg.Go(func() {
+			buf := make([]byte, 4096)
+			var done int64
+			for time.Now().Before(end) && ctx.Err() == nil {
+				if err := httpOnce(ctx, dial, addr, buf, &sampler, isSMC); err != nil {
+					errs.Add(1)
+					lastErr.Store(err)
+					continue
+				}
+				done++
+			}
+			ops.Add(done)
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(t0)
+	if ops.Load() == 0 {
+		err, _ := lastErr.Load().(error)
+		if err == nil {
+			err = errors.New("smc: perf: no request completed")
+		}
+		return cellResult{err: err, errors: errs.Load()}
+	}
+	return cellResult{ops: ops.Load(), elapsed: elapsed, errors: errs.Load(), clientStates: sampler.take(false)}
+}
+
+func httpOnce(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), addr string, buf []byte, sampler *stateSampler, isSMC bool) error {
+	conn, err := dial(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if isSMC {
+		sampler.sample(conn)
+	}
+	if _, err := io.WriteString(conn, httpRequest); err != nil {
+		return err
+	}
+	n, total := 0, 0
+	for {
+		m, err := conn.Read(buf[n:])
+		n += m
+		total += m
+		if n == len(buf) {
+			n = 12 // keep the status line's head for the check below
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if total < 12 || string(buf[:12]) != "HTTP/1.1 200" {
+		return fmt.Errorf("smc: perf: unexpected response %q", buf[:min(n, 40)])
+	}
+	return nil
+}
+
+// nginxProc is nginx running on a loopback port with a generated configuration.
+type nginxProc struct {
+	cmd  *exec.Cmd
+	dir  string
+	addr string
+	done chan struct{}
+}
+
+const nginxConf = `daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile 16384;
+pid {{dir}}/nginx.pid;
+error_log {{dir}}/error.log error;
+events { worker_connections 8192; }
+http {
+	access_log off;
+	client_body_temp_path {{dir}}/body;
+	proxy_temp_path {{dir}}/proxy;
+	fastcgi_temp_path {{dir}}/fastcgi;
+	uwsgi_temp_path {{dir}}/uwsgi;
+	scgi_temp_path {{dir}}/scgi;
+	server {
+		listen {{addr}} backlog=4096;
+		location / { return 200 "hello\n"; }
+	}
+}
+`
+
+// startNginx starts nginx as a child process serving a fixed body on a free
+// loopback port, and waits until it accepts connections.
+func startNginx(ctx context.Context) (*nginxProc, error) {
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		for _, p := range []string{"/usr/sbin/nginx", "/usr/local/sbin/nginx"} {
+			if _, serr := os.Stat(p); serr == nil {
+				bin, err = p, nil
+				break
+			}
+		}
+	}
+	if err != nil {
+		return nil, errors.New("nginx not installed (apt-get install nginx)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dir, err := os.MkdirTemp("", "smc-perf-nginx-")
+	if err != nil {
+		return nil, err
+	}
+	conf := strings.NewReplacer("{{dir}}", dir, "{{addr}}", addr).Replace(nginxConf)
+	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = childProcAttr()
+	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("starting nginx: %w", err)
+	}
+	p := &nginxProc{cmd: cmd, dir: dir, addr: addr, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(p.done) }()
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return p, nil
+		}
+		select {
+		case <-p.done:
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("nginx exited: %s", strings.TrimSpace(out.String()))
+		case <-ctx.Done():
+			p.stop()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, fmt.Errorf("nginx did not accept on %s: %s", addr, strings.TrimSpace(out.String()))
+		}
+	}
+}
+
+func (p *nginxProc) stop() {
+	p.cmd.Process.Kill()
+	<-p.done
+	os.RemoveAll(p.dir)
+}
