@@ -1,0 +1,15 @@
+//go:build !linux
+
+package shm
+
+import "net"
+
+func supported() error                            { return ErrNotSupported }
+func closeFD(int)                                 {}
+func newDMB(int) (*dmb, error)                    { return nil, ErrNotSupported }
+func mapPeerDMB(int, int) (*dmb, error)           { return nil, ErrNotSupported }
+func (d *dmb) closeFD()                           {}
+func (d *dmb) release()                           {}
+func (s *Stream) wake(byte)                       {}
+func readHello(*net.UnixConn) (hello, int, error) { return hello{}, -1, ErrNotSupported }
+func writeHello(*net.UnixConn, hello, int) error  { return ErrNotSupported }

@@ -1,0 +1,680 @@
+package shm
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Local state bits of a Stream (Stream.state). Bits are only ever added.
+const (
+	stReadClosed  uint32 = 1 << iota // CloseRead was called
+	stWriteClosed                    // CloseWrite was called
+	stClosed                         // Close or Abort was called
+	stHungUp                         // the control socket reported EOF or an error
+	stFailed                         // Stream.err is set: reset or protocol violation
+)
+
+// A Stream is one full-duplex byte stream over two DMBs: it receives into its own DMB and
+// sends into the peer's. It has the semantics of a TCP connection: partial reads, io.EOF
+// after the peer's CloseWrite, backpressure when the peer's ring is full, deadlines on
+// every blocking call, reset errors (wrapping syscall.ECONNRESET) after the peer aborted,
+// died or broke the protocol, and errors wrapping net.ErrClosed after Close.
+//
+// All methods are safe for concurrent use. Concurrent Reads (or Writes) are serialised.
+// A Stream has no addresses of its own: the root package wraps it with those of the TCP
+// connection that negotiated it.
+type Stream struct {
+	ctrl *net.UnixConn   // wake-ups and liveness; closed by Close
+	rc   syscall.RawConn // ctrl's raw connection, for non-blocking wake-up sends
+
+	rxd, txd *dmb    // own DMB (data arrives here) and the peer's DMB (data goes there)
+	rxh, txh *header // their control areas
+
+	state     atomic.Uint32 // st* bits; transitions under mu
+	rdl, wdl  atomic.Int64  // read and write deadlines, unix nanoseconds; 0 = none
+	watchDone chan struct{} // closed when the watch goroutine has returned
+
+	rmu sync.Mutex // serialises readers; guards rx and rw; held by Close while tearing down
+	rx  rxCursor
+	rw  waiter
+
+	wmu sync.Mutex // serialises writers; guards tx and ww; held by Close while tearing down
+	tx  txCursor
+	ww  waiter
+
+	mu       sync.Mutex // guards the fields below and state transitions
+	err      error      // sticky terminal error once stFailed is set
+	pubP     uint32     // flags published in the peer's DMB producer line (txh.prod.flags)
+	pubC     uint32     // flags published in our consumer line (rxh.cons.flags)
+	unmapped bool       // the DMBs are gone: publish nothing
+}
+
+// waiter is one direction's parking state.
+type waiter struct {
+	wake  chan struct{} // capacity 1: a pending kick (peer wake-up, close, deadline change)
+	seq   uint32        // sequence number of our last announced sleep
+	rung  uint32        // the peer's last announced sleep we already woke
+	timer *time.Timer   // reused deadline timer
+}
+
+// newStream starts a stream over an established control socket and two mapped DMBs. It
+// takes ownership of all three.
+func newStream(ctrl *net.UnixConn, rx, tx *dmb) (*Stream, error) {
+	rc, err := ctrl.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("smc: shm: control socket: %w", err)
+	}
+	s := &Stream{
+		ctrl:      ctrl,
+		rc:        rc,
+		rxd:       rx,
+		txd:       tx,
+		rxh:       headerOf(rx.mem),
+		txh:       headerOf(tx.mem),
+		watchDone: make(chan struct{}),
+		rx:        rxCursor{size: uint64(len(rx.ring))},
+		tx:        txCursor{size: uint64(len(tx.ring))},
+		rw:        waiter{wake: make(chan struct{}, 1)},
+		ww:        waiter{wake: make(chan struct{}, 1)},
+	}
+	go s.watch()
+	return s, nil
+}
+
+// RingSize returns the size of the ring this stream receives into.
+func (s *Stream) RingSize() int { return int(s.rx.size) }
+
+// PeerRingSize returns the size of the peer's ring, which this stream sends into.
+func (s *Stream) PeerRingSize() int { return int(s.tx.size) }
+
+// Read reads up to len(b) bytes that the peer wrote. It blocks until at least one byte is
+// available, the peer is done writing (io.EOF once everything was read), the stream fails,
+// or the read deadline passes.
+func (s *Stream) Read(b []byte) (int, error) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if err := deadlinePassed(&s.rdl, "read"); err != nil {
+		return 0, err
+	}
+	for {
+		if err := s.readable(); err != nil {
+			return 0, err
+		}
+		if err := s.pollRx(); err != nil {
+			return 0, err
+		}
+		if s.rx.avail() > 0 {
+			if len(b) == 0 {
+				return 0, nil
+			}
+			return s.consume(b), nil
+		}
+		if s.rx.eof() {
+			return 0, io.EOF
+		}
+		if len(b) == 0 {
+			return 0, nil
+		}
+		if err := s.waitRx(); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// WriteTo writes everything the peer sends to w until io.EOF, straight from the ring
+// (one copy less than io.Copy through a buffer). It implements io.WriterTo; w must not
+// retain the slices it is given, as io.Writer requires.
+func (s *Stream) WriteTo(w io.Writer) (int64, error) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if err := deadlinePassed(&s.rdl, "read"); err != nil {
+		return 0, err
+	}
+	var total int64
+	for {
+		if err := s.readable(); err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return total, err
+		}
+		if err := s.pollRx(); err != nil {
+			return total, err
+		}
+		if n := s.rx.avail(); n > 0 {
+			off := s.rx.cons & (s.rx.size - 1)
+			chunk := s.rxd.ring[off:min(off+n, s.rx.size)]
+			k, err := w.Write(chunk)
+			if k < 0 || k > len(chunk) {
+				k = 0
+				if err == nil {
+					err = fmt.Errorf("smc: shm: invalid write count from %T", w)
+				}
+			}
+			s.advanceRx(uint64(k))
+			total += int64(k)
+			if err == nil && k < len(chunk) {
+				err = io.ErrShortWrite
+			}
+			if err != nil {
+				return total, err
+			}
+			continue
+		}
+		if s.rx.eof() {
+			return total, nil
+		}
+		if err := s.waitRx(); err != nil {
+			return total, err
+		}
+	}
+}
+
+// readable reports the local reasons a read cannot proceed.
+func (s *Stream) readable() error {
+	st := s.state.Load()
+	switch {
+	case st&stClosed != 0:
+		return errClosed("read")
+	case st&stFailed != 0:
+		return s.stickyErr()
+	case st&stReadClosed != 0:
+		return io.EOF
+	}
+	return nil
+}
+
+// pollRx loads the peer's producer line once, validates it and records it in s.rx.
+// Memory ordering: the local state is loaded before the flags (so a hang-up we see was
+// preceded by whatever flags the peer published before closing its socket), and the flags
+// before the cursor (the producer stores its final cursor before fDone, so after seeing
+// fDone the cursor we load is final). The cursor is loaded before the data it covers is
+// read: the producer copies the data in and only then stores the cursor.
+func (s *Stream) pollRx() error {
+	st := s.state.Load()
+	f := s.rxh.prod.flags.Load()
+	p := s.rxh.prod.cursor.Load()
+	if err := s.rx.observe(f, p); err != nil {
+		return s.fail(err)
+	}
+	switch {
+	case s.rx.flags&fAbort != 0:
+		return s.fail(errReset("peer aborted"))
+	case st&stHungUp != 0 && s.rx.flags&(fDone|fClosed) == 0:
+		return s.fail(errReset("peer vanished"))
+	}
+	return nil
+}
+
+// consume copies validated bytes out of the ring into b and publishes the new consumer
+// cursor.
+func (s *Stream) consume(b []byte) int {
+	n := min(uint64(len(b)), s.rx.avail())
+	off := s.rx.cons & (s.rx.size - 1)
+	c := copy(b[:n], s.rxd.ring[off:])
+	copy(b[c:n], s.rxd.ring)
+	s.advanceRx(n)
+	return int(n)
+}
+
+// advanceRx publishes that n more bytes were consumed, then wakes the peer's writer if it
+// announced a sleep and a quarter of the ring is free (fewer, larger wake-ups: the silly
+// window avoidance of RFC 7609's 10% rule, coarser because a wake-up costs more than a
+// CDC message).
+//
+// The consumer cursor is stored after the bytes were copied out (an atomic store orders
+// the loads before it), so the peer never overwrites bytes still being read. The store
+// and the following load of the peer's sleep word are both sequentially consistent: with
+// the writer's "announce sleep, then reload our cursor" this is Dekker's pattern, so at
+// least one side sees the other and no wake-up is lost.
+func (s *Stream) advanceRx(n uint64) {
+	if n == 0 {
+		return
+	}
+	s.rx.cons += n
+	s.rxh.cons.cursor.Store(s.rx.cons)
+	if v := s.rxh.prod.sleep.Load(); v != 0 && v != s.rw.rung && s.rx.size-s.rx.avail() >= s.rx.size/4 {
+		s.rw.rung = v
+		s.wake(wakeSpace)
+	}
+}
+
+func (s *Stream) waitRx() error {
+	p0, f0 := s.rx.prod, s.rx.flags
+	h := &s.rxh.prod
+	return s.wait(&s.rw, &s.rxh.cons.sleep, &s.rdl, "read", func() bool {
+		return h.cursor.Load() != p0 || h.flags.Load() != f0
+	})
+}
+
+// Write writes b into the peer's ring, blocking while the ring is full. It returns early
+// only with an error: the stream closed or failed, the peer stopped reading (EPIPE), or
+// the write deadline passed, in which case n bytes were written.
+func (s *Stream) Write(b []byte) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := deadlinePassed(&s.wdl, "write"); err != nil {
+		return 0, err
+	}
+	n := 0
+	for {
+		if err := s.writable(); err != nil {
+			return n, err
+		}
+		if err := s.pollTx(); err != nil {
+			return n, err
+		}
+		for n < len(b) && s.tx.free() > 0 {
+			k := min(s.tx.free(), uint64(len(b)-n), s.tx.size/4)
+			s.produce(b[n : n+int(k)])
+			n += int(k)
+		}
+		if n == len(b) {
+			return n, nil
+		}
+		if err := s.waitTx(); err != nil {
+			return n, err
+		}
+	}
+}
+
+// ReadFrom reads from r straight into the peer's ring until io.EOF (one copy less than
+// io.Copy through a buffer). It implements io.ReaderFrom; r must not retain the slices it
+// is given, as io.Reader requires.
+func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := deadlinePassed(&s.wdl, "write"); err != nil {
+		return 0, err
+	}
+	var total int64
+	for {
+		if err := s.writable(); err != nil {
+			return total, err
+		}
+		if err := s.pollTx(); err != nil {
+			return total, err
+		}
+		if s.tx.free() == 0 {
+			if err := s.waitTx(); err != nil {
+				return total, err
+			}
+			continue
+		}
+		off := s.tx.prod & (s.tx.size - 1)
+		end := min(off+s.tx.free(), s.tx.size, off+s.tx.size/4)
+		chunk := s.txd.ring[off:end]
+		k, err := r.Read(chunk)
+		if k < 0 || k > len(chunk) {
+			return total, fmt.Errorf("smc: shm: invalid read count from %T", r)
+		}
+		if k > 0 {
+			s.publishProd(uint64(k))
+			total += int64(k)
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// writable reports the local reasons a write cannot proceed.
+func (s *Stream) writable() error {
+	st := s.state.Load()
+	switch {
+	case st&stClosed != 0:
+		return errClosed("write")
+	case st&stFailed != 0:
+		return s.stickyErr()
+	case st&stWriteClosed != 0:
+		return errPipe("write")
+	}
+	return nil
+}
+
+// pollTx loads the peer's consumer line once (flags before the cursor, see pollRx),
+// validates it and records it in s.tx.
+func (s *Stream) pollTx() error {
+	st := s.state.Load()
+	f := s.txh.cons.flags.Load()
+	c := s.txh.cons.cursor.Load()
+	if err := s.tx.observe(f, c); err != nil {
+		return s.fail(err)
+	}
+	switch {
+	case s.tx.flags&fAbort != 0:
+		return s.fail(errReset("peer aborted"))
+	case s.tx.flags&(fDone|fClosed) != 0:
+		return errPipe("write")
+	case st&stHungUp != 0:
+		return s.fail(errReset("peer vanished"))
+	}
+	return nil
+}
+
+// produce copies p (at most the free space) into the peer's ring and publishes it.
+func (s *Stream) produce(p []byte) {
+	off := s.tx.prod & (s.tx.size - 1)
+	c := copy(s.txd.ring[off:], p)
+	copy(s.txd.ring, p[c:])
+	s.publishProd(uint64(len(p)))
+}
+
+// publishProd publishes n more bytes already copied into the peer's ring, then wakes the
+// peer's reader if it announced a sleep we have not yet answered.
+//
+// The data is written with ordinary stores before the cursor is stored atomically (a
+// release on every architecture Go supports), so a reader that loads the new cursor sees
+// the data. Store-then-load of the peer's sleep word pairs with the reader's
+// announce-then-recheck, as in advanceRx.
+func (s *Stream) publishProd(n uint64) {
+	s.tx.prod += n
+	s.txh.prod.cursor.Store(s.tx.prod)
+	if v := s.txh.cons.sleep.Load(); v != 0 && v != s.ww.rung {
+		s.ww.rung = v
+		s.wake(wakeData)
+	}
+}
+
+func (s *Stream) waitTx() error {
+	c0, f0 := s.tx.cons, s.tx.flags
+	h := &s.txh.cons
+	return s.wait(&s.ww, &s.txh.prod.sleep, &s.wdl, "write", func() bool {
+		return h.cursor.Load() != c0 || h.flags.Load() != f0
+	})
+}
+
+// wait blocks until ready reports true, the local state changes, a kick arrives, or the
+// deadline passes. It first spins (if the process spin budget allows), then announces a
+// sleep in the shared sleep word, rechecks, and parks on w.wake, which the watch goroutine
+// kicks when the peer sends a wake-up. Spurious returns are fine: callers loop.
+func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op string, ready func() bool) error {
+	st0 := s.state.Load()
+	changed := func() bool { return ready() || s.state.Load() != st0 }
+	if acquireSpin() {
+		limit := time.Duration(spinNanos.Load())
+		start := time.Now()
+		for i := 1; ; i++ {
+			if changed() {
+				releaseSpin()
+				return nil
+			}
+			if i%64 == 0 {
+				// Yield so that, even with GOMAXPROCS=1, the goroutine we wait for runs.
+				runtime.Gosched()
+				if time.Since(start) > limit || deadlinePassed(dl, op) != nil {
+					break
+				}
+			}
+		}
+		releaseSpin()
+	}
+
+	w.seq++
+	if w.seq == 0 {
+		w.seq = 1
+	}
+	sleep.Store(w.seq) // announce
+	defer sleep.Store(0)
+	if changed() { // recheck after announcing: the peer may have missed the announcement
+		return nil
+	}
+	var timeout <-chan time.Time
+	if d := dl.Load(); d != 0 {
+		left := time.Until(time.Unix(0, d))
+		if left <= 0 {
+			return &timeoutError{op}
+		}
+		if w.timer == nil {
+			w.timer = time.NewTimer(left)
+		} else {
+			w.timer.Reset(left)
+		}
+		defer w.timer.Stop()
+		timeout = w.timer.C
+	}
+	select {
+	case <-w.wake:
+		return nil
+	case <-timeout:
+		return deadlinePassed(dl, op) // nil if the deadline moved meanwhile
+	}
+}
+
+// deadlinePassed returns a timeout error if the deadline in dl has passed.
+func deadlinePassed(dl *atomic.Int64, op string) error {
+	if d := dl.Load(); d != 0 && time.Now().UnixNano() >= d {
+		return &timeoutError{op}
+	}
+	return nil
+}
+
+// fail records err as the stream's terminal error (the first one wins), tells the peer the
+// stream is aborted, wakes local waiters, and returns the terminal error.
+func (s *Stream) fail(err error) error {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+		s.state.Or(stFailed)
+	}
+	err = s.err
+	s.publishLocked(fAbort, fAbort)
+	s.mu.Unlock()
+	s.kick()
+	s.wake(wakeData | wakeSpace)
+	return err
+}
+
+func (s *Stream) stickyErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// publishLocked adds flags to our two control lines: pf to the producer line in the
+// peer's DMB, cf to the consumer line in ours. s.mu must be held. Flags are sticky, so
+// the local copies pubP/pubC are the truth; the shared words are never read back (the
+// peer can write them too).
+func (s *Stream) publishLocked(pf, cf uint32) {
+	if s.unmapped {
+		return
+	}
+	if s.pubP|pf != s.pubP {
+		s.pubP |= pf
+		s.txh.prod.flags.Store(s.pubP)
+	}
+	if s.pubC|cf != s.pubC {
+		s.pubC |= cf
+		s.rxh.cons.flags.Store(s.pubC)
+	}
+}
+
+// kick wakes local waiters so that they re-examine the stream.
+func (s *Stream) kick() {
+	for _, c := range [...]chan struct{}{s.rw.wake, s.ww.wake} {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// watch reads the control socket for the stream's life: one-byte wake-ups from the peer,
+// and EOF when the peer closes it or dies (the kernel closes a dead process's sockets, so
+// peer death is noticed at once). It never touches shared memory, so Close can unmap as
+// soon as it has returned.
+func (s *Stream) watch() {
+	defer close(s.watchDone)
+	var buf [16]byte
+	for {
+		n, err := s.ctrl.Read(buf[:])
+		if err != nil || n == 0 {
+			s.state.Or(stHungUp)
+			s.kick()
+			return
+		}
+		if n != 1 || buf[0]&^wakeKnown != 0 || buf[0] == 0 {
+			s.mu.Lock()
+			if s.err == nil {
+				s.err = violation("unexpected %d-byte control message %#x", n, buf[0])
+				s.state.Or(stFailed)
+			}
+			s.mu.Unlock()
+			s.kick()
+			return
+		}
+		if buf[0]&wakeData != 0 {
+			kickOne(s.rw.wake)
+		}
+		if buf[0]&wakeSpace != 0 {
+			kickOne(s.ww.wake)
+		}
+	}
+}
+
+func kickOne(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// CloseWrite tells the peer that nothing more will be written: the peer's Read returns
+// io.EOF once it has read everything before it. Later Writes fail with EPIPE.
+func (s *Stream) CloseWrite() error {
+	s.mu.Lock()
+	if s.state.Load()&stClosed != 0 {
+		s.mu.Unlock()
+		return errClosed("close write")
+	}
+	s.state.Or(stWriteClosed)
+	s.mu.Unlock()
+	kickOne(s.ww.wake)
+	s.wmu.Lock() // after any Write in progress, so fDone follows its last cursor
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	s.publishLocked(fDone, 0)
+	s.mu.Unlock()
+	s.wake(wakeData)
+	return nil
+}
+
+// CloseRead stops reading: later Reads return io.EOF and the peer's Writes fail with EPIPE.
+func (s *Stream) CloseRead() error {
+	s.mu.Lock()
+	if s.state.Load()&stClosed != 0 {
+		s.mu.Unlock()
+		return errClosed("close read")
+	}
+	s.state.Or(stReadClosed)
+	s.mu.Unlock()
+	kickOne(s.rw.wake)
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	s.mu.Lock()
+	s.publishLocked(0, fDone)
+	s.mu.Unlock()
+	s.wake(wakeSpace)
+	return nil
+}
+
+// Close closes both directions. The peer reads what was written, then io.EOF; its Writes
+// fail with EPIPE. If unread data from the peer remains, Close aborts instead, like TCP
+// (which sends a RST) and Linux SMC (peer_conn_abort). Blocked Reads and Writes return
+// promptly with an error wrapping net.ErrClosed, as do all later calls. Every mapping and
+// file descriptor of the stream is released before Close returns.
+func (s *Stream) Close() error { return s.close(false) }
+
+// Abort closes the stream abortively, like Close with SO_LINGER 0 on TCP: the peer's Reads
+// and Writes fail with a reset error (wrapping syscall.ECONNRESET), discarding unread data.
+func (s *Stream) Abort() error { return s.close(true) }
+
+func (s *Stream) close(abort bool) error {
+	s.mu.Lock()
+	if s.state.Load()&stClosed != 0 {
+		s.mu.Unlock()
+		return errClosed("close")
+	}
+	s.state.Or(stClosed)
+	s.mu.Unlock()
+	s.kick()
+
+	// Blocked Reads and Writes see stClosed on their next check and release their locks;
+	// from here on no goroutine touches the mappings but this one.
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+
+	s.mu.Lock()
+	if !abort && s.state.Load()&stFailed == 0 {
+		f := s.rxh.prod.flags.Load()
+		if p := s.rxh.prod.cursor.Load(); p != s.rx.cons && f&fAbort == 0 {
+			abort = true
+		}
+	}
+	if abort || s.state.Load()&stFailed != 0 {
+		s.publishLocked(fAbort, fAbort)
+	} else {
+		s.publishLocked(fDone|fClosed, fClosed)
+	}
+	s.unmapped = true
+	s.mu.Unlock()
+	s.wake(wakeData | wakeSpace)
+
+	// Closing the socket only after the flags are published lets the peer tell an orderly
+	// close from a death.
+	err := s.ctrl.Close()
+	<-s.watchDone
+	s.rxd.release()
+	s.txd.release()
+	if err != nil {
+		return fmt.Errorf("smc: shm: close: %w", err)
+	}
+	return nil
+}
+
+// SetDeadline sets the read and write deadlines; see net.Conn.
+func (s *Stream) SetDeadline(t time.Time) error {
+	if err := s.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return s.SetWriteDeadline(t)
+}
+
+// SetReadDeadline sets the deadline for Read and WriteTo, including calls already
+// blocked. A zero t means no deadline.
+func (s *Stream) SetReadDeadline(t time.Time) error {
+	return s.setDeadline(&s.rdl, s.rw.wake, t)
+}
+
+// SetWriteDeadline sets the deadline for Write and ReadFrom, including calls already
+// blocked. A zero t means no deadline.
+func (s *Stream) SetWriteDeadline(t time.Time) error {
+	return s.setDeadline(&s.wdl, s.ww.wake, t)
+}
+
+func (s *Stream) setDeadline(dl *atomic.Int64, wake chan struct{}, t time.Time) error {
+	if s.state.Load()&stClosed != 0 {
+		return errClosed("set deadline")
+	}
+	var d int64
+	if !t.IsZero() {
+		d = t.UnixNano()
+		if d == 0 {
+			d = 1
+		}
+	}
+	dl.Store(d)
+	kickOne(wake)
+	return nil
+}

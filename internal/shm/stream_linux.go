@@ -1,0 +1,18 @@
+package shm
+
+import "golang.org/x/sys/unix"
+
+// wake sends a one-byte wake-up to the peer's watch goroutine. MSG_DONTWAIT: we never block
+// on a peer. If its socket buffer is full it already has wake-ups pending (an honest peer
+// holds at most one per announced sleep), and a dead peer needs none.
+func (s *Stream) wake(b byte) {
+	msg := [1]byte{b}
+	s.rc.Write(func(fd uintptr) bool {
+		for {
+			err := unix.Sendto(int(fd), msg[:], unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, nil)
+			if err != unix.EINTR {
+				return true
+			}
+		}
+	})
+}

@@ -1,0 +1,362 @@
+package shm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// pair returns two connected streams in this process, both over real memfds exchanged
+// through a real Endpoint: a is the server side (ring aSize), b the client (ring bSize).
+func pair(t testing.TB, aSize, bSize int) (a, b *Stream) {
+	t.Helper()
+	e, err := Listen(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	o, err := e.Offer(aSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	type res struct {
+		s   *Stream
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		s, err := Connect(ctx, e.Addr(), o.Token(), bSize, aSize)
+		ch <- res{s, err}
+	}()
+	a, err = o.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	b = r.s
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+func TestRoundTrip(t *testing.T) {
+	defer checkLeaks(t)()
+	a, b := pair(t, 64<<10, 16<<10)
+	for _, n := range []int{1, 100, 16 << 10, 100 << 10, 1 << 20} {
+		msg := bytes.Repeat([]byte{byte(n)}, n)
+		go func() {
+			if _, err := a.Write(msg); err != nil {
+				t.Error(err)
+			}
+		}()
+		got := make([]byte, n)
+		if _, err := io.ReadFull(b, got); err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		if !bytes.Equal(got, msg) {
+			t.Fatalf("%d bytes: data differs", n)
+		}
+	}
+	a.Close()
+	b.Close()
+}
+
+// checkLeaks records the open fds and mappings and returns a function that fails the
+// test if they did not return to their start.
+func checkLeaks(t *testing.T) func() {
+	fds0, maps0 := countFDs(t), countMaps(t)
+	return func() {
+		t.Helper()
+		var fds, maps int
+		for range 100 {
+			fds, maps = countFDs(t), countMaps(t)
+			if fds <= fds0 && maps <= maps0 {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Errorf("leak: %d fds (was %d), %d mappings (was %d)", fds, fds0, maps, maps0)
+	}
+}
+
+func countFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+func countMaps(t *testing.T) int {
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "smc-dmb")
+}
+
+func TestPartialRead(t *testing.T) {
+	a, b := pair(t, MinRingSize, MinRingSize)
+	if _, err := a.Write([]byte("hello, world")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	var got []byte
+	for len(got) < 12 {
+		n, err := b.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > len(buf) || n == 0 {
+			t.Fatalf("Read returned %d", n)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if string(got) != "hello, world" {
+		t.Fatalf("got %q", got)
+	}
+	if n, err := b.Read(nil); n != 0 || err != nil {
+		t.Fatalf("Read(nil) = %d, %v", n, err)
+	}
+}
+
+func TestCloseWriteEOF(t *testing.T) {
+	a, b := pair(t, MinRingSize, MinRingSize)
+	msg := bytes.Repeat([]byte("x"), 3*MinRingSize) // more than the ring: EOF must follow all of it
+	go func() {
+		a.Write(msg)
+		a.CloseWrite()
+	}()
+	got, err := io.ReadAll(b)
+	if err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("ReadAll = %d bytes, %v; want %d bytes, nil", len(got), err, len(msg))
+	}
+	if n, err := b.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("Read after EOF = %d, %v", n, err)
+	}
+	if _, err := a.Write([]byte("late")); !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("Write after CloseWrite: %v, want EPIPE", err)
+	}
+	// The other direction still works.
+	if _, err := b.Write([]byte("reply")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(a, buf); err != nil || string(buf) != "reply" {
+		t.Fatalf("reply: %q, %v", buf, err)
+	}
+	// CloseRead: later Reads see EOF, the peer's Writes fail with EPIPE.
+	if err := a.CloseRead(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Read(buf); err != io.EOF {
+		t.Fatalf("Read after CloseRead: %v", err)
+	}
+	if _, err := b.Write([]byte("x")); !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("Write to a peer that closed reading: %v, want EPIPE", err)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) && errors.As(err, &ne) && ne.Timeout()
+}
+
+func TestDeadlines(t *testing.T) {
+	a, b := pair(t, MinRingSize, MinRingSize)
+	buf := make([]byte, 10)
+
+	// Past deadline: immediate timeout even with data available.
+	a.Write([]byte("data"))
+	b.SetReadDeadline(time.Now().Add(-time.Second))
+	if _, err := b.Read(buf); !isTimeout(err) {
+		t.Fatalf("Read with past deadline: %v", err)
+	}
+	// Future deadline on an empty ring.
+	b.SetReadDeadline(time.Time{})
+	if n, err := b.Read(buf); n != 4 || err != nil {
+		t.Fatalf("Read = %d, %v", n, err)
+	}
+	b.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+	if _, err := b.Read(buf); !isTimeout(err) {
+		t.Fatalf("Read past deadline: %v", err)
+	}
+	if _, ok := func() (net.Error, bool) {
+		_, err := b.Read(buf)
+		ne, ok := err.(net.Error)
+		return ne, ok && ne.Timeout()
+	}(); !ok {
+		t.Fatal("timeout error is not a net.Error itself")
+	}
+	// Moving the deadline while a Read is blocked applies to it.
+	b.SetReadDeadline(time.Now().Add(time.Hour))
+	done := make(chan error, 1)
+	go func() { _, err := b.Read(buf); done <- err }()
+	time.Sleep(20 * time.Millisecond)
+	b.SetReadDeadline(time.Now())
+	select {
+	case err := <-done:
+		if !isTimeout(err) {
+			t.Fatalf("blocked Read: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("blocked Read ignored the new deadline")
+	}
+	// Write deadline with a full ring: exactly the ring size gets written.
+	b.SetWriteDeadline(time.Now().Add(30 * time.Millisecond))
+	n, err := b.Write(make([]byte, 2*MinRingSize))
+	if !isTimeout(err) || n != MinRingSize {
+		t.Fatalf("Write into a full ring = %d, %v; want %d, timeout", n, err, MinRingSize)
+	}
+}
+
+func TestConcurrentClose(t *testing.T) {
+	for _, abort := range []bool{false, true} {
+		a, b := pair(t, MinRingSize, MinRingSize)
+		errs := make(chan error, 2)
+		go func() { _, err := a.Read(make([]byte, 10)); errs <- err }()
+		go func() { _, err := a.Write(make([]byte, 4*MinRingSize)); errs <- err }()
+		time.Sleep(20 * time.Millisecond)
+		if abort {
+			a.Abort()
+		} else {
+			a.Close()
+		}
+		for range 2 {
+			select {
+			case err := <-errs:
+				if !errors.Is(err, net.ErrClosed) {
+					t.Errorf("blocked call after Close: %v, want net.ErrClosed", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("blocked call did not return after Close")
+			}
+		}
+		for _, err := range []error{
+			func() error { _, err := a.Read(nil); return err }(),
+			func() error { _, err := a.Write([]byte("x")); return err }(),
+			a.Close(), a.Abort(), a.CloseWrite(), a.CloseRead(), a.SetDeadline(time.Now()),
+		} {
+			if !errors.Is(err, net.ErrClosed) {
+				t.Errorf("after Close: %v, want net.ErrClosed", err)
+			}
+		}
+		b.Close()
+	}
+}
+
+func TestPeerClose(t *testing.T) {
+	t.Run("orderly", func(t *testing.T) {
+		a, b := pair(t, MinRingSize, MinRingSize)
+		a.Write([]byte("last words"))
+		a.Close()
+		got, err := io.ReadAll(b)
+		if string(got) != "last words" || err != nil {
+			t.Fatalf("ReadAll = %q, %v", got, err)
+		}
+		if _, err := b.Write([]byte("x")); !errors.Is(err, syscall.EPIPE) {
+			t.Fatalf("Write to closed peer: %v, want EPIPE", err)
+		}
+	})
+	t.Run("abort", func(t *testing.T) {
+		a, b := pair(t, MinRingSize, MinRingSize)
+		a.Write([]byte("discarded"))
+		errs := make(chan error, 1)
+		go func() { _, err := b.Write(make([]byte, 4*MinRingSize)); errs <- err }() // blocks: a never reads
+		time.Sleep(10 * time.Millisecond)
+		a.Abort()
+		if err := <-errs; !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("blocked Write after peer abort: %v, want ECONNRESET", err)
+		}
+		if _, err := b.Read(make([]byte, 10)); !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("Read after peer abort: %v, want ECONNRESET", err)
+		}
+	})
+	t.Run("close with unread data resets", func(t *testing.T) {
+		a, b := pair(t, MinRingSize, MinRingSize)
+		b.Write([]byte("never read"))
+		a.Close()
+		if _, err := b.Read(make([]byte, 10)); !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("Read: %v, want ECONNRESET", err)
+		}
+	})
+}
+
+func TestBackpressure(t *testing.T) {
+	a, b := pair(t, MinRingSize, MinRingSize)
+	const total = 256 * MinRingSize
+	var written sync.WaitGroup
+	written.Add(1)
+	go func() {
+		defer written.Done()
+		buf := make([]byte, 3000)
+		for i := 0; i < total; i += len(buf) {
+			for j := range buf {
+				buf[j] = byte(i + j)
+			}
+			if _, err := a.Write(buf[:min(len(buf), total-i)]); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+		a.CloseWrite()
+	}()
+	// Read slowly, in odd sizes; the writer must block, never overwrite.
+	var off int
+	buf := make([]byte, 777)
+	for {
+		n, err := b.Read(buf)
+		for j := range n {
+			if buf[j] != byte(off+j) {
+				t.Fatalf("byte %d = %d, want %d", off+j, buf[j], byte(off+j))
+			}
+		}
+		off += n
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if off != total {
+		t.Fatalf("read %d bytes, want %d", off, total)
+	}
+	written.Wait()
+}
+
+func TestReaderFromWriterTo(t *testing.T) {
+	defer checkLeaks(t)()
+	a, b := pair(t, MinRingSize, 64<<10)
+	want := make([]byte, 1<<20)
+	for i := range want {
+		want[i] = byte(i * 7)
+	}
+	go func() {
+		if n, err := a.ReadFrom(bytes.NewReader(want)); n != int64(len(want)) || err != nil {
+			t.Errorf("ReadFrom = %d, %v", n, err)
+		}
+		a.CloseWrite()
+	}()
+	var got bytes.Buffer
+	if n, err := b.WriteTo(&got); n != int64(len(want)) || err != nil {
+		t.Fatalf("WriteTo = %d, %v", n, err)
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Fatal("data differs")
+	}
+	a.Close()
+	b.Close()
+}
