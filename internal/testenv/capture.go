@@ -93,7 +93,9 @@ func StartCapture(tb testing.TB, iface, filter string) *Capture {
 	tcpdump := RequireTool(tb, "tcpdump")
 	c := &Capture{tb: tb, file: filepath.Join(tb.TempDir(), "capture.pcap")}
 	// -Z root: keep writing the file as root rather than dropping to user tcpdump.
-	c.cmd = exec.Command(tcpdump, "-i", iface, "-n", "-U", "-s", "200", "-Z", "root", "-w", c.file, filter)
+	// --immediate-mode: hand each packet over at once; libpcap otherwise holds them
+	// in a ring block for up to a second, and a stopped capture loses them.
+	c.cmd = exec.Command(tcpdump, "-i", iface, "-n", "-U", "--immediate-mode", "-s", "200", "-Z", "root", "-w", c.file, filter)
 	stderr, err := c.cmd.StderrPipe()
 	if err != nil {
 		tb.Fatal(err)
