@@ -1,0 +1,210 @@
+package signal
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// Where AttachCgroup mounts bpffs when none is mounted.
+const defaultBPFFS = "/sys/fs/bpf"
+
+// Modes of the pinned objects. The link and the SYN-ACK records are root's alone;
+// members of AttachOptions.Group may mark and read (marks) and read counters.
+const (
+	modeDirGroup      = 0o750
+	modeDirPrivate    = 0o700
+	modeMarksGroup    = 0o660
+	modeCountersGroup = 0o640
+	modePrivate       = 0o600
+)
+
+// resolveCgroup returns the cgroup v2 directory that path names: a directory inside
+// the cgroup v2 mount, or a cgroup path relative to the mount ("/system.slice/x").
+func resolveCgroup(path string) (cg cgroup, err error) {
+	mnt, err := mountOf("cgroup2")
+	if err != nil {
+		return cgroup{}, err
+	}
+	abs := filepath.Clean(path)
+	if rel, err := filepath.Rel(mnt, abs); err != nil || strings.HasPrefix(rel, "..") || !filepath.IsAbs(path) {
+		abs = filepath.Join(mnt, path)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(abs, &sfs); err != nil {
+		return cgroup{}, err
+	}
+	if sfs.Type != unix.CGROUP2_SUPER_MAGIC {
+		return cgroup{}, fmt.Errorf("%s is not in a cgroup v2 hierarchy", abs)
+	}
+	rel, _ := filepath.Rel(mnt, abs)
+	return cgroup{mount: mnt, rel: filepath.Clean("/" + rel), dir: abs}, nil
+}
+
+// AttachCgroup prepares the cgroup v2 at path for signalling: it loads the program,
+// attaches it with a bpf_link, and pins the link and the maps in a directory of bpffs
+// named after the cgroup's ID (bpffs is mounted at /sys/fs/bpf if none is). Processes
+// in that cgroup or below then [Open] the pinned maps with no privilege, if the
+// files' modes let them: root only, or also AttachOptions.Group. It returns the pin
+// directory. The root cgroup is refused unless opts.ForceRoot is set. It needs
+// CAP_BPF, CAP_NET_ADMIN and, to mount bpffs, CAP_SYS_ADMIN.
+func AttachCgroup(path string, opts AttachOptions) (string, error) {
+	cg, err := resolveCgroup(path)
+	if err != nil {
+		return "", fmt.Errorf("smc: signal: attach: %w", err)
+	}
+	if cg.rel == "/" && !opts.ForceRoot {
+		return "", fmt.Errorf("smc: signal: attach: refusing the root cgroup %s, which would put the program on every TCP socket of the host (force it with --force-root)", cg.dir)
+	}
+	gid := -1
+	if opts.Group != "" {
+		if gid, err = lookupGroup(opts.Group); err != nil {
+			return "", fmt.Errorf("smc: signal: attach: %w", err)
+		}
+	}
+	bpffs, err := ensureBPFFS()
+	if err != nil {
+		return "", fmt.Errorf("smc: signal: attach: %w", err)
+	}
+	id, err := cgroupID(cg.dir)
+	if err != nil {
+		return "", fmt.Errorf("smc: signal: attach: %w", err)
+	}
+	dir := pinDir(bpffs, id)
+	if _, err := os.Stat(dir); err == nil {
+		return "", fmt.Errorf("smc: signal: attach: cgroup %s is already prepared (%s); detach it first: %w", cg.rel, dir, os.ErrExist)
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", fmt.Errorf("smc: signal: attach: %w", err)
+	}
+	if err := prepare(cg, dir, gid); err != nil {
+		removePins(dir)
+		return "", fmt.Errorf("smc: signal: attach: %w", err)
+	}
+	return dir, nil
+}
+
+func prepare(cg cgroup, dir string, gid int) error {
+	dirMode, marksMode, countersMode := os.FileMode(modeDirPrivate), os.FileMode(modePrivate), os.FileMode(modePrivate)
+	if gid >= 0 {
+		dirMode, marksMode, countersMode = modeDirGroup, modeMarksGroup, modeCountersGroup
+	}
+	if err := os.Mkdir(dir, dirMode); err != nil {
+		return err
+	}
+	coll, err := load()
+	if err != nil {
+		return err
+	}
+	defer coll.Close()
+	lnk, err := link.AttachCgroup(link.CgroupOptions{
+		Path: cg.dir, Attach: ebpf.AttachCGroupSockOps, Program: coll.Programs[progName],
+	})
+	if err != nil {
+		return fmt.Errorf("attaching to %s: %w", cg.dir, err)
+	}
+	defer lnk.Close()
+	pins := []struct {
+		name string
+		pin  func(string) error
+		mode os.FileMode
+	}{
+		{mapMarks, coll.Maps[mapMarks].Pin, marksMode},
+		{mapCounters, coll.Maps[mapCounters].Pin, countersMode},
+		{mapRecords, coll.Maps[mapRecords].Pin, modePrivate},
+		{"link", lnk.Pin, modePrivate}, // last: its presence means "prepared"
+	}
+	for _, p := range pins {
+		file := filepath.Join(dir, p.name)
+		if err := p.pin(file); err != nil {
+			return fmt.Errorf("pinning %s: %w", p.name, err)
+		}
+		if err := os.Chmod(file, p.mode); err != nil {
+			return err
+		}
+		if gid >= 0 {
+			if err := os.Chown(file, 0, gid); err != nil {
+				return err
+			}
+		}
+	}
+	if gid >= 0 {
+		return os.Chown(dir, 0, gid)
+	}
+	return nil
+}
+
+// DetachCgroup undoes [AttachCgroup] for the cgroup at path: it removes the pins,
+// which detaches the program. Processes that still hold the maps keep them, but their
+// sockets are no longer signalled.
+func DetachCgroup(path string) error {
+	cg, err := resolveCgroup(path)
+	if err != nil {
+		return fmt.Errorf("smc: signal: detach: %w", err)
+	}
+	bpffs, err := mountOf("bpf")
+	if err != nil {
+		return fmt.Errorf("smc: signal: detach: %w", err)
+	}
+	id, err := cgroupID(cg.dir)
+	if err != nil {
+		return fmt.Errorf("smc: signal: detach: %w", err)
+	}
+	dir := pinDir(bpffs, id)
+	if _, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("smc: signal: detach: cgroup %s is not prepared: %w", cg.rel, err)
+	}
+	if err := removePins(dir); err != nil {
+		return fmt.Errorf("smc: signal: detach: %w", err)
+	}
+	return nil
+}
+
+// removePins removes a pin directory, the link first so that the program is
+// detached before its maps go.
+func removePins(dir string) error {
+	var errs []error
+	for _, name := range []string{"link", mapMarks, mapCounters, mapRecords} {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// ensureBPFFS returns where bpffs is mounted, mounting it at /sys/fs/bpf if needed.
+func ensureBPFFS() (string, error) {
+	if mnt, err := mountOf("bpf"); err == nil {
+		return mnt, nil
+	}
+	if err := os.MkdirAll(defaultBPFFS, 0o755); err != nil {
+		return "", err
+	}
+	if err := unix.Mount("bpf", defaultBPFFS, "bpf", 0, "mode=0755"); err != nil {
+		return "", fmt.Errorf("mounting bpffs at %s: %w", defaultBPFFS, err)
+	}
+	return defaultBPFFS, nil
+}
+
+// lookupGroup resolves a group name or numeric ID.
+func lookupGroup(name string) (int, error) {
+	if n, err := strconv.Atoi(name); err == nil && n >= 0 {
+		return n, nil
+	}
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return -1, err
+	}
+	return strconv.Atoi(g.Gid)
+}

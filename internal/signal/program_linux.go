@@ -1,0 +1,526 @@
+package signal
+
+import (
+	"strconv"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
+)
+
+// Bits of the per-socket word in the marks map. Go sets markMarked; the program sets
+// the others, once, in the socket's ESTABLISHED callback (resultDone) or when it
+// writes the option into a SYN (resultSent, client side).
+const (
+	markMarked     = 1 << 0 // Go: this socket offers SMC
+	resultSent     = 1 << 1 // our SYN / SYN-ACK carried the option
+	resultReceived = 1 << 2 // the peer's SYN-ACK / SYN carried it
+	resultDone     = 1 << 3 // the ESTABLISHED callback ran: the result is final
+	resultUnknown  = 1 << 4 // server: the kernel kept no SYN (SYN cookie, Fast Open)
+)
+
+// Indexes into the counters map. Each is a 64-bit count of events since the program
+// was loaded; see [Stats].
+const (
+	ctrSentSYN        = iota // option written into a SYN
+	ctrSentSYNACK            // option written into a SYN-ACK
+	ctrReceivedSYNACK        // a marked client's SYN-ACK carried it
+	ctrReceivedSYN           // a marked listener's SYN carried it
+	ctrCookie                // a marked listener answered an SMC SYN with a SYN cookie (not echoed)
+	ctrPeerUnknown           // a marked listener's child had no saved SYN
+	ctrErrReserve            // bpf_reserve_hdr_opt failed (-ENOSPC: option space full)
+	ctrErrStore              // bpf_store_hdr_opt failed
+	ctrErrRecord             // SYN-ACK record table full or SYN unreadable: not echoed
+	ctrErrSaveSYN            // TCP_SAVE_SYN failed on a marked listener: it never echoes
+	ctrErrLoad               // bpf_load_hdr_opt failed other than "not found"
+	ctrErrStorage            // socket storage missing on a marked socket's child
+	numCounters
+)
+
+// counterNames names the counters map entries for [Stats] and smc probe.
+var counterNames = [numCounters]string{
+	"sent_syn", "sent_synack", "received_synack", "received_syn", "syncookie_not_echoed",
+	"peer_unknown", "err_reserve", "err_store", "err_record", "err_save_syn", "err_load",
+	"err_storage",
+}
+
+// Linux UAPI values (include/uapi/linux/bpf.h, include/uapi/linux/tcp.h).
+const (
+	opTCPConnect         = 3  // BPF_SOCK_OPS_TCP_CONNECT_CB
+	opActiveEstablished  = 4  // BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB
+	opPassiveEstablished = 5  // BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB
+	opTCPListen          = 11 // BPF_SOCK_OPS_TCP_LISTEN_CB
+	opHdrOptLen          = 14 // BPF_SOCK_OPS_HDR_OPT_LEN_CB
+	opWriteHdrOpt        = 15 // BPF_SOCK_OPS_WRITE_HDR_OPT_CB
+
+	cbFlagWriteHdrOpt    = 1 << 6 // BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG
+	writeHdrSYNACKCookie = 2      // BPF_WRITE_HDR_TCP_SYNACK_COOKIE, in args[0]
+	loadHdrOptTCPSYN     = 1      // BPF_LOAD_HDR_OPT_TCP_SYN
+	solTCP               = 6
+	tcpSaveSYN           = 27   // TCP_SAVE_SYN
+	tcpBPFSYNIP          = 1006 // TCP_BPF_SYN_IP: the SYN's IP and TCP headers
+
+	tcpFlagSYN = 0x02
+	tcpFlagACK = 0x10
+
+	errnoENOENT = 2
+	errnoENOSPC = 28
+	errnoENOMSG = 42
+
+	mapFNoPrealloc = 1      // BPF_F_NO_PREALLOC
+	mapFClone      = 1 << 9 // BPF_F_CLONE
+)
+
+// Offsets in struct bpf_sock_ops (checked against kernel BTF by TestContextLayout).
+const (
+	ctxOp         = 0
+	ctxArgs0      = 4
+	ctxCbFlags    = 84
+	ctxSk         = 184
+	ctxSkbTCPFlag = 212
+)
+
+// Stack layout of the program, relative to the frame pointer R10.
+const (
+	stkScratch = -8  // u32: TCP_SAVE_SYN's value, a counter index
+	stkOption  = -16 // 6 bytes: the SMC option, written or used as a search key
+	stkKey     = -72 // synKeySize bytes: a SYN-ACK record key
+	stkRecord  = -88 // recordSize bytes: a SYN-ACK record value
+)
+
+// A SYN-ACK record key is the network namespace cookie followed by the first
+// synHdrLen bytes of the SYN's IP and TCP headers (addresses, ports, sequence number),
+// exactly as the kernel saved the SYN for the listener.
+const (
+	synHdrLen  = 48
+	synKeySize = 8 + synHdrLen
+	recordSize = 16 // u64 time of the first SYN-ACK, u32 decision, u32 unused
+	maxRecords = 1 << 16
+
+	decisionEcho   = 1 // every SYN-ACK of this request carries the option
+	decisionNoEcho = 2 // none does
+)
+
+// The option as little-endian words: FE 06 E2 D4 | C3 D9.
+const (
+	optionWord0 = 0xD4E206FE
+	optionWord1 = 0xD9C3
+)
+
+// Map names, as pinned in a prepared cgroup's directory.
+const (
+	mapMarks    = "marks"
+	mapRecords  = "synacks"
+	mapCounters = "counters"
+	progName    = "smc_sockops"
+)
+
+// collectionSpec returns the maps and the sock_ops program. The program, callback by
+// callback (R6 holds the context, R7 the socket's mark word while it is needed):
+//
+//	TCP_CONNECT (client, before the SYN): marked → enable WRITE_HDR_OPT callbacks.
+//	TCP_LISTEN: marked → TCP_SAVE_SYN, then enable WRITE_HDR_OPT callbacks (children
+//	  inherit both); if TCP_SAVE_SYN fails the listener never echoes.
+//	HDR_OPT_LEN / WRITE_HDR_OPT, SYN of a marked socket: reserve 6 bytes, write the
+//	  option, set resultSent.
+//	HDR_OPT_LEN, SYN-ACK: only for a non-cookie SYN-ACK whose SYN carried the option.
+//	  The first SYN-ACK of a request decides and records the decision in the synacks
+//	  map under the SYN's identity: echo only if space was reserved AND the record was
+//	  stored; retransmitted SYN-ACKs follow the record.
+//	WRITE_HDR_OPT, SYN-ACK: write the option only when the record says echo.
+//	ACTIVE_ESTABLISHED (marked client): received = the SYN-ACK carries the option;
+//	  set resultDone, disable WRITE_HDR_OPT callbacks.
+//	PASSIVE_ESTABLISHED (child of a marked listener, storage cloned): received = the
+//	  saved SYN carries it (no saved SYN → resultUnknown); sent = a record says echo;
+//	  delete the record; set resultDone, disable WRITE_HDR_OPT callbacks.
+func collectionSpec() *ebpf.CollectionSpec {
+	u32 := &btf.Int{Name: "__u32", Size: 4}
+	return &ebpf.CollectionSpec{
+		Maps: map[string]*ebpf.MapSpec{
+			mapMarks: {
+				Name: "smc_marks", Type: ebpf.SkStorage, KeySize: 4, ValueSize: 4,
+				Flags: mapFNoPrealloc | mapFClone,
+				Key:   &btf.Int{Name: "int", Size: 4, Encoding: btf.Signed}, Value: u32,
+			},
+			mapRecords: {
+				Name: "smc_synacks", Type: ebpf.Hash, KeySize: synKeySize, ValueSize: recordSize,
+				MaxEntries: maxRecords, Flags: mapFNoPrealloc,
+			},
+			mapCounters: {
+				Name: "smc_counters", Type: ebpf.Array, KeySize: 4, ValueSize: 8,
+				MaxEntries: numCounters,
+			},
+		},
+		Programs: map[string]*ebpf.ProgramSpec{
+			progName: {
+				Name:         progName,
+				Type:         ebpf.SockOps,
+				AttachType:   ebpf.AttachCGroupSockOps,
+				License:      "Dual MIT/GPL",
+				Instructions: program(),
+			},
+		},
+	}
+}
+
+// builder accumulates instructions and makes unique labels.
+type builder struct {
+	insns asm.Instructions
+	n     int
+}
+
+func (b *builder) emit(ins ...asm.Instruction) { b.insns = append(b.insns, ins...) }
+
+func (b *builder) label(prefix string) string {
+	b.n++
+	return prefix + "_" + strconv.Itoa(b.n)
+}
+
+// count emits counters[idx] += 1. It clobbers R0-R5.
+func (b *builder) count(idx int32) {
+	skip := b.label("count")
+	b.emit(
+		asm.StoreImm(asm.RFP, stkScratch, int64(idx), asm.Word),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(mapCounters),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stkScratch),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, skip),
+		asm.Mov.Imm(asm.R1, 1),
+		asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol(skip),
+	)
+}
+
+// markWord emits R7 = the socket's mark word pointer, jumping to out when the socket
+// has no storage or is not marked; R8 = the word.
+func (b *builder) markWord(out string) {
+	marked := b.label("marked")
+	b.emit(
+		asm.LoadMem(asm.R2, asm.R6, ctxSk, asm.DWord),
+		asm.JEq.Imm(asm.R2, 0, out),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(mapMarks),
+		asm.Mov.Imm(asm.R3, 0),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnSkStorageGet.Call(),
+		asm.JEq.Imm(asm.R0, 0, out),
+		asm.Mov.Reg(asm.R7, asm.R0),
+		asm.LoadMem(asm.R8, asm.R7, 0, asm.Word),
+		asm.JSet.Imm(asm.R8, markMarked, marked),
+		asm.Ja.Label(out),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol(marked),
+	)
+}
+
+// setCbFlags emits bpf_sock_ops_cb_flags_set(ctx, (flags | set) &^ clear).
+func (b *builder) setCbFlags(set, clear int32) {
+	b.emit(
+		asm.LoadMem(asm.R2, asm.R6, ctxCbFlags, asm.Word),
+		asm.Or.Imm(asm.R2, set),
+		asm.And.Imm(asm.R2, ^clear),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.FnSockOpsCbFlagsSet.Call(),
+	)
+}
+
+// putOption emits the 6 option bytes at stkOption.
+func (b *builder) putOption() {
+	b.emit(
+		asm.StoreImm(asm.RFP, stkOption, optionWord0, asm.Word),
+		asm.StoreImm(asm.RFP, stkOption+4, optionWord1, asm.Half),
+	)
+}
+
+// loadOption emits R0 = bpf_load_hdr_opt(ctx, option, 6, flags): 6 when the packet
+// (or the SYN, with loadHdrOptTCPSYN) carries the option, -ENOMSG when it does not.
+func (b *builder) loadOption(flags int32) {
+	b.putOption()
+	b.emit(
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stkOption),
+		asm.Mov.Imm(asm.R3, 6),
+		asm.Mov.Imm(asm.R4, flags),
+		asm.FnLoadHdrOpt.Call(),
+	)
+}
+
+// synKey emits the SYN-ACK record key at stkKey, jumping to fail (R0 < 0) when the
+// SYN cannot be read.
+func (b *builder) synKey(fail string) {
+	ok := b.label("key")
+	b.emit(
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.FnGetNetnsCookie.Call(),
+		asm.StoreMem(asm.RFP, stkKey, asm.R0, asm.DWord),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Imm(asm.R2, solTCP),
+		asm.Mov.Imm(asm.R3, tcpBPFSYNIP),
+		asm.Mov.Reg(asm.R4, asm.RFP),
+		asm.Add.Imm(asm.R4, stkKey+8),
+		asm.Mov.Imm(asm.R5, synHdrLen),
+		asm.FnGetsockopt.Call(),
+		// A SYN longer than synHdrLen is copied in part and reported as -ENOSPC.
+		asm.JSGT.Imm(asm.R0, 0, ok),
+		asm.JEq.Imm(asm.R0, -errnoENOSPC, ok),
+		asm.Ja.Label(fail),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol(ok),
+	)
+}
+
+// lookupRecord emits R0 = synacks[key] (or NULL).
+func (b *builder) lookupRecord() {
+	b.emit(
+		asm.LoadMapPtr(asm.R1, 0).WithReference(mapRecords),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stkKey),
+		asm.FnMapLookupElem.Call(),
+	)
+}
+
+// program returns the sock_ops program described at collectionSpec.
+func program() asm.Instructions {
+	b := &builder{}
+	b.emit(
+		asm.Mov.Reg(asm.R6, asm.R1),
+		asm.LoadMem(asm.R2, asm.R6, ctxOp, asm.Word),
+		asm.JEq.Imm(asm.R2, opHdrOptLen, "hdr_len"),
+		asm.JEq.Imm(asm.R2, opWriteHdrOpt, "write_hdr"),
+		asm.JEq.Imm(asm.R2, opActiveEstablished, "active_est"),
+		asm.JEq.Imm(asm.R2, opPassiveEstablished, "passive_est"),
+		asm.JEq.Imm(asm.R2, opTCPConnect, "connect"),
+		asm.JEq.Imm(asm.R2, opTCPListen, "listen"),
+		asm.Mov.Imm(asm.R0, 1).WithSymbol("ok"),
+		asm.Return(),
+	)
+
+	// TCP_CONNECT: a marked client asks for WRITE_HDR_OPT callbacks; a result of an
+	// earlier attempt on this socket is forgotten.
+	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("connect"))
+	b.markWord("ok")
+	b.emit(
+		asm.StoreImm(asm.R7, 0, markMarked, asm.Word),
+	)
+	b.setCbFlags(cbFlagWriteHdrOpt, 0)
+	b.emit(asm.Ja.Label("ok"))
+
+	// TCP_LISTEN: a marked listener saves SYNs and asks for WRITE_HDR_OPT callbacks.
+	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("listen"))
+	b.markWord("ok")
+	b.emit(
+		asm.StoreImm(asm.RFP, stkScratch, 1, asm.Word),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Imm(asm.R2, solTCP),
+		asm.Mov.Imm(asm.R3, tcpSaveSYN),
+		asm.Mov.Reg(asm.R4, asm.RFP),
+		asm.Add.Imm(asm.R4, stkScratch),
+		asm.Mov.Imm(asm.R5, 4),
+		asm.FnSetsockopt.Call(),
+		asm.JEq.Imm(asm.R0, 0, "listen_saved"),
+	)
+	b.count(ctrErrSaveSYN)
+	b.emit(asm.Ja.Label("ok"))
+	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("listen_saved"))
+	b.setCbFlags(cbFlagWriteHdrOpt, 0)
+	b.emit(asm.Ja.Label("ok"))
+
+	// HDR_OPT_LEN: reserve space in a SYN or a SYN-ACK, nothing else.
+	b.emit(
+		asm.LoadMem(asm.R2, asm.R6, ctxSkbTCPFlag, asm.Word).WithSymbol("hdr_len"),
+		asm.JSet.Imm(asm.R2, tcpFlagSYN, "hdr_len_syn"),
+		asm.Ja.Label("ok"),
+		asm.JSet.Imm(asm.R2, tcpFlagACK, "synack_len").WithSymbol("hdr_len_syn"),
+	)
+	b.markWord("ok")
+	b.emit(
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Imm(asm.R2, 6),
+		asm.Mov.Imm(asm.R3, 0),
+		asm.FnReserveHdrOpt.Call(),
+		asm.JEq.Imm(asm.R0, 0, "ok"),
+	)
+	b.count(ctrErrReserve)
+	b.emit(asm.Ja.Label("ok"))
+
+	// WRITE_HDR_OPT: the option into a marked client's SYN or a recorded SYN-ACK.
+	b.emit(
+		asm.LoadMem(asm.R2, asm.R6, ctxSkbTCPFlag, asm.Word).WithSymbol("write_hdr"),
+		asm.JSet.Imm(asm.R2, tcpFlagSYN, "write_hdr_syn"),
+		asm.Ja.Label("ok"),
+		asm.JSet.Imm(asm.R2, tcpFlagACK, "synack_write").WithSymbol("write_hdr_syn"),
+	)
+	b.markWord("ok")
+	b.putOption()
+	b.emit(
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stkOption),
+		asm.Mov.Imm(asm.R3, 6),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnStoreHdrOpt.Call(),
+		asm.JEq.Imm(asm.R0, 0, "syn_written"),
+	)
+	b.count(ctrErrStore)
+	b.emit(asm.Ja.Label("ok"))
+	b.emit(
+		asm.LoadMem(asm.R8, asm.R7, 0, asm.Word).WithSymbol("syn_written"),
+		asm.Or.Imm(asm.R8, resultSent),
+		asm.StoreMem(asm.R7, 0, asm.R8, asm.Word),
+	)
+	b.count(ctrSentSYN)
+	b.emit(asm.Ja.Label("ok"))
+
+	// HDR_OPT_LEN of a SYN-ACK (R6 = ctx; the socket is the request, no storage).
+	b.emit(
+		asm.LoadMem(asm.R2, asm.R6, ctxArgs0, asm.Word).WithSymbol("synack_len"),
+		asm.JEq.Imm(asm.R2, writeHdrSYNACKCookie, "synack_len_cookie"),
+	)
+	b.loadOption(loadHdrOptTCPSYN)
+	b.emit(asm.JNE.Imm(asm.R0, 6, "ok"))
+	b.synKey("synack_len_nokey")
+	b.lookupRecord()
+	b.emit(
+		asm.JEq.Imm(asm.R0, 0, "synack_len_first"),
+		// A retransmitted SYN-ACK follows the first one's decision.
+		asm.LoadMem(asm.R2, asm.R0, 8, asm.Word),
+		asm.JNE.Imm(asm.R2, decisionEcho, "ok"),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Imm(asm.R2, 6),
+		asm.Mov.Imm(asm.R3, 0),
+		asm.FnReserveHdrOpt.Call(),
+		asm.JEq.Imm(asm.R0, 0, "ok"),
+	)
+	b.count(ctrErrReserve)
+	b.emit(asm.Ja.Label("ok"))
+	// First SYN-ACK of this request: reserve, then record; echo needs both.
+	b.emit(
+		asm.FnKtimeGetNs.Call().WithSymbol("synack_len_first"),
+		asm.StoreMem(asm.RFP, stkRecord, asm.R0, asm.DWord),
+		asm.StoreImm(asm.RFP, stkRecord+12, 0, asm.Word),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Imm(asm.R2, 6),
+		asm.Mov.Imm(asm.R3, 0),
+		asm.FnReserveHdrOpt.Call(),
+		asm.Mov.Imm(asm.R9, decisionEcho),
+		asm.JEq.Imm(asm.R0, 0, "synack_len_record"),
+		asm.Mov.Imm(asm.R9, decisionNoEcho),
+	)
+	b.count(ctrErrReserve)
+	b.emit(
+		asm.StoreMem(asm.RFP, stkRecord+8, asm.R9, asm.Word).WithSymbol("synack_len_record"),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(mapRecords),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stkKey),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, stkRecord),
+		asm.Mov.Imm(asm.R4, 0), // BPF_ANY
+		asm.FnMapUpdateElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "ok"),
+	)
+	// Not recorded: the reserved space stays NOPs, WRITE finds no record.
+	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("synack_len_nokey"))
+	b.count(ctrErrRecord)
+	b.emit(asm.Ja.Label("ok"))
+	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("synack_len_cookie"))
+	b.loadOption(loadHdrOptTCPSYN)
+	b.emit(asm.JNE.Imm(asm.R0, 6, "ok"))
+	b.count(ctrCookie)
+	b.emit(asm.Ja.Label("ok"))
+
+	// WRITE_HDR_OPT of a SYN-ACK: write only what the record says.
+	b.emit(
+		asm.LoadMem(asm.R2, asm.R6, ctxArgs0, asm.Word).WithSymbol("synack_write"),
+		asm.JEq.Imm(asm.R2, writeHdrSYNACKCookie, "ok"),
+	)
+	b.synKey("ok")
+	b.lookupRecord()
+	b.emit(
+		asm.JEq.Imm(asm.R0, 0, "ok"),
+		asm.Mov.Reg(asm.R9, asm.R0),
+		asm.LoadMem(asm.R2, asm.R9, 8, asm.Word),
+		asm.JNE.Imm(asm.R2, decisionEcho, "ok"),
+	)
+	b.putOption()
+	b.emit(
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stkOption),
+		asm.Mov.Imm(asm.R3, 6),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnStoreHdrOpt.Call(),
+		asm.JEq.Imm(asm.R0, 0, "synack_written"),
+		// Not written: from now on this request never echoes, and its child
+		// reports "not sent".
+		asm.StoreImm(asm.R9, 8, decisionNoEcho, asm.Word),
+	)
+	b.count(ctrErrStore)
+	b.emit(asm.Ja.Label("ok"))
+	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("synack_written"))
+	b.count(ctrSentSYNACK)
+	b.emit(asm.Ja.Label("ok"))
+
+	// ACTIVE_ESTABLISHED: the socket's skb is the peer's SYN-ACK.
+	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("active_est"))
+	b.markWord("ok")
+	b.loadOption(0)
+	b.emit(
+		asm.LoadMem(asm.R8, asm.R7, 0, asm.Word),
+		asm.Or.Imm(asm.R8, resultDone),
+		asm.JEq.Imm(asm.R0, 6, "active_received"),
+		asm.JEq.Imm(asm.R0, -errnoENOMSG, "active_store"),
+	)
+	b.count(ctrErrLoad)
+	b.emit(asm.Ja.Label("active_store"))
+	b.emit(asm.Or.Imm(asm.R8, resultReceived).WithSymbol("active_received"))
+	b.count(ctrReceivedSYNACK)
+	b.emit(asm.StoreMem(asm.R7, 0, asm.R8, asm.Word).WithSymbol("active_store"))
+	b.setCbFlags(0, cbFlagWriteHdrOpt)
+	b.emit(asm.Ja.Label("ok"))
+
+	// PASSIVE_ESTABLISHED: a child of a marked listener (its storage was cloned).
+	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("passive_est"))
+	b.markWord("ok")
+	b.emit(
+		asm.Mov.Imm(asm.R9, resultDone),
+		// Fast Open: the SYN-ACK has not been sent yet; this side cannot know.
+		asm.LoadMem(asm.R2, asm.R6, ctxSkbTCPFlag, asm.Word),
+		asm.JSet.Imm(asm.R2, tcpFlagSYN, "passive_unknown"),
+	)
+	b.loadOption(loadHdrOptTCPSYN)
+	b.emit(
+		asm.JEq.Imm(asm.R0, 6, "passive_received"),
+		asm.JEq.Imm(asm.R0, -errnoENOMSG, "passive_store"),
+		asm.JEq.Imm(asm.R0, -errnoENOENT, "passive_unknown"),
+	)
+	b.count(ctrErrLoad)
+	b.emit(asm.Ja.Label("passive_unknown_counted"))
+	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("passive_unknown"))
+	b.count(ctrPeerUnknown)
+	b.emit(
+		asm.Or.Imm(asm.R9, resultUnknown).WithSymbol("passive_unknown_counted"),
+		asm.Ja.Label("passive_store"),
+	)
+	b.emit(asm.Or.Imm(asm.R9, resultReceived).WithSymbol("passive_received"))
+	b.count(ctrReceivedSYN)
+	b.synKey("passive_store")
+	b.lookupRecord()
+	b.emit(
+		asm.JEq.Imm(asm.R0, 0, "passive_store"),
+		asm.LoadMem(asm.R2, asm.R0, 8, asm.Word),
+		asm.JNE.Imm(asm.R2, decisionEcho, "passive_delete"),
+		asm.Or.Imm(asm.R9, resultSent),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(mapRecords).WithSymbol("passive_delete"),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stkKey),
+		asm.FnMapDeleteElem.Call(),
+		asm.LoadMem(asm.R8, asm.R7, 0, asm.Word).WithSymbol("passive_store"),
+		asm.And.Imm(asm.R8, markMarked),
+		asm.Or.Reg(asm.R8, asm.R9),
+		asm.StoreMem(asm.R7, 0, asm.R8, asm.Word),
+		asm.LoadMem(asm.R2, asm.R6, ctxSkbTCPFlag, asm.Word),
+		asm.JSet.Imm(asm.R2, tcpFlagSYN, "ok"),
+	)
+	b.setCbFlags(0, cbFlagWriteHdrOpt)
+	b.emit(asm.Ja.Label("ok"))
+	return b.insns
+}

@@ -1,0 +1,48 @@
+package signal
+
+import "errors"
+
+// ErrUnavailable is wrapped by every error that means this process cannot announce
+// SMC in TCP handshakes: no privilege and no prepared cgroup, no kernel support, the
+// root cgroup, another operating system. Callers then treat every connection as plain
+// TCP with reason "signalling unavailable".
+var ErrUnavailable = errors.New("smc: signalling unavailable")
+
+// ErrNotSupported is wrapped (together with [ErrUnavailable]) on operating systems
+// other than Linux.
+var ErrNotSupported = errors.New("smc: signal: not supported on this operating system")
+
+// Result is what one connection's TCP handshake carried, as the sock_ops program
+// recorded it. The zero value means "not offered": the socket (or its listener) was
+// not marked.
+type Result struct {
+	// Marked reports whether the socket, or the listener it was accepted from, was
+	// marked.
+	Marked bool
+	// Sent reports whether our SYN (client) or our SYN-ACK (server) carried the SMC
+	// option.
+	Sent bool
+	// Received reports whether the peer's SYN-ACK (client) or SYN (server) carried
+	// it.
+	Received bool
+	// PeerUnknown reports that a server could not read the client's SYN because the
+	// kernel kept none (a SYN-cookie connection, or TCP Fast Open). Received is then
+	// false and Sent is false: a SYN-cookie SYN-ACK never carries the option, so the
+	// client sees "not received" too and both ends agree on "not negotiated".
+	PeerUnknown bool
+}
+
+// Negotiated reports whether both ends announced SMC: our handshake packet carried
+// the option and the peer's did. Both ends of a connection agree on it.
+func (r Result) Negotiated() bool { return r.Sent && r.Received }
+
+// AttachOptions configures [AttachCgroup].
+type AttachOptions struct {
+	// ForceRoot allows preparing the root cgroup, which puts the program on every
+	// TCP socket of the host.
+	ForceRoot bool
+	// Group, when not empty, is a group name or numeric ID whose members may mark
+	// sockets and read results (and counters) through the pinned maps. Without it
+	// only root can.
+	Group string
+}

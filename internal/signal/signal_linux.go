@@ -1,0 +1,326 @@
+package signal
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// Signaller marks sockets so that their handshake announces SMC, and reads back what
+// each handshake carried. Its methods are safe for concurrent use, except that Close
+// must not run concurrently with Mark or Result.
+type Signaller struct {
+	marks    int // the socket-storage map, keyed by socket fd; owned
+	counters int // the counters map, or -1; owned
+	mode     string
+
+	// Self-attached only: the loaded objects, closed (detaching) by Close.
+	coll *ebpf.Collection
+	lnk  link.Link
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open returns a Signaller for this process. It first looks for objects pinned by
+// [AttachCgroup] for the process's cgroup v2 or its nearest prepared ancestor, which
+// needs no privilege beyond the pinned files' modes. Failing that, a process with
+// CAP_BPF and CAP_NET_ADMIN loads the program and attaches it to its own cgroup for
+// as long as the Signaller is open (nothing is pinned; nothing outlives the process);
+// a process in the root cgroup is refused. Every failure wraps [ErrUnavailable] and
+// names the reason. Open does the work each time; callers open once per process.
+func Open() (*Signaller, error) {
+	cg, err := ownCgroup()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if dir, ok := findPins(cg); ok {
+		return openPinned(dir)
+	}
+	if cg.rel == "/" {
+		return nil, unavailable(errors.New("process is in the root cgroup; run smc attach or start it in a child cgroup"))
+	}
+	coll, err := load()
+	if err != nil {
+		return nil, unavailable(fmt.Errorf("no cgroup prepared by smc attach for %s, and loading the program failed: %w", cg.rel, err))
+	}
+	lnk, err := link.AttachCgroup(link.CgroupOptions{
+		Path: cg.dir, Attach: ebpf.AttachCGroupSockOps, Program: coll.Programs[progName],
+	})
+	if err != nil {
+		coll.Close()
+		return nil, unavailable(fmt.Errorf("attaching to cgroup %s: %w", cg.rel, err))
+	}
+	s := &Signaller{coll: coll, lnk: lnk, mode: "self-attached to cgroup " + cg.rel}
+	if s.marks, err = unix.Dup(coll.Maps[mapMarks].FD()); err == nil {
+		s.counters, err = unix.Dup(coll.Maps[mapCounters].FD())
+	}
+	if err != nil {
+		s.Close()
+		return nil, unavailable(fmt.Errorf("duplicating map fds: %w", err))
+	}
+	return s, nil
+}
+
+func unavailable(err error) error { return fmt.Errorf("%w: %w", ErrUnavailable, err) }
+
+// load loads the maps and the program into the kernel.
+func load() (*ebpf.Collection, error) {
+	coll, err := ebpf.NewCollection(collectionSpec())
+	if err != nil {
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+			return nil, fmt.Errorf("needs CAP_BPF and CAP_NET_ADMIN: %w", err)
+		}
+		return nil, err
+	}
+	return coll, nil
+}
+
+// openPinned opens the maps pinned in dir.
+func openPinned(dir string) (*Signaller, error) {
+	marks, err := objGet(filepath.Join(dir, mapMarks), 0)
+	if err != nil {
+		return nil, unavailable(fmt.Errorf("opening %s (is this user in the group given to smc attach?): %w", filepath.Join(dir, mapMarks), err))
+	}
+	counters, err := objGet(filepath.Join(dir, mapCounters), bpfFRdonly)
+	if err != nil {
+		counters = -1 // counters are for statistics only
+	}
+	return &Signaller{marks: marks, counters: counters, mode: "pinned at " + dir}, nil
+}
+
+// Mode describes how the Signaller was opened: pinned objects or self-attached.
+func (s *Signaller) Mode() string { return s.mode }
+
+// Mark marks the socket fd so that its handshake announces SMC: the SYN of a client
+// socket (call before connect, as from net.Dialer.Control) or the SYN-ACKs of a
+// listener, to clients whose SYN announced it (call before listen, as from
+// net.ListenConfig.Control; the listener must not be MPTCP, whose TCP subflows the
+// program never sees). Connections accepted from a marked listener inherit the mark.
+func (s *Signaller) Mark(fd int) error {
+	b := elemBufs.Get().(*elemBuf)
+	b.key, b.value = int32(fd), markMarked
+	err := b.do(unix.BPF_MAP_UPDATE_ELEM, s.marks)
+	elemBufs.Put(b)
+	if err != nil {
+		return fmt.Errorf("smc: signal: marking socket: %w", err)
+	}
+	return nil
+}
+
+// Result reports what the handshake of the connected socket fd carried; call it once
+// connect or accept has returned. A socket that was not marked reports the zero
+// Result. A marked socket whose handshake the program did not see (the mark was set
+// too late, or the socket is MPTCP) reports Marked with Sent and Received false, never
+// a "yes" the wire did not carry.
+func (s *Signaller) Result(fd int) (Result, error) {
+	b := elemBufs.Get().(*elemBuf)
+	b.key, b.value = int32(fd), 0
+	err := b.do(unix.BPF_MAP_LOOKUP_ELEM, s.marks)
+	v := b.value
+	elemBufs.Put(b)
+	if err == unix.ENOENT {
+		return Result{}, nil
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("smc: signal: reading result: %w", err)
+	}
+	return decode(v), nil
+}
+
+// decode turns a socket's mark word into a Result.
+func decode(v uint32) Result {
+	if v&markMarked == 0 {
+		return Result{}
+	}
+	if v&resultDone == 0 {
+		return Result{Marked: true}
+	}
+	return Result{
+		Marked:      true,
+		Sent:        v&resultSent != 0,
+		Received:    v&resultReceived != 0,
+		PeerUnknown: v&resultUnknown != 0,
+	}
+}
+
+// Stats returns the program's event and error counters by name (err_reserve counts
+// -ENOSPC from bpf_reserve_hdr_opt, for instance).
+func (s *Signaller) Stats() (map[string]uint64, error) {
+	if s.counters < 0 {
+		return nil, errors.New("smc: signal: counters map not accessible")
+	}
+	return readCounters(s.counters)
+}
+
+func readCounters(fd int) (map[string]uint64, error) {
+	m := make(map[string]uint64, numCounters)
+	for i := range int32(numCounters) {
+		var v uint64
+		if err := mapLookup(fd, unsafe.Pointer(&i), unsafe.Pointer(&v)); err != nil {
+			return nil, fmt.Errorf("smc: signal: reading counter %s: %w", counterNames[i], err)
+		}
+		m[counterNames[i]] = v
+	}
+	return m, nil
+}
+
+// Close releases the maps; a self-attached Signaller also detaches its program.
+func (s *Signaller) Close() error {
+	s.closeOnce.Do(func() {
+		unix.Close(s.marks)
+		if s.counters >= 0 {
+			unix.Close(s.counters)
+		}
+		if s.lnk != nil {
+			s.closeErr = s.lnk.Close()
+		}
+		if s.coll != nil {
+			s.coll.Close()
+		}
+	})
+	return s.closeErr
+}
+
+// bpf(2) access, without cilium/ebpf's generic marshalling on the per-connection path.
+
+const (
+	bpfFRdonly = 1 << 3 // BPF_F_RDONLY
+)
+
+// elemAttr is union bpf_attr for the BPF_MAP_*_ELEM commands.
+type elemAttr struct {
+	mapFD uint32
+	_     uint32
+	key   uint64
+	value uint64
+	flags uint64
+}
+
+// elemBuf keeps the attribute and the key and value it points to in one heap object,
+// so that the addresses written into the attribute stay valid (heap objects do not
+// move; stack ones may).
+type elemBuf struct {
+	attr  elemAttr
+	key   int32
+	value uint32
+}
+
+var elemBufs = sync.Pool{New: func() any { return new(elemBuf) }}
+
+func (b *elemBuf) do(cmd int, mapFD int) error {
+	b.attr = elemAttr{
+		mapFD: uint32(mapFD),
+		key:   uint64(uintptr(unsafe.Pointer(&b.key))),
+		value: uint64(uintptr(unsafe.Pointer(&b.value))),
+	}
+	_, _, errno := unix.Syscall(unix.SYS_BPF, uintptr(cmd), uintptr(unsafe.Pointer(&b.attr)), unsafe.Sizeof(b.attr))
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// mapLookup looks key up in a map; key and value must point to heap memory or be
+// kept alive and unmoved by the caller (as escaping locals are).
+func mapLookup(mapFD int, key, value unsafe.Pointer) error {
+	attr := &elemAttr{mapFD: uint32(mapFD), key: uint64(uintptr(key)), value: uint64(uintptr(value))}
+	_, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_LOOKUP_ELEM, uintptr(unsafe.Pointer(attr)), unsafe.Sizeof(*attr))
+	runtime.KeepAlive(key)
+	runtime.KeepAlive(value)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// objGet opens a pinned object: BPF_OBJ_GET, which needs no capability, only the
+// file's permissions.
+func objGet(path string, flags uint32) (int, error) {
+	p, err := unix.BytePtrFromString(path)
+	if err != nil {
+		return -1, err
+	}
+	attr := &struct {
+		pathname uint64
+		bpfFD    uint32
+		flags    uint32
+	}{pathname: uint64(uintptr(unsafe.Pointer(p))), flags: flags}
+	fd, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_OBJ_GET, uintptr(unsafe.Pointer(attr)), unsafe.Sizeof(*attr))
+	runtime.KeepAlive(p)
+	if errno != 0 {
+		return -1, errno
+	}
+	unix.CloseOnExec(int(fd))
+	return int(fd), nil
+}
+
+// cgroup is a cgroup v2 of this process.
+type cgroup struct {
+	mount string // where cgroup v2 is mounted
+	rel   string // its path below the mount, "/" for the root
+	dir   string // mount + rel
+}
+
+// ownCgroup finds the process's cgroup v2 from /proc/self/mountinfo and
+// /proc/self/cgroup ("0::/path").
+func ownCgroup() (cgroup, error) {
+	mnt, err := mountOf("cgroup2")
+	if err != nil {
+		return cgroup{}, err
+	}
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return cgroup{}, err
+	}
+	for _, line := range splitLines(string(b)) {
+		if len(line) > 3 && line[:3] == "0::" {
+			rel := filepath.Clean(line[3:])
+			return cgroup{mount: mnt, rel: rel, dir: filepath.Join(mnt, rel)}, nil
+		}
+	}
+	return cgroup{}, errors.New("the process has no cgroup v2 (no 0:: line in /proc/self/cgroup)")
+}
+
+// cgroupID returns the ID of the cgroup at dir: its inode number on cgroup v2.
+func cgroupID(dir string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
+}
+
+// pinDir returns the bpffs directory holding the pins of a prepared cgroup.
+func pinDir(bpffs string, id uint64) string {
+	return filepath.Join(bpffs, "smc", strconv.FormatUint(id, 10))
+}
+
+// findPins returns the pin directory of the nearest prepared cgroup from cg up to the
+// root of the hierarchy.
+func findPins(cg cgroup) (string, bool) {
+	bpffs, err := mountOf("bpf")
+	if err != nil {
+		return "", false
+	}
+	for rel := cg.rel; ; rel = filepath.Dir(rel) {
+		if id, err := cgroupID(filepath.Join(cg.mount, rel)); err == nil {
+			dir := pinDir(bpffs, id)
+			if _, err := os.Stat(filepath.Join(dir, mapMarks)); err == nil || !errors.Is(err, os.ErrNotExist) {
+				return dir, true
+			}
+		}
+		if rel == "/" {
+			return "", false
+		}
+	}
+}

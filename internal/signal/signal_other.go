@@ -1,0 +1,37 @@
+//go:build !linux
+
+package signal
+
+import "fmt"
+
+var errOther = fmt.Errorf("%w: %w", ErrUnavailable, ErrNotSupported)
+
+// Signaller marks sockets and reads handshake results; only on Linux.
+type Signaller struct{}
+
+// Open reports that signalling needs Linux.
+func Open() (*Signaller, error) { return nil, errOther }
+
+// Mark reports that signalling needs Linux.
+func (s *Signaller) Mark(fd int) error { return errOther }
+
+// Result reports that signalling needs Linux.
+func (s *Signaller) Result(fd int) (Result, error) { return Result{}, errOther }
+
+// Stats reports that signalling needs Linux.
+func (s *Signaller) Stats() (map[string]uint64, error) { return nil, errOther }
+
+// Mode describes how the signaller was opened.
+func (s *Signaller) Mode() string { return "" }
+
+// Close does nothing.
+func (s *Signaller) Close() error { return nil }
+
+// AttachCgroup reports that signalling needs Linux.
+func AttachCgroup(path string, opts AttachOptions) (string, error) { return "", errOther }
+
+// DetachCgroup reports that signalling needs Linux.
+func DetachCgroup(path string) error { return errOther }
+
+// Probe reports that signalling needs Linux.
+func Probe() Report { return Report{Err: errOther} }
