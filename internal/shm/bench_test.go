@@ -1,0 +1,110 @@
+package shm
+
+import (
+	"io"
+	"testing"
+	"time"
+)
+
+var benchRings = []int{256 << 10, 1 << 20, 4 << 20}
+
+// BenchmarkPingPong measures 64-byte round trips, between two goroutines of this process
+// and between this process and a child process. ns/op is one round trip.
+func BenchmarkPingPong(b *testing.B) {
+	for _, size := range benchRings {
+		b.Run("goroutines/ring="+ringName(size), func(b *testing.B) {
+			x, y := pair(b, size, size)
+			go echo(y)
+			pingPong(b, x)
+		})
+		b.Run("processes/ring="+ringName(size), func(b *testing.B) {
+			e, err := Listen(Config{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			s, cmd := startChild(b, e, "echo", size)
+			pingPong(b, s)
+			s.CloseWrite()
+			io.Copy(io.Discard, s)
+			s.Close()
+			cmd.Wait()
+		})
+	}
+}
+
+func echo(s *Stream) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := s.Read(buf)
+		if err != nil {
+			return
+		}
+		if _, err := s.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+func pingPong(b *testing.B, s *Stream) {
+	buf := make([]byte, 64)
+	b.ResetTimer()
+	start := time.Now()
+	for b.Loop() {
+		if _, err := s.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(s, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N), "ns/rtt")
+}
+
+// BenchmarkBulk measures one-way throughput with 64 KiB writes, to a goroutine of this
+// process and to a child process, reported in GB/s.
+func BenchmarkBulk(b *testing.B) {
+	const chunk = 64 << 10
+	for _, size := range benchRings {
+		b.Run("goroutines/ring="+ringName(size), func(b *testing.B) {
+			x, y := pair(b, size, size)
+			done := make(chan struct{})
+			go func() {
+				y.WriteTo(io.Discard)
+				y.Write([]byte{1})
+				close(done)
+			}()
+			bulk(b, x, chunk)
+			<-done
+		})
+		b.Run("processes/ring="+ringName(size), func(b *testing.B) {
+			e, err := Listen(Config{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			s, cmd := startChild(b, e, "sink", size)
+			bulk(b, s, chunk)
+			s.Close()
+			cmd.Wait()
+		})
+	}
+}
+
+// bulk writes b.N chunks, then waits for the peer's one-byte acknowledgement of EOF.
+func bulk(b *testing.B, s *Stream, chunk int) {
+	buf := make([]byte, chunk)
+	b.SetBytes(int64(chunk))
+	b.ResetTimer()
+	start := time.Now()
+	for b.Loop() {
+		if _, err := s.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s.CloseWrite()
+	if _, err := io.ReadFull(s, buf[:1]); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(chunk)*float64(b.N)/time.Since(start).Seconds()/1e9, "GB/s")
+}

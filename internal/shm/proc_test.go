@@ -1,0 +1,178 @@
+package shm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The cross-process tests re-execute the test binary as the peer: TestHelperProcess does
+// nothing unless SMC_SHM_CHILD names a role.
+const childEnv = "SMC_SHM_CHILD"
+
+// TestHelperProcess is the child side of the cross-process tests and benchmarks. It
+// connects to SMC_SHM_ADDR with SMC_SHM_TOKEN and plays the role named by SMC_SHM_CHILD:
+// "echo" echoes until EOF, "sink" reads until EOF then writes one byte, "source" writes
+// until it fails.
+func TestHelperProcess(t *testing.T) {
+	role := os.Getenv(childEnv)
+	if role == "" {
+		return
+	}
+	err := runChild(role)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func runChild(role string) error {
+	token, _ := strconv.ParseUint(os.Getenv("SMC_SHM_TOKEN"), 10, 64)
+	size, _ := strconv.Atoi(os.Getenv("SMC_SHM_SIZE"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := Connect(ctx, os.Getenv("SMC_SHM_ADDR"), token, size, size)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	switch role {
+	case "echo":
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := s.Read(buf)
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := s.Write(buf[:n]); err != nil {
+				return err
+			}
+		}
+	case "sink":
+		if _, err := s.WriteTo(io.Discard); err != nil {
+			return err
+		}
+		_, err := s.Write([]byte{1})
+		return err
+	case "source":
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := s.Write(buf); err != nil {
+				return err
+			}
+		}
+	}
+	return fmt.Errorf("unknown role %q", role)
+}
+
+// startChild starts the test binary as a peer in role and returns our side of the stream.
+func startChild(tb testing.TB, e *Endpoint, role string, size int) (*Stream, *exec.Cmd) {
+	tb.Helper()
+	o, err := e.Offer(size)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(os.Environ(),
+		childEnv+"="+role,
+		"SMC_SHM_ADDR="+e.Addr(),
+		"SMC_SHM_TOKEN="+strconv.FormatUint(o.Token(), 10),
+		"SMC_SHM_SIZE="+strconv.Itoa(size),
+	)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		o.Cancel()
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := o.Wait(ctx)
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		tb.Fatal(err)
+	}
+	return s, cmd
+}
+
+func TestCrossProcessEcho(t *testing.T) {
+	defer checkLeaks(t)()
+	e, err := Listen(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	s, cmd := startChild(t, e, "echo", 64<<10)
+	defer s.Close()
+	want := make([]byte, 1<<20)
+	for i := range want {
+		want[i] = byte(i * 13)
+	}
+	go func() {
+		s.Write(want)
+		s.CloseWrite()
+	}()
+	got, err := io.ReadAll(s)
+	if err != nil || string(got) != string(want) {
+		t.Fatalf("echo: %d bytes, %v", len(got), err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v", err)
+	}
+}
+
+// TestPeerKilled kills the peer process mid-transfer with SIGKILL: the survivor's blocked
+// Read or Write must fail with a reset within a second, and everything must be released.
+func TestPeerKilled(t *testing.T) {
+	for _, tc := range []struct {
+		role string
+		op   func(s *Stream) error
+	}{
+		{"source", func(s *Stream) error { _, err := s.WriteTo(io.Discard); return err }},
+		{"sink", func(s *Stream) error {
+			buf := make([]byte, 64<<10)
+			for {
+				if _, err := s.Write(buf); err != nil {
+					return err
+				}
+			}
+		}},
+	} {
+		t.Run(tc.role, func(t *testing.T) {
+			defer checkLeaks(t)()
+			e, err := Listen(Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			s, cmd := startChild(t, e, tc.role, 256<<10)
+			defer s.Close()
+			errc := make(chan error, 1)
+			go func() { errc <- tc.op(s) }()
+			time.Sleep(100 * time.Millisecond) // mid-transfer
+			killed := time.Now()
+			cmd.Process.Kill()
+			select {
+			case err := <-errc:
+				if !errors.Is(err, syscall.ECONNRESET) {
+					t.Errorf("after SIGKILL: %v, want ECONNRESET", err)
+				}
+				t.Logf("survivor failed %v after SIGKILL: %v", time.Since(killed), err)
+			case <-time.After(time.Second):
+				t.Fatal("survivor did not notice the SIGKILLed peer within 1s")
+			}
+			cmd.Wait()
+		})
+	}
+}
