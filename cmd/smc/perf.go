@@ -199,12 +199,18 @@ type perfRow struct {
 	CPUUnit   string  `json:"cpu_unit,omitempty"` // "us/op" or "s/GiB"
 	// VsTCP is this row's main figure against the tcp row of the same shape in the
 	// same run, oriented so that more than 1 is better: p50 latency (tcp/this),
-	// throughput or rate (this/tcp). P99VsTCP is the same for p99 latency.
+	// throughput or rate (this/tcp). It is the median of the per-round ratios, each
+	// taken between measurements made back to back, which cancels the drift of a
+	// shared machine better than a ratio of medians. P99VsTCP is the same for p99.
 	VsTCP       float64 `json:"vs_tcp,omitempty"`
 	P99VsTCP    float64 `json:"p99_vs_tcp,omitempty"`
 	Errors      int64   `json:"errors,omitempty"`
 	Error       string  `json:"error,omitempty"`
 	Unavailable string  `json:"unavailable,omitempty"`
+
+	// perRound and perRoundP99 hold the main figure (and p99) of each round in
+	// round order, zero where a round failed; they feed VsTCP.
+	perRound, perRoundP99 []float64
 }
 
 // key identifies the shape of a row, which the tcp baseline shares.

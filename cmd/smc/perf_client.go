@@ -177,7 +177,8 @@ func (c *perfClient) runCore(ctx context.Context) error {
 	return nil
 }
 
-// setVsTCP fills VsTCP for rows of one shape from the tcp row among them.
+// setVsTCP fills VsTCP for rows of one shape from the tcp row among them: the
+// median of the per-round ratios.
 func setVsTCP(rows []*perfRow) {
 	var base *perfRow
 	for _, r := range rows {
@@ -188,22 +189,33 @@ func setVsTCP(rows []*perfRow) {
 	if base == nil {
 		return
 	}
+	lowerIsBetter := base.P50us > 0
 	for _, r := range rows {
 		if r.Error != "" || r.Unavailable != "" {
 			continue
 		}
-		switch {
-		case r.P50us > 0 && base.P50us > 0:
-			r.VsTCP = base.P50us / r.P50us
-			if r.P99us > 0 {
-				r.P99VsTCP = base.P99us / r.P99us
-			}
-		case r.GBps > 0 && base.GBps > 0:
-			r.VsTCP = r.GBps / base.GBps
-		case r.OpsPerSec > 0 && base.OpsPerSec > 0:
-			r.VsTCP = r.OpsPerSec / base.OpsPerSec
+		r.VsTCP = pairedRatio(r.perRound, base.perRound, lowerIsBetter)
+		if lowerIsBetter {
+			r.P99VsTCP = pairedRatio(r.perRoundP99, base.perRoundP99, true)
 		}
 	}
+}
+
+// pairedRatio returns the median over rounds of x/base (base/x when lower is
+// better), skipping rounds where either failed.
+func pairedRatio(x, base []float64, lowerIsBetter bool) float64 {
+	var ratios []float64
+	for i := range min(len(x), len(base)) {
+		if x[i] <= 0 || base[i] <= 0 {
+			continue
+		}
+		if lowerIsBetter {
+			ratios = append(ratios, base[i]/x[i])
+		} else {
+			ratios = append(ratios, x[i]/base[i])
+		}
+	}
+	return median(ratios)
 }
 
 // coreRow reduces the rounds of one shape and transport to a row of medians.
@@ -213,6 +225,7 @@ func coreRow(sh perfShape, t *perfTransport, res []cellResult) *perfRow {
 	cs, ss := map[string]int{}, map[string]int{}
 	for _, r := range res {
 		row.Errors += r.errors
+		row.perRound, row.perRoundP99 = append(row.perRound, 0), append(row.perRoundP99, 0)
 		if r.err != nil {
 			row.Error = r.err.Error()
 			continue
@@ -228,9 +241,11 @@ func coreRow(sh perfShape, t *perfTransport, res []cellResult) *perfRow {
 		}
 		row.Rounds++
 		rate = append(rate, float64(r.ops)/r.elapsed.Seconds())
+		row.perRound[len(row.perRound)-1] = rate[len(rate)-1]
 		if sh.scenario == "bulk" {
 			gib := float64(r.bytes) / (1 << 30)
 			gbps = append(gbps, float64(r.bytes)/r.elapsed.Seconds()/1e9)
+			row.perRound[len(row.perRound)-1] = gbps[len(gbps)-1]
 			ccpu = append(ccpu, r.clientCPU.Seconds()/gib)
 			scpu = append(scpu, r.serverCPU.Seconds()/gib)
 		} else {
@@ -241,6 +256,8 @@ func coreRow(sh perfShape, t *perfTransport, res []cellResult) *perfRow {
 			slices.Sort(r.lat)
 			p50 = append(p50, float64(r.lat[len(r.lat)/2].Nanoseconds())/1e3)
 			p99 = append(p99, float64(r.lat[len(r.lat)*99/100].Nanoseconds())/1e3)
+			row.perRound[len(row.perRound)-1] = p50[len(p50)-1]
+			row.perRoundP99[len(row.perRoundP99)-1] = p99[len(p99)-1]
 		}
 	}
 	if row.Rounds > 0 {

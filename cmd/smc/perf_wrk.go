@@ -61,6 +61,7 @@ func abRounds(ctx context.Context, rounds int, a, b func() error) error {
 // abMeasure is what one A or B measurement collects.
 type abMeasure struct {
 	rate, ccpu, scpu []float64
+	perRound         []float64 // rate per round, zero where the round failed
 	errors           int64
 	err              error
 	states           map[string]int
@@ -69,7 +70,7 @@ type abMeasure struct {
 func (m *abMeasure) row(scenario string, conns int, transport string) *perfRow {
 	r := &perfRow{Group: "wrk", Scenario: scenario, Conns: conns, Transport: transport,
 		Rounds: len(m.rate), OpsPerSec: median(m.rate), ClientCPU: median(m.ccpu), ServerCPU: median(m.scpu),
-		CPUUnit: "us/op", Errors: m.errors}
+		CPUUnit: "us/op", Errors: m.errors, perRound: m.perRound}
 	if m.err != nil && len(m.rate) == 0 {
 		r.Error = m.err.Error()
 	}
@@ -98,6 +99,7 @@ func (c *perfClient) runWrkServer(ctx context.Context) error {
 				res, err := runWrkOnce(ctx, wrk, "http://"+addr+"/", n, c.o.wrkDuration)
 				if err != nil {
 					m.err = err
+					m.perRound = append(m.perRound, 0)
 					return nil
 				}
 				s1, err := c.ctl.stats(false)
@@ -105,6 +107,7 @@ func (c *perfClient) runWrkServer(ctx context.Context) error {
 					return err
 				}
 				m.rate = append(m.rate, res.rate)
+				m.perRound = append(m.perRound, res.rate)
 				m.errors += res.errors
 				if res.requests > 0 {
 					m.ccpu = append(m.ccpu, float64(res.cpu.Microseconds())/float64(res.requests))
@@ -207,9 +210,11 @@ func (c *perfClient) runNginxClient(ctx context.Context) error {
 				m.errors += res.errors
 				if res.err != nil {
 					m.err = res.err
+					m.perRound = append(m.perRound, 0)
 					return nil
 				}
 				m.rate = append(m.rate, float64(res.ops)/res.elapsed.Seconds())
+				m.perRound = append(m.perRound, m.rate[len(m.rate)-1])
 				m.ccpu = append(m.ccpu, float64(cpu.Microseconds())/float64(res.ops))
 				if m.states == nil {
 					m.states = map[string]int{}
