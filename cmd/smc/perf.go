@@ -38,6 +38,7 @@ type perfOptions struct {
 	wrkRounds   int
 	shmipcDir   string
 	json        bool
+	jsonOut     string // also write the JSON rows to this file
 	quick       bool
 	out         io.Writer
 }
@@ -83,6 +84,7 @@ func runPerf(args []string) error {
 	wrkRounds := fs.Int("wrk-rounds", 3, "A/B rounds of the wrk/nginx scenario")
 	shmipcDir := fs.String("shmipc-dir", "bench/shmipc", "directory of the shmipc-go comparison module")
 	asJSON := fs.Bool("json", false, "print one JSON object per result row instead of a table")
+	jsonOut := fs.String("json-out", "", "also write one JSON object per result row to this file")
 	quick := fs.Bool("quick", false, "a tiny run of everything that checks the harness works (figures meaningless)")
 	control := fs.String("control", "", "client mode: control address of an \"smc perf server\"")
 	if err := fs.Parse(args); err != nil {
@@ -94,7 +96,7 @@ func runPerf(args []string) error {
 	o := perfOptions{
 		duration: *duration, rounds: *rounds, shortConc: *shortConc,
 		wrkDuration: *wrkDuration, wrkRounds: *wrkRounds, shmipcDir: *shmipcDir,
-		json: *asJSON, quick: *quick, out: os.Stdout,
+		json: *asJSON, jsonOut: *jsonOut, quick: *quick, out: os.Stdout,
 	}
 	var err error
 	if o.scenarios, err = pickList(*scenarios, perfScenarios, map[string][]string{"core": {"pingpong", "bulk", "rr", "short"}}); err != nil {
@@ -222,6 +224,7 @@ func (r *perfRow) key() string {
 type perfPrinter struct {
 	w       io.Writer
 	json    bool
+	jsonOut io.Writer // nil, or a copy of every row as JSON
 	started bool
 }
 
@@ -234,8 +237,11 @@ func (p *perfPrinter) note(format string, args ...any) {
 }
 
 func (p *perfPrinter) row(r *perfRow) {
+	b, _ := json.Marshal(r)
+	if p.jsonOut != nil {
+		fmt.Fprintf(p.jsonOut, "%s\n", b)
+	}
 	if p.json {
-		b, _ := json.Marshal(r)
 		fmt.Fprintf(p.w, "%s\n", b)
 		return
 	}

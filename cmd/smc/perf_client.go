@@ -62,6 +62,14 @@ func runPerfClient(ctx context.Context, control string, o perfOptions, cgNote st
 	}
 	defer ctl.c.Close()
 	c := &perfClient{o: o, ctl: ctl, p: &perfPrinter{w: o.out, json: o.json}}
+	if o.jsonOut != "" {
+		f, err := os.Create(o.jsonOut)
+		if err != nil {
+			return fmt.Errorf("smc: perf: %w", err)
+		}
+		defer f.Close()
+		c.p.jsonOut = f
+	}
 	if err := ctl.call(perfRequest{Cmd: "info"}, &c.info); err != nil {
 		return err
 	}

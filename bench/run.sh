@@ -1,0 +1,26 @@
+#!/bin/sh
+# Records the runs BENCHMARKS.md quotes, raw, under bench/results/<UTC time>/:
+# the default smc perf table (every scenario) and a longer A/B run of the
+# IPPROTO_SMC cover letter's short-connection benchmark (issue 3).
+# Run as root from anywhere in the repository; needs wrk and nginx
+# (apt-get install wrk nginx), otherwise those rows say "unavailable".
+set -eu
+cd "$(dirname "$0")/.."
+dir=bench/results/$(date -u +%Y-%m-%dT%H%MZ)
+mkdir -p "$dir"
+go build -o "$dir/.smc" ./cmd/smc
+machine() {
+	echo "== $1"
+	date -u
+	uname -srm
+	echo "CPUs: $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
+	go version
+	echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+machine before >"$dir/machine.txt"
+"$dir/.smc" perf --json-out="$dir/perf.jsonl" "$@" | tee "$dir/perf.txt"
+machine between >>"$dir/machine.txt"
+"$dir/.smc" perf --scenario=wrk --wrk-duration=2s --wrk-rounds=7 --json-out="$dir/fallback.jsonl" | tee "$dir/fallback.txt"
+machine after >>"$dir/machine.txt"
+rm -f "$dir/.smc"
+echo "recorded in $dir"
