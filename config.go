@@ -3,6 +3,8 @@ package smc
 import (
 	"log/slog"
 	"time"
+
+	"github.com/smc-go/smc/internal/wire"
 )
 
 // Defaults used when a [Config] field is zero.
@@ -21,11 +23,13 @@ const (
 // means the default. A Config may be shared by many dialers and listeners but must
 // not be modified once in use; [Config.Policy] itself may be changed at run time.
 type Config struct {
-	// BufferSize is the size in bytes of each receive buffer (DMB) this side
-	// offers; it is rounded up to a power of two of at least 16 KiB.
+	// BufferSize is the size in bytes of the receive buffer (DMB) this side
+	// offers; it is rounded up to a power of two of at least 16 KiB, at most
+	// 512 MiB (the largest size SMC-D's CLC messages can express).
 	BufferSize int
 
-	// HandshakeTimeout bounds each wait for a CLC message during the SMC handshake.
+	// HandshakeTimeout bounds the SMC handshake (the CLC exchange and the
+	// shared-memory set-up) of each connection.
 	HandshakeTimeout time.Duration
 
 	// MaxHandshakes is how many server handshakes may be in progress at once on a
@@ -35,6 +39,12 @@ type Config struct {
 	// Policy decides per connection whether SMC is offered. Nil means
 	// [DefaultPolicy]: only destinations on this host.
 	Policy *Policy
+
+	// EndpointDir, if set, is a directory where this process's shared-memory
+	// endpoint has its Unix socket, so that peers in other network namespaces that
+	// share the directory can attach. Empty means the abstract socket namespace:
+	// peers in the same network namespace only. Both sides must agree.
+	EndpointDir string
 
 	// Logger, if set, receives debug records of handshake decisions. The package
 	// never logs otherwise.
@@ -55,11 +65,14 @@ func (c *Config) bufferSize() int {
 	if c == nil || c.BufferSize <= 0 {
 		return DefaultBufferSize
 	}
-	n := 16 << 10
-	for n < c.BufferSize && n < 1<<30 {
-		n <<= 1
+	return wire.BufferSize(compressedSize(c.BufferSize))
+}
+
+func (c *Config) endpointDir() string {
+	if c == nil {
+		return ""
 	}
-	return n
+	return c.EndpointDir
 }
 
 func (c *Config) handshakeTimeout() time.Duration {

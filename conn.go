@@ -3,10 +3,13 @@ package smc
 import (
 	"context"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/smc-go/smc/internal/shm"
 )
 
 // A Conn is a connection whose peer advertised SMC in the TCP handshake. It
@@ -20,6 +23,7 @@ type Conn struct {
 	isClient bool
 	config   *Config
 	signal   sigResult
+	limit    *atomic.Int64 // server: the listener's count of handshakes in progress
 
 	// handshakeMu serialises handshakes; handshakeErr is sticky and guarded by it.
 	handshakeMu  sync.Mutex
@@ -28,11 +32,15 @@ type Conn struct {
 	// orders all later reads of data and state after their writes.
 	handshakeDone atomic.Bool
 
-	// mu guards data until handshakeDone, state, and closed.
-	mu     sync.Mutex
-	data   dataPath
-	state  ConnectionState
-	closed bool
+	// mu guards data until handshakeDone, state, closed and the caller's deadlines,
+	// which the handshake overrides on the TCP connection and then puts back.
+	mu            sync.Mutex
+	data          dataPath
+	stream        *shm.Stream // data when it is shared memory, else nil
+	state         ConnectionState
+	closed        bool
+	readDeadline  time.Time
+	writeDeadline time.Time
 
 	linger atomic.Int64 // seconds as in SetLinger; -1 (the default) is the OS default
 }
@@ -87,15 +95,20 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 // closing data, when the Conn was closed while the handshake ran.
 func (c *Conn) finish(data dataPath, st ConnectionState) error {
 	st.HandshakeComplete = true
+	stream, _ := data.(*shm.Stream)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		if data != dataPath(c.tcp) {
-			data.Close()
+		if stream != nil {
+			stream.Close()
 		}
 		return net.ErrClosed
 	}
-	c.data, c.state = data, st
+	c.data, c.stream, c.state = data, stream, st
+	if stream != nil {
+		stream.SetReadDeadline(c.readDeadline)
+		stream.SetWriteDeadline(c.writeDeadline)
+	}
 	c.handshakeDone.Store(true)
 	return nil
 }
@@ -140,28 +153,20 @@ func (c *Conn) Close() error {
 		return &net.OpError{Op: "close", Net: "tcp", Source: c.tcp.LocalAddr(), Addr: c.tcp.RemoteAddr(), Err: net.ErrClosed}
 	}
 	c.closed = true
-	data := c.data
+	stream := c.stream
 	c.mu.Unlock()
 	var err error
-	if data != nil && data != dataPath(c.tcp) {
+	if stream != nil {
 		if c.linger.Load() == 0 {
-			err = abort(data)
+			err = stream.Abort()
 		} else {
-			err = data.Close()
+			err = stream.Close()
 		}
 	}
 	if terr := c.tcp.Close(); err == nil {
 		err = terr
 	}
 	return err
-}
-
-// abort closes data abortively when it supports it (the peer sees a reset).
-func abort(data dataPath) error {
-	if a, ok := data.(interface{ Abort() error }); ok {
-		return a.Abort()
-	}
-	return data.Close()
 }
 
 // CloseWrite shuts down the writing side: the peer reads io.EOF once it has read
@@ -198,34 +203,57 @@ func (c *Conn) SetDeadline(t time.Time) error {
 
 // SetReadDeadline sets the deadline for Read calls and the handshake they run.
 func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.readDeadline = t
+	stream := c.stream
+	c.mu.Unlock()
 	if err := c.tcp.SetReadDeadline(t); err != nil {
 		return err
 	}
-	if d := c.smcData(); d != nil {
-		return d.SetReadDeadline(t)
+	if stream != nil {
+		return stream.SetReadDeadline(t)
 	}
 	return nil
 }
 
 // SetWriteDeadline sets the deadline for Write calls and the handshake they run.
 func (c *Conn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.writeDeadline = t
+	stream := c.stream
+	c.mu.Unlock()
 	if err := c.tcp.SetWriteDeadline(t); err != nil {
 		return err
 	}
-	if d := c.smcData(); d != nil {
-		return d.SetWriteDeadline(t)
+	if stream != nil {
+		return stream.SetWriteDeadline(t)
 	}
 	return nil
 }
 
-// smcData returns the data path if it is not the TCP connection itself.
-func (c *Conn) smcData() dataPath {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.data == nil || c.data == dataPath(c.tcp) {
-		return nil
+// remoteAddrPort returns the peer's address.
+func (c *Conn) remoteAddrPort() netip.AddrPort {
+	return c.tcp.RemoteAddr().(*net.TCPAddr).AddrPort()
+}
+
+// replayTCP is the data path of a server connection whose client advertised SMC but
+// then sent application data: the bytes the handshake consumed are read first.
+type replayTCP struct {
+	*net.TCPConn
+	mu      sync.Mutex
+	pending []byte // guarded by mu
+}
+
+func (r *replayTCP) Read(b []byte) (int, error) {
+	r.mu.Lock()
+	if len(r.pending) > 0 {
+		n := copy(b, r.pending)
+		r.pending = r.pending[n:]
+		r.mu.Unlock()
+		return n, nil
 	}
-	return c.data
+	r.mu.Unlock()
+	return r.TCPConn.Read(b)
 }
 
 // SetLinger sets the behaviour of Close with unsent data, as [net.TCPConn.SetLinger]

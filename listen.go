@@ -95,8 +95,9 @@ func offerListenAddress(p *Policy, address string) bool {
 // listener is a TCP listener whose socket offers SMC.
 type listener struct {
 	*net.TCPListener
-	sig    signaller
-	config *Config
+	sig        signaller
+	config     *Config
+	handshakes atomic.Int64 // server handshakes in progress on this listener's connections
 }
 
 // Accept waits for the next connection. It returns a *net.TCPConn when the client
@@ -110,5 +111,7 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil || !res.advertised() {
 		return tc, nil
 	}
-	return newConn(tc, false, l.config, res), nil
+	c := newConn(tc, false, l.config, res)
+	c.limit = &l.handshakes
+	return c, nil
 }

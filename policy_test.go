@@ -115,7 +115,7 @@ func TestReasonString(t *testing.T) {
 		{ReasonNoSMCDev, "NOSMCDEV"},
 		{ReasonSignallingUnavailable, "SIGNALLING_UNAVAILABLE"},
 		{ReasonNone, "NONE"},
-		{Reason(0x0a0b0c0d), "0xa0b0c0d"},
+		{Reason(0x0a0b0c0d), "0x0a0b0c0d"},
 	} {
 		if got := tc.r.String(); got != tc.want {
 			t.Errorf("Reason(%#x).String() = %q, want %q", uint32(tc.r), got, tc.want)

@@ -1,6 +1,6 @@
 package smc
 
-import "strconv"
+import "github.com/smc-go/smc/internal/wire"
 
 // Reason says why a connection is not using SMC. Its value is the Linux
 // SMC_CLC_DECL_* code (Linux smc_clc.h) whenever Linux has one, so that figures from
@@ -35,29 +35,14 @@ const (
 	ReasonSignallingUnavailable Reason = 0x7f000001 // no eBPF signalling for this process
 	ReasonNotOffered            Reason = 0x7f000002 // policy or the negative cache chose not to offer SMC
 	ReasonHandshakeLimit        Reason = 0x7f000003 // too many server handshakes in progress (Linux limit_smc_hs)
+	ReasonPeerNotCLC            Reason = 0x7f000004 // the peer advertised SMC but sent no CLC message
 )
-
-// linuxReasonNames names the Linux codes declared above.
-var linuxReasonNames = map[Reason]string{
-	ReasonMem:          "MEM",
-	ReasonPeerNoSMC:    "PEERNOSMC",
-	ReasonNoSMCDev:     "NOSMCDEV",
-	ReasonNoSMCDDev:    "NOSMCDDEV",
-	ReasonNoV2Ext:      "NOV2EXT",
-	ReasonNoV2DExt:     "NOV2DEXT",
-	ReasonNoSMCD2Dev:   "NOSMCD2DEV",
-	ReasonNoUEID:       "NOUEID",
-	ReasonModeUnsupp:   "MODEUNSUPP",
-	ReasonVersMismatch: "VERSMISMAT",
-	ReasonMaxDMB:       "MAX_DMB",
-	ReasonPeerDecl:     "PEERDECL",
-	ReasonIntErr:       "INTERR",
-}
 
 var localReasonNames = map[Reason]string{
 	ReasonSignallingUnavailable: "SIGNALLING_UNAVAILABLE",
 	ReasonNotOffered:            "NOT_OFFERED",
 	ReasonHandshakeLimit:        "HANDSHAKE_LIMIT",
+	ReasonPeerNotCLC:            "PEER_NOT_CLC",
 }
 
 // String returns the Linux name of the code without its SMC_CLC_DECL_ prefix (for
@@ -69,10 +54,7 @@ func (r Reason) String() string {
 	if n, ok := localReasonNames[r]; ok {
 		return n
 	}
-	if n, ok := linuxReasonNames[r]; ok {
-		return n
-	}
-	return "0x" + strconv.FormatUint(uint64(r), 16)
+	return wire.Code(r).String()
 }
 
 // Local reports whether r is a decision this side made without a peer's word.

@@ -1,0 +1,315 @@
+package smc
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/smc-go/smc/internal/wire"
+)
+
+// tcpPair returns a connected pair of kernel TCP connections on loopback.
+func tcpPair(t *testing.T) (client, server *net.TCPConn) {
+	t.Helper()
+	c, s := pair(t, listenNet, dialNet)
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c.(*net.TCPConn), s.(*net.TCPConn)
+}
+
+// advertised is the handshake record of a connection both sides offered SMC on.
+var advertised = sigResult{Marked: true, Sent: true, Received: true}
+
+// smcPair runs both handshakes over a fresh TCP connection, as Dial and Accept do
+// once the TCP handshake carried the option on both sides.
+func smcPair(t *testing.T, cc, sc *Config) (client, server *Conn) {
+	t.Helper()
+	ct, st := tcpPair(t)
+	client, server = newConn(ct, true, cc, advertised), newConn(st, false, sc, advertised)
+	errc := make(chan error, 1)
+	go func() { errc <- server.Handshake() }()
+	if err := client.Handshake(); err != nil {
+		t.Fatalf("client handshake: %v", err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("server handshake: %v", err)
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+func TestHandshakeSMCD(t *testing.T) {
+	client, server := smcPair(t, nil, nil)
+	for _, c := range []*Conn{client, server} {
+		st := c.ConnectionState()
+		if st.Mode != ModeSMCD || st.Fallback != ReasonNone || !st.HandshakeComplete {
+			t.Fatalf("state %+v, want ModeSMCD without fallback", st)
+		}
+		if State(c) != st {
+			t.Fatal("State(conn) differs from ConnectionState()")
+		}
+	}
+	exchange(t, client, server, "over shared memory\n")
+	exchange(t, server, client, "and back\n")
+}
+
+// rawServer plays a server by hand: it reads the client's first CLC message and
+// answers with reply (nil: nothing).
+func rawServer(t *testing.T, raw *net.TCPConn, reply []byte) <-chan []byte {
+	got := make(chan []byte, 1)
+	go func() {
+		raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+		msg, _ := wire.ReadMessage(raw, nil)
+		got <- msg
+		if reply != nil {
+			raw.Write(reply)
+		}
+	}()
+	return got
+}
+
+// TestServerTakesDeclineFirst: a Linux client without an SMC device sends a 28-byte
+// v1 Decline instead of a Proposal, then plain data; the server falls back with
+// PEERDECL, keeps the peer's diagnosis and loses no byte.
+func TestServerTakesDeclineFirst(t *testing.T) {
+	// As seen from Linux 6.1 (shared/reference/smc-protocol.md §8b).
+	linuxDecline := []byte{0xe2, 0xd4, 0xc3, 0xd9, 0x04, 0x00, 0x1c, 0x10, 0, 0, 0, 0, 0, 0, 0, 0,
+		0x03, 0x03, 0x00, 0x00, 0, 0, 0, 0, 0xe2, 0xd4, 0xc3, 0xd9}
+	ct, st := tcpPair(t)
+	server := newConn(st, false, nil, advertised)
+	if _, err := ct.Write(append(linuxDecline, "ping"...)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	server.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := io.ReadAtLeast(server, buf, 4)
+	if err != nil || string(buf[:n]) != "ping" {
+		t.Fatalf("server read %q, %v; want \"ping\"", buf[:n], err)
+	}
+	s := server.ConnectionState()
+	if s.Mode != ModeTCP || s.Fallback != ReasonPeerDecl || s.PeerDiagnosis != ReasonNoSMCDev {
+		t.Fatalf("state %+v, want TCP, PEERDECL, peer NOSMCDEV", s)
+	}
+	exchange(t, server, ct, "pong\n")
+}
+
+// TestClientTakesDecline: a server that declines the Proposal leaves the client on
+// the same TCP connection with PEERDECL.
+func TestClientTakesDecline(t *testing.T) {
+	ct, st := tcpPair(t)
+	d := &wire.Decline{Version: wire.Version2, Diagnosis: wire.CodeNoSMCDev, OSType: wire.OSLinux}
+	got := rawServer(t, st, d.Append(nil))
+	client := newConn(ct, true, nil, advertised)
+	if err := client.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := wire.ParseProposal(<-got); err != nil || p.TypeV2 != wire.SMCTypeD {
+		t.Fatalf("server got %v, %v; want an SMC-D v2 proposal", p, err)
+	}
+	s := client.ConnectionState()
+	if s.Mode != ModeTCP || s.Fallback != ReasonPeerDecl || s.PeerDiagnosis != ReasonNoSMCDev {
+		t.Fatalf("state %+v, want TCP, PEERDECL, peer NOSMCDEV", s)
+	}
+	exchange(t, client, st, "data after the decline\n")
+	exchange(t, st, client, "answer\n")
+}
+
+// proposalFrom returns a Proposal like ours, changed by edit.
+func proposalFrom(t *testing.T, edit func(p *wire.Proposal)) []byte {
+	gid, err := localGID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &wire.Proposal{TypeV1: wire.SMCTypeN, TypeV2: wire.SMCTypeD, Release: 1, UEIDs: []wire.EID{localEID},
+		FeatureMask: 1, GIDs: []wire.GIDCHID{{GID: gid[0], CHID: localCHID}, {GID: gid[1], CHID: localCHID}}}
+	if edit != nil {
+		edit(p)
+	}
+	return p.Append(nil)
+}
+
+// TestServerDeclines: each reason the server declines a Proposal for, with the
+// code on the wire, the Decline's version matching the Proposal's, and the
+// connection left working as plain TCP.
+func TestServerDeclines(t *testing.T) {
+	loopbackISM := []wire.GIDCHID{{GID: 1, CHID: 0xFFFF}, {GID: 2, CHID: 0xFFFF}}
+	for _, tc := range []struct {
+		name        string
+		proposal    []byte
+		want        Reason
+		wantVersion uint8
+	}{
+		{"v1-only", proposalFrom(t, func(p *wire.Proposal) {
+			p.Version, p.TypeV1, p.ISMGID, p.ISMCHID = wire.Version1, wire.SMCTypeD, 7, 0x0101
+		}), ReasonVersMismatch, wire.Version1},
+		{"no-v2-offer", proposalFrom(t, func(p *wire.Proposal) { p.TypeV1, p.TypeV2 = wire.SMCTypeR, wire.SMCTypeN }), ReasonNoV2Ext, wire.Version2},
+		{"smc-r-only", proposalFrom(t, func(p *wire.Proposal) { p.TypeV2, p.GIDs = wire.SMCTypeR, nil }), ReasonNoSMCDDev, wire.Version2},
+		{"loopback-ism", proposalFrom(t, func(p *wire.Proposal) { p.GIDs = loopbackISM }), ReasonNoSMCD2Dev, wire.Version2},
+		{"other-host", proposalFrom(t, func(p *wire.Proposal) { p.GIDs[1].GID++ }), ReasonNoSMCD2Dev, wire.Version2},
+		{"no-common-eid", proposalFrom(t, func(p *wire.Proposal) { p.UEIDs = nil }), ReasonNoUEID, wire.Version2},
+		{"malformed", func() []byte {
+			b := proposalFrom(t, nil)
+			b[len(b)-1] = 0 // broken trailer
+			return b
+		}(), Reason(wire.CodeCnfErr), wire.Version2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ct, st := tcpPair(t)
+			server := newConn(st, false, nil, advertised)
+			if _, err := ct.Write(tc.proposal); err != nil {
+				t.Fatal(err)
+			}
+			if err := server.Handshake(); err != nil {
+				t.Fatalf("handshake: %v", err)
+			}
+			s := server.ConnectionState()
+			if s.Mode != ModeTCP || s.Fallback != tc.want {
+				t.Fatalf("state %+v, want TCP with %v", s, tc.want)
+			}
+			ct.SetReadDeadline(time.Now().Add(5 * time.Second))
+			raw, err := wire.ReadMessage(ct, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := wire.ParseDecline(raw)
+			if err != nil || Reason(d.Diagnosis) != tc.want || d.Version != tc.wantVersion {
+				t.Fatalf("client got %+v, %v; want a v%d Decline with %v", d, err, tc.wantVersion, tc.want)
+			}
+			exchange(t, ct, server, "plain tcp\n")
+		})
+	}
+}
+
+// TestServerReplaysNonCLC: a client that advertised SMC but sends application data
+// (a replayed option, a foreign stack) gets plain TCP and the server application
+// reads every byte, in order, nothing added.
+func TestServerReplaysNonCLC(t *testing.T) {
+	for _, first := range []string{
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+		"\xe2\xd4\xc3",             // a prefix of the eyecatcher, then not CLC
+		"\xe2\xd4\xc3\xd9\x09rest", // eyecatcher, then an unknown type
+	} {
+		ct, st := tcpPair(t)
+		server := newConn(st, false, nil, advertised)
+		go func() {
+			ct.Write([]byte(first))
+			time.Sleep(20 * time.Millisecond)
+			ct.Write([]byte("tail"))
+		}()
+		want := first + "tail"
+		got := make([]byte, len(want))
+		server.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(server, got); err != nil || string(got) != want {
+			t.Fatalf("server read %q, %v; want %q", got, err, want)
+		}
+		if s := server.ConnectionState(); s.Mode != ModeTCP || s.Fallback != ReasonPeerNotCLC {
+			t.Fatalf("state %+v, want TCP with PEER_NOT_CLC", s)
+		}
+	}
+}
+
+// TestClientNonCLCAnswer: a server that answers the Proposal with non-CLC bytes
+// fails the client's handshake with a clear error and puts the destination in the
+// negative cache.
+func TestClientNonCLCAnswer(t *testing.T) {
+	ct, st := tcpPair(t)
+	policy := NewPolicy(Rules{})
+	rawServer(t, st, []byte("220 smtp.example ESMTP\r\n"))
+	client := newConn(ct, true, &Config{Policy: policy}, advertised)
+	err := client.Handshake()
+	var de *DeclineError
+	if !errors.As(err, &de) || de.Reason != ReasonPeerNotCLC {
+		t.Fatalf("handshake error %v, want a DeclineError with PEER_NOT_CLC", err)
+	}
+	if policy.OfferDial(client.remoteAddrPort()) {
+		t.Fatal("destination not in the negative cache")
+	}
+	if _, err := client.Read(make([]byte, 1)); !errors.Is(err, de) {
+		t.Fatalf("Read after failed handshake: %v, want the sticky handshake error", err)
+	}
+}
+
+// TestHandshakeTimeout: a client that advertised SMC and then stays silent fails
+// the server's handshake after Config.HandshakeTimeout, as in Linux.
+func TestHandshakeTimeout(t *testing.T) {
+	_, st := tcpPair(t)
+	server := newConn(st, false, &Config{HandshakeTimeout: 100 * time.Millisecond}, advertised)
+	start := time.Now()
+	err := server.Handshake()
+	var ne net.Error
+	if err == nil || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("handshake: %v, want a timeout", err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatal("timeout not applied")
+	}
+	// ctx bounds it too.
+	_, st = tcpPair(t)
+	server = newConn(st, false, nil, advertised)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := server.HandshakeContext(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("handshake with expiring ctx: %v, want context.DeadlineExceeded", err)
+	}
+}
+
+// TestHandshakeLimit: beyond Config.MaxHandshakes concurrent server handshakes, a
+// new connection is declined (MEM on the wire, HANDSHAKE_LIMIT locally).
+func TestHandshakeLimit(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	l := &listener{TCPListener: ln.(*net.TCPListener), config: &Config{MaxHandshakes: 1}}
+	l.handshakes.Add(1) // one handshake in progress
+	ct, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ct.Close()
+	st, err := l.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := newConn(st, false, l.config, advertised)
+	server.limit = &l.handshakes
+	defer server.Close()
+	ct.Write(proposalFrom(t, nil))
+	if err := server.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if s := server.ConnectionState(); s.Fallback != ReasonHandshakeLimit {
+		t.Fatalf("state %+v, want HANDSHAKE_LIMIT", s)
+	}
+	raw, err := wire.ReadMessage(ct, nil)
+	if d, perr := wire.ParseDecline(raw); err != nil || perr != nil || d.Diagnosis != wire.CodeMem {
+		t.Fatalf("client got %x (%v, %v), want a Decline with MEM", raw, err, perr)
+	}
+	if n := l.handshakes.Load(); n != 1 {
+		t.Fatalf("%d handshakes counted after the declined one, want 1", n)
+	}
+}
+
+// TestCloseDuringHandshake: Close unblocks a handshake waiting for the peer.
+func TestCloseDuringHandshake(t *testing.T) {
+	_, st := tcpPair(t)
+	server := newConn(st, false, nil, advertised)
+	errc := make(chan error, 1)
+	go func() { _, err := server.Read(make([]byte, 1)); errc <- err }()
+	time.Sleep(20 * time.Millisecond)
+	server.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Read during Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read blocked after Close")
+	}
+	if _, err := server.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Write after Close: %v, want net.ErrClosed", err)
+	}
+}
