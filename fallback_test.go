@@ -54,6 +54,11 @@ func pair(t *testing.T, listen listenFunc, dial dialFunc) (client, server net.Co
 	ch := make(chan res, 1)
 	go func() {
 		c, err := ln.Accept()
+		if sc, ok := c.(*Conn); ok {
+			// The server's handshake runs on its first Read or Write; the client's
+			// Dial waits for it, so run it here as a server application would.
+			err = sc.Handshake()
+		}
 		ch <- res{c, err}
 	}()
 	client, err = dial(ln.Addr().String())
@@ -293,6 +298,34 @@ func TestSSShowsProcess(t *testing.T) {
 	}
 }
 
+// acceptAll accepts on ln until it is closed, runs each connection's handshake as a
+// server application's first Read would, and closes the connections at the end of
+// the test.
+func acceptAll(t *testing.T, ln net.Listener) {
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if sc, ok := c.(*Conn); ok {
+				sc.Handshake()
+			}
+			conns = append(conns, c)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+}
+
 // TestNetworks: only TCP networks are accepted, with the standard error type.
 func TestNetworks(t *testing.T) {
 	for _, network := range []string{"udp", "unix", "ip4", ""} {
@@ -314,12 +347,12 @@ func TestNetworks(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Listen(%q): %v", network, err)
 		}
+		acceptAll(t, ln)
 		c, err := (&Dialer{}).DialContext(context.Background(), network, ln.Addr().String())
 		if err != nil {
 			t.Fatalf("Dial(%q): %v", network, err)
 		}
 		c.Close()
-		ln.Close()
 	}
 }
 
@@ -334,7 +367,7 @@ func TestControlChained(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	acceptAll(t, ln)
 	d := Dialer{ControlContext: func(ctx context.Context, network, address string, c syscall.RawConn) error {
 		dialCalls++
 		return nil

@@ -1,7 +1,6 @@
 package smc
 
 import (
-	"errors"
 	"net"
 	"sync"
 	"syscall"
@@ -23,10 +22,8 @@ func (r sigResult) advertised() bool { return r.Sent && r.Received }
 type signaller interface {
 	mark(fd int) error
 	result(fd int) (sigResult, error)
+	close() error
 }
-
-// errSignallingUnavailable is wrapped by every reason signalling cannot be used.
-var errSignallingUnavailable = errors.New("smc: signalling unavailable")
 
 var sig struct {
 	once sync.Once

@@ -1,0 +1,51 @@
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// EnterChildCgroup is [ChildCgroup] for TestMain, where there is no testing.TB: it
+// creates a fresh child cgroup below the process's current cgroup v2 and moves the
+// whole process into it, so that a test binary can attach eBPF programs to its own
+// cgroup without touching its parent's. leave moves the process back and removes the
+// directory. Call it before creating any socket the tests rely on.
+func EnterChildCgroup() (dir string, leave func() error, err error) {
+	parent, err := OwnCgroup()
+	if err != nil {
+		return "", nil, err
+	}
+	if !childCgroups.CompareAndSwap(0, 1) {
+		return "", nil, errors.New("smc: testenv: a child cgroup is already entered")
+	}
+	dir, err = os.MkdirTemp(parent, "smc-test-")
+	if err != nil {
+		childCgroups.Store(0)
+		return "", nil, fmt.Errorf("smc: testenv: %w", err)
+	}
+	pid := []byte(strconv.Itoa(os.Getpid()))
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), pid, 0); err != nil {
+		os.Remove(dir)
+		childCgroups.Store(0)
+		return "", nil, fmt.Errorf("smc: testenv: moving the process into %s: %w", dir, err)
+	}
+	leave = func() error {
+		defer childCgroups.Store(0)
+		if err := os.WriteFile(filepath.Join(parent, "cgroup.procs"), pid, 0); err != nil {
+			return fmt.Errorf("smc: testenv: moving the process back to %s: %w", parent, err)
+		}
+		var err error
+		for range 100 { // exited child processes may take a moment to leave
+			if err = os.Remove(dir); err == nil {
+				return nil
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return fmt.Errorf("smc: testenv: removing %s: %w", dir, err)
+	}
+	return dir, leave, nil
+}

@@ -1,0 +1,49 @@
+package smc
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/smc-go/smc/internal/testenv"
+)
+
+// TestMain runs the package's tests inside a child cgroup of their own when it can
+// (as root), so that the package's signalling attaches its eBPF program there and
+// nowhere else, and removes the cgroup afterwards.
+func TestMain(m *testing.M) {
+	os.Exit(runInChildCgroup(m))
+}
+
+// cgroupErr says why the tests do not run in a child cgroup.
+var cgroupErr error
+
+func runInChildCgroup(m *testing.M) int {
+	if os.Geteuid() != 0 {
+		cgroupErr = fmt.Errorf("running as uid %d", os.Geteuid())
+		return m.Run()
+	}
+	_, leave, err := testenv.EnterChildCgroup()
+	if err != nil {
+		cgroupErr = err
+		return m.Run()
+	}
+	code := m.Run()
+	if s, err := signalling(); err == nil {
+		s.close() // detach before the cgroup goes
+	}
+	if err := leave(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
+// TestSignallingAvailable: the tests of this package exercise the real signalling
+// wherever it can work; CI (root, eBPF) must not quietly test the fallback only.
+func TestSignallingAvailable(t *testing.T) {
+	testenv.Require(t, "a child cgroup for the test binary", cgroupErr)
+	testenv.Require(t, "eBPF signalling", SignallingError())
+}

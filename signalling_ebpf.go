@@ -1,0 +1,26 @@
+package smc
+
+import "github.com/smc-go/smc/internal/signal"
+
+// ebpfSignaller is the sock_ops program of internal/signal.
+type ebpfSignaller struct{ s *signal.Signaller }
+
+// openSignaller opens the eBPF signalling: objects pinned for this process's cgroup
+// by `smc attach`, or, with CAP_BPF and CAP_NET_ADMIN, the program attached to the
+// process's own (non-root) cgroup for the life of the process.
+func openSignaller() (signaller, error) {
+	s, err := signal.Open()
+	if err != nil {
+		return nil, err
+	}
+	return ebpfSignaller{s}, nil
+}
+
+func (e ebpfSignaller) mark(fd int) error { return e.s.Mark(fd) }
+
+func (e ebpfSignaller) result(fd int) (sigResult, error) {
+	r, err := e.s.Result(fd)
+	return sigResult{Marked: r.Marked, Sent: r.Sent, Received: r.Received}, err
+}
+
+func (e ebpfSignaller) close() error { return e.s.Close() }
