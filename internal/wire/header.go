@@ -129,8 +129,8 @@ const (
 	MaxGIDEntries = 8
 )
 
-// Per-type bounds on the header's length field: the smallest and largest message of
-// that type Linux can send.
+// Per-type bounds on the header's length field: the shortest message of that type
+// Linux sends, and the longest this package reads.
 const (
 	minProposalLen = proposalBaseLen + prefixAreaLen + TrailerLen // v1 without SMC-D area or IPv6 prefixes
 	minAcceptLen   = smcdAcceptV1Len                              // SMC-D v1 Accept/Confirm, the shortest

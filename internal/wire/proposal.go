@@ -354,3 +354,59 @@ func (r *reader) prefixes(p *Proposal) {
 		}
 	}
 }
+
+// IsEmulatedCHID reports whether chid is that of an Emulated-ISM device
+// (0xFF00-0xFFFF, such as loopback-ism with 0xFFFF), whose 128-bit GID takes two
+// GID/CHID entries in a Proposal and whose Accept/Confirm carries GIDExt.
+//
+// Linux smc_ism.h: __smc_ism_is_emulated.
+func IsEmulatedCHID(chid uint16) bool { return chid >= 0xFF00 }
+
+// ISMDevice is an SMC-D device offered for v2: its CHID and GID, with the extended
+// GID of an Emulated-ISM device (zero otherwise).
+type ISMDevice struct {
+	CHID        uint16
+	GID, GIDExt uint64
+}
+
+// Devices returns the SMC-Dv2 devices p offers, read as a Linux server reads them
+// (af_smc.c: smc_find_ism_v2_device_serv): the native ISM device of the SMC-D area
+// when its CHID is nonzero, then one device per GID/CHID entry, where an
+// Emulated-ISM entry takes the next entry, which must repeat its CHID, as its
+// extended GID; an Emulated-ISM entry without such a partner is skipped. It
+// returns nil when TypeV2 does not include SMC-D.
+func (p *Proposal) Devices() []ISMDevice {
+	if p.version() == Version1 || !(p.TypeV2 & 3).HasD() {
+		return nil
+	}
+	var devs []ISMDevice
+	if p.ISMCHID != 0 {
+		devs = append(devs, ISMDevice{CHID: p.ISMCHID, GID: p.ISMGID})
+	}
+	for i := 0; i < len(p.GIDs); i++ {
+		e := p.GIDs[i]
+		if !IsEmulatedCHID(e.CHID) {
+			devs = append(devs, ISMDevice{CHID: e.CHID, GID: e.GID})
+			continue
+		}
+		if i+1 == len(p.GIDs) || p.GIDs[i+1].CHID != e.CHID {
+			continue
+		}
+		devs = append(devs, ISMDevice{CHID: e.CHID, GID: e.GID, GIDExt: p.GIDs[i+1].GID})
+		i++
+	}
+	return devs
+}
+
+// GIDEntries returns the GID/CHID entries that offer devs in a Proposal: one entry
+// per device, two for an Emulated-ISM device (its GID, then its extended GID).
+func GIDEntries(devs ...ISMDevice) []GIDCHID {
+	var e []GIDCHID
+	for _, d := range devs {
+		e = append(e, GIDCHID{GID: d.GID, CHID: d.CHID})
+		if IsEmulatedCHID(d.CHID) {
+			e = append(e, GIDCHID{GID: d.GIDExt, CHID: d.CHID})
+		}
+	}
+	return e
+}

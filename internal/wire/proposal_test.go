@@ -327,6 +327,40 @@ func FuzzParseProposal(f *testing.F) {
 		if len(p.IPv6Prefixes) > MaxIPv6Prefixes || len(p.UEIDs) > MaxUEIDs || len(p.GIDs) > MaxGIDEntries {
 			t.Fatalf("limits exceeded: %+v", p)
 		}
+		if devs := p.Devices(); len(devs) > 1+len(p.GIDs) {
+			t.Fatalf("%d devices from %d entries", len(devs), len(p.GIDs))
+		}
 		checkCanonical(t, b, p, func(b []byte) (Message, error) { return ParseProposal(b) })
 	})
+}
+
+func TestProposalDevices(t *testing.T) {
+	lo := ISMDevice{CHID: 0xffff, GID: 0x1122334455667788, GIDExt: 0x99aabbccddeeff00}
+	native := ISMDevice{CHID: 0x0124, GID: 0x0a0b0c0d0e0f1011}
+	tests := []struct {
+		name string
+		p    Proposal
+		want []ISMDevice
+	}{
+		{"loopback golden", goldenProposals(t)["loopback"].want, []ISMDevice{lo}},
+		{"mixed golden", goldenProposals(t)["mixed"].want, []ISMDevice{{CHID: 0x0123, GID: 0x0102030405060708}, native}},
+		{"v2 R only", Proposal{TypeV1: SMCTypeN, TypeV2: SMCTypeR, GIDs: GIDEntries(lo)}, nil},
+		{"v1", Proposal{Version: 1, TypeV1: SMCTypeD, TypeV2: SMCTypeD, ISMCHID: 1, GIDs: GIDEntries(lo)}, nil},
+		{"emulated then native", Proposal{TypeV1: SMCTypeN, TypeV2: SMCTypeD, GIDs: GIDEntries(lo, native)}, []ISMDevice{lo, native}},
+		{"emulated without partner", Proposal{TypeV1: SMCTypeN, TypeV2: SMCTypeD,
+			GIDs: []GIDCHID{{1, 0xff01}, {2, 0x0001}, {3, 0xff02}}}, []ISMDevice{{CHID: 1, GID: 2}}},
+		{"emulated partner with other CHID", Proposal{TypeV1: SMCTypeN, TypeV2: SMCTypeD,
+			GIDs: []GIDCHID{{1, 0xff01}, {2, 0xff02}, {3, 0xff02}}}, []ISMDevice{{CHID: 0xff02, GID: 2, GIDExt: 3}}},
+	}
+	for _, tt := range tests {
+		if got := tt.p.Devices(); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: Devices() = %+v, want %+v", tt.name, got, tt.want)
+		}
+	}
+	if got, want := GIDEntries(lo), goldenProposals(t)["loopback"].want.GIDs; !reflect.DeepEqual(got, want) {
+		t.Errorf("GIDEntries(loopback) = %+v, want %+v", got, want)
+	}
+	if IsEmulatedCHID(0xfeff) || !IsEmulatedCHID(0xff00) || !IsEmulatedCHID(0xffff) {
+		t.Error("IsEmulatedCHID boundaries wrong")
+	}
 }
