@@ -20,6 +20,11 @@ func Cgroup2Mount() (string, error) {
 	return mountOf("cgroup2")
 }
 
+// BPFFSMount returns where a bpf file system is mounted, from /proc/self/mountinfo.
+func BPFFSMount() (string, error) {
+	return mountOf("bpf")
+}
+
 // mountOf returns the first mount point of a file system type in /proc/self/mountinfo.
 func mountOf(fstype string) (string, error) {
 	f, err := os.Open("/proc/self/mountinfo")

@@ -20,3 +20,6 @@ func ChildCgroup(tb testing.TB) string { Require(tb, "cgroup v2", errNotLinux); 
 
 // RequireBPF stops the test: eBPF exists only on Linux.
 func RequireBPF(tb testing.TB) { Require(tb, "eBPF", errNotLinux) }
+
+// BPFFSMount returns where a bpf file system is mounted; only on Linux.
+func BPFFSMount() (string, error) { return "", errNotLinux }
