@@ -1,0 +1,59 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/smc-go/smc/internal/signal"
+)
+
+func init() {
+	register("attach", "prepare a cgroup v2 so its processes can announce SMC (root)", runAttach)
+}
+
+// runAttach is the entry point of "smc attach".
+func runAttach(args []string) error {
+	fs := flag.NewFlagSet("attach", flag.ContinueOnError)
+	detach := fs.Bool("detach", false, "undo a previous smc attach of the cgroup")
+	forceRoot := fs.Bool("force-root", false, "allow the root cgroup, which puts the program on every TCP socket of the host")
+	group := fs.String("group", "", "group (name or ID) whose members may mark sockets and read results; default: root only")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `usage: smc attach [--group=NAME] [--force-root] CGROUP
+       smc attach --detach CGROUP
+
+Loads the SMC signalling program, attaches it to the cgroup v2 CGROUP (a directory in
+the cgroup v2 mount, or a path relative to it) and pins it in bpffs (mounted at
+/sys/fs/bpf if needed), so that processes started in that cgroup or below announce
+SMC without privileges. Needs root.
+
+flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errors.New("smc attach: exactly one cgroup path is needed")
+	}
+	path := fs.Arg(0)
+	if *detach {
+		if err := signal.DetachCgroup(path); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stdout, "detached from %s\n", path)
+		return nil
+	}
+	dir, err := signal.AttachCgroup(path, signal.AttachOptions{ForceRoot: *forceRoot, Group: *group})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stdout, "attached to %s; pinned at %s\n", path, dir)
+	return nil
+}
