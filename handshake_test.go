@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smc-go/smc/internal/shm"
 	"github.com/smc-go/smc/internal/wire"
 )
 
@@ -312,4 +313,19 @@ func TestCloseDuringHandshake(t *testing.T) {
 	if _, err := server.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Write after Close: %v, want net.ErrClosed", err)
 	}
+}
+
+// TestMaxDMB: beyond the process's shared-memory bound the server declines with
+// MAX_DMB (Linux's SMC-D DMB limit) and both sides go on over TCP.
+func TestMaxDMB(t *testing.T) {
+	prev := shm.SetMemoryLimit(shm.MemoryInUse()) // nothing more fits
+	defer shm.SetMemoryLimit(prev)
+	client, server := smcPair(t, nil, nil)
+	if s := server.ConnectionState(); s.Mode != ModeTCP || s.Fallback != ReasonMaxDMB {
+		t.Fatalf("server state %+v, want TCP with MAX_DMB", s)
+	}
+	if s := client.ConnectionState(); s.Mode != ModeTCP || s.Fallback != ReasonPeerDecl || s.PeerDiagnosis != ReasonMaxDMB {
+		t.Fatalf("client state %+v, want TCP with PEERDECL and peer MAX_DMB", s)
+	}
+	exchange(t, client, server, "still a working connection\n")
 }
