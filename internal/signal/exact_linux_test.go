@@ -51,6 +51,21 @@ func enterNetns(t *testing.T) {
 func TestSYNCookies(t *testing.T) {
 	s := selfAttach(t)
 	enterNetns(t)
+	// Before cookies are forced: a marked pair negotiates inside the namespace too
+	// (SYN-ACK records are keyed by the namespace's cookie).
+	{
+		ln := listen(t, s, "tcp4", "127.0.0.1:0", true, false)
+		c := dial(t, s, "tcp4", ln.Addr().String(), true, nil)
+		sc, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cr, sr := resultOf(t, s, c), resultOf(t, s, sc); !cr.Negotiated() || !sr.Negotiated() {
+			t.Errorf("in a new namespace without cookies: client %+v server %+v, want both negotiated", cr, sr)
+		}
+		exchange(t, c, sc, false)
+		ln.Close()
+	}
 	if err := os.WriteFile("/proc/sys/net/ipv4/tcp_syncookies", []byte("2"), 0); err != nil {
 		t.Fatalf("forcing SYN cookies: %v", err)
 	}
