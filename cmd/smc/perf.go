@@ -37,6 +37,7 @@ type perfOptions struct {
 	wrkConns    []int
 	wrkRounds   int
 	shmipcDir   string
+	shmipcSizes []int
 	json        bool
 	jsonOut     string // also write the JSON rows to this file
 	quick       bool
@@ -83,6 +84,7 @@ func runPerf(args []string) error {
 	wrkConns := fs.String("wrk-conns", "128,512,1024", "connection counts of the wrk/nginx scenario")
 	wrkRounds := fs.Int("wrk-rounds", 3, "A/B rounds of the wrk/nginx scenario")
 	shmipcDir := fs.String("shmipc-dir", "bench/shmipc", "directory of the shmipc-go comparison module")
+	shmipcSizes := fs.String("shmipc-sizes", "64,4096,65536,1048576", "payload sizes of the shmipc scenario (shmipc-go's own benchmark: 64,512,1024,4096,16384,32768,65536,262144,524288,1048576,4194304)")
 	asJSON := fs.Bool("json", false, "print one JSON object per result row instead of a table")
 	jsonOut := fs.String("json-out", "", "also write one JSON object per result row to this file")
 	quick := fs.Bool("quick", false, "a tiny run of everything that checks the harness works (figures meaningless)")
@@ -105,16 +107,16 @@ func runPerf(args []string) error {
 	if o.transports, err = pickList(*transports, perfTransports, nil); err != nil {
 		return fmt.Errorf("smc: perf: --transport: %w", err)
 	}
-	for _, s := range strings.Split(*wrkConns, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n <= 0 {
-			return fmt.Errorf("smc: perf: --wrk-conns: bad count %q", s)
-		}
-		o.wrkConns = append(o.wrkConns, n)
+	if o.wrkConns, err = positiveInts(*wrkConns); err != nil {
+		return fmt.Errorf("smc: perf: --wrk-conns: %w", err)
+	}
+	if o.shmipcSizes, err = positiveInts(*shmipcSizes); err != nil {
+		return fmt.Errorf("smc: perf: --shmipc-sizes: %w", err)
 	}
 	if o.quick {
 		o.duration, o.rounds, o.shortConc = 15*time.Millisecond, 2, 8
 		o.wrkDuration, o.wrkConns, o.wrkRounds = time.Second, []int{128}, 1
+		o.shmipcSizes = []int{64, 64 << 10}
 	}
 	if o.rounds < 1 || o.duration <= 0 || o.shortConc < 1 || o.wrkRounds < 1 {
 		return errors.New("smc: perf: --rounds, --duration, --short-concurrency and --wrk-rounds must be positive")
@@ -147,6 +149,19 @@ func runPerf(args []string) error {
 		return errors.New("smc: perf: client mode needs --control=addr of an \"smc perf server\"")
 	}
 	return runPerfClient(ctx, addr, o, cgNote)
+}
+
+// positiveInts parses a comma-separated list of positive integers.
+func positiveInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("bad number %q", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // pickList parses a comma-separated selection of known names; "all" selects every
@@ -204,7 +219,14 @@ type perfRow struct {
 	// throughput or rate (this/tcp). It is the median of the per-round ratios, each
 	// taken between measurements made back to back, which cancels the drift of a
 	// shared machine better than a ratio of medians. P99VsTCP is the same for p99.
-	VsTCP       float64 `json:"vs_tcp,omitempty"`
+	VsTCP float64 `json:"vs_tcp,omitempty"`
+	// CPUVsTCP, in the wrk group, is the paired ratio of CPU time per request
+	// (tcp/this, both processes where both are measured, else the client's): the
+	// cost of the smc side, steadier than the rate on a shared machine.
+	CPUVsTCP float64 `json:"cpu_vs_tcp,omitempty"`
+	// VsShmipc, in the shmipc group, is the same paired ratio against the
+	// shmipc-go row of the same size.
+	VsShmipc    float64 `json:"vs_shmipc,omitempty"`
 	P99VsTCP    float64 `json:"p99_vs_tcp,omitempty"`
 	Errors      int64   `json:"errors,omitempty"`
 	Error       string  `json:"error,omitempty"`
@@ -212,7 +234,7 @@ type perfRow struct {
 
 	// perRound and perRoundP99 hold the main figure (and p99) of each round in
 	// round order, zero where a round failed; they feed VsTCP.
-	perRound, perRoundP99 []float64
+	perRound, perRoundP99, perRoundCPU []float64
 }
 
 // key identifies the shape of a row, which the tcp baseline shares.
@@ -292,6 +314,12 @@ func (p *perfPrinter) row(r *perfRow) {
 		vs = fmt.Sprintf("%.3fx", r.VsTCP)
 		if r.P99VsTCP > 0 {
 			vs += fmt.Sprintf(" (p99 %.2fx)", r.P99VsTCP)
+		}
+		if r.CPUVsTCP > 0 {
+			vs += fmt.Sprintf(" (cpu %.3fx)", r.CPUVsTCP)
+		}
+		if r.VsShmipc > 0 {
+			vs += fmt.Sprintf(" (vs shmipc-go %.2fx)", r.VsShmipc)
 		}
 	}
 	if p99 == "" {

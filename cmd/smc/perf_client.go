@@ -175,7 +175,7 @@ func (c *perfClient) runCore(ctx context.Context) error {
 		}
 		rows := make([]*perfRow, len(ts))
 		for k, t := range ts {
-			rows[k] = coreRow(sh, t, results[k])
+			rows[k] = coreRow("core", sh, t, results[k])
 		}
 		setVsTCP(rows)
 		for _, r := range rows {
@@ -227,8 +227,8 @@ func pairedRatio(x, base []float64, lowerIsBetter bool) float64 {
 }
 
 // coreRow reduces the rounds of one shape and transport to a row of medians.
-func coreRow(sh perfShape, t *perfTransport, res []cellResult) *perfRow {
-	row := &perfRow{Group: "core", Scenario: sh.scenario, Size: sh.size, Conns: sh.conns, Transport: t.name}
+func coreRow(group string, sh perfShape, t *perfTransport, res []cellResult) *perfRow {
+	row := &perfRow{Group: group, Scenario: sh.scenario, Size: sh.size, Conns: sh.conns, Transport: t.name}
 	var rate, p50, p99, gbps, ccpu, scpu []float64
 	cs, ss := map[string]int{}, map[string]int{}
 	for _, r := range res {
@@ -328,7 +328,7 @@ func (c *perfClient) runCell(ctx context.Context, sh perfShape, t *perfTransport
 		return err
 	}
 	switch sh.scenario {
-	case "pingpong", "rr":
+	case "pingpong", "rr", "shmipc-pingpong":
 		res = runEcho(ctx, dial, sh, c.o.duration, start, sh.scenario == "pingpong")
 	case "bulk":
 		res = runBulk(ctx, dial, sh.size, c.o.duration, start)

@@ -1,9 +1,207 @@
 package main
 
-import "context"
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
 
-// runShmipc runs the shmipc-go comparison.
+// The shmipc-go comparison: shmipc-go's own ping-pong shape (shmipcStreams
+// parallel streams, each a size-byte request and a size-byte response, payloads
+// copied), measured by bench/shmipc (a module of its own, so that shmipc-go is
+// never a dependency of smc) in the same rounds as the same shape over tcp, unix
+// and smc, each connection standing for one stream.
+
+// shmipcStreams is GOMAXPROCS of shmipc-go's RunParallel on this project's 2-vCPU
+// machines.
+const shmipcStreams = 2
+
 func (c *perfClient) runShmipc(ctx context.Context) error {
-	c.p.row(&perfRow{Group: "shmipc", Scenario: "shmipc-pingpong", Transport: "shmipc-go", Unavailable: "not built yet"})
+	var base []*perfTransport
+	for _, t := range c.transports() {
+		if t.name == "tcp" || t.name == "unix" || t.name == "smc" {
+			base = append(base, t)
+		}
+	}
+	bench, err := startShmipcBench(ctx, c.o.shmipcDir)
+	if err != nil {
+		for _, size := range c.o.shmipcSizes {
+			c.p.row(&perfRow{Group: "shmipc", Scenario: "shmipc-pingpong", Size: size, Conns: shmipcStreams, Transport: "shmipc-go", Unavailable: err.Error()})
+		}
+		return nil
+	}
+	defer bench.stop()
+	shm := &perfTransport{name: "shmipc-go"}
+	ts := append([]*perfTransport{shm}, base...)
+	for _, size := range c.o.shmipcSizes {
+		sh := perfShape{"shmipc-pingpong", size, shmipcStreams}
+		results := make([][]cellResult, len(ts))
+		for r := 0; r < c.o.rounds; r++ {
+			for i := range ts {
+				k := (i + r) % len(ts)
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				if ts[k] == shm {
+					results[k] = append(results[k], bench.measure(ctx, size, c.o.duration))
+				} else {
+					results[k] = append(results[k], c.runCell(ctx, sh, ts[k]))
+				}
+			}
+		}
+		rows := make([]*perfRow, len(ts))
+		for k, t := range ts {
+			rows[k] = coreRow("shmipc", sh, t, results[k])
+		}
+		setVsTCP(rows)
+		for _, r := range rows[1:] {
+			if r.Error == "" && rows[0].Error == "" {
+				r.VsShmipc = pairedRatio(r.perRound, rows[0].perRound, false)
+			}
+		}
+		for _, r := range rows {
+			c.p.row(r)
+		}
+	}
 	return nil
+}
+
+// shmipcBench is the built bench/shmipc program with its server process running.
+type shmipcBench struct {
+	bin, dir, sock string
+	server         *exec.Cmd
+	stdin          io.WriteCloser
+	stdout         *bufio.Reader
+}
+
+// startShmipcBench builds bench/shmipc in dir with the go command and starts its
+// server. The error says why the comparison is unavailable.
+func startShmipcBench(ctx context.Context, dir string) (*shmipcBench, error) {
+	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
+		return nil, fmt.Errorf("no %s/go.mod (run from the repository root or pass --shmipc-dir)", dir)
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return nil, errors.New("the go command is not on PATH (needed to build bench/shmipc)")
+	}
+	tmp, err := os.MkdirTemp("", "smc-perf-shmipc-")
+	if err != nil {
+		return nil, err
+	}
+	b := &shmipcBench{bin: filepath.Join(tmp, "shmipc-bench"), dir: tmp, sock: filepath.Join(tmp, "shmipc.sock")}
+	build := exec.CommandContext(ctx, goBin, "build", "-o", b.bin, ".")
+	build.Dir = dir
+	if out, err := build.CombinedOutput(); err != nil {
+		os.RemoveAll(tmp)
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		return nil, fmt.Errorf("building bench/shmipc: %v: %s", err, lines[len(lines)-1])
+	}
+	b.server = exec.Command(b.bin, "server", "-sock", b.sock)
+	b.server.Stderr = os.Stderr
+	if b.stdin, err = b.server.StdinPipe(); err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
+	out, err := b.server.StdoutPipe()
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
+	if err := b.server.Start(); err != nil {
+		os.RemoveAll(tmp)
+		return nil, fmt.Errorf("starting the shmipc-go server: %w", err)
+	}
+	b.stdout = bufio.NewReader(out)
+	if line, err := b.stdout.ReadString('\n'); err != nil || strings.TrimSpace(line) != "ready" {
+		b.stop()
+		return nil, fmt.Errorf("the shmipc-go server did not start: %q %v", line, err)
+	}
+	return b, nil
+}
+
+// serverCPU asks the server process for its CPU time so far.
+func (b *shmipcBench) serverCPU() (time.Duration, error) {
+	if _, err := io.WriteString(b.stdin, "cpu\n"); err != nil {
+		return 0, err
+	}
+	line, err := b.stdout.ReadString('\n')
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(line), 10, 64)
+	return time.Duration(n), err
+}
+
+// measure runs one shmipc-go client measurement of size-byte ping-pongs for d.
+// The server's CPU is read when the client says its clock starts and after it
+// reports, so that session set-up is left out as it is for the client.
+func (b *shmipcBench) measure(ctx context.Context, size int, d time.Duration) cellResult {
+	cmd := exec.CommandContext(ctx, b.bin, "client", "-sock", b.sock, "-size", strconv.Itoa(size),
+		"-streams", strconv.Itoa(shmipcStreams), "-duration", d.String())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return cellResult{err: err}
+	}
+	if err := cmd.Start(); err != nil {
+		return cellResult{err: fmt.Errorf("smc: perf: shmipc-go client: %w", err)}
+	}
+	out := bufio.NewReader(pipe)
+	fail := func(err error) cellResult {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return cellResult{err: fmt.Errorf("smc: perf: shmipc-go: %v: %s", err, strings.TrimSpace(stderr.String()))}
+	}
+	if line, err := out.ReadString('\n'); err != nil || strings.TrimSpace(line) != "start" {
+		return fail(fmt.Errorf("client said %q, %v", line, err))
+	}
+	s0, err := b.serverCPU()
+	if err != nil {
+		return fail(err)
+	}
+	line, err := out.ReadString('\n')
+	if err != nil {
+		return fail(err)
+	}
+	s1, err := b.serverCPU()
+	if err != nil {
+		return fail(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		return fail(err)
+	}
+	var res struct {
+		Ops       int64 `json:"ops"`
+		ElapsedNs int64 `json:"elapsed_ns"`
+		CPUNs     int64 `json:"cpu_ns"`
+	}
+	if err := json.Unmarshal([]byte(line), &res); err != nil {
+		return cellResult{err: fmt.Errorf("smc: perf: shmipc-go client output %q: %w", line, err)}
+	}
+	return cellResult{ops: res.Ops, bytes: res.Ops * int64(size), elapsed: time.Duration(res.ElapsedNs),
+		clientCPU: time.Duration(res.CPUNs), serverCPU: s1 - s0}
+}
+
+func (b *shmipcBench) stop() {
+	b.stdin.Close()
+	done := make(chan struct{})
+	go func() { b.server.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		b.server.Process.Kill()
+		<-done
+	}
+	os.RemoveAll(b.dir)
 }

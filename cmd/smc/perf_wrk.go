@@ -62,6 +62,7 @@ func abRounds(ctx context.Context, rounds int, a, b func() error) error {
 type abMeasure struct {
 	rate, ccpu, scpu []float64
 	perRound         []float64 // rate per round, zero where the round failed
+	perRoundCPU      []float64 // CPU per request per round, zero where unknown
 	errors           int64
 	err              error
 	states           map[string]int
@@ -70,7 +71,7 @@ type abMeasure struct {
 func (m *abMeasure) row(scenario string, conns int, transport string) *perfRow {
 	r := &perfRow{Group: "wrk", Scenario: scenario, Conns: conns, Transport: transport,
 		Rounds: len(m.rate), OpsPerSec: median(m.rate), ClientCPU: median(m.ccpu), ServerCPU: median(m.scpu),
-		CPUUnit: "us/op", Errors: m.errors, perRound: m.perRound}
+		CPUUnit: "us/op", Errors: m.errors, perRound: m.perRound, perRoundCPU: m.perRoundCPU}
 	if m.err != nil && len(m.rate) == 0 {
 		r.Error = m.err.Error()
 	}
@@ -99,7 +100,7 @@ func (c *perfClient) runWrkServer(ctx context.Context) error {
 				res, err := runWrkOnce(ctx, wrk, "http://"+addr+"/", n, c.o.wrkDuration)
 				if err != nil {
 					m.err = err
-					m.perRound = append(m.perRound, 0)
+					m.perRound, m.perRoundCPU = append(m.perRound, 0), append(m.perRoundCPU, 0)
 					return nil
 				}
 				s1, err := c.ctl.stats(false)
@@ -109,10 +110,13 @@ func (c *perfClient) runWrkServer(ctx context.Context) error {
 				m.rate = append(m.rate, res.rate)
 				m.perRound = append(m.perRound, res.rate)
 				m.errors += res.errors
+				cpu := 0.0
 				if res.requests > 0 {
 					m.ccpu = append(m.ccpu, float64(res.cpu.Microseconds())/float64(res.requests))
 					m.scpu = append(m.scpu, float64((s1.CPUNanos-s0.CPUNanos)/1e3)/float64(res.requests))
+					cpu = m.ccpu[len(m.ccpu)-1] + m.scpu[len(m.scpu)-1]
 				}
+				m.perRoundCPU = append(m.perRoundCPU, cpu)
 				if m.states == nil {
 					m.states = map[string]int{}
 				}
@@ -129,6 +133,7 @@ func (c *perfClient) runWrkServer(ctx context.Context) error {
 		rb.ServerMode = joinStates(b.states)
 		rb.Mode = rb.ServerMode
 		setVsTCP([]*perfRow{ra, rb})
+		rb.CPUVsTCP = pairedRatio(rb.perRoundCPU, ra.perRoundCPU, true)
 		c.p.row(ra)
 		c.p.row(rb)
 	}
@@ -210,12 +215,13 @@ func (c *perfClient) runNginxClient(ctx context.Context) error {
 				m.errors += res.errors
 				if res.err != nil {
 					m.err = res.err
-					m.perRound = append(m.perRound, 0)
+					m.perRound, m.perRoundCPU = append(m.perRound, 0), append(m.perRoundCPU, 0)
 					return nil
 				}
 				m.rate = append(m.rate, float64(res.ops)/res.elapsed.Seconds())
 				m.perRound = append(m.perRound, m.rate[len(m.rate)-1])
 				m.ccpu = append(m.ccpu, float64(cpu.Microseconds())/float64(res.ops))
+				m.perRoundCPU = append(m.perRoundCPU, m.ccpu[len(m.ccpu)-1])
 				if m.states == nil {
 					m.states = map[string]int{}
 				}
@@ -232,6 +238,7 @@ func (c *perfClient) runNginxClient(ctx context.Context) error {
 		rb.ClientMode = joinStates(b.states)
 		rb.Mode = rb.ClientMode
 		setVsTCP([]*perfRow{ra, rb})
+		rb.CPUVsTCP = pairedRatio(rb.perRoundCPU, ra.perRoundCPU, true)
 		c.p.row(ra)
 		c.p.row(rb)
 	}
