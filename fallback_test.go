@@ -279,7 +279,7 @@ func TestSSShowsProcess(t *testing.T) {
 				ours = server
 			}
 			local := ours.LocalAddr().String()
-			out, err := exec.Command(ss, "-tnpH", "state", "established").Output()
+			out, err := exec.Command(ss, "-tnpHO", "state", "established").Output()
 			if err != nil {
 				t.Fatalf("ss: %v", err)
 			}
