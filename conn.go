@@ -2,6 +2,7 @@ package smc
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -283,3 +284,40 @@ func (c *Conn) SetKeepAlivePeriod(d time.Duration) error { return c.tcp.SetKeepA
 // SyscallConn returns the raw TCP socket, as Linux IPPROTO_SMC forwards socket
 // options to its TCP socket.
 func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.tcp.SyscallConn() }
+
+// ReadFrom copies from r to the connection until r is exhausted; in SMC-D mode it
+// reads straight into the peer's ring. It implements [io.ReaderFrom].
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	if err := c.Handshake(); err != nil {
+		return 0, err
+	}
+	if c.stream != nil {
+		return c.stream.ReadFrom(r)
+	}
+	return c.tcp.ReadFrom(r)
+}
+
+// WriteTo copies from the connection to w until the peer is done writing; in
+// SMC-D mode it writes straight from the ring. It implements [io.WriterTo].
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	if err := c.Handshake(); err != nil {
+		return 0, err
+	}
+	if c.stream != nil {
+		return c.stream.WriteTo(w)
+	}
+	var n int64
+	if r, ok := c.data.(*replayTCP); ok {
+		r.mu.Lock()
+		pending := r.pending
+		r.pending = nil
+		r.mu.Unlock()
+		m, err := w.Write(pending)
+		n += int64(m)
+		if err != nil {
+			return n, err
+		}
+	}
+	m, err := c.tcp.WriteTo(w)
+	return n + m, err
+}

@@ -205,3 +205,48 @@ func stream(w, r net.Conn, n int64, seed uint64) error {
 	}
 	return nil
 }
+
+// TestCopy: io.Copy through a Conn uses its ReaderFrom and WriterTo, in SMC-D mode
+// and over TCP with replayed bytes, and moves every byte.
+func TestCopy(t *testing.T) {
+	check := func(t *testing.T, w, r net.Conn, prefix string) {
+		t.Helper()
+		src := make([]byte, 3<<20+17)
+		rand.NewChaCha8([32]byte{7}).Read(src)
+		errc := make(chan error, 1)
+		go func() {
+			_, err := io.Copy(w, bytesReader(src))
+			w.(interface{ CloseWrite() error }).CloseWrite()
+			errc <- err
+		}()
+		r.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var got sliceWriter
+		if _, err := io.Copy(&got, r); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		want := append([]byte(prefix), src...)
+		if sha256.Sum256(got.b) != sha256.Sum256(want) {
+			t.Fatalf("copied %d bytes, want %d, or content differs", len(got.b), len(want))
+		}
+	}
+	t.Run("smcd", func(t *testing.T) {
+		client, server := smcPair(t, nil, nil)
+		check(t, client, server, "")
+		if _, ok := any(server).(io.WriterTo); !ok {
+			t.Fatal("Conn is not an io.WriterTo")
+		}
+	})
+	t.Run("tcp-replayed", func(t *testing.T) {
+		ct, st := tcpPair(t)
+		server := newConn(st, false, nil, advertised)
+		ct.Write([]byte("not clc: "))
+		check(t, ct, server, "not clc: ")
+	})
+}
+
+type sliceWriter struct{ b []byte }
+
+func (w *sliceWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
