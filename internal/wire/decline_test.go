@@ -21,6 +21,21 @@ e2d4c3d9          // eyecatcher "SMCR"
 e2d4c3d9          // trailer "SMCR"
 `
 
+// linuxDeclineV2 is the Decline a Linux 6.1 server without an ISMv2 device answers
+// this package's SMC-D v2 Proposal with (observed with testdata/kernelvm).
+const linuxDeclineV2 = `
+e2d4c3d9          // eyecatcher "SMCR"
+04                // type: decline
+002c              // length 44
+20                // version 2
+0000000000000000  // sender peer ID (no RoCE device)
+03030003          // peer diagnosis: NOISM2SUPP
+20                // OS type 2 (Linux)
+000000            // reserved
+00000000 00000000 00000000 00000000 // additional diagnosis words
+e2d4c3d9          // trailer "SMCR"
+`
+
 // declineV2 is a v2 Decline as Linux sends it answering a v2 Proposal: OS type
 // Linux, four zero diagnosis words.
 const declineV2 = `
@@ -58,6 +73,8 @@ func TestDeclineGolden(t *testing.T) {
 	}{
 		{"linux v1 NOSMCDEV", linuxDeclineV1, Decline{
 			Eyecatcher: EyecatcherSMCR, Trailer: EyecatcherSMCR, Version: 1, Diagnosis: CodeNoSMCDev}},
+		{"linux v2 NOISM2SUPP", linuxDeclineV2, Decline{
+			Eyecatcher: EyecatcherSMCR, Trailer: EyecatcherSMCR, Version: 2, Diagnosis: CodeNoISM2Supp, OSType: OSLinux}},
 		{"v2", declineV2, Decline{
 			Eyecatcher: EyecatcherSMCR, Trailer: EyecatcherSMCR, Version: 2,
 			PeerID: [8]byte{1, 2, 3, 4, 5, 6, 7, 8}, Diagnosis: CodeNoSMCD2Dev, OSType: OSLinux}},
@@ -168,6 +185,7 @@ func TestDeclineIgnoresReserved(t *testing.T) {
 func FuzzParseDecline(f *testing.F) {
 	f.Add(unhex(f, linuxDeclineV1))
 	f.Add(unhex(f, declineV2))
+	f.Add(unhex(f, linuxDeclineV2))
 	f.Add(unhex(f, declineSync))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d, err := ParseDecline(b)

@@ -11,7 +11,9 @@ import (
 // version 2 offering SMC-D v2 alone (typev1 N, typev2 D), no IP prefix area,
 // iparea_offset 0, one UEID, no SEID (x86), release 1 with the Emulated-ISM feature
 // bit, and the loopback-ism device as two GID/CHID entries (GID, then extended
-// GID, both CHID 0xFFFF). This is also what this package's clients send.
+// GID, both CHID 0xFFFF). This is also what this package's clients send. A Linux 6.1
+// kernel server accepts it as valid and answers with a v2 Decline
+// (testdata/kernelvm).
 const proposalLoopback = `
 e2d4c3d9          // [0] eyecatcher "SMCR"
 01                // [4] type: proposal
