@@ -166,13 +166,15 @@ func (h Header) Append(b []byte) []byte {
 
 // ParseHeader decodes the header at the start of b without looking at the rest of
 // the message. It checks what [IsHeaderPrefix] checks: a known eyecatcher and type,
-// a length within the bounds of that type, and a version of at least 1.
+// a length within the bounds of that type, and a version of at least 1. Bytes that
+// cannot start a CLC message give an error wrapping ErrNotCLC; a valid prefix
+// shorter than a header gives a plain *ParseError.
 func ParseHeader(b []byte) (Header, error) {
+	if !IsHeaderPrefix(b) {
+		return Header{}, &ParseError{Code: CodePeerNoSMC, Msg: fmt.Sprintf("not a CLC header: % x", b[:min(len(b), HeaderLen)]), Err: ErrNotCLC}
+	}
 	if len(b) < HeaderLen {
 		return Header{}, &ParseError{Code: CodeCnfErr, Msg: fmt.Sprintf("%d bytes, header needs %d", len(b), HeaderLen)}
-	}
-	if !IsHeaderPrefix(b[:HeaderLen]) {
-		return Header{}, &ParseError{Code: CodePeerNoSMC, Msg: fmt.Sprintf("not a CLC header: % x", b[:HeaderLen]), Err: ErrNotCLC}
 	}
 	return decodeHeader(b), nil
 }

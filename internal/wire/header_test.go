@@ -73,10 +73,12 @@ func TestParseHeader(t *testing.T) {
 
 	_, err = ParseHeader(unhex(t, "e2d4c3d9 04 001c"))
 	wantParseError(t, err, CodeCnfErr)
-	_, err = ParseHeader([]byte("GET / HTTP/1.1"))
-	wantParseError(t, err, CodePeerNoSMC)
-	if !errors.Is(err, ErrNotCLC) {
-		t.Fatalf("%v is not ErrNotCLC", err)
+	for _, b := range [][]byte{[]byte("GET / HTTP/1.1"), []byte("GET"), unhex(t, "e2d4c3d9 04 0100")} {
+		_, err = ParseHeader(b)
+		wantParseError(t, err, CodePeerNoSMC)
+		if !errors.Is(err, ErrNotCLC) {
+			t.Fatalf("%v is not ErrNotCLC", err)
+		}
 	}
 }
 
