@@ -1,6 +1,7 @@
 #!/bin/sh
 # Records the runs BENCHMARKS.md quotes, raw, under bench/results/<UTC time>/:
-# the default smc perf table (every scenario) and a longer A/B run of the
+# the default smc perf table (every scenario; shmipc at all of shmipc-go's own
+# benchmark sizes instead of the default four) and a longer A/B run of the
 # IPPROTO_SMC cover letter's short-connection benchmark (issue 3).
 # Run as root from anywhere in the repository; needs wrk and nginx
 # (apt-get install wrk nginx), otherwise those rows say "unavailable".
@@ -16,9 +17,11 @@ machine() {
 	echo "CPUs: $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
 	go version
 	echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' (with uncommitted changes)')"
 }
 machine before >"$dir/machine.txt"
-"$dir/.smc" perf --json-out="$dir/perf.jsonl" "$@" | tee "$dir/perf.txt"
+"$dir/.smc" perf --json-out="$dir/perf.jsonl" \
+	--shmipc-sizes=64,512,1024,4096,16384,32768,65536,262144,524288,1048576,4194304 "$@" | tee "$dir/perf.txt"
 machine between >>"$dir/machine.txt"
 "$dir/.smc" perf --scenario=wrk --wrk-duration=2s --wrk-rounds=7 --json-out="$dir/fallback.jsonl" | tee "$dir/fallback.txt"
 machine after >>"$dir/machine.txt"

@@ -22,7 +22,7 @@ func init() { register("perf", "side-by-side benchmarks", runPerf) }
 
 // The scenario groups and transports smc perf knows, in table order.
 var (
-	perfScenarios  = []string{"pingpong", "bulk", "rr", "short", "wrk", "shmipc"}
+	perfScenarios  = []string{"pingpong", "bulk", "rr", "short", "idle", "wrk", "shmipc"}
 	perfTransports = []string{"tcp", "unix", "smc", "smc-fallback"}
 )
 
@@ -54,7 +54,8 @@ Transports: tcp (net), unix (net, unix socket), smc (smc.Dial <-> smc.Listen),
 smc-fallback (two rows: smc client -> net server, net client -> smc server).
 Scenarios: pingpong (64 B..64 KiB round trips), bulk (64 KiB and 1 MiB writes),
 rr (1 KiB request/response over 1 and 16 connections), short (connect, one 1 KiB
-request/response, close), wrk (wrk -> Go HTTP server and Go client -> nginx, short
+request/response, close), idle (CPU of both processes while an open connection
+is idle, after one round trip), wrk (wrk -> Go HTTP server and Go client -> nginx, short
 HTTP connections, net vs smc fallback), shmipc (cloudwego/shmipc-go ping-pong, built
 from bench/shmipc).
 
@@ -75,7 +76,7 @@ func runPerf(args []string) error {
 	}
 	fs := flag.NewFlagSet("perf", flag.ContinueOnError)
 	fs.Usage = perfUsage(fs)
-	scenarios := fs.String("scenario", "all", "comma-separated scenarios: "+strings.Join(perfScenarios, ",")+", core (= pingpong,bulk,rr,short) or all")
+	scenarios := fs.String("scenario", "all", "comma-separated scenarios: "+strings.Join(perfScenarios, ",")+", core (= pingpong,bulk,rr,short,idle) or all")
 	transports := fs.String("transport", "all", "comma-separated transports: "+strings.Join(perfTransports, ",")+" or all")
 	duration := fs.Duration("duration", 250*time.Millisecond, "time per transport, scenario and round")
 	rounds := fs.Int("rounds", 3, "round-robin rounds; each figure is the median over rounds")
@@ -101,7 +102,7 @@ func runPerf(args []string) error {
 		json: *asJSON, jsonOut: *jsonOut, quick: *quick, out: os.Stdout,
 	}
 	var err error
-	if o.scenarios, err = pickList(*scenarios, perfScenarios, map[string][]string{"core": {"pingpong", "bulk", "rr", "short"}}); err != nil {
+	if o.scenarios, err = pickList(*scenarios, perfScenarios, map[string][]string{"core": {"pingpong", "bulk", "rr", "short", "idle"}}); err != nil {
 		return fmt.Errorf("smc: perf: --scenario: %w", err)
 	}
 	if o.transports, err = pickList(*transports, perfTransports, nil); err != nil {
@@ -213,7 +214,7 @@ type perfRow struct {
 	// each process spent per unit of CPUUnit.
 	ClientCPU float64 `json:"client_cpu,omitempty"`
 	ServerCPU float64 `json:"server_cpu,omitempty"`
-	CPUUnit   string  `json:"cpu_unit,omitempty"` // "us/op" or "s/GiB"
+	CPUUnit   string  `json:"cpu_unit,omitempty"` // "us/op", "s/GiB", or "ms/s" (idle: CPU ms per wall second)
 	// VsTCP is this row's main figure against the tcp row of the same shape in the
 	// same run, oriented so that more than 1 is better: p50 latency (tcp/this),
 	// throughput or rate (this/tcp). It is the median of the per-round ratios, each
@@ -287,6 +288,8 @@ func (p *perfPrinter) row(r *perfRow) {
 	}
 	var result, p99 string
 	switch {
+	case r.Scenario == "idle":
+		result = "idle"
 	case r.P50us > 0:
 		result, p99 = "p50 "+perfMicros(r.P50us), perfMicros(r.P99us)
 	case r.GBps > 0:
@@ -298,16 +301,17 @@ func (p *perfPrinter) row(r *perfRow) {
 		if v == 0 {
 			return "-"
 		}
-		if r.CPUUnit == "s/GiB" {
+		switch r.CPUUnit {
+		case "s/GiB":
 			return fmt.Sprintf("%.3fs", v)
+		case "ms/s":
+			return fmt.Sprintf("%.2fms", v)
 		}
 		return perfMicros(v)
 	}
-	per := "-"
-	if r.CPUUnit == "s/GiB" {
-		per = "GiB"
-	} else if r.CPUUnit != "" {
-		per = "op"
+	per := map[string]string{"s/GiB": "GiB", "us/op": "op", "ms/s": "s idle"}[r.CPUUnit]
+	if per == "" {
+		per = "-"
 	}
 	vs := "-"
 	if r.VsTCP > 0 {

@@ -153,6 +153,8 @@ func (c *perfClient) shapes() []perfShape {
 			shapes = append(shapes, perfShape{"rr", 1 << 10, 1}, perfShape{"rr", 1 << 10, 16})
 		case "short":
 			shapes = append(shapes, perfShape{"short", 1 << 10, c.o.shortConc})
+		case "idle":
+			shapes = append(shapes, perfShape{"idle", 64, 1})
 		}
 	}
 	return shapes
@@ -248,6 +250,11 @@ func coreRow(group string, sh perfShape, t *perfTransport, res []cellResult) *pe
 			continue
 		}
 		row.Rounds++
+		if sh.scenario == "idle" {
+			ccpu = append(ccpu, r.clientCPU.Seconds()*1e3/r.elapsed.Seconds())
+			scpu = append(scpu, r.serverCPU.Seconds()*1e3/r.elapsed.Seconds())
+			continue
+		}
 		rate = append(rate, float64(r.ops)/r.elapsed.Seconds())
 		row.perRound[len(row.perRound)-1] = rate[len(rate)-1]
 		if sh.scenario == "bulk" {
@@ -273,9 +280,13 @@ func coreRow(group string, sh perfShape, t *perfTransport, res []cellResult) *pe
 	}
 	row.OpsPerSec, row.P50us, row.P99us, row.GBps = median(rate), median(p50), median(p99), median(gbps)
 	row.ClientCPU, row.ServerCPU = median(ccpu), median(scpu)
-	row.CPUUnit = "us/op"
-	if sh.scenario == "bulk" {
+	switch sh.scenario {
+	case "bulk":
 		row.CPUUnit = "s/GiB"
+	case "idle":
+		row.CPUUnit = "ms/s"
+	default:
+		row.CPUUnit = "us/op"
 	}
 	setModes(row, t, cs, ss)
 	return row
@@ -334,6 +345,8 @@ func (c *perfClient) runCell(ctx context.Context, sh perfShape, t *perfTransport
 		res = runBulk(ctx, dial, sh.size, c.o.duration, start)
 	case "short":
 		res = runShort(ctx, dial, sh, c.o.duration, start)
+	case "idle":
+		res = runIdle(ctx, dial, sh.size, c.o.duration, start)
 	}
 	if res.err != nil {
 		return res
@@ -435,6 +448,35 @@ func cmpOr(a, b error) error {
 		return a
 	}
 	return b
+}
+
+// runIdle makes one round trip of size bytes on a new connection, then leaves it
+// open and idle for d: the CPU both processes spend meanwhile is what an idle
+// connection costs (a data path that keeps spinning shows here).
+func runIdle(ctx context.Context, dial func(context.Context) (net.Conn, error), size int, d time.Duration, start func() error) cellResult {
+	conn, err := dial(ctx)
+	if err != nil {
+		return cellResult{err: err}
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(d + 10*time.Second))
+	buf := make([]byte, size)
+	if _, err := conn.Write(append(perfHeader(nil, opEcho, size, size), buf...)); err != nil {
+		return cellResult{err: err}
+	}
+	if _, err := io.ReadFull(conn, buf); err != nil {
+		return cellResult{err: err}
+	}
+	if err := start(); err != nil {
+		return cellResult{err: err}
+	}
+	t0 := time.Now()
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+		return cellResult{err: ctx.Err()}
+	}
+	return cellResult{ops: 1, elapsed: time.Since(t0)}
 }
 
 // runBulk writes size-byte chunks one way for d, then half-closes and waits for

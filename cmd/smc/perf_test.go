@@ -61,6 +61,7 @@ func TestPerfQuick(t *testing.T) {
 		{"bulk", 64 << 10, 1}, {"bulk", 1 << 20, 1},
 		{"rr", 1 << 10, 1}, {"rr", 1 << 10, 16},
 		{"short", 1 << 10, 8},
+		{"idle", 64, 1},
 	}
 	for _, sh := range shapes {
 		for _, tr := range transports {
@@ -73,6 +74,10 @@ func TestPerfQuick(t *testing.T) {
 			case r.Error != "":
 				t.Errorf("%s: %s", key, r.Error)
 				continue
+			case sh.scenario == "idle":
+				if r.Rounds != 2 || r.CPUUnit != "ms/s" || r.OpsPerSec != 0 {
+					t.Errorf("%s: not measured over 2 rounds: %+v", key, r)
+				}
 			case r.Rounds != 2 || r.OpsPerSec <= 0 || r.ClientCPU <= 0 || r.CPUUnit == "":
 				t.Errorf("%s: not measured over 2 rounds: %+v", key, r)
 			case sh.scenario == "pingpong" && (r.P50us <= 0 || r.P99us < r.P50us):
