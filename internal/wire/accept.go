@@ -15,11 +15,11 @@ const (
 	// smc_clc_first_contact_ext_v2x.
 	fceBaseLen = 36
 	fceV2xLen  = 52
-
-	// HostnameLen is the size of the hostname field of the first-contact
-	// extension (Linux smc.h: SMC_MAX_HOSTNAME_LEN).
-	HostnameLen = 32
 )
+
+// HostnameLen is the size of the hostname field of the first-contact extension
+// (Linux smc.h: SMC_MAX_HOSTNAME_LEN).
+const HostnameLen = 32
 
 // AcceptConfirm is an SMC-D v2 Accept (server to client, answering a Proposal) or
 // Confirm (client to server, answering the Accept). Both share one layout, in

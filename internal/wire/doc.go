@@ -6,12 +6,12 @@
 // advertised SMC. Every one starts with an 8-byte [Header] and ends with a 4-byte
 // trailer repeating the eyecatcher; all multi-byte fields are big-endian.
 //
-//	Message                      Go type                     Linux smc_clc.h
-//	Proposal (client → server)   [Proposal]                  struct smc_clc_msg_proposal_area
-//	Accept (server → client)     [AcceptConfirm]             struct smc_clc_msg_accept_confirm
-//	Confirm (client → server)    [AcceptConfirm]             struct smc_clc_msg_accept_confirm
-//	Decline (either way)         [Decline]                   struct smc_clc_msg_decline[_v2]
-//	decline / fallback reasons   [Code]                      SMC_CLC_DECL_*
+//	Message                      Go type         Linux smc_clc.h
+//	Proposal (client → server)   Proposal        struct smc_clc_msg_proposal_area
+//	Accept (server → client)     AcceptConfirm   struct smc_clc_msg_accept_confirm
+//	Confirm (client → server)    AcceptConfirm   struct smc_clc_msg_accept_confirm
+//	Decline (either way)         Decline         struct smc_clc_msg_decline[_v2]
+//	decline / fallback reasons   Code            SMC_CLC_DECL_*
 //
 // Every message type has Append(b []byte) []byte, which appends its encoding, and
 // Length() int, which equals len(Append(nil)). Every parser takes exactly one whole

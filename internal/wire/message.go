@@ -38,7 +38,7 @@ func Parse(b []byte) (Message, error) {
 // past the end of the message, so bytes that follow it (the next message, or
 // application data after a Decline) stay in r.
 //
-// The header is checked byte by byte with [IsHeaderPrefix] as it arrives: as soon
+// The header is checked with [IsHeaderPrefix] after every read: as soon
 // as the bytes cannot start a CLC message, ReadMessage stops and returns an error
 // wrapping ErrNotCLC without waiting for more. A header read asks r for at most the
 // bytes still missing from the header, so an r that returns early (a net.Conn)

@@ -9,7 +9,6 @@ const (
 	prefixAreaLen   = 8  // struct smc_clc_msg_proposal_prefix
 	ipv6PrefixLen   = 17 // struct smc_clc_ipv6_prefix
 	v2ExtLen        = 40 // struct smc_clc_v2_extension_fixed
-	EIDLen          = 32 // SMC_MAX_EID_LEN
 	smcdV2ExtLen    = 48 // struct smc_clc_smcd_v2_extension_fixed
 	gidCHIDLen      = 10 // struct smc_clc_smcd_gid_chid
 
@@ -22,6 +21,9 @@ const (
 	// fixed v2 extension.
 	smcdV2ExtOffsetBase = v2ExtLen - 8
 )
+
+// EIDLen is the size of an EID (Linux smc.h: SMC_MAX_EID_LEN).
+const EIDLen = 32
 
 // EID is an enterprise ID: 32 bytes, upper-case letters, digits, '.' and '-', padded
 // with blanks (a user EID) or the system EID of an s390 machine.
