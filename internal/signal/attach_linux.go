@@ -18,7 +18,10 @@ import (
 const defaultBPFFS = "/sys/fs/bpf"
 
 // Modes of the pinned objects. The link and the SYN-ACK records are root's alone;
-// members of AttachOptions.Group may mark and read (marks) and read counters.
+// members of AttachOptions.Group may mark and read (marks), read counters, and map
+// the results cache, which needs a read-write open: a member could therefore write
+// false results for the other members' sockets, so the group must be one trust
+// domain.
 const (
 	modeDirGroup      = 0o750
 	modeDirPrivate    = 0o700
@@ -120,6 +123,7 @@ func prepare(cg cgroup, dir string, gid int) error {
 		{mapMarks, coll.Maps[mapMarks].Pin, marksMode},
 		{mapCounters, coll.Maps[mapCounters].Pin, countersMode},
 		{mapRecords, coll.Maps[mapRecords].Pin, modePrivate},
+		{mapResults, coll.Maps[mapResults].Pin, marksMode},
 		{"link", lnk.Pin, modePrivate}, // last: its presence means "prepared"
 	}
 	for _, p := range pins {
@@ -162,6 +166,15 @@ func DetachCgroup(path string) error {
 	if _, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("smc: signal: detach: cgroup %s is not prepared: %w", cg.rel, err)
 	}
+	// Processes keep the mapped results cache after the program is gone, while the
+	// sockets it published close unseen: poison it so that they ask the kernel.
+	if fd, err := objGet(filepath.Join(dir, mapResults), 0); err == nil {
+		err = poison(fd)
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("smc: signal: detach: poisoning the results cache: %w", err)
+		}
+	}
 	if err := removePins(dir); err != nil {
 		return fmt.Errorf("smc: signal: detach: %w", err)
 	}
@@ -172,7 +185,7 @@ func DetachCgroup(path string) error {
 // detached before its maps go.
 func removePins(dir string) error {
 	var errs []error
-	for _, name := range []string{"link", mapMarks, mapCounters, mapRecords} {
+	for _, name := range []string{"link", mapMarks, mapCounters, mapRecords, mapResults} {
 		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}

@@ -96,12 +96,20 @@ func resultOf(t testing.TB, s *Signaller, c net.Conn) Result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r Result
-	if cerr := rc.Control(func(fd uintptr) { r, err = s.Result(int(fd)) }); cerr != nil {
+	var r, ra Result
+	var errA error
+	local, remote := addrPort(c.LocalAddr()), addrPort(c.RemoteAddr())
+	if cerr := rc.Control(func(fd uintptr) {
+		r, err = s.Result(int(fd))
+		ra, errA = s.ResultAddr(int(fd), local, remote)
+	}); cerr != nil {
 		t.Fatal(cerr)
 	}
-	if err != nil {
-		t.Fatalf("Result: %v", err)
+	if err != nil || errA != nil {
+		t.Fatalf("Result: %v; ResultAddr: %v", err, errA)
+	}
+	if ra != r {
+		t.Fatalf("ResultAddr %+v differs from Result %+v (%v -> %v)", ra, r, local, remote)
 	}
 	return r
 }

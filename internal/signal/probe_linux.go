@@ -75,6 +75,11 @@ func Probe() Report {
 		return r
 	}
 	defer s.Close()
+	if s.slots != nil {
+		add("results cache", true, "mapped: ResultAddr needs no system call")
+	} else {
+		add("results cache", false, "%v: every result costs a bpf system call", s.cacheErr)
+	}
 	r.Mode = s.Mode()
 	if c, err := s.Stats(); err == nil {
 		r.Counters = c

@@ -67,8 +67,46 @@ const (
 	errnoENOSPC = 28
 	errnoENOMSG = 42
 
-	mapFNoPrealloc = 1      // BPF_F_NO_PREALLOC
-	mapFClone      = 1 << 9 // BPF_F_CLONE
+	mapFNoPrealloc = 1       // BPF_F_NO_PREALLOC
+	mapFClone      = 1 << 9  // BPF_F_CLONE
+	mapFMmapable   = 1 << 10 // BPF_F_MMAPABLE
+
+	opState       = 10     // BPF_SOCK_OPS_STATE_CB
+	cbFlagState   = 1 << 2 // BPF_SOCK_OPS_STATE_CB_FLAG
+	tcpStateClose = 7      // TCP_CLOSE
+	afINET6       = 10
+	ctxArgs1      = 8
+	ctxFamily     = 20
+	ctxRemoteIP4  = 24
+	ctxLocalIP4   = 28
+	ctxRemoteIP6  = 32
+	ctxLocalIP6   = 48
+	ctxRemotePort = 64 // network byte order, in the upper 16 bits
+	ctxLocalPort  = 68 // host byte order
+)
+
+// The results map is a cache of final mark words that Go reads from shared memory
+// without a system call (see results_linux.go). Slot 0 is a header; connection
+// slots are 1..slotCount. A slot, 64 bytes:
+//
+//	0  seq    u32: even when stable; a writer claims it odd with compare-and-swap
+//	4  flags  u32: the socket's final mark word (header: non-zero = poisoned)
+//	8  netns  u64: network namespace cookie
+//	16 ports  u32: local port << 16 | remote port, host order; 0 = empty
+//	24 remote [16]byte: IPv6 or IPv4-mapped address
+//	40 local  [16]byte
+const (
+	slotBits  = 14
+	slotCount = 1 << slotBits
+	slotSize  = 64
+	slotHash  = 0x9E3779B9 // Fibonacci hashing multiplier, 2^32/φ
+
+	slotSeq    = 0
+	slotFlags  = 4
+	slotNetns  = 8
+	slotPorts  = 16
+	slotRemote = 24
+	slotLocal  = 40
 )
 
 // Offsets in struct bpf_sock_ops (checked against kernel BTF by TestContextLayout).
@@ -112,6 +150,7 @@ const (
 	mapMarks    = "marks"
 	mapRecords  = "synacks"
 	mapCounters = "counters"
+	mapResults  = "results"
 	progName    = "smc_sockops"
 )
 
@@ -149,6 +188,10 @@ func collectionSpec() *ebpf.CollectionSpec {
 			mapCounters: {
 				Name: "smc_counters", Type: ebpf.Array, KeySize: 4, ValueSize: 8,
 				MaxEntries: numCounters,
+			},
+			mapResults: {
+				Name: "smc_results", Type: ebpf.Array, KeySize: 4, ValueSize: slotSize,
+				MaxEntries: slotCount + 1, Flags: mapFMmapable,
 			},
 		},
 		Programs: map[string]*ebpf.ProgramSpec{
@@ -278,6 +321,114 @@ func (b *builder) lookupRecord() {
 	)
 }
 
+// slotPorts emits R2 = local port << 16 | remote port (host order), and R3, R4 = the
+// last 32-bit words of the remote and local addresses (the IPv4 address for IPv4 and
+// IPv4-mapped sockets).
+func (b *builder) slotKeyWords() {
+	v6, done := b.label("v6"), b.label("words")
+	b.emit(
+		asm.LoadMem(asm.R2, asm.R6, ctxLocalPort, asm.Word),
+		asm.LSh.Imm(asm.R2, 16),
+		asm.LoadMem(asm.R3, asm.R6, ctxRemotePort, asm.Word),
+		asm.RSh.Imm(asm.R3, 16),
+		asm.HostTo(asm.BE, asm.R3, asm.Half),
+		asm.Or.Reg(asm.R2, asm.R3),
+		asm.LoadMem(asm.R1, asm.R6, ctxFamily, asm.Word),
+		asm.JEq.Imm(asm.R1, afINET6, v6),
+		asm.LoadMem(asm.R3, asm.R6, ctxRemoteIP4, asm.Word),
+		asm.LoadMem(asm.R4, asm.R6, ctxLocalIP4, asm.Word),
+		asm.Ja.Label(done),
+		asm.LoadMem(asm.R3, asm.R6, ctxRemoteIP6+12, asm.Word).WithSymbol(v6),
+		asm.LoadMem(asm.R4, asm.R6, ctxLocalIP6+12, asm.Word),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol(done),
+	)
+}
+
+// slotLookup emits R9 = this socket's results slot, jumping to fail if the lookup
+// fails; the socket's ports word is left at stkScratch-4.
+func (b *builder) slotLookup(fail string) {
+	b.slotKeyWords()
+	b.emit(
+		asm.StoreMem(asm.RFP, stkScratch-4, asm.R2, asm.Word),
+		asm.Mov.Reg(asm.R5, asm.R2),
+		asm.Xor.Reg(asm.R5, asm.R3),
+		asm.Xor.Reg(asm.R5, asm.R4),
+		asm.Mul.Imm32(asm.R5, slotHash-1<<32), // slotHash as an int32 immediate
+		asm.RSh.Imm32(asm.R5, 32-slotBits),
+		asm.Add.Imm32(asm.R5, 1),
+		asm.StoreMem(asm.RFP, stkScratch, asm.R5, asm.Word),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(mapResults),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stkScratch),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, fail),
+		asm.Mov.Reg(asm.R9, asm.R0),
+	)
+}
+
+// claimSlot emits the writer side of the slot's sequence lock: jump to fail unless
+// the sequence was even and this program moved it to odd.
+func (b *builder) claimSlot(fail string) {
+	b.emit(
+		asm.LoadMem(asm.R1, asm.R9, slotSeq, asm.Word),
+		asm.JSet.Imm(asm.R1, 1, fail),
+		asm.Mov.Reg(asm.R0, asm.R1),
+		asm.Mov.Reg(asm.R2, asm.R1),
+		asm.Add.Imm(asm.R2, 1),
+		asm.CmpXchg.Mem(asm.R9, asm.R2, asm.Word, slotSeq),
+		asm.JNE.Reg(asm.R0, asm.R1, fail),
+	)
+}
+
+// writeSlot emits the publication of R8, the socket's final mark word, in its
+// results slot. A slot another CPU is writing is left alone: it will then hold
+// another socket's ports, and Go asks the kernel instead.
+func (b *builder) writeSlot() {
+	skip, v6, addrs := b.label("slot_skip"), b.label("slot_v6"), b.label("slot_release")
+	b.emit(
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.FnGetNetnsCookie.Call(),
+		asm.StoreMem(asm.RFP, stkRecord, asm.R0, asm.DWord),
+	)
+	b.slotLookup(skip)
+	b.claimSlot(skip)
+	b.emit(
+		asm.StoreMem(asm.R9, slotFlags, asm.R8, asm.Word),
+		asm.LoadMem(asm.R1, asm.RFP, stkRecord, asm.DWord),
+		asm.StoreMem(asm.R9, slotNetns, asm.R1, asm.DWord),
+		asm.LoadMem(asm.R1, asm.RFP, stkScratch-4, asm.Word),
+		asm.StoreMem(asm.R9, slotPorts, asm.R1, asm.Word),
+		asm.LoadMem(asm.R1, asm.R6, ctxFamily, asm.Word),
+		asm.JEq.Imm(asm.R1, afINET6, v6),
+		// IPv4: store as IPv4-mapped IPv6 (::ffff:a.b.c.d).
+		asm.StoreImm(asm.R9, slotRemote, 0, asm.Word),
+		asm.StoreImm(asm.R9, slotRemote+4, 0, asm.Word),
+		asm.StoreImm(asm.R9, slotRemote+8, -0x10000, asm.Word), // 00 00 ff ff
+		asm.LoadMem(asm.R1, asm.R6, ctxRemoteIP4, asm.Word),
+		asm.StoreMem(asm.R9, slotRemote+12, asm.R1, asm.Word),
+		asm.StoreImm(asm.R9, slotLocal, 0, asm.Word),
+		asm.StoreImm(asm.R9, slotLocal+4, 0, asm.Word),
+		asm.StoreImm(asm.R9, slotLocal+8, -0x10000, asm.Word),
+		asm.LoadMem(asm.R1, asm.R6, ctxLocalIP4, asm.Word),
+		asm.StoreMem(asm.R9, slotLocal+12, asm.R1, asm.Word),
+		asm.Ja.Label(addrs),
+	)
+	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol(v6))
+	for i := int16(0); i < 16; i += 4 {
+		b.emit(
+			asm.LoadMem(asm.R1, asm.R6, ctxRemoteIP6+i, asm.Word),
+			asm.StoreMem(asm.R9, slotRemote+i, asm.R1, asm.Word),
+			asm.LoadMem(asm.R1, asm.R6, ctxLocalIP6+i, asm.Word),
+			asm.StoreMem(asm.R9, slotLocal+i, asm.R1, asm.Word),
+		)
+	}
+	b.emit(
+		asm.Mov.Imm(asm.R1, 1).WithSymbol(addrs),
+		asm.FetchAdd.Mem(asm.R9, asm.R1, asm.Word, slotSeq),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol(skip),
+	)
+}
+
 // program returns the sock_ops program described at collectionSpec.
 func program() asm.Instructions {
 	b := &builder{}
@@ -290,6 +441,7 @@ func program() asm.Instructions {
 		asm.JEq.Imm(asm.R2, opPassiveEstablished, "passive_est"),
 		asm.JEq.Imm(asm.R2, opTCPConnect, "connect"),
 		asm.JEq.Imm(asm.R2, opTCPListen, "listen"),
+		asm.JEq.Imm(asm.R2, opState, "state"),
 		asm.Mov.Imm(asm.R0, 1).WithSymbol("ok"),
 		asm.Return(),
 	)
@@ -474,7 +626,8 @@ func program() asm.Instructions {
 	b.emit(asm.Or.Imm(asm.R8, resultReceived).WithSymbol("active_received"))
 	b.count(ctrReceivedSYNACK)
 	b.emit(asm.StoreMem(asm.R7, 0, asm.R8, asm.Word).WithSymbol("active_store"))
-	b.setCbFlags(0, cbFlagWriteHdrOpt)
+	b.writeSlot()
+	b.setCbFlags(cbFlagState, cbFlagWriteHdrOpt)
 	b.emit(asm.Ja.Label("ok"))
 
 	// PASSIVE_ESTABLISHED: a child of a marked listener (its storage was cloned).
@@ -517,10 +670,44 @@ func program() asm.Instructions {
 		asm.And.Imm(asm.R8, markMarked),
 		asm.Or.Reg(asm.R8, asm.R9),
 		asm.StoreMem(asm.R7, 0, asm.R8, asm.Word),
-		asm.LoadMem(asm.R2, asm.R6, ctxSkbTCPFlag, asm.Word),
-		asm.JSet.Imm(asm.R2, tcpFlagSYN, "ok"),
 	)
-	b.setCbFlags(0, cbFlagWriteHdrOpt)
+	b.writeSlot()
+	b.emit(
+		asm.LoadMem(asm.R2, asm.R6, ctxSkbTCPFlag, asm.Word),
+		asm.JSet.Imm(asm.R2, tcpFlagSYN, "passive_fastopen"),
+	)
+	b.setCbFlags(cbFlagState, cbFlagWriteHdrOpt)
 	b.emit(asm.Ja.Label("ok"))
+	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("passive_fastopen"))
+	b.setCbFlags(cbFlagState, 0)
+	b.emit(asm.Ja.Label("ok"))
+
+	// STATE: a marked, established socket closes; its slot, if it still holds this
+	// socket's ports, is emptied so that no later connection with the same 4-tuple can
+	// read it. A slot that cannot be claimed poisons the cache: Go then always asks
+	// the kernel.
+	b.emit(
+		asm.LoadMem(asm.R2, asm.R6, ctxArgs1, asm.Word).WithSymbol("state"),
+		asm.JNE.Imm(asm.R2, tcpStateClose, "ok"),
+	)
+	b.slotLookup("poison")
+	b.claimSlot("poison")
+	b.emit(
+		asm.LoadMem(asm.R3, asm.R9, slotPorts, asm.Word),
+		asm.LoadMem(asm.R2, asm.RFP, stkScratch-4, asm.Word), // this socket's ports
+		asm.JNE.Reg(asm.R3, asm.R2, "state_release"),
+		asm.StoreImm(asm.R9, slotPorts, 0, asm.Word),
+		asm.Mov.Imm(asm.R1, 1).WithSymbol("state_release"),
+		asm.FetchAdd.Mem(asm.R9, asm.R1, asm.Word, slotSeq),
+		asm.Ja.Label("ok"),
+		asm.StoreImm(asm.RFP, stkScratch, 0, asm.Word).WithSymbol("poison"),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(mapResults),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stkScratch),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "ok"),
+		asm.StoreImm(asm.R0, slotFlags, 1, asm.Word),
+		asm.Ja.Label("ok"),
+	)
 	return b.insns
 }

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -22,6 +23,11 @@ type Signaller struct {
 	marks    int // the socket-storage map, keyed by socket fd; owned
 	counters int // the counters map, or -1; owned
 	mode     string
+
+	slots     []byte        // the results cache, mapped read-only; nil if unavailable
+	netns     uint64        // cookie of the network namespace Open ran in
+	cacheHits atomic.Uint64 // ResultAddr answers taken from slots
+	cacheErr  error         // why slots is nil
 
 	// Self-attached only: the loaded objects, closed (detaching) by Close.
 	coll *ebpf.Collection
@@ -68,7 +74,24 @@ func Open() (*Signaller, error) {
 		s.Close()
 		return nil, unavailable(fmt.Errorf("duplicating map fds: %w", err))
 	}
+	s.openCache(coll.Maps[mapResults].FD())
 	return s, nil
+}
+
+// openCache maps the results cache of the map fd; without it, ResultAddr asks the
+// kernel every time.
+func (s *Signaller) openCache(fd int) {
+	netns, err := netnsCookie()
+	if err != nil {
+		s.cacheErr = fmt.Errorf("reading the network namespace cookie: %w", err)
+		return
+	}
+	slots, err := mapSlots(fd)
+	if err != nil {
+		s.cacheErr = err
+		return
+	}
+	s.slots, s.netns = slots, netns
 }
 
 func unavailable(err error) error { return fmt.Errorf("%w: %w", ErrUnavailable, err) }
@@ -95,7 +118,17 @@ func openPinned(dir string) (*Signaller, error) {
 	if err != nil {
 		counters = -1 // counters are for statistics only
 	}
-	return &Signaller{marks: marks, counters: counters, mode: "pinned at " + dir}, nil
+	s := &Signaller{marks: marks, counters: counters, mode: "pinned at " + dir}
+	// A shared mapping of a map needs a read-write fd (mmap drops VM_SHARED for
+	// read-only files, and the kernel refuses such a mapping); the mapping itself is
+	// read-only.
+	if fd, err := objGet(filepath.Join(dir, mapResults), 0); err == nil {
+		s.openCache(fd)
+		unix.Close(fd) // the mapping keeps the map
+	} else {
+		s.cacheErr = fmt.Errorf("opening the results cache: %w", err)
+	}
+	return s, nil
 }
 
 // Mode describes how the Signaller was opened: pinned objects or self-attached.
@@ -181,6 +214,9 @@ func (s *Signaller) Close() error {
 		if s.counters >= 0 {
 			unix.Close(s.counters)
 		}
+		if s.slots != nil {
+			unix.Munmap(s.slots)
+		}
 		if s.lnk != nil {
 			s.closeErr = s.lnk.Close()
 		}
@@ -235,6 +271,18 @@ func (b *elemBuf) do(cmd int, mapFD int) error {
 func mapLookup(mapFD int, key, value unsafe.Pointer) error {
 	attr := &elemAttr{mapFD: uint32(mapFD), key: uint64(uintptr(key)), value: uint64(uintptr(value))}
 	_, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_LOOKUP_ELEM, uintptr(unsafe.Pointer(attr)), unsafe.Sizeof(*attr))
+	runtime.KeepAlive(key)
+	runtime.KeepAlive(value)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// mapUpdate sets key to value in a map; key and value must stay valid and unmoved.
+func mapUpdate(mapFD int, key, value unsafe.Pointer) error {
+	attr := &elemAttr{mapFD: uint32(mapFD), key: uint64(uintptr(key)), value: uint64(uintptr(value))}
+	_, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_UPDATE_ELEM, uintptr(unsafe.Pointer(attr)), unsafe.Sizeof(*attr))
 	runtime.KeepAlive(key)
 	runtime.KeepAlive(value)
 	if errno != 0 {

@@ -2,7 +2,10 @@
 
 package signal
 
-import "fmt"
+import (
+	"fmt"
+	"net/netip"
+)
 
 var errOther = fmt.Errorf("%w: %w", ErrUnavailable, ErrNotSupported)
 
@@ -35,3 +38,8 @@ func DetachCgroup(path string) error { return errOther }
 
 // Probe reports that signalling needs Linux.
 func Probe() Report { return Report{Err: errOther} }
+
+// ResultAddr reports that signalling needs Linux.
+func (s *Signaller) ResultAddr(fd int, local, remote netip.AddrPort) (Result, error) {
+	return Result{}, errOther
+}

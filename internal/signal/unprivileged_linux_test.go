@@ -114,6 +114,9 @@ func unprivilegedChild() error {
 	if _, err := s.Stats(); err != nil {
 		return fmt.Errorf("counters: %w", err)
 	}
+	if s.slots == nil || s.cacheHits.Load() != 4 {
+		return fmt.Errorf("results cache mapped %v (%v), %d answers from it, want 4", s.slots != nil, s.cacheErr, s.cacheHits.Load())
+	}
 	return nil
 }
 

@@ -58,6 +58,21 @@ func TestWire(t *testing.T) {
 		keys[i] = addrPort(c.LocalAddr())
 		exchange(t, c, sc, false)
 	}
+	// Every marked socket here lives in this namespace: each must have been
+	// answered from the results cache (unmarked ones have no slot and ask the
+	// kernel).
+	marked := 0
+	for _, tc := range cases {
+		if tc.client {
+			marked++
+		}
+		if tc.server && !tc.mptcp {
+			marked++
+		}
+	}
+	if hits := s.cacheHits.Load(); hits != uint64(marked) {
+		t.Errorf("ResultAddr answered %d times from the cache, want %d", hits, marked)
+	}
 	byClient := flows(capture.Stop(), servers)
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
