@@ -28,7 +28,7 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 		Release:     1,
 		UEIDs:       []wire.EID{localEID},
 		FeatureMask: 1, // Emulated-ISM: 128-bit GIDs as two entries
-		GIDs:        []wire.GIDCHID{{GID: gid[0], CHID: localCHID}, {GID: gid[1], CHID: localCHID}},
+		GIDs:        wire.GIDEntries(wire.ISMDevice{CHID: localCHID, GID: gid[0], GIDExt: gid[1]}),
 	}
 	if err := c.writeCLC(p); err != nil {
 		return c.handshakeError(ReasonIntErr, err)

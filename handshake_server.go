@@ -153,7 +153,7 @@ func (c *Conn) checkProposal(p *wire.Proposal) Reason {
 	if err != nil {
 		return ReasonNoSMCDev
 	}
-	if !hasGID(p.GIDs, gid) {
+	if !offersDevice(p, gid) {
 		return ReasonNoSMCD2Dev // real ISM, loopback-ism, or another host
 	}
 	for _, e := range p.UEIDs {
@@ -164,12 +164,11 @@ func (c *Conn) checkProposal(p *wire.Proposal) Reason {
 	return ReasonNoUEID
 }
 
-// hasGID reports whether entries offer our device: the two halves of our GID as
-// consecutive entries with our CHID.
-func hasGID(entries []wire.GIDCHID, gid [2]uint64) bool {
-	for i := 0; i+1 < len(entries); i++ {
-		if entries[i] == (wire.GIDCHID{GID: gid[0], CHID: localCHID}) &&
-			entries[i+1] == (wire.GIDCHID{GID: gid[1], CHID: localCHID}) {
+// offersDevice reports whether p offers our device, its devices read as a Linux
+// server reads them.
+func offersDevice(p *wire.Proposal, gid [2]uint64) bool {
+	for _, d := range p.Devices() {
+		if d == (wire.ISMDevice{CHID: localCHID, GID: gid[0], GIDExt: gid[1]}) {
 			return true
 		}
 	}

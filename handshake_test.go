@@ -124,7 +124,7 @@ func proposalFrom(t *testing.T, edit func(p *wire.Proposal)) []byte {
 		t.Fatal(err)
 	}
 	p := &wire.Proposal{TypeV1: wire.SMCTypeN, TypeV2: wire.SMCTypeD, Release: 1, UEIDs: []wire.EID{localEID},
-		FeatureMask: 1, GIDs: []wire.GIDCHID{{GID: gid[0], CHID: localCHID}, {GID: gid[1], CHID: localCHID}}}
+		FeatureMask: 1, GIDs: wire.GIDEntries(wire.ISMDevice{CHID: localCHID, GID: gid[0], GIDExt: gid[1]})}
 	if edit != nil {
 		edit(p)
 	}
@@ -148,6 +148,10 @@ func TestServerDeclines(t *testing.T) {
 		{"no-v2-offer", proposalFrom(t, func(p *wire.Proposal) { p.TypeV1, p.TypeV2 = wire.SMCTypeR, wire.SMCTypeN }), ReasonNoV2Ext, wire.Version2},
 		{"smc-r-only", proposalFrom(t, func(p *wire.Proposal) { p.TypeV2, p.GIDs = wire.SMCTypeR, nil }), ReasonNoSMCDDev, wire.Version2},
 		{"loopback-ism", proposalFrom(t, func(p *wire.Proposal) { p.GIDs = loopbackISM }), ReasonNoSMCD2Dev, wire.Version2},
+		{"misaligned-halves", proposalFrom(t, func(p *wire.Proposal) {
+			// Read in pairs as Linux does, our GID's halves belong to two devices.
+			p.GIDs = append([]wire.GIDCHID{{GID: 5, CHID: localCHID}}, p.GIDs...)
+		}), ReasonNoSMCD2Dev, wire.Version2},
 		{"other-host", proposalFrom(t, func(p *wire.Proposal) { p.GIDs[1].GID++ }), ReasonNoSMCD2Dev, wire.Version2},
 		{"no-common-eid", proposalFrom(t, func(p *wire.Proposal) { p.UEIDs = nil }), ReasonNoUEID, wire.Version2},
 		{"malformed", func() []byte {
