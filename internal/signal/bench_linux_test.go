@@ -19,69 +19,93 @@ func benchRounds() int {
 	return 1
 }
 
-// BenchmarkConn measures one loopback connection (dial, accept, close both ends, the
-// client with linger 0 so no TIME_WAIT piles up) in the benchmark's own child cgroup:
+// A connVariant is one way BenchmarkConn makes its connections.
+type connVariant struct {
+	name           string
+	attach         bool // the program is attached
+	client, server bool // marked
+	syscall        bool // read results with Result (bpf(2)) instead of ResultAddr
+}
+
+var connVariants = []connVariant{
+	{name: "plain-detached"},
+	{name: "plain-attached", attach: true},
+	{name: "fallback-server", attach: true, server: true},
+	{name: "fallback-client", attach: true, client: true},
+	{name: "smc", attach: true, client: true, server: true},
+	{name: "smc-syscall", attach: true, client: true, server: true, syscall: true},
+}
+
+// BenchmarkConn measures one loopback connection (dial, accept, read the results of
+// the marked ends, close both ends; the client with linger 0 so that no TIME_WAIT
+// piles up) in the benchmark's own child cgroup:
 //
-//	unmarked-detached  no program attached
-//	unmarked-attached  the program attached, sockets not marked
-//	marked-attached    both ends marked, and both Results read
+//	plain-detached   no program attached, nothing marked
+//	plain-attached   the program attached, nothing marked
+//	fallback-server  a marked listener serving an unmarked client (reads its result)
+//	fallback-client  a marked client against an unmarked listener (reads its result)
+//	smc              both marked, both results read with ResultAddr
+//	smc-syscall      the same with Result
 //
-// The variants run in turn, SMC_BENCH_ROUNDS times (sub-benchmark names repeat with
-// #NN suffixes), so that ratios come from interleaved samples of one run.
+// The variants run in turn, SMC_BENCH_ROUNDS times (names repeat with #NN suffixes),
+// so that ratios come from interleaved samples of one run. cpu-ns/op is the process's
+// CPU time per connection, both ends and the kernel's work for them included.
 func BenchmarkConn(b *testing.B) {
 	testenv.RequireBPF(b)
 	testenv.ChildCgroup(b)
-	variants := []struct {
-		name           string
-		attach, marked bool
-	}{
-		{"unmarked-detached", false, false},
-		{"unmarked-attached", true, false},
-		{"marked-attached", true, true},
-		{"marked-noresult", true, true},
-	}
 	for range benchRounds() {
-		for _, v := range variants {
-			var s *Signaller
-			if v.attach {
+		var s *Signaller
+		for _, v := range connVariants {
+			if v.attach && s == nil {
 				var err error
 				if s, err = Open(); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.Run(v.name, func(b *testing.B) { benchConn(b, s, v.marked, v.name != "marked-noresult") })
-			if s != nil {
-				s.Close()
-			}
+			b.Run(v.name, func(b *testing.B) { benchConn(b, s, v) })
 		}
+		s.Close()
 	}
 }
 
-func benchConn(b *testing.B, s *Signaller, marked, results bool) {
-	ln := listen(b, s, "tcp4", "127.0.0.1:0", marked, false)
+func benchConn(b *testing.B, s *Signaller, v connVariant) {
+	ln := listen(b, s, "tcp4", "127.0.0.1:0", v.server, false)
 	addr := ln.Addr().String()
+	read := func(c net.Conn) Result {
+		rc, _ := c.(syscall.Conn).SyscallConn()
+		var r Result
+		var err error
+		rc.Control(func(fd uintptr) {
+			if v.syscall {
+				r, err = s.Result(int(fd))
+			} else {
+				r, err = s.ResultAddr(int(fd), addrPort(c.LocalAddr()), addrPort(c.RemoteAddr()))
+			}
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return r
+	}
+	want := v.client && v.server
 	b.ReportAllocs()
 	cpu0 := cpuTime(b)
 	for b.Loop() {
-		c := dial(b, s, "tcp4", addr, marked, nil)
+		c := dial(b, s, "tcp4", addr, v.client, nil)
 		sc, err := ln.Accept()
 		if err != nil {
 			b.Fatal(err)
 		}
-		if marked && results {
-			if r := resultOf(b, s, c); !r.Negotiated() {
-				b.Fatalf("client %+v", r)
-			}
-			if r := resultOf(b, s, sc); !r.Negotiated() {
-				b.Fatalf("server %+v", r)
-			}
+		if v.client && read(c).Negotiated() != want {
+			b.Fatal("client result does not match")
+		}
+		if v.server && read(sc).Negotiated() != want {
+			b.Fatal("server result does not match")
 		}
 		c.SetLinger(0)
 		c.Close()
 		sc.Close()
 	}
-	// CPU time of the whole process (both ends, the kernel's work on their behalf
-	// included) is steadier than wall time on a shared machine.
 	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
@@ -113,30 +137,40 @@ func BenchmarkMark(b *testing.B) {
 	})
 }
 
-// BenchmarkResult measures Result alone on a connected, marked socket: one
-// bpf(BPF_MAP_LOOKUP_ELEM); and on a socket never marked (ENOENT).
+// BenchmarkResult measures reading one connected socket's result: with Result (one
+// bpf(BPF_MAP_LOOKUP_ELEM)) and with ResultAddr (the shared-memory cache), for a
+// marked socket and one never marked (whose ResultAddr falls back to Result).
 func BenchmarkResult(b *testing.B) {
 	s := selfAttach(b)
 	for _, marked := range []bool{true, false} {
-		b.Run("marked="+strconv.FormatBool(marked), func(b *testing.B) {
-			ln := listen(b, s, "tcp4", "127.0.0.1:0", marked, false)
-			c := dial(b, s, "tcp4", ln.Addr().String(), marked, nil)
-			defer c.Close()
-			sc, err := ln.Accept()
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer sc.Close()
-			rc, _ := c.SyscallConn()
-			b.ReportAllocs()
-			rc.Control(func(fd uintptr) {
-				for b.Loop() {
-					r, err := s.Result(int(fd))
-					if err != nil || r.Negotiated() != marked {
-						b.Fatalf("%+v %v", r, err)
+		ln := listen(b, s, "tcp4", "127.0.0.1:0", marked, false)
+		c := dial(b, s, "tcp4", ln.Addr().String(), marked, nil)
+		defer c.Close()
+		sc, err := ln.Accept()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer sc.Close()
+		local, remote := addrPort(c.LocalAddr()), addrPort(c.RemoteAddr())
+		rc, _ := c.SyscallConn()
+		for _, api := range []string{"Result", "ResultAddr"} {
+			b.Run(api+"/marked="+strconv.FormatBool(marked), func(b *testing.B) {
+				b.ReportAllocs()
+				rc.Control(func(fd uintptr) {
+					for b.Loop() {
+						var r Result
+						var err error
+						if api == "Result" {
+							r, err = s.Result(int(fd))
+						} else {
+							r, err = s.ResultAddr(int(fd), local, remote)
+						}
+						if err != nil || r.Negotiated() != marked {
+							b.Fatalf("%+v %v", r, err)
+						}
 					}
-				}
+				})
 			})
-		})
+		}
 	}
 }

@@ -33,7 +33,7 @@ const (
 	ctrErrRecord             // SYN-ACK record table full or SYN unreadable: not echoed
 	ctrErrSaveSYN            // TCP_SAVE_SYN failed on a marked listener: it never echoes
 	ctrErrLoad               // bpf_load_hdr_opt failed other than "not found"
-	ctrErrStorage            // socket storage missing on a marked socket's child
+	ctrCachePoisoned         // a closing socket could not empty its results slot
 	numCounters
 )
 
@@ -41,7 +41,7 @@ const (
 var counterNames = [numCounters]string{
 	"sent_syn", "sent_synack", "received_synack", "received_syn", "syncookie_not_echoed",
 	"peer_unknown", "err_reserve", "err_store", "err_record", "err_save_syn", "err_load",
-	"err_storage",
+	"cache_poisoned",
 }
 
 // Linux UAPI values (include/uapi/linux/bpf.h, include/uapi/linux/tcp.h).
@@ -100,6 +100,8 @@ const (
 	slotCount = 1 << slotBits
 	slotSize  = 64
 	slotHash  = 0x9E3779B9 // Fibonacci hashing multiplier, 2^32/φ
+
+	claimTries = 64
 
 	slotSeq    = 0
 	slotFlags  = 4
@@ -366,17 +368,24 @@ func (b *builder) slotLookup(fail string) {
 	)
 }
 
-// claimSlot emits the writer side of the slot's sequence lock: jump to fail unless
-// the sequence was even and this program moved it to odd.
+// claimSlot emits the writer side of the slot's sequence lock: up to claimTries
+// attempts to move an even sequence to odd with compare-and-swap (another CPU holds
+// a slot for a few dozen instructions), jumping to fail if none succeeds.
 func (b *builder) claimSlot(fail string) {
+	retry, again, claimed := b.label("claim"), b.label("claim_again"), b.label("claimed")
 	b.emit(
-		asm.LoadMem(asm.R1, asm.R9, slotSeq, asm.Word),
-		asm.JSet.Imm(asm.R1, 1, fail),
+		asm.Mov.Imm(asm.R4, claimTries),
+		asm.LoadMem(asm.R1, asm.R9, slotSeq, asm.Word).WithSymbol(retry),
+		asm.JSet.Imm(asm.R1, 1, again),
 		asm.Mov.Reg(asm.R0, asm.R1),
 		asm.Mov.Reg(asm.R2, asm.R1),
 		asm.Add.Imm(asm.R2, 1),
 		asm.CmpXchg.Mem(asm.R9, asm.R2, asm.Word, slotSeq),
-		asm.JNE.Reg(asm.R0, asm.R1, fail),
+		asm.JEq.Reg(asm.R0, asm.R1, claimed),
+		asm.Sub.Imm(asm.R4, 1).WithSymbol(again),
+		asm.JNE.Imm(asm.R4, 0, retry),
+		asm.Ja.Label(fail),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol(claimed),
 	)
 }
 
@@ -707,7 +716,8 @@ func program() asm.Instructions {
 		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, "ok"),
 		asm.StoreImm(asm.R0, slotFlags, 1, asm.Word),
-		asm.Ja.Label("ok"),
 	)
+	b.count(ctrCachePoisoned)
+	b.emit(asm.Ja.Label("ok"))
 	return b.insns
 }

@@ -98,3 +98,13 @@ func fdCount(t *testing.T) int {
 	}
 	return len(ents)
 }
+
+func TestCounterNames(t *testing.T) {
+	seen := map[string]bool{}
+	for i, n := range counterNames {
+		if n == "" || seen[n] {
+			t.Errorf("counter %d: name %q empty or repeated", i, n)
+		}
+		seen[n] = true
+	}
+}
