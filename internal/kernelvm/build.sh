@@ -53,6 +53,8 @@ install_pkgs() {
 
 # ---------------------------------------------------------------- host tools
 export PATH="$PATH:/usr/sbin:/sbin"
+# The host's busybox goes into the amd64 guest.
+[ "$(uname -m)" = x86_64 ] || missing_req "an x86_64 host (this one is $(uname -m))"
 missing=()
 command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' \
