@@ -17,11 +17,11 @@ import (
 // Where AttachCgroup mounts bpffs when none is mounted.
 const defaultBPFFS = "/sys/fs/bpf"
 
-// Modes of the pinned objects. The link and the SYN-ACK records are root's alone;
-// members of AttachOptions.Group may mark and read (marks), read counters, and map
-// the results cache, which needs a read-write open: a member could therefore write
-// false results for the other members' sockets, so the group must be one trust
-// domain.
+// Modes of the pinned objects. The link is root's alone; members of
+// AttachOptions.Group may mark and read (marks), read counters, map the results cache
+// (which needs a read-write open) and sweep stale SYN-ACK records. A member could
+// therefore write false results or records affecting the other members' sockets: the
+// group must be one trust domain.
 const (
 	modeDirGroup      = 0o750
 	modeDirPrivate    = 0o700
@@ -122,7 +122,7 @@ func prepare(cg cgroup, dir string, gid int) error {
 	}{
 		{mapMarks, coll.Maps[mapMarks].Pin, marksMode},
 		{mapCounters, coll.Maps[mapCounters].Pin, countersMode},
-		{mapRecords, coll.Maps[mapRecords].Pin, modePrivate},
+		{mapRecords, coll.Maps[mapRecords].Pin, marksMode},
 		{mapResults, coll.Maps[mapResults].Pin, marksMode},
 		{"link", lnk.Pin, modePrivate}, // last: its presence means "prepared"
 	}

@@ -29,6 +29,12 @@ type Signaller struct {
 	cacheHits atomic.Uint64 // ResultAddr answers taken from slots
 	cacheErr  error         // why slots is nil
 
+	// The SYN-ACK records sweeper (sweep_linux.go), when this process may write the
+	// records map.
+	records   int
+	stopSweep chan struct{}
+	sweepDone chan struct{}
+
 	// Self-attached only: the loaded objects, closed (detaching) by Close.
 	coll *ebpf.Collection
 	lnk  link.Link
@@ -75,6 +81,9 @@ func Open() (*Signaller, error) {
 		return nil, unavailable(fmt.Errorf("duplicating map fds: %w", err))
 	}
 	s.openCache(coll.Maps[mapResults].FD())
+	if fd, err := unix.Dup(coll.Maps[mapRecords].FD()); err == nil {
+		s.startSweeper(fd)
+	}
 	return s, nil
 }
 
@@ -127,6 +136,9 @@ func openPinned(dir string) (*Signaller, error) {
 		unix.Close(fd) // the mapping keeps the map
 	} else {
 		s.cacheErr = fmt.Errorf("opening the results cache: %w", err)
+	}
+	if fd, err := objGet(filepath.Join(dir, mapRecords), 0); err == nil {
+		s.startSweeper(fd)
 	}
 	return s, nil
 }
@@ -210,6 +222,7 @@ func readCounters(fd int) (map[string]uint64, error) {
 // Close releases the maps; a self-attached Signaller also detaches its program.
 func (s *Signaller) Close() error {
 	s.closeOnce.Do(func() {
+		s.stopSweeper()
 		unix.Close(s.marks)
 		if s.counters >= 0 {
 			unix.Close(s.counters)

@@ -2,6 +2,7 @@ package signal
 
 import (
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -40,12 +41,12 @@ func TestAttachRefusesRoot(t *testing.T) {
 }
 
 // TestOpenCloseNoLeak checks that a self-attached Signaller releases every fd (the
-// link among them, which detaches the program) on Close, and that Close is
-// idempotent.
+// link among them, which detaches the program) and its sweeper goroutine on Close,
+// and that Close is idempotent.
 func TestOpenCloseNoLeak(t *testing.T) {
 	testenv.RequireBPF(t)
 	testenv.ChildCgroup(t)
-	before := fdCount(t)
+	before, goroutines := fdCount(t), runtime.NumGoroutine()
 	s, err := Open()
 	if err != nil {
 		t.Fatal(err)
@@ -61,6 +62,9 @@ func TestOpenCloseNoLeak(t *testing.T) {
 	}
 	if after := fdCount(t); after != before {
 		t.Errorf("%d fds open after Close, %d before Open", after, before)
+	}
+	if after := runtime.NumGoroutine(); after != goroutines {
+		t.Errorf("%d goroutines after Close, %d before Open", after, goroutines)
 	}
 }
 

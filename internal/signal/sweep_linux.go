@@ -1,0 +1,118 @@
+package signal
+
+import (
+	"encoding/binary"
+	"errors"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Records of SYN-ACK decisions are deleted by the program when the connection is
+// established. A request that never completes (the client went away, a flood of SYNs
+// announcing SMC) leaves its record behind; a full table makes marked listeners stop
+// echoing (counted as err_record), which is exact but turns SMC off. The sweeper
+// deletes records older than recordMaxAge, far beyond the life of a request (with
+// the default net.ipv4.tcp_synack_retries=5 a request expires after about a
+// minute), so that no record a pending request still needs is ever deleted.
+const (
+	recordMaxAge  = 10 * time.Minute
+	sweepInterval = time.Minute
+)
+
+// startSweeper runs sweepRecords on the records map fd every sweepInterval until
+// Close. The Signaller owns fd.
+func (s *Signaller) startSweeper(fd int) {
+	s.records = fd
+	s.stopSweep = make(chan struct{})
+	s.sweepDone = make(chan struct{})
+	go func() {
+		defer close(s.sweepDone)
+		t := time.NewTicker(sweepInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stopSweep:
+				return
+			case <-t.C:
+				sweepRecords(fd, recordMaxAge)
+			}
+		}
+	}()
+}
+
+// stopSweeper stops the sweeper, if any, and closes the records map.
+func (s *Signaller) stopSweeper() {
+	if s.stopSweep == nil {
+		return
+	}
+	close(s.stopSweep)
+	<-s.sweepDone
+	unix.Close(s.records)
+}
+
+// sweepRecords deletes the records of the map fd whose first SYN-ACK is older than
+// maxAge, and returns how many it deleted.
+func sweepRecords(fd int, maxAge time.Duration) (int, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil { // bpf_ktime_get_ns's clock
+		return 0, err
+	}
+	cutoff := uint64(ts.Nano()) - uint64(maxAge)
+	// One heap buffer holds the keys and the value (see elemBuf).
+	buf := new(struct {
+		key, next [synKeySize]byte
+		value     [recordSize]byte
+	})
+	var victims [][synKeySize]byte
+	first := true
+	for {
+		var err error
+		if first {
+			err = mapNextKey(fd, nil, unsafe.Pointer(&buf.next))
+			first = false
+		} else {
+			err = mapNextKey(fd, unsafe.Pointer(&buf.key), unsafe.Pointer(&buf.next))
+		}
+		if errors.Is(err, unix.ENOENT) {
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+		buf.key = buf.next
+		if mapLookup(fd, unsafe.Pointer(&buf.key), unsafe.Pointer(&buf.value)) != nil {
+			continue // deleted meanwhile
+		}
+		if binary.NativeEndian.Uint64(buf.value[:8]) < cutoff {
+			victims = append(victims, buf.key)
+		}
+	}
+	n := 0
+	for i := range victims {
+		buf.key = victims[i]
+		if mapDelete(fd, unsafe.Pointer(&buf.key)) == nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func mapNextKey(mapFD int, key, next unsafe.Pointer) error {
+	attr := &elemAttr{mapFD: uint32(mapFD), key: uint64(uintptr(key)), value: uint64(uintptr(next))}
+	_, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_GET_NEXT_KEY, uintptr(unsafe.Pointer(attr)), unsafe.Sizeof(*attr))
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+func mapDelete(mapFD int, key unsafe.Pointer) error {
+	attr := &elemAttr{mapFD: uint32(mapFD), key: uint64(uintptr(key))}
+	_, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_DELETE_ELEM, uintptr(unsafe.Pointer(attr)), unsafe.Sizeof(*attr))
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
