@@ -1,18 +1,11 @@
 package wire_test
 
 import (
-	"bufio"
 	"bytes"
-	"context"
-	"encoding/xml"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,17 +28,13 @@ import (
 // not show every field: an Accept/Confirm's extended GID and the v2.1 part of the
 // first-contact extension are skipped, and no trailer is checked.
 func TestWireshark(t *testing.T) {
-	testenv.RequireRoot(t)
-	tshark := testenv.RequireTool(t, "tshark")
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	port := ln.Addr().(*net.TCPAddr).Port
-	file := filepath.Join(t.TempDir(), "clc.pcapng")
-	stopCapture := startTshark(t, tshark, port, file)
+	file, stopCapture := testenv.StartTshark(t, ln.Addr().(*net.TCPAddr).Port)
 
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -117,12 +106,12 @@ func TestWireshark(t *testing.T) {
 	s.Close()
 	stopCapture()
 
-	msgs := dissect(t, tshark, file)
+	msgs := testenv.DissectSMC(t, file)
 	if len(msgs) != len(steps)+1 {
 		t.Fatalf("tshark decoded %d SMC messages, want %d: %v", len(msgs), len(steps)+1, msgs)
 	}
-	if len(msgs[len(steps)].problems) == 0 {
-		t.Errorf("the broken proposal was not flagged: %v", msgs[len(steps)].first)
+	if len(msgs[len(steps)].Problems) == 0 {
+		t.Errorf("the broken proposal was not flagged: %v", msgs[len(steps)].First)
 	}
 	hex := func(v uint64) string { return fmt.Sprintf("0x%016x", v) }
 	want := []map[string]string{
@@ -192,16 +181,16 @@ func TestWireshark(t *testing.T) {
 		},
 	}
 	for i, w := range want {
-		if len(msgs[i].problems) > 0 {
-			t.Errorf("message %d: %v", i, msgs[i].problems)
+		if len(msgs[i].Problems) > 0 {
+			t.Errorf("message %d: %v", i, msgs[i].Problems)
 		}
 		for name, v := range w {
-			got, ok := msgs[i].first[name]
+			got, ok := msgs[i].First[name]
 			if n, last := strings.CutSuffix(name, "#last"); last {
-				got, ok = msgs[i].last[n]
+				got, ok = msgs[i].Last[n]
 			}
 			if !ok {
-				t.Errorf("message %d: no field %s; have %v", i, name, msgs[i].first)
+				t.Errorf("message %d: no field %s; have %v", i, name, msgs[i].First)
 				continue
 			}
 			if strings.TrimSpace(got) != v {
@@ -209,181 +198,4 @@ func TestWireshark(t *testing.T) {
 			}
 		}
 	}
-}
-
-// startTshark starts capturing TCP port port on lo into file and returns a function
-// that stops the capture and waits for tshark to exit.
-func startTshark(t *testing.T, tshark string, port int, file string) (stop func()) {
-	t.Helper()
-	cmd := exec.Command(tshark, "-i", "lo", "-f", fmt.Sprintf("tcp port %d", port), "-w", file)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	var header int64
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		waitFlushed(t, file, header)
-		cmd.Process.Signal(syscall.SIGINT)
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("tshark capture: %v", err)
-		}
-	}
-	t.Cleanup(func() {
-		if !stopped {
-			stopped = true
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
-	ready := make(chan error, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		var lines []string
-		for sc.Scan() {
-			// "Capturing on" comes before dumpcap runs; "Capture started" after.
-			if strings.Contains(sc.Text(), "Capture started") {
-				ready <- nil
-				for sc.Scan() {
-				}
-				return
-			}
-			lines = append(lines, sc.Text())
-		}
-		ready <- fmt.Errorf("tshark exited: %s", strings.Join(lines, "; "))
-	}()
-	select {
-	case err := <-ready:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("tshark did not start capturing within 10s")
-	}
-	if fi, err := os.Stat(file); err == nil {
-		header = fi.Size() // the pcapng header blocks, before any packet
-	}
-	return stop
-}
-
-// waitFlushed waits until the capture file has grown past its header and then not
-// changed for a while. dumpcap receives packets from the kernel in blocks that are
-// handed over when full or when a timeout expires, and a block not yet handed over
-// when tshark is interrupted is lost: stopping right after the traffic often leaves
-// an empty capture.
-func waitFlushed(t *testing.T, file string, header int64) {
-	t.Helper()
-	const stable = 600 * time.Millisecond
-	var size int64 = -1
-	changed := time.Now()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		fi, err := os.Stat(file)
-		if err != nil {
-			continue
-		}
-		if fi.Size() != size {
-			size, changed = fi.Size(), time.Now()
-		}
-		if size > header && time.Since(changed) >= stable {
-			return
-		}
-	}
-	t.Logf("capture file %s still %d bytes after 10s", file, size)
-}
-
-// pdmlField is a field of tshark's PDML output.
-type pdmlField struct {
-	Name   string      `xml:"name,attr"`
-	Show   string      `xml:"show,attr"`
-	Fields []pdmlField `xml:"field"`
-}
-
-type pdmlProto struct {
-	Name   string      `xml:"name,attr"`
-	Fields []pdmlField `xml:"field"`
-}
-
-// smcMessage is one message as decoded by Wireshark: the first and the last value
-// of each field, by field name, and the problems Wireshark reported in its packet.
-type smcMessage struct {
-	first, last map[string]string
-	problems    []string
-}
-
-// dissect decodes file with tshark and returns the SMC messages in capture order,
-// each with the malformed-packet and warning- or error-level expert info of its
-// packet. Problems in a packet without an SMC message fail the test.
-func dissect(t *testing.T, tshark, file string) []smcMessage {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, tshark, "-r", file, "-T", "pdml",
-		"-o", "tcp.try_heuristic_first:TRUE").Output()
-	if err != nil {
-		t.Fatalf("tshark -r: %v", err)
-	}
-	var doc struct {
-		Packets []struct {
-			Protos []pdmlProto `xml:"proto"`
-		} `xml:"packet"`
-	}
-	if err := xml.Unmarshal(out, &doc); err != nil {
-		t.Fatalf("parsing PDML: %v", err)
-	}
-	var msgs []smcMessage
-	for i, p := range doc.Packets {
-		var problems []string
-		var walk func(proto string, fs []pdmlField)
-		walk = func(proto string, fs []pdmlField) {
-			for _, f := range fs {
-				if strings.Contains(f.Name, "malformed") {
-					problems = append(problems, fmt.Sprintf("%s: %s", f.Name, f.Show))
-				}
-				if f.Name == "_ws.expert.severity" {
-					// epan/proto.h: PI_WARN is 0x00600000, PI_ERROR 0x00800000.
-					if sev, err := strconv.ParseUint(f.Show, 0, 32); err != nil || sev >= 0x00600000 {
-						problems = append(problems, fmt.Sprintf("expert info in %s, severity %s", proto, f.Show))
-					}
-				}
-				walk(proto, f.Fields)
-			}
-		}
-		first := len(msgs)
-		for _, proto := range p.Protos {
-			if strings.Contains(proto.Name, "malformed") {
-				problems = append(problems, proto.Name)
-			}
-			walk(proto.Name, proto.Fields)
-			if proto.Name != "smc" {
-				continue
-			}
-			m := smcMessage{first: map[string]string{}, last: map[string]string{}}
-			var collect func(fs []pdmlField)
-			collect = func(fs []pdmlField) {
-				for _, f := range fs {
-					if _, ok := m.first[f.Name]; !ok {
-						m.first[f.Name] = f.Show
-					}
-					m.last[f.Name] = f.Show
-					collect(f.Fields)
-				}
-			}
-			collect(proto.Fields)
-			msgs = append(msgs, m)
-		}
-		if len(msgs) == first && len(problems) > 0 {
-			t.Errorf("packet %d (no SMC message): %v", i+1, problems)
-		}
-		for j := first; j < len(msgs); j++ {
-			msgs[j].problems = problems
-		}
-	}
-	return msgs
 }
