@@ -14,9 +14,11 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/smc-go/smc"
@@ -155,7 +157,14 @@ func runPerfServer(args []string) error {
 			s.stop()
 		}()
 	}
-	<-s.quit
+	// An interrupt ends the server through the deferred clean-up, which moves the
+	// process out of its child cgroup and removes it.
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	select {
+	case <-s.quit:
+	case <-ctx.Done():
+	}
 	return nil
 }
 
