@@ -4,7 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/smc-go/smc/internal/testenv"
@@ -14,15 +13,9 @@ import (
 // that smc probe then finds and uses the pins, and detaches.
 func TestAttachProbe(t *testing.T) {
 	testenv.RequireBPF(t)
-	_, unmounted := testenv.BPFFSMount()
+	// smc attach mounts bpffs if needed; it stays mounted (other test processes
+	// may be using it concurrently).
 	dir := testenv.ChildCgroup(t)
-	t.Cleanup(func() {
-		if unmounted != nil { // smc attach mounted bpffs: undo it
-			if mnt, err := testenv.BPFFSMount(); err == nil {
-				syscall.Unmount(mnt, 0)
-			}
-		}
-	})
 	if err := runAttach([]string{"--group=65534", dir}); err != nil {
 		t.Fatalf("smc attach: %v", err)
 	}

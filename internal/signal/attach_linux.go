@@ -197,12 +197,25 @@ func removePins(dir string) error {
 }
 
 // ensureBPFFS returns where bpffs is mounted, mounting it at /sys/fs/bpf if needed.
+// An exclusive lock on the parent directory keeps two processes from stacking two
+// mounts (the second would hide the first one's pins).
 func ensureBPFFS() (string, error) {
 	if mnt, err := mountOf("bpf"); err == nil {
 		return mnt, nil
 	}
 	if err := os.MkdirAll(defaultBPFFS, 0o755); err != nil {
 		return "", err
+	}
+	lock, err := os.Open(filepath.Dir(defaultBPFFS))
+	if err != nil {
+		return "", err
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return "", fmt.Errorf("locking %s: %w", lock.Name(), err)
+	}
+	if mnt, err := mountOf("bpf"); err == nil { // mounted while we waited
+		return mnt, nil
 	}
 	if err := unix.Mount("bpf", defaultBPFFS, "bpf", 0, "mode=0755"); err != nil {
 		return "", fmt.Errorf("mounting bpffs at %s: %w", defaultBPFFS, err)

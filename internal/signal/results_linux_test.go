@@ -4,8 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/smc-go/smc/internal/testenv"
 )
 
@@ -49,7 +47,6 @@ func TestCacheClearedOnClose(t *testing.T) {
 // processes that keep their pinned maps, since the program no longer empties slots.
 func TestDetachPoisonsCache(t *testing.T) {
 	testenv.RequireBPF(t)
-	_, mountErr := testenv.BPFFSMount()
 	dir := testenv.ChildCgroup(t)
 	if _, err := AttachCgroup(dir, AttachOptions{}); err != nil {
 		t.Fatal(err)
@@ -58,11 +55,6 @@ func TestDetachPoisonsCache(t *testing.T) {
 	t.Cleanup(func() {
 		if !detached {
 			DetachCgroup(dir)
-		}
-		if mountErr != nil {
-			if mnt, err := testenv.BPFFSMount(); err == nil {
-				unix.Unmount(mnt, 0)
-			}
 		}
 	})
 	s, err := Open()
