@@ -18,7 +18,7 @@ import (
 
 // Signaller marks sockets so that their handshake announces SMC, and reads back what
 // each handshake carried. Its methods are safe for concurrent use, except that Close
-// must not run concurrently with Mark or Result.
+// must not run concurrently with any other method (it unmaps the results cache).
 type Signaller struct {
 	marks    int // the socket-storage map, keyed by socket fd; owned
 	counters int // the counters map, or -1; owned
@@ -72,16 +72,16 @@ func Open() (*Signaller, error) {
 		coll.Close()
 		return nil, unavailable(fmt.Errorf("attaching to cgroup %s: %w", cg.rel, err))
 	}
-	s := &Signaller{coll: coll, lnk: lnk, mode: "self-attached to cgroup " + cg.rel}
-	if s.marks, err = unix.Dup(coll.Maps[mapMarks].FD()); err == nil {
-		s.counters, err = unix.Dup(coll.Maps[mapCounters].FD())
+	s := &Signaller{marks: -1, counters: -1, coll: coll, lnk: lnk, mode: "self-attached to cgroup " + cg.rel}
+	if s.marks, err = dupCloexec(coll.Maps[mapMarks].FD()); err == nil {
+		s.counters, err = dupCloexec(coll.Maps[mapCounters].FD())
 	}
 	if err != nil {
 		s.Close()
 		return nil, unavailable(fmt.Errorf("duplicating map fds: %w", err))
 	}
 	s.openCache(coll.Maps[mapResults].FD())
-	if fd, err := unix.Dup(coll.Maps[mapRecords].FD()); err == nil {
+	if fd, err := dupCloexec(coll.Maps[mapRecords].FD()); err == nil {
 		s.startSweeper(fd)
 	}
 	return s, nil
@@ -104,6 +104,11 @@ func (s *Signaller) openCache(fd int) {
 }
 
 func unavailable(err error) error { return fmt.Errorf("%w: %w", ErrUnavailable, err) }
+
+// dupCloexec duplicates fd with close-on-exec set.
+func dupCloexec(fd int) (int, error) {
+	return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+}
 
 // load loads the maps and the program into the kernel.
 func load() (*ebpf.Collection, error) {
@@ -223,7 +228,9 @@ func readCounters(fd int) (map[string]uint64, error) {
 func (s *Signaller) Close() error {
 	s.closeOnce.Do(func() {
 		s.stopSweeper()
-		unix.Close(s.marks)
+		if s.marks >= 0 {
+			unix.Close(s.marks)
+		}
 		if s.counters >= 0 {
 			unix.Close(s.counters)
 		}
