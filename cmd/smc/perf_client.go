@@ -330,32 +330,38 @@ func (c *perfClient) runCell(ctx context.Context, sh perfShape, t *perfTransport
 		}
 		return conn, err
 	}
-	var cpu0 time.Duration
-	var srv0 perfStats
+	// start and stop bracket the timed part: connection set-up before it and
+	// tear-down after it are left out of the CPU figures, as they are of the time.
+	var cpu0, cpu1 time.Duration
+	var srv0, srv1 perfStats
+	var stopErr error
 	start := func() error {
 		var err error
 		srv0, err = c.ctl.stats(false)
 		cpu0 = processCPU()
 		return err
 	}
+	stop := func() {
+		cpu1 = processCPU()
+		srv1, stopErr = c.ctl.stats(false)
+	}
 	switch sh.scenario {
 	case "pingpong", "rr", "shmipc-pingpong":
-		res = runEcho(ctx, dial, sh, c.o.duration, start, sh.scenario == "pingpong")
+		res = runEcho(ctx, dial, sh, c.o.duration, start, stop, sh.scenario == "pingpong")
 	case "bulk":
-		res = runBulk(ctx, dial, sh.size, c.o.duration, start)
+		res = runBulk(ctx, dial, sh.size, c.o.duration, start, stop)
 	case "short":
-		res = runShort(ctx, dial, sh, c.o.duration, start)
+		res = runShort(ctx, dial, sh, c.o.duration, start, stop)
 	case "idle":
-		res = runIdle(ctx, dial, sh.size, c.o.duration, start)
+		res = runIdle(ctx, dial, sh.size, c.o.duration, start, stop)
 	}
 	if res.err != nil {
 		return res
 	}
-	res.clientCPU = processCPU() - cpu0
-	srv1, err := c.ctl.stats(false)
-	if err != nil {
-		return cellResult{err: err}
+	if stopErr != nil {
+		return cellResult{err: stopErr}
 	}
+	res.clientCPU = cpu1 - cpu0
 	res.serverCPU = time.Duration(srv1.CPUNanos - srv0.CPUNanos)
 	res.clientStates = sampler.take(false)
 	res.serverStates = srv1.States[t.listener]
@@ -365,7 +371,7 @@ func (c *perfClient) runCell(ctx context.Context, sh perfShape, t *perfTransport
 // runEcho runs sh.conns connections doing request/response of sh.size bytes each
 // way for d; with lat it records every round trip's latency (one connection).
 // start is called once every connection is set up, just before the clock starts.
-func runEcho(ctx context.Context, dial func(context.Context) (net.Conn, error), sh perfShape, d time.Duration, start func() error, lat bool) cellResult {
+func runEcho(ctx context.Context, dial func(context.Context) (net.Conn, error), sh perfShape, d time.Duration, start func() error, stop func(), lat bool) cellResult {
 	conns := make([]net.Conn, 0, sh.conns)
 	defer func() {
 		for _, conn := range conns {
@@ -437,6 +443,7 @@ func runEcho(ctx context.Context, dial func(context.Context) (net.Conn, error), 
 	}
 	wg.Wait()
 	elapsed := time.Since(t0)
+	stop()
 	if first != nil {
 		return cellResult{err: first}
 	}
@@ -453,7 +460,7 @@ func cmpOr(a, b error) error {
 // runIdle makes one round trip of size bytes on a new connection, then leaves it
 // open and idle for d: the CPU both processes spend meanwhile is what an idle
 // connection costs (a data path that keeps spinning shows here).
-func runIdle(ctx context.Context, dial func(context.Context) (net.Conn, error), size int, d time.Duration, start func() error) cellResult {
+func runIdle(ctx context.Context, dial func(context.Context) (net.Conn, error), size int, d time.Duration, start func() error, stop func()) cellResult {
 	conn, err := dial(ctx)
 	if err != nil {
 		return cellResult{err: err}
@@ -476,12 +483,14 @@ func runIdle(ctx context.Context, dial func(context.Context) (net.Conn, error), 
 	case <-ctx.Done():
 		return cellResult{err: ctx.Err()}
 	}
-	return cellResult{ops: 1, elapsed: time.Since(t0)}
+	elapsed := time.Since(t0)
+	stop()
+	return cellResult{ops: 1, elapsed: elapsed}
 }
 
 // runBulk writes size-byte chunks one way for d, then half-closes and waits for
 // the server's count of what it received; the time includes that drain.
-func runBulk(ctx context.Context, dial func(context.Context) (net.Conn, error), size int, d time.Duration, start func() error) cellResult {
+func runBulk(ctx context.Context, dial func(context.Context) (net.Conn, error), size int, d time.Duration, start func() error, stop func()) cellResult {
 	conn, err := dial(ctx)
 	if err != nil {
 		return cellResult{err: err}
@@ -520,6 +529,7 @@ func runBulk(ctx context.Context, dial func(context.Context) (net.Conn, error), 
 		return cellResult{err: fmt.Errorf("smc: perf: reading the sink's count: %w", err)}
 	}
 	elapsed := time.Since(t0)
+	stop()
 	if n := int64(binary.BigEndian.Uint64(got[:])); n != total {
 		return cellResult{err: fmt.Errorf("smc: perf: the server received %d bytes of %d", n, total)}
 	}
@@ -529,7 +539,7 @@ func runBulk(ctx context.Context, dial func(context.Context) (net.Conn, error), 
 // runShort runs sh.conns workers, each repeatedly connecting, sending one request
 // of sh.size bytes (with the header, in one write), reading the response and
 // closing, for d.
-func runShort(ctx context.Context, dial func(context.Context) (net.Conn, error), sh perfShape, d time.Duration, start func() error) cellResult {
+func runShort(ctx context.Context, dial func(context.Context) (net.Conn, error), sh perfShape, d time.Duration, start func() error, stop func()) cellResult {
 	if err := start(); err != nil {
 		return cellResult{err: err}
 	}
@@ -559,6 +569,7 @@ func runShort(ctx context.Context, dial func(context.Context) (net.Conn, error),
 	}
 	wg.Wait()
 	elapsed := time.Since(t0)
+	stop()
 	if ops.Load() == 0 {
 		err, _ := lastErr.Load().(error)
 		if err == nil {
