@@ -1,6 +1,7 @@
 package shm
 
 import (
+	"flag"
 	"io"
 	"testing"
 	"time"
@@ -8,9 +9,17 @@ import (
 
 var benchRings = []int{256 << 10, 1 << 20, 4 << 20}
 
+var spinFlag = flag.Duration("shm.spin", DefaultSpin, "spin time before parking, for tuning benchmarks (child processes inherit it)")
+
+func setSpinFlag(b *testing.B) {
+	old := SetSpin(*spinFlag)
+	b.Cleanup(func() { SetSpin(old) })
+}
+
 // BenchmarkPingPong measures 64-byte round trips, between two goroutines of this process
 // and between this process and a child process. ns/op is one round trip.
 func BenchmarkPingPong(b *testing.B) {
+	setSpinFlag(b)
 	for _, size := range benchRings {
 		b.Run("goroutines/ring="+ringName(size), func(b *testing.B) {
 			x, y := pair(b, size, size)
@@ -64,6 +73,7 @@ func pingPong(b *testing.B, s *Stream) {
 // BenchmarkBulk measures one-way throughput with 64 KiB writes, to a goroutine of this
 // process and to a child process, reported in GB/s.
 func BenchmarkBulk(b *testing.B) {
+	setSpinFlag(b)
 	const chunk = 64 << 10
 	for _, size := range benchRings {
 		b.Run("goroutines/ring="+ringName(size), func(b *testing.B) {

@@ -150,19 +150,20 @@ func (e *Endpoint) acceptLoop() {
 // token matched a pending offer; the token is then consumed, whatever happens next.
 func (e *Endpoint) serve(c *net.UnixConn) {
 	defer e.wg.Done()
-	handedOver := false
-	defer func() {
+	// untrack removes c from the handshakes Close would cut; it reports false if Close
+	// has already cut it.
+	untrack := func() bool {
 		e.mu.Lock()
+		defer e.mu.Unlock()
 		delete(e.conns, c)
-		e.mu.Unlock()
-		if !handedOver {
-			c.Close()
-		}
-	}()
+		return !e.closed
+	}
 	c.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
 	h, fd, err := readHello(c)
 	if err != nil {
-		return // nothing to tell a stranger
+		untrack()
+		c.Close() // nothing to tell a stranger
+		return
 	}
 	e.mu.Lock()
 	o := e.offers[h.token]
@@ -174,10 +175,18 @@ func (e *Endpoint) serve(c *net.UnixConn) {
 	}
 	if d == nil {
 		closeFD(fd)
+		untrack()
+		c.Close()
 		return
 	}
 	s, err := exchange(c, d, fd, int(h.size), false)
-	handedOver = err == nil
+	if !untrack() && err == nil {
+		s.Abort() // the endpoint closed under the handshake and cut c
+		s, err = nil, ErrOfferClosed
+	}
+	if err != nil {
+		c.Close()
+	}
 	o.finish(s, err)
 }
 
@@ -229,10 +238,10 @@ func (o *Offer) Wait(ctx context.Context) (*Stream, error) {
 	select {
 	case <-o.done:
 	case <-ctx.Done():
-		o.Cancel()
 		select {
-		case <-o.done:
+		case <-o.done: // a result that is already there wins
 		default:
+			o.Cancel()
 			return nil, fmt.Errorf("smc: shm: waiting for client: %w", ctx.Err())
 		}
 	}

@@ -30,8 +30,8 @@ const (
 
 // Wake-up messages travel as one byte on the stream's control socket.
 const (
-	wakeData  byte = 1 << 0 // the receiver's ring has new data (or producer flags changed)
-	wakeSpace byte = 1 << 1 // the sender's ring has room again (or consumer flags changed)
+	wakeData  byte = 1 << 0 // the receiver's ring has new data (informational: see Stream.watch)
+	wakeSpace byte = 1 << 1 // the sender's ring has room again (informational)
 	wakeKnown      = wakeData | wakeSpace
 )
 

@@ -35,6 +35,9 @@ func TestHelperProcess(t *testing.T) {
 }
 
 func runChild(role string) error {
+	if d, err := time.ParseDuration(os.Getenv("SMC_SHM_SPIN")); err == nil {
+		SetSpin(d)
+	}
 	token, _ := strconv.ParseUint(os.Getenv("SMC_SHM_TOKEN"), 10, 64)
 	size, _ := strconv.Atoi(os.Getenv("SMC_SHM_SIZE"))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -89,6 +92,7 @@ func startChild(tb testing.TB, e *Endpoint, role string, size int) (*Stream, *ex
 		"SMC_SHM_ADDR="+e.Addr(),
 		"SMC_SHM_TOKEN="+strconv.FormatUint(o.Token(), 10),
 		"SMC_SHM_SIZE="+strconv.Itoa(size),
+		"SMC_SHM_SPIN="+time.Duration(spinNanos.Load()).String(),
 	)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

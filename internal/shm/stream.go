@@ -532,12 +532,11 @@ func (s *Stream) watch() {
 			s.kick()
 			return
 		}
-		if buf[0]&wakeData != 0 {
-			kickOne(s.rw.wake)
-		}
-		if buf[0]&wakeSpace != 0 {
-			kickOne(s.ww.wake)
-		}
+		// Every wake-up kicks both directions, whatever its bits say. The sender drops a
+		// wake-up when our socket buffer is full (MSG_DONTWAIT); then messages sent before
+		// it are still queued, and each one read after the sender published makes both
+		// waiters recheck, so no wake-up is lost, whichever direction it was for.
+		s.kick()
 	}
 }
 
