@@ -106,19 +106,20 @@
 //
 // # Costs
 //
-// Figures from one run on the shared 2-core development machine (load average 10-12
-// from other work, so wall and CPU times carry +-20% noise; the program's own run time
-// is measured by the kernel). Commands and the full table are in BENCHMARKS.md.
+// Figures from one run on the shared 2-core development machine; commands, the full
+// table and the noise caveats are in BENCHMARKS.md. The program's own run time is
+// measured by the kernel (BPF run-time statistics).
 //
 //   - A connection that is never marked pays no system call; with the program
-//     attached, the kernel runs it 9 times per loopback connection (both ends), about
-//     0.57 us in total, mostly the fixed cost of entering a BPF program.
-//   - Mark: one bpf(BPF_MAP_UPDATE_ELEM), about 1.8-2.5 us (it allocates the socket's
-//     storage). Result: one bpf(BPF_MAP_LOOKUP_ELEM), about 1.2-2.9 us here.
-//     ResultAddr from the cache: about 90 ns.
-//   - A marked listener serving an unmarked client costs the program about 0.75 us
-//     more per connection than an unmarked one (SYN-ACK check, saved SYN, slot
-//     publication, STATE callbacks at close), plus the ResultAddr read; a marked
-//     client against an unmarked listener about 0.9 us plus Mark. A negotiated
-//     connection costs the program about 3.3 us (both ends).
+//     attached the kernel runs it 9 times per loopback connection (both ends), about
+//     0.57 us in total, 0.8% of the process CPU time per connection there.
+//   - Mark: one bpf(BPF_MAP_UPDATE_ELEM), about 1.9 us (it allocates the socket's
+//     storage). Result: one bpf(BPF_MAP_LOOKUP_ELEM), about 1.1-1.3 us. ResultAddr
+//     from the cache: about 33 ns; for a socket never marked it has no slot and costs
+//     the system call, so call it only for marked sockets.
+//   - A marked listener serving an unmarked client costs the program about 0.7 us
+//     more per connection than an unmarked one (SYN check, saved SYN, publication in
+//     the cache, STATE callbacks at close); a marked client against an unmarked
+//     listener about 0.8 us plus Mark. A negotiated connection costs the program
+//     about 3.2 us (both ends).
 package signal
