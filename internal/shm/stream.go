@@ -127,54 +127,42 @@ func (s *Stream) Read(b []byte) (int, error) {
 	}
 }
 
-// WriteTo writes everything the peer sends to w until io.EOF, straight from the ring
-// (one copy less than io.Copy through a buffer). It implements io.WriterTo; w must not
-// retain the slices it is given, as io.Writer requires.
+// WriteTo writes everything the peer sends to w until io.EOF. It implements io.WriterTo
+// with a pooled 256 KiB buffer: larger than io.Copy's, and no lock or mapping is held
+// while w runs, so a stalled w never delays Close.
 func (s *Stream) WriteTo(w io.Writer) (int64, error) {
-	s.rmu.Lock()
-	defer s.rmu.Unlock()
-	if err := deadlinePassed(&s.rdl, "read"); err != nil {
-		return 0, err
-	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	var total int64
 	for {
-		if err := s.readable(); err != nil {
-			if err == io.EOF {
-				err = nil
-			}
-			return total, err
-		}
-		if err := s.pollRx(); err != nil {
-			return total, err
-		}
-		if n := s.rx.avail(); n > 0 {
-			off := s.rx.cons & (s.rx.size - 1)
-			chunk := s.rxd.ring[off:min(off+n, s.rx.size)]
-			k, err := w.Write(chunk)
-			if k < 0 || k > len(chunk) {
+		n, err := s.Read(buf)
+		if n > 0 {
+			k, werr := w.Write(buf[:n])
+			if k < 0 || k > n {
 				k = 0
-				if err == nil {
-					err = fmt.Errorf("smc: shm: invalid write count from %T", w)
+				if werr == nil {
+					werr = fmt.Errorf("smc: shm: invalid write count from %T", w)
 				}
 			}
-			s.advanceRx(uint64(k))
 			total += int64(k)
-			if err == nil && k < len(chunk) {
-				err = io.ErrShortWrite
+			if werr == nil && k < n {
+				werr = io.ErrShortWrite
 			}
-			if err != nil {
-				return total, err
+			if werr != nil {
+				return total, werr
 			}
-			continue
 		}
-		if s.rx.eof() {
+		if err == io.EOF {
 			return total, nil
 		}
-		if err := s.waitRx(); err != nil {
+		if err != nil {
 			return total, err
 		}
 	}
 }
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // readable reports the local reasons a read cannot proceed.
 func (s *Stream) readable() error {
@@ -284,39 +272,25 @@ func (s *Stream) Write(b []byte) (int, error) {
 	}
 }
 
-// ReadFrom reads from r straight into the peer's ring until io.EOF (one copy less than
-// io.Copy through a buffer). It implements io.ReaderFrom; r must not retain the slices it
-// is given, as io.Reader requires.
+// ReadFrom writes everything read from r until io.EOF. It implements io.ReaderFrom with
+// a pooled 256 KiB buffer: larger than io.Copy's, and no lock or mapping is held while r
+// runs, so a blocked r never delays Close.
 func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	if err := deadlinePassed(&s.wdl, "write"); err != nil {
-		return 0, err
-	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	var total int64
 	for {
-		if err := s.writable(); err != nil {
-			return total, err
-		}
-		if err := s.pollTx(); err != nil {
-			return total, err
-		}
-		if s.tx.free() == 0 {
-			if err := s.waitTx(); err != nil {
-				return total, err
-			}
-			continue
-		}
-		off := s.tx.prod & (s.tx.size - 1)
-		end := min(off+s.tx.free(), s.tx.size, off+s.tx.size/4)
-		chunk := s.txd.ring[off:end]
-		k, err := r.Read(chunk)
-		if k < 0 || k > len(chunk) {
+		n, err := r.Read(buf)
+		if n < 0 || n > len(buf) {
 			return total, fmt.Errorf("smc: shm: invalid read count from %T", r)
 		}
-		if k > 0 {
-			s.publishProd(uint64(k))
+		if n > 0 {
+			k, werr := s.Write(buf[:n])
 			total += int64(k)
+			if werr != nil {
+				return total, werr
+			}
 		}
 		if err == io.EOF {
 			return total, nil

@@ -360,3 +360,31 @@ func TestReaderFromWriterTo(t *testing.T) {
 	a.Close()
 	b.Close()
 }
+
+// TestCloseDuringForeignIO checks that Close does not wait for a Reader or Writer that
+// ReadFrom or WriteTo is blocked in.
+func TestCloseDuringForeignIO(t *testing.T) {
+	defer checkLeaks(t)()
+	a, b := pair(t, MinRingSize, MinRingSize)
+	pr, pw := io.Pipe()   // nobody writes pw: ReadFrom blocks in pr.Read
+	pr2, pw2 := io.Pipe() // nobody reads pr2: WriteTo blocks in pw2.Write
+	go a.ReadFrom(pr)
+	go b.WriteTo(pw2)
+	a.Write([]byte("x")) // gives b's WriteTo something to block on
+	time.Sleep(20 * time.Millisecond)
+	for _, s := range []*Stream{a, b} {
+		done := make(chan error, 1)
+		go func() { done <- s.Close() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Close waited for foreign I/O")
+		}
+	}
+	pw.Write([]byte("late")) // ReadFrom's Write now fails: closed
+	pr.Close()
+	pr2.Close()
+}
