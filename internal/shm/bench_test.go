@@ -3,6 +3,8 @@ package shm
 import (
 	"flag"
 	"io"
+	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -24,7 +26,9 @@ func BenchmarkPingPong(b *testing.B) {
 		b.Run("goroutines/ring="+ringName(size), func(b *testing.B) {
 			x, y := pair(b, size, size)
 			go echo(y)
+			cpu := cpuTime()
 			pingPong(b, x)
+			reportCPU(b, cpu, nil)
 		})
 		b.Run("processes/ring="+ringName(size), func(b *testing.B) {
 			e, err := Listen(Config{})
@@ -33,13 +37,35 @@ func BenchmarkPingPong(b *testing.B) {
 			}
 			defer e.Close()
 			s, cmd := startChild(b, e, "echo", size)
+			cpu := cpuTime()
 			pingPong(b, s)
 			s.CloseWrite()
 			io.Copy(io.Discard, s)
 			s.Close()
 			cmd.Wait()
+			reportCPU(b, cpu, cmd)
 		})
 	}
+}
+
+// BenchmarkThinkTime is a 64-byte request/response against a child process that takes
+// 200 µs to answer: what matters here is the CPU (cpu-ns/op, both processes) spent
+// waiting, which spinning wastes when the answer cannot come within the spin budget.
+func BenchmarkThinkTime(b *testing.B) {
+	setSpinFlag(b)
+	e, err := Listen(Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	s, cmd := startChild(b, e, "slowecho", 1<<20)
+	cpu := cpuTime()
+	pingPong(b, s)
+	s.CloseWrite()
+	io.Copy(io.Discard, s)
+	s.Close()
+	cmd.Wait()
+	reportCPU(b, cpu, cmd)
 }
 
 func echo(s *Stream) {
@@ -84,8 +110,10 @@ func BenchmarkBulk(b *testing.B) {
 				y.Write([]byte{1})
 				close(done)
 			}()
+			cpu := cpuTime()
 			bulk(b, x, chunk)
 			<-done
+			reportCPU(b, cpu, nil)
 		})
 		b.Run("processes/ring="+ringName(size), func(b *testing.B) {
 			e, err := Listen(Config{})
@@ -94,9 +122,11 @@ func BenchmarkBulk(b *testing.B) {
 			}
 			defer e.Close()
 			s, cmd := startChild(b, e, "sink", size)
+			cpu := cpuTime()
 			bulk(b, s, chunk)
 			s.Close()
 			cmd.Wait()
+			reportCPU(b, cpu, cmd)
 		})
 	}
 }
@@ -117,4 +147,22 @@ func bulk(b *testing.B, s *Stream, chunk int) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(chunk)*float64(b.N)/time.Since(start).Seconds()/1e9, "GB/s")
+}
+
+// cpuTime returns this process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports the CPU time both sides used per operation since start: this
+// process's, plus the whole life of the child process if there is one (its set-up is
+// negligible next to b.N operations).
+func reportCPU(b *testing.B, start time.Duration, child *exec.Cmd) {
+	used := cpuTime() - start
+	if child != nil && child.ProcessState != nil {
+		used += child.ProcessState.UserTime() + child.ProcessState.SystemTime()
+	}
+	b.ReportMetric(float64(used.Nanoseconds())/float64(b.N), "cpu-ns/op")
 }

@@ -19,7 +19,7 @@ const childEnv = "SMC_SHM_CHILD"
 
 // TestHelperProcess is the child side of the cross-process tests and benchmarks. It
 // connects to SMC_SHM_ADDR with SMC_SHM_TOKEN and plays the role named by SMC_SHM_CHILD:
-// "echo" echoes until EOF, "sink" reads until EOF then writes one byte, "source" writes
+// "echo" echoes until EOF, "slowecho" too but waits 200 µs before each reply, "sink" reads until EOF then writes one byte, "source" writes
 // until it fails.
 func TestHelperProcess(t *testing.T) {
 	role := os.Getenv(childEnv)
@@ -58,6 +58,21 @@ func runChild(role string) error {
 			if err != nil {
 				return err
 			}
+			if _, err := s.Write(buf[:n]); err != nil {
+				return err
+			}
+		}
+	case "slowecho": // a server with think time: 200 µs per request
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := s.Read(buf)
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			time.Sleep(200 * time.Microsecond)
 			if _, err := s.Write(buf[:n]); err != nil {
 				return err
 			}

@@ -57,10 +57,12 @@ type Stream struct {
 
 // waiter is one direction's parking state.
 type waiter struct {
-	wake  chan struct{} // capacity 1: a pending kick (peer wake-up, close, deadline change)
-	seq   uint32        // sequence number of our last announced sleep
-	rung  uint32        // the peer's last announced sleep we already woke
-	timer *time.Timer   // reused deadline timer
+	wake   chan struct{} // capacity 1: a pending kick (peer wake-up, close, deadline change)
+	seq    uint32        // sequence number of our last announced sleep
+	misses uint          // spins in a row that ended in a park
+	waits  uint          // waits so far, to space out probing spins
+	rung   uint32        // the peer's last announced sleep we already woke
+	timer  *time.Timer   // reused deadline timer
 }
 
 // newStream starts a stream over an established control socket and two mapped DMBs. It
@@ -374,12 +376,18 @@ func (s *Stream) waitTx() error {
 func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op string, ready func() bool) error {
 	st0 := s.state.Load()
 	changed := func() bool { return ready() || s.state.Load() != st0 }
-	if acquireSpin() {
+	// Spins that keep ending in a park are wasted CPU (a peer with think time, or one
+	// whose CPU is taken by another process): after 4 in a row, only every 8th wait spins,
+	// as a probe, and a spin that succeeds restores spinning on every wait. The budget is
+	// never shortened instead, since a spin shorter than a wake-up hardly ever pays.
+	w.waits++
+	if (w.misses < 4 || w.waits%8 == 0) && acquireSpin() {
 		limit := time.Duration(spinNanos.Load())
 		start := time.Now()
 		for i := 1; ; i++ {
 			if changed() {
 				releaseSpin()
+				w.misses = 0
 				return nil
 			}
 			if i%64 == 0 {
@@ -391,6 +399,7 @@ func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op stri
 			}
 		}
 		releaseSpin()
+		w.misses = min(w.misses+1, 8)
 	}
 
 	w.seq++
