@@ -443,3 +443,54 @@ func TestMemoryLimit(t *testing.T) {
 	}
 	o2.Cancel()
 }
+
+// FuzzHostileStream drives a real stream pair: the input is a script of 64-bit stores a
+// hostile peer makes into the words of both control areas, interleaved with the victim's
+// reads and writes under a short deadline. Whatever the script, the victim's calls return
+// by their deadline with data or an allowed error, and never panic.
+func FuzzHostileStream(f *testing.F) {
+	f.Add([]byte{0, 16, 0, 0, 0, 0, 0, 0, 0, 0x80})
+	f.Add([]byte{1, 2, 0, 0, 0, 0, 0, 0, 0, 0x81, 3, 255, 255, 255, 255, 255, 255, 255, 255, 0x82})
+	f.Add([]byte{4, 5, 0, 0, 0, 0, 0, 0, 0, 0x83, 0x80, 0x81})
+	f.Fuzz(func(t *testing.T, script []byte) {
+		v, h := pair(t, MinRingSize, MinRingSize)
+		words := []func(uint64){
+			func(x uint64) { h.txh.prod.cursor.Store(x) },
+			func(x uint64) { h.txh.prod.flags.Store(uint32(x)) },
+			func(x uint64) { h.txh.prod.sleep.Store(uint32(x)) },
+			func(x uint64) { h.rxh.cons.cursor.Store(x) },
+			func(x uint64) { h.rxh.cons.flags.Store(uint32(x)) },
+			func(x uint64) { h.rxh.cons.sleep.Store(uint32(x)) },
+		}
+		buf := make([]byte, 3*MinRingSize)
+		for len(script) > 0 {
+			op := script[0]
+			script = script[1:]
+			if op&0x80 != 0 { // a victim call
+				deadline := time.Now().Add(2 * time.Millisecond)
+				v.SetDeadline(deadline)
+				var err error
+				n := int(op&0x3f) * 64
+				if op&0x40 != 0 {
+					_, err = v.Write(buf[:n])
+				} else {
+					_, err = v.Read(buf[:n])
+				}
+				if time.Since(deadline) > time.Second {
+					t.Fatalf("call returned %v after its deadline", time.Since(deadline))
+				}
+				if err != nil && err != io.EOF && !isTimeout(err) && !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
+					t.Fatalf("unexpected error %v", err)
+				}
+				continue
+			}
+			if len(script) < 8 {
+				return
+			}
+			words[int(op)%len(words)](binary.LittleEndian.Uint64(script))
+			script = script[8:]
+		}
+		v.Close()
+		h.Close()
+	})
+}
