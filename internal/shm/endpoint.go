@@ -121,6 +121,9 @@ func (e *Endpoint) Close() error {
 	return nil
 }
 
+// maxHandshakes bounds the fd exchanges an endpoint serves at once.
+const maxHandshakes = 1024
+
 func (e *Endpoint) acceptLoop() {
 	defer e.wg.Done()
 	for {
@@ -134,7 +137,9 @@ func (e *Endpoint) acceptLoop() {
 			continue
 		}
 		e.mu.Lock()
-		if e.closed {
+		if e.closed || len(e.conns) >= maxHandshakes {
+			// Past the bound, a flood of strangers costs them their connection, not
+			// us a goroutine each for HandshakeTimeout.
 			e.mu.Unlock()
 			c.Close()
 			continue
