@@ -36,6 +36,7 @@ type perfOptions struct {
 	wrkDuration time.Duration
 	wrkConns    []int
 	wrkRounds   int
+	wrkControl  bool
 	shmipcDir   string
 	shmipcSizes []int
 	json        bool
@@ -84,6 +85,7 @@ func runPerf(args []string) error {
 	wrkDuration := fs.Duration("wrk-duration", time.Second, "time per wrk/nginx measurement (wrk needs whole seconds)")
 	wrkConns := fs.String("wrk-conns", "128,512,1024", "connection counts of the wrk/nginx scenario")
 	wrkRounds := fs.Int("wrk-rounds", 3, "A/B rounds of the wrk/nginx scenario")
+	wrkControl := fs.Bool("wrk-control", false, "add an A/A control row (tcp measured again) to the wrk/nginx scenario")
 	shmipcDir := fs.String("shmipc-dir", "bench/shmipc", "directory of the shmipc-go comparison module")
 	shmipcSizes := fs.String("shmipc-sizes", "64,4096,65536,1048576", "payload sizes of the shmipc scenario (shmipc-go's own benchmark: 64,512,1024,4096,16384,32768,65536,262144,524288,1048576,4194304)")
 	asJSON := fs.Bool("json", false, "print one JSON object per result row instead of a table")
@@ -98,7 +100,7 @@ func runPerf(args []string) error {
 	}
 	o := perfOptions{
 		duration: *duration, rounds: *rounds, shortConc: *shortConc,
-		wrkDuration: *wrkDuration, wrkRounds: *wrkRounds, shmipcDir: *shmipcDir,
+		wrkDuration: *wrkDuration, wrkRounds: *wrkRounds, wrkControl: *wrkControl, shmipcDir: *shmipcDir,
 		json: *asJSON, jsonOut: *jsonOut, quick: *quick, out: os.Stdout,
 	}
 	var err error

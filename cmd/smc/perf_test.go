@@ -29,7 +29,7 @@ func TestPerfQuick(t *testing.T) {
 	if out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "perf", "--quick", "--json", "--scenario=core,wrk")
+	cmd := exec.Command(bin, "perf", "--quick", "--json", "--scenario=core,wrk", "--wrk-control")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -98,7 +98,7 @@ func TestPerfQuick(t *testing.T) {
 		if scenario == "nginx-client" {
 			fb = "smc-fallback/client"
 		}
-		for _, tr := range []string{"tcp", fb} {
+		for _, tr := range []string{"tcp", fb, "tcp-control"} {
 			key := fmt.Sprintf("%s/0/128/%s", scenario, tr)
 			r, ok := rows[key]
 			switch {
@@ -108,8 +108,10 @@ func TestPerfQuick(t *testing.T) {
 				t.Logf("%s unavailable: %s", key, r.Unavailable)
 			case r.Error != "" || r.OpsPerSec <= 0:
 				t.Errorf("%s: not measured: %+v", key, r)
-			case tr != "tcp" && (r.Mode == "" || r.VsTCP <= 0):
-				t.Errorf("%s: no mode or ratio: %+v", key, r)
+			case tr == fb && (r.Mode == "" || r.VsTCP <= 0 || r.CPUVsTCP <= 0):
+				t.Errorf("%s: no mode or ratios: %+v", key, r)
+			case tr == "tcp-control" && (r.Mode != "" || r.VsTCP <= 0):
+				t.Errorf("%s: control row with a mode or without a ratio: %+v", key, r)
 			}
 		}
 	}

@@ -28,8 +28,10 @@ import (
 //   - nginx-client: a Go loop of short HTTP/1.1 requests (Connection: close) with
 //     net.Dialer (tcp) and smc.Dialer (smc-fallback/client) against nginx.
 //
-// A and B alternate (ABAB in even rounds, BABA in odd ones) and the figures are
-// medians over rounds.
+// A and B alternate (AB in even rounds, BA in odd ones) and the figures are
+// medians over rounds. With --wrk-control a third measurement, tcp again
+// ("tcp-control"), joins the rotation: its ratio against tcp is this machine's
+// noise floor for the same comparison.
 
 func (c *perfClient) runWrk(ctx context.Context) error {
 	if err := c.runWrkServer(ctx); err != nil {
@@ -38,24 +40,36 @@ func (c *perfClient) runWrk(ctx context.Context) error {
 	return c.runNginxClient(ctx)
 }
 
-// abRounds runs a then b (b then a in odd rounds) for the given number of rounds.
-func abRounds(ctx context.Context, rounds int, a, b func() error) error {
+// abRounds runs the measurements of every round back to back, starting each
+// round one measurement later than the previous one (AB, BA, AB, ...).
+func abRounds(ctx context.Context, rounds int, fns ...func() error) error {
 	for r := 0; r < rounds; r++ {
-		first, second := a, b
-		if r%2 == 1 {
-			first, second = b, a
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := first(); err != nil {
-			return err
-		}
-		if err := second(); err != nil {
-			return err
+		for i := range fns {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := fns[(i+r)%len(fns)](); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// finishAB fills the ratios of the smc row b, and of the A/A control row when
+// there is one, against the tcp row a, and prints them.
+func (c *perfClient) finishAB(a, b, control *perfRow) {
+	rows := []*perfRow{a, b}
+	if control != nil {
+		rows = append(rows, control)
+	}
+	setVsTCP(rows)
+	for _, r := range rows[1:] {
+		r.CPUVsTCP = pairedRatio(r.perRoundCPU, a.perRoundCPU, true)
+	}
+	for _, r := range rows {
+		c.p.row(r)
+	}
 }
 
 // abMeasure is what one A or B measurement collects.
@@ -87,7 +101,7 @@ func (c *perfClient) runWrkServer(ctx context.Context) error {
 			}
 			continue
 		}
-		var a, b abMeasure
+		var a, b, aa abMeasure
 		measure := func(m *abMeasure, addr string) func() error {
 			return func() error {
 				if _, err := c.ctl.stats(true); err != nil {
@@ -126,16 +140,21 @@ func (c *perfClient) runWrkServer(ctx context.Context) error {
 				return nil
 			}
 		}
-		if err := abRounds(ctx, c.o.wrkRounds, measure(&a, c.info.HTTPTCP), measure(&b, c.info.HTTPSMC)); err != nil {
+		fns := []func() error{measure(&a, c.info.HTTPTCP), measure(&b, c.info.HTTPSMC)}
+		if c.o.wrkControl {
+			fns = append(fns, measure(&aa, c.info.HTTPTCP))
+		}
+		if err := abRounds(ctx, c.o.wrkRounds, fns...); err != nil {
 			return err
 		}
 		ra, rb := a.row("wrk-server", n, "tcp"), b.row("wrk-server", n, "smc-fallback/server")
 		rb.ServerMode = joinStates(b.states)
 		rb.Mode = rb.ServerMode
-		setVsTCP([]*perfRow{ra, rb})
-		rb.CPUVsTCP = pairedRatio(rb.perRoundCPU, ra.perRoundCPU, true)
-		c.p.row(ra)
-		c.p.row(rb)
+		var control *perfRow
+		if c.o.wrkControl {
+			control = aa.row("wrk-server", n, "tcp-control")
+		}
+		c.finishAB(ra, rb, control)
 	}
 	return nil
 }
@@ -206,7 +225,7 @@ func (c *perfClient) runNginxClient(ctx context.Context) error {
 	nd := net.Dialer{Timeout: 10 * time.Second}
 	sd := smc.Dialer{Timeout: 10 * time.Second}
 	for _, n := range c.o.wrkConns {
-		var a, b abMeasure
+		var a, b, aa abMeasure
 		measure := func(m *abMeasure, dial func(ctx context.Context, network, addr string) (net.Conn, error), isSMC bool) func() error {
 			return func() error {
 				cpu0 := processCPU()
@@ -231,16 +250,21 @@ func (c *perfClient) runNginxClient(ctx context.Context) error {
 				return nil
 			}
 		}
-		if err := abRounds(ctx, c.o.wrkRounds, measure(&a, nd.DialContext, false), measure(&b, sd.DialContext, true)); err != nil {
+		fns := []func() error{measure(&a, nd.DialContext, false), measure(&b, sd.DialContext, true)}
+		if c.o.wrkControl {
+			fns = append(fns, measure(&aa, nd.DialContext, false))
+		}
+		if err := abRounds(ctx, c.o.wrkRounds, fns...); err != nil {
 			return err
 		}
 		ra, rb := a.row("nginx-client", n, "tcp"), b.row("nginx-client", n, "smc-fallback/client")
 		rb.ClientMode = joinStates(b.states)
 		rb.Mode = rb.ClientMode
-		setVsTCP([]*perfRow{ra, rb})
-		rb.CPUVsTCP = pairedRatio(rb.perRoundCPU, ra.perRoundCPU, true)
-		c.p.row(ra)
-		c.p.row(rb)
+		var control *perfRow
+		if c.o.wrkControl {
+			control = aa.row("nginx-client", n, "tcp-control")
+		}
+		c.finishAB(ra, rb, control)
 	}
 	return nil
 }
