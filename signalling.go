@@ -2,6 +2,7 @@ package smc
 
 import (
 	"net"
+	"net/netip"
 	"sync"
 	"syscall"
 )
@@ -21,7 +22,9 @@ func (r sigResult) advertised() bool { return r.Sent && r.Received }
 // handshake carried.
 type signaller interface {
 	mark(fd int) error
-	result(fd int) (sigResult, error)
+	// result reads the record of a connected socket; local and remote are its
+	// addresses, which let the record be found without a system call.
+	result(fd int, local, remote netip.AddrPort) (sigResult, error)
 	close() error
 }
 
@@ -61,8 +64,9 @@ func resultOf(s signaller, c *net.TCPConn) (sigResult, error) {
 	if err != nil {
 		return sigResult{}, err
 	}
+	local, remote := c.LocalAddr().(*net.TCPAddr).AddrPort(), c.RemoteAddr().(*net.TCPAddr).AddrPort()
 	var r sigResult
-	if cerr := rc.Control(func(fd uintptr) { r, err = s.result(int(fd)) }); cerr != nil {
+	if cerr := rc.Control(func(fd uintptr) { r, err = s.result(int(fd), local, remote) }); cerr != nil {
 		return sigResult{}, cerr
 	}
 	return r, err

@@ -1,6 +1,10 @@
 package smc
 
-import "github.com/smc-go/smc/internal/signal"
+import (
+	"net/netip"
+
+	"github.com/smc-go/smc/internal/signal"
+)
 
 // ebpfSignaller is the sock_ops program of internal/signal.
 type ebpfSignaller struct{ s *signal.Signaller }
@@ -18,8 +22,8 @@ func openSignaller() (signaller, error) {
 
 func (e ebpfSignaller) mark(fd int) error { return e.s.Mark(fd) }
 
-func (e ebpfSignaller) result(fd int) (sigResult, error) {
-	r, err := e.s.Result(fd)
+func (e ebpfSignaller) result(fd int, local, remote netip.AddrPort) (sigResult, error) {
+	r, err := e.s.ResultAddr(fd, local, remote)
 	return sigResult{Marked: r.Marked, Sent: r.Sent, Received: r.Received}, err
 }
 
