@@ -49,11 +49,15 @@ func newDMB(size int) (d *dmb, err error) {
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, requiredSeals); err != nil {
 		return nil, fmt.Errorf("smc: shm: sealing DMB: %w", err)
 	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("smc: shm: DMB: %w", err)
+	}
 	mem, err := unix.Mmap(fd, 0, int(total), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return nil, fmt.Errorf("smc: shm: mapping DMB: %w", err)
 	}
-	return &dmb{mem: mem, ring: mem[HeaderSize:], fd: fd}, nil
+	return &dmb{mem: mem, ring: mem[HeaderSize:], fd: fd, ino: st.Ino}, nil
 }
 
 // mapPeerDMB validates a memfd received from the peer and maps it. It takes ownership of
@@ -110,7 +114,7 @@ func mapPeerDMB(fd, size int) (d *dmb, err error) {
 		unreserve(total)
 		return nil, fmt.Errorf("smc: shm: mapping peer DMB: %w", err)
 	}
-	return &dmb{mem: mem, ring: mem[HeaderSize:], fd: -1}, nil
+	return &dmb{mem: mem, ring: mem[HeaderSize:], fd: -1, ino: st.Ino}, nil
 }
 
 // closeFD closes the memfd once the peer has it (or on failure); the mapping stays.

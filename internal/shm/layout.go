@@ -78,4 +78,5 @@ type dmb struct {
 	mem  []byte // the whole mapping: header then ring
 	ring []byte // mem[HeaderSize:]
 	fd   int    // the memfd while it still has to be sent to the peer, else -1
+	ino  uint64 // the memfd's inode number: with the peer's, it names the stream in this process
 }

@@ -2,7 +2,10 @@
 
 package shm
 
-import "net"
+import (
+	"net"
+	"syscall"
+)
 
 func supported() error                            { return ErrNotSupported }
 func closeFD(int)                                 {}
@@ -13,3 +16,4 @@ func (d *dmb) release()                           {}
 func (s *Stream) wake(byte)                       {}
 func readHello(*net.UnixConn) (hello, int, error) { return hello{}, -1, ErrNotSupported }
 func writeHello(*net.UnixConn, hello, int) error  { return ErrNotSupported }
+func samePeerProcess(syscall.RawConn) bool        { return false }

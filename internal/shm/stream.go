@@ -36,6 +36,9 @@ type Stream struct {
 	rxd, txd *dmb    // own DMB (data arrives here) and the peer's DMB (data goes there)
 	rxh, txh *header // their control areas
 
+	local    atomic.Pointer[Stream] // the peer's Stream when it lives in this process, else nil
+	localKey localKey               // this stream's entry in localPeers, if any
+
 	state     atomic.Uint32 // st* bits; transitions under mu
 	rdl, wdl  atomic.Int64  // read and write deadlines, unix nanoseconds; 0 = none
 	watchDone chan struct{} // closed when the watch goroutine has returned
@@ -85,8 +88,57 @@ func newStream(ctrl *net.UnixConn, rx, tx *dmb) (*Stream, error) {
 		rw:        waiter{wake: make(chan struct{}, 1)},
 		ww:        waiter{wake: make(chan struct{}, 1)},
 	}
+	if samePeerProcess(rc) {
+		s.linkLocal(localKeyOf(rx.ino, tx.ino))
+	}
 	go s.watch()
 	return s, nil
+}
+
+// In-process peers. When both ends of a stream live in one process (tests, a program
+// talking to itself), wake-ups go straight to the peer's wait channels instead of through
+// the socket and the netpoller, whose round trip costs a thread wake-up each time. Both
+// ends name the stream by the inode numbers of its two memfds, which they both hold.
+
+type localKey struct{ lo, hi uint64 }
+
+func localKeyOf(a, b uint64) localKey {
+	if a > b {
+		a, b = b, a
+	}
+	return localKey{a, b}
+}
+
+var localPeers struct {
+	mu sync.Mutex
+	m  map[localKey]*Stream // the first end of each in-process stream, until the second links
+}
+
+// linkLocal links s with its in-process peer if that one is already registered, or
+// registers s for the peer to find.
+func (s *Stream) linkLocal(k localKey) {
+	localPeers.mu.Lock()
+	defer localPeers.mu.Unlock()
+	if p := localPeers.m[k]; p != nil {
+		delete(localPeers.m, k)
+		s.local.Store(p)
+		p.local.Store(s)
+		return
+	}
+	if localPeers.m == nil {
+		localPeers.m = make(map[localKey]*Stream)
+	}
+	localPeers.m[k] = s
+	s.localKey = k
+}
+
+// unlinkLocal removes s from the registry if its peer never linked.
+func (s *Stream) unlinkLocal() {
+	localPeers.mu.Lock()
+	defer localPeers.mu.Unlock()
+	if localPeers.m[s.localKey] == s {
+		delete(localPeers.m, s.localKey)
+	}
 }
 
 // RingSize returns the size of the ring this stream receives into.
@@ -615,6 +667,7 @@ func (s *Stream) close(abort bool) error {
 
 	// Closing the socket only after the flags are published lets the peer tell an orderly
 	// close from a death.
+	s.unlinkLocal()
 	err := s.ctrl.Close()
 	<-s.watchDone
 	s.rxd.release()
