@@ -67,6 +67,8 @@
 // max(1, GOMAXPROCS-1) goroutines of a process spin at once; the rest park straight away.
 // Spinning pays only when it outlasts a kernel wake-up (20+ µs on a small VM, see
 // reference/numbers.md); parking on every message costs that wake-up on every message.
+// A waiter whose last 4 spins all ended in a park spins only on every 8th wait until a
+// spin succeeds again, so a peer with think time does not cost a spin per message.
 //
 // To park, a waiter announces its sleep by storing a new sequence number in its sleep
 // word, rechecks the cursor and flags, and only then blocks. A producer stores its cursor
@@ -83,6 +85,10 @@
 // channel, so waiting goroutines never hold an OS thread and an idle stream costs no CPU.
 // Eventfds were avoided on purpose: a peer holding a dup of our eventfd shares its file
 // status flags and could clear O_NONBLOCK, turning our netpoller reads into blocking ones.
+// A wake-up is dropped if the peer's socket buffer is full, which is safe because every
+// wake-up read makes both of the peer's waiters recheck. When SO_PEERCRED shows that the
+// peer is this very process, the two streams find each other (by their memfds' inode
+// numbers) and wake-ups go straight to the peer's wait channels, with no system call.
 //
 // # Liveness and close
 //
