@@ -67,8 +67,9 @@
 // max(1, GOMAXPROCS-1) goroutines of a process spin at once; the rest park straight away.
 // Spinning pays only when it outlasts a kernel wake-up (20+ µs on a small VM, see
 // reference/numbers.md); parking on every message costs that wake-up on every message.
-// A waiter whose last 4 spins all ended in a park spins only on every 8th wait until a
-// spin succeeds again, so a peer with think time does not cost a spin per message.
+// A waiter whose last 4 spins all ended in a park spins an eighth of the budget (a full
+// one on every 8th wait) until a spin succeeds again, so a peer with think time does not
+// cost a full spin per message.
 //
 // To park, a waiter announces its sleep by storing a new sequence number in its sleep
 // word, rechecks the cursor and flags, and only then blocks. A producer stores its cursor

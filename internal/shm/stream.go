@@ -428,13 +428,16 @@ func (s *Stream) waitTx() error {
 func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op string, ready func() bool) error {
 	st0 := s.state.Load()
 	changed := func() bool { return ready() || s.state.Load() != st0 }
-	// Spins that keep ending in a park are wasted CPU (a peer with think time, or one
-	// whose CPU is taken by another process): after 4 in a row, only every 8th wait spins,
-	// as a probe, and a spin that succeeds restores spinning on every wait. The budget is
-	// never shortened instead, since a spin shorter than a wake-up hardly ever pays.
+	// Spins that keep ending in a park are mostly wasted CPU (a peer with think time, or
+	// one whose CPU is taken by another process): after 4 in a row, a waiter spins an
+	// eighth of the budget (still catching a peer that answers at once), except on every
+	// 8th wait, which probes with the full budget; a spin that succeeds restores it.
 	w.waits++
-	if (w.misses < 4 || w.waits%8 == 0) && acquireSpin() {
+	if acquireSpin() {
 		limit := time.Duration(spinNanos.Load())
+		if w.misses >= 4 && w.waits%8 != 0 {
+			limit /= 8
+		}
 		start := time.Now()
 		for i := 1; ; i++ {
 			if changed() {
