@@ -11,12 +11,14 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/smc-go/smc/internal/testenv"
 )
 
 // TestPerfQuick builds the smc command and runs "smc perf --quick --json" end to
 // end, as CI does: a server child process, every transport and core scenario, and
 // the wrk/nginx group (measured, or reported unavailable when the tools are not
-// installed). It checks the rows parse and carry what they must; the figures
+// installed, which fails the test under SMC_REQUIRE_PRIVILEGED=1). It checks the rows parse and carry what they must; the figures
 // themselves are not judged.
 func TestPerfQuick(t *testing.T) {
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
@@ -104,6 +106,8 @@ func TestPerfQuick(t *testing.T) {
 			switch {
 			case !ok:
 				t.Errorf("no row %s", key)
+			case r.Unavailable != "" && testenv.Strict():
+				t.Errorf("%s unavailable: %s (CI must install the Debian packages wrk and nginx; SMC_REQUIRE_PRIVILEGED=1)", key, r.Unavailable)
 			case r.Unavailable != "":
 				t.Logf("%s unavailable: %s", key, r.Unavailable)
 			case r.Error != "" || r.OpsPerSec <= 0:

@@ -56,6 +56,14 @@ func abRounds(ctx context.Context, rounds int, fns ...func() error) error {
 	return nil
 }
 
+// abTransports names the rows of one A/B comparison.
+func (c *perfClient) abTransports(smcSide string) []string {
+	if c.o.wrkControl {
+		return []string{"tcp", smcSide, "tcp-control"}
+	}
+	return []string{"tcp", smcSide}
+}
+
 // finishAB fills the ratios of the smc row b, and of the A/A control row when
 // there is one, against the tcp row a, and prints them.
 func (c *perfClient) finishAB(a, b, control *perfRow) {
@@ -96,7 +104,7 @@ func (c *perfClient) runWrkServer(ctx context.Context) error {
 	wrk, err := exec.LookPath("wrk")
 	for _, n := range c.o.wrkConns {
 		if err != nil {
-			for _, t := range []string{"tcp", "smc-fallback/server"} {
+			for _, t := range c.abTransports("smc-fallback/server") {
 				c.p.row(&perfRow{Group: "wrk", Scenario: "wrk-server", Conns: n, Transport: t, Unavailable: "wrk not installed (apt-get install wrk)"})
 			}
 			continue
@@ -215,7 +223,7 @@ func (c *perfClient) runNginxClient(ctx context.Context) error {
 	ngx, err := startNginx(ctx)
 	if err != nil {
 		for _, n := range c.o.wrkConns {
-			for _, t := range []string{"tcp", "smc-fallback/client"} {
+			for _, t := range c.abTransports("smc-fallback/client") {
 				c.p.row(&perfRow{Group: "wrk", Scenario: "nginx-client", Conns: n, Transport: t, Unavailable: err.Error()})
 			}
 		}
