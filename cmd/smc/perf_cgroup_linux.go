@@ -137,6 +137,30 @@ func unescapeMountinfo(s string) string {
 	return b.String()
 }
 
+// pidCPU returns the user and system CPU time of another process, from
+// /proc/<pid>/stat (clock ticks of 10 ms: Linux's USER_HZ is 100 everywhere).
+func pidCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, field 2, is in parentheses and may hold spaces.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("smc: perf: malformed /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("smc: perf: short /proc/%d/stat", pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
+	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("smc: perf: malformed /proc/%d/stat", pid)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
 // childProcAttr makes a child process die with this one, so that a killed smc
 // perf leaves no server, wrk or nginx behind.
 func childProcAttr() *syscall.SysProcAttr {

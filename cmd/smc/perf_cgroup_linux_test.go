@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/smc-go/smc/internal/testenv"
 )
@@ -87,5 +88,22 @@ func TestChildCgroup(t *testing.T) {
 	}
 	if err := (*perfCgroup)(nil).leave(); err != nil {
 		t.Errorf("leaving no cgroup: %v", err)
+	}
+}
+
+// TestPidCPU reads the CPU time of this process through /proc and checks it
+// against getrusage, which counts the same time more finely.
+func TestPidCPU(t *testing.T) {
+	for start := time.Now(); time.Since(start) < 50*time.Millisecond; {
+	}
+	got, err := pidCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own := processCPU(); got <= 0 || got > own+20*time.Millisecond {
+		t.Errorf("pidCPU = %v; getrusage says %v", got, own)
+	}
+	if _, err := pidCPU(-1); err == nil {
+		t.Error("pidCPU(-1) succeeded")
 	}
 }

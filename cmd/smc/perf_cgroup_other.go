@@ -2,7 +2,11 @@
 
 package main
 
-import "syscall"
+import (
+	"errors"
+	"syscall"
+	"time"
+)
 
 // perfCgroup stands for the child cgroup smc perf uses on Linux; elsewhere there is none.
 type perfCgroup struct{}
@@ -12,3 +16,5 @@ func enterPerfCgroup() (*perfCgroup, string, error) { return nil, "not Linux: no
 func (cg *perfCgroup) leave() error { return nil }
 
 func childProcAttr() *syscall.SysProcAttr { return nil }
+
+func pidCPU(pid int) (time.Duration, error) { return 0, errors.New("smc: perf: no /proc") }

@@ -237,8 +237,10 @@ func (c *perfClient) runNginxClient(ctx context.Context) error {
 		measure := func(m *abMeasure, dial func(ctx context.Context, network, addr string) (net.Conn, error), isSMC bool) func() error {
 			return func() error {
 				cpu0 := processCPU()
+				ngx0, ngxErr := pidCPU(ngx.cmd.Process.Pid)
 				res := httpLoop(ctx, dial, ngx.addr, n, c.o.wrkDuration, isSMC)
 				cpu := processCPU() - cpu0
+				ngx1, ngxErr1 := pidCPU(ngx.cmd.Process.Pid)
 				m.errors += res.errors
 				if res.err != nil {
 					m.err = res.err
@@ -248,7 +250,11 @@ func (c *perfClient) runNginxClient(ctx context.Context) error {
 				m.rate = append(m.rate, float64(res.ops)/res.elapsed.Seconds())
 				m.perRound = append(m.perRound, m.rate[len(m.rate)-1])
 				m.ccpu = append(m.ccpu, float64(cpu.Microseconds())/float64(res.ops))
+				// The ratio is the client's alone: the fallback under test is there.
 				m.perRoundCPU = append(m.perRoundCPU, m.ccpu[len(m.ccpu)-1])
+				if ngxErr == nil && ngxErr1 == nil {
+					m.scpu = append(m.scpu, float64((ngx1-ngx0).Microseconds())/float64(res.ops))
+				}
 				if m.states == nil {
 					m.states = map[string]int{}
 				}
