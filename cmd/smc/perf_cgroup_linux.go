@@ -49,6 +49,7 @@ func enterPerfCgroup() (*perfCgroup, string, error) {
 	}
 	// own is relative to the namespace's cgroup root, which the mount's root names.
 	dir := filepath.Join(mnt, strings.TrimPrefix(own, root))
+	removeStaleCgroups(dir)
 	cg, err := enterChildCgroup(dir, fmt.Sprintf("smc-perf-%d", os.Getpid()))
 	if err != nil {
 		return nil, "", err
@@ -68,6 +69,21 @@ func enterChildCgroup(parent, name string) (*perfCgroup, error) {
 		return nil, fmt.Errorf("smc: perf: moving into the child cgroup %s: %w", dir, err)
 	}
 	return &perfCgroup{parent: parent, dir: dir}, nil
+}
+
+// removeStaleCgroups removes the empty smc-perf-<pid> cgroups below parent whose
+// process is gone: a run killed with SIGKILL cannot remove its own.
+func removeStaleCgroups(parent string) {
+	dirs, _ := filepath.Glob(filepath.Join(parent, "smc-perf-*"))
+	for _, dir := range dirs {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(dir), "smc-perf-"))
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue // not ours, or its process still exists
+		}
+		if ev, err := os.ReadFile(filepath.Join(dir, "cgroup.events")); err == nil && strings.Contains(string(ev), "populated 0") {
+			os.Remove(dir)
+		}
+	}
 }
 
 // leave moves the process back to the cgroup it came from and removes the child.

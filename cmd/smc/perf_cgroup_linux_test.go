@@ -89,6 +89,22 @@ func TestChildCgroup(t *testing.T) {
 	if err := (*perfCgroup)(nil).leave(); err != nil {
 		t.Errorf("leaving no cgroup: %v", err)
 	}
+
+	// A stale child of a process that is gone is removed; a live one is not.
+	stale, live := filepath.Join(parent, "smc-perf-999999999"), filepath.Join(parent, "smc-perf-"+strconv.Itoa(os.Getpid()))
+	for _, d := range []string{stale, live} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(d)
+	}
+	removeStaleCgroups(parent)
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale cgroup %s not removed: %v", stale, err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("the cgroup of a live process was removed: %v", err)
+	}
 }
 
 // TestPidCPU reads the CPU time of this process through /proc and checks it
