@@ -93,6 +93,9 @@ func runPerf(args []string) error {
 	quick := fs.Bool("quick", false, "a tiny run of everything that checks the harness works (figures meaningless)")
 	control := fs.String("control", "", "client mode: control address of an \"smc perf server\"")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -136,6 +136,9 @@ func runPerfServer(args []string) error {
 	host := fs.String("host", "127.0.0.1", "address the benchmark listeners bind to")
 	exitOnStdin := fs.Bool("exit-on-stdin", false, "exit when standard input reaches EOF (used by the local mode)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
 	cg, cgNote, err := enterPerfCgroup()
