@@ -9,8 +9,13 @@ import (
 
 // Defaults used when a [Config] field is zero.
 const (
-	// DefaultBufferSize is the size of each side's shared-memory receive buffer (DMB).
-	DefaultBufferSize = 1 << 20
+	// DefaultBufferSize is the size of each side's shared-memory receive buffer (DMB)
+	// ring. Measured with internal/shm's cross-process bulk benchmark (64 KiB writes)
+	// on a 2-vCPU VM: 4.1 GB/s with 256 KiB, 7.8 GB/s with 1 MiB, 17-41 GB/s with
+	// 4 MiB; 64-byte round trips were the same (0.4-0.5 us) at every size. Memory
+	// is touched only as data passes, and beyond the process's shared-memory bound
+	// new connections stay TCP (MAX_DMB).
+	DefaultBufferSize = 4 << 20
 	// DefaultHandshakeTimeout bounds each wait for a CLC message, as Linux's
 	// CLC_WAIT_TIME does.
 	DefaultHandshakeTimeout = 6 * time.Second
