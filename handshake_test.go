@@ -2,6 +2,7 @@ package smc
 
 import (
 	"context"
+	"os"
 	"errors"
 	"io"
 	"net"
@@ -332,4 +333,29 @@ func TestMaxDMB(t *testing.T) {
 		t.Fatalf("client state %+v, want TCP with PEERDECL and peer MAX_DMB", s)
 	}
 	exchange(t, client, server, "still a working connection\n")
+}
+
+// TestEndpointDir: with Config.EndpointDir both sides find each other's shared-
+// memory endpoint through a socket file in that directory (the way peers in two
+// network namespaces that share it do) instead of the abstract namespace.
+func TestEndpointDir(t *testing.T) {
+	dir := t.TempDir()
+	cfg := &Config{EndpointDir: dir}
+	client, server := smcPair(t, cfg, cfg)
+	if client.ConnectionState().Mode != ModeSMCD || server.ConnectionState().Mode != ModeSMCD {
+		t.Fatalf("modes %v / %v, want SMC-D", client.ConnectionState().Mode, server.ConnectionState().Mode)
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) == 0 {
+		t.Fatalf("no endpoint socket in %s (%v)", dir, err)
+	}
+	exchange(t, client, server, "through a shared directory\n")
+	// A client looking in another directory cannot attach, and declines.
+	client2, server2 := smcPair(t, &Config{EndpointDir: t.TempDir()}, cfg)
+	if s := client2.ConnectionState(); s.Mode != ModeTCP || s.Fallback != ReasonNoSMCDDev {
+		t.Fatalf("client state %+v, want TCP with NOSMCDDEV", s)
+	}
+	if s := server2.ConnectionState(); s.Mode != ModeTCP || s.Fallback != ReasonPeerDecl {
+		t.Fatalf("server state %+v, want TCP with PEERDECL", s)
+	}
+	exchange(t, client2, server2, "plain tcp\n")
 }
