@@ -2,10 +2,10 @@ package smc
 
 import (
 	"context"
-	"os"
 	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 
