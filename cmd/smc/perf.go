@@ -154,7 +154,7 @@ func runPerf(args []string) error {
 	} else if addr == "" {
 		return errors.New("smc: perf: client mode needs --control=addr of an \"smc perf server\"")
 	}
-	return runPerfClient(ctx, addr, o, cgNote)
+	return runPerfClient(ctx, addr, o, cg, cgNote)
 }
 
 // positiveInts parses a comma-separated list of positive integers.

@@ -177,8 +177,32 @@ func pidCPU(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
-// childProcAttr makes a child process die with this one, so that a killed smc
-// perf leaves no server, wrk or nginx behind.
-func childProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+// plainPeerAttr returns the attributes that start a plain TCP peer (wrk, nginx)
+// in the cgroup smc perf came from, outside the one whose sockets the library's
+// signalling program sees, where a plain peer would be; done must be called once
+// the process has started. Without a child cgroup the peer stays in ours. With
+// dieWithParent the peer is killed when this process ends (strictly: when the
+// thread that started it ends, which Go threads rarely do), for long-lived peers.
+func (cg *perfCgroup) plainPeerAttr(dieWithParent bool) (attr *syscall.SysProcAttr, done func()) {
+	attr = &syscall.SysProcAttr{}
+	if dieWithParent {
+		attr.Pdeathsig = syscall.SIGKILL
+	}
+	if cg == nil {
+		return attr, func() {}
+	}
+	f, err := os.Open(cg.parent)
+	if err != nil {
+		return attr, func() {}
+	}
+	attr.UseCgroupFD, attr.CgroupFD = true, int(f.Fd())
+	return attr, func() { f.Close() }
+}
+
+// plainPeerNote says where plainPeerAttr starts plain peers.
+func (cg *perfCgroup) plainPeerNote() string {
+	if cg == nil {
+		return "in this process's cgroup"
+	}
+	return "in " + cg.parent + ", outside the signalling cgroup"
 }

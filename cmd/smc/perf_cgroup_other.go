@@ -15,6 +15,8 @@ func enterPerfCgroup() (*perfCgroup, string, error) { return nil, "not Linux: no
 
 func (cg *perfCgroup) leave() error { return nil }
 
-func childProcAttr() *syscall.SysProcAttr { return nil }
+func (cg *perfCgroup) plainPeerAttr(bool) (*syscall.SysProcAttr, func()) { return nil, func() {} }
+
+func (cg *perfCgroup) plainPeerNote() string { return "in this process's cgroup" }
 
 func pidCPU(pid int) (time.Duration, error) { return 0, errors.New("smc: perf: no /proc") }

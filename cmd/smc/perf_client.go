@@ -49,19 +49,20 @@ type cellResult struct {
 }
 
 type perfClient struct {
+	cg   *perfCgroup // nil when this process did not make a child cgroup
 	o    perfOptions
 	ctl  *perfControl
 	info perfInfo
 	p    *perfPrinter
 }
 
-func runPerfClient(ctx context.Context, control string, o perfOptions, cgNote string) error {
+func runPerfClient(ctx context.Context, control string, o perfOptions, cg *perfCgroup, cgNote string) error {
 	ctl, err := dialPerfControl(ctx, control)
 	if err != nil {
 		return err
 	}
 	defer ctl.c.Close()
-	c := &perfClient{o: o, ctl: ctl, p: &perfPrinter{w: o.out, json: o.json}}
+	c := &perfClient{cg: cg, o: o, ctl: ctl, p: &perfPrinter{w: o.out, json: o.json}}
 	if o.jsonOut != "" {
 		f, err := os.Create(o.jsonOut)
 		if err != nil {
@@ -103,6 +104,7 @@ func (c *perfClient) header(cgNote string) {
 	c.p.note("signalling (server pid %d): %s", c.info.PID, c.info.Signalling)
 	c.p.note("cgroup (client): %s", cgNote)
 	c.p.note("cgroup (server): %s", c.info.Cgroup)
+	c.p.note("cgroup (wrk, nginx: plain peers): %s", c.cg.plainPeerNote())
 	mode := "full"
 	if c.o.quick {
 		mode = "QUICK (harness check; figures meaningless)"

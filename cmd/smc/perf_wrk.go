@@ -119,7 +119,7 @@ func (c *perfClient) runWrkServer(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
-				res, err := runWrkOnce(ctx, wrk, "http://"+addr+"/", n, c.o.wrkDuration)
+				res, err := runWrkOnce(ctx, c.cg, wrk, "http://"+addr+"/", n, c.o.wrkDuration)
 				if err != nil {
 					m.err = err
 					m.perRound, m.perRoundCPU = append(m.perRound, 0), append(m.perRoundCPU, 0)
@@ -182,13 +182,20 @@ var (
 )
 
 // runWrkOnce runs wrk with n connections over two threads and parses its summary.
-func runWrkOnce(ctx context.Context, wrk, url string, n int, d time.Duration) (wrkResult, error) {
+func runWrkOnce(ctx context.Context, cg *perfCgroup, wrk, url string, n int, d time.Duration) (wrkResult, error) {
 	secs := max(1, int(d.Round(time.Second)/time.Second))
 	cmd := exec.CommandContext(ctx, wrk, "-t2", "-c"+strconv.Itoa(n), "-d"+strconv.Itoa(secs)+"s",
 		"-H", "Connection: close", url)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
+	attr, done := cg.plainPeerAttr(false)
+	cmd.SysProcAttr = attr
+	err := cmd.Start()
+	done()
+	if err == nil {
+		err = cmd.Wait()
+	}
+	if err != nil {
 		return wrkResult{}, fmt.Errorf("smc: perf: wrk: %w: %s", err, strings.TrimSpace(out.String()))
 	}
 	return parseWrk(out.String(), cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime())
@@ -220,7 +227,7 @@ func parseWrk(out string, cpu time.Duration) (wrkResult, error) {
 }
 
 func (c *perfClient) runNginxClient(ctx context.Context) error {
-	ngx, err := startNginx(ctx)
+	ngx, err := startNginx(ctx, c.cg)
 	if err != nil {
 		for _, n := range c.o.wrkConns {
 			for _, t := range c.abTransports("smc-fallback/client") {
@@ -389,7 +396,7 @@ http {
 
 // startNginx starts nginx as a child process serving a fixed body on a free
 // loopback port, and waits until it accepts connections.
-func startNginx(ctx context.Context) (*nginxProc, error) {
+func startNginx(ctx context.Context, cg *perfCgroup) (*nginxProc, error) {
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
 		for _, p := range []string{"/usr/sbin/nginx", "/usr/local/sbin/nginx"} {
@@ -420,8 +427,11 @@ func startNginx(ctx context.Context) (*nginxProc, error) {
 	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = childProcAttr()
-	if err := cmd.Start(); err != nil {
+	attr, done := cg.plainPeerAttr(true)
+	cmd.SysProcAttr = attr
+	err = cmd.Start()
+	done()
+	if err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("starting nginx: %w", err)
 	}
