@@ -17,6 +17,7 @@ func BenchmarkShortConn(b *testing.B) {
 		{"net", listenNet, dialNet},
 		{"smc", listenSMC, dialSMC},
 		{"smc-fallback-server", listenSMC, dialNet},
+		{"smc-fallback-client", listenNet, dialSMC},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			ln, err := tc.listen()

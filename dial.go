@@ -58,6 +58,12 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 		return nd.DialContext(ctx, network, address)
 	}
 	policy := d.Config.policy()
+	if dst, err := netip.ParseAddrPort(address); err == nil && !policy.OfferDial(dst) {
+		// A literal destination that is not offered SMC (by policy, or the negative
+		// cache once it knows a plain peer) takes the plain net.Dialer path: no hook,
+		// no mark, no record to read.
+		return nd.DialContext(ctx, network, address)
+	}
 	var marked atomic.Bool
 	nd.ControlContext = func(ctx context.Context, network, address string, c syscall.RawConn) error {
 		if err := d.userControl(ctx, network, address, c); err != nil {
