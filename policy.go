@@ -57,8 +57,13 @@ const (
 type Policy struct {
 	rules atomic.Pointer[Rules]
 
-	mu       sync.Mutex
-	negative map[netip.AddrPort]time.Time // guarded by mu: destination → expiry
+	// negative maps a destination (netip.AddrPort) to its expiry (int64 Unix
+	// nanoseconds). It is read on every dial, by many goroutines at once, and
+	// written rarely, so reads take no lock. negativeLen counts its entries;
+	// evictMu serialises making room when it is full.
+	negative    sync.Map
+	negativeLen atomic.Int64
+	evictMu     sync.Mutex
 }
 
 // DefaultPolicy is the Policy used when a [Config] has none: no rules, so SMC is
@@ -67,7 +72,7 @@ var DefaultPolicy = NewPolicy(Rules{})
 
 // NewPolicy returns a Policy with the given rules.
 func NewPolicy(r Rules) *Policy {
-	p := &Policy{negative: make(map[netip.AddrPort]time.Time)}
+	p := new(Policy)
 	p.Set(r)
 	return p
 }
@@ -116,54 +121,70 @@ func (p *Policy) OfferListen(addr netip.AddrPort) bool {
 
 // ForgetDeclined empties the negative cache.
 func (p *Policy) ForgetDeclined() {
-	p.mu.Lock()
-	clear(p.negative)
-	p.mu.Unlock()
+	p.negative.Range(func(k, _ any) bool {
+		if _, ok := p.negative.LoadAndDelete(k); ok {
+			p.negativeLen.Add(-1)
+		}
+		return true
+	})
 }
 
 // declined reports whether dst is in the negative cache.
 func (p *Policy) declined(dst netip.AddrPort) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	exp, ok := p.negative[dst]
+	v, ok := p.negative.Load(dst)
 	if !ok {
 		return false
 	}
-	if time.Now().After(exp) {
-		delete(p.negative, dst)
+	if time.Now().UnixNano() > v.(int64) {
+		if p.negative.CompareAndDelete(dst, v) {
+			p.negativeLen.Add(-1)
+		}
 		return false
 	}
 	return true
 }
 
-// remember puts dst in the negative cache. When the cache is full it first drops
-// expired entries, then arbitrary ones.
+// remember puts dst in the negative cache. When the cache is full it drops expired
+// entries, then arbitrary ones, down to seven eighths of its bound.
 func (p *Policy) remember(dst netip.AddrPort) {
-	now := time.Now()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if _, ok := p.negative[dst]; !ok && len(p.negative) >= negativeCacheSize {
-		for k, exp := range p.negative {
-			if now.After(exp) {
-				delete(p.negative, k)
-			}
-		}
-		for k := range p.negative {
-			if len(p.negative) < negativeCacheSize {
-				break
-			}
-			delete(p.negative, k)
-		}
+	now := time.Now().UnixNano()
+	if _, loaded := p.negative.Swap(dst, now+int64(negativeTTL)); loaded {
+		return
 	}
-	p.negative[dst] = now.Add(negativeTTL)
+	if p.negativeLen.Add(1) <= negativeCacheSize {
+		return
+	}
+	p.evictMu.Lock()
+	defer p.evictMu.Unlock()
+	// Make room for a batch of inserts, so that a full cache is scanned once per
+	// eighth of its size rather than once per insert.
+	const target = negativeCacheSize - negativeCacheSize/8
+	drop := func(expiredOnly bool) {
+		p.negative.Range(func(k, v any) bool {
+			if p.negativeLen.Load() <= target {
+				return false
+			}
+			if k != dst && (!expiredOnly || now > v.(int64)) && p.negative.CompareAndDelete(k, v) {
+				p.negativeLen.Add(-1)
+			}
+			return true
+		})
+	}
+	drop(true)
+	drop(false)
 }
 
-// localAddrs caches this host's interface addresses; they are re-read at most
-// once per localAddrsTTL, on demand.
+// localAddrs caches this host's interface addresses; they are re-read at most once
+// per localAddrsTTL, on demand, by one goroutine while the others use the previous
+// set.
 var localAddrs struct {
-	mu      sync.Mutex
-	set     map[netip.Addr]struct{} // guarded by mu
-	expires time.Time               // guarded by mu
+	set       atomic.Pointer[localAddrSet]
+	refreshMu sync.Mutex
+}
+
+type localAddrSet struct {
+	addrs   map[netip.Addr]struct{}
+	expires time.Time
 }
 
 const localAddrsTTL = 5 * time.Second
@@ -174,21 +195,36 @@ func isLocalAddr(a netip.Addr) bool {
 	if a.IsLoopback() || a.IsUnspecified() {
 		return true
 	}
-	localAddrs.mu.Lock()
-	defer localAddrs.mu.Unlock()
-	if now := time.Now(); now.After(localAddrs.expires) {
-		set := make(map[netip.Addr]struct{})
-		if addrs, err := net.InterfaceAddrs(); err == nil {
-			for _, ia := range addrs {
-				if n, ok := ia.(*net.IPNet); ok {
-					if ip, ok := netip.AddrFromSlice(n.IP); ok {
-						set[ip.Unmap()] = struct{}{}
-					}
+	set := localAddrs.set.Load()
+	if set == nil || time.Now().After(set.expires) {
+		set = refreshLocalAddrs(set)
+	}
+	_, ok := set.addrs[a]
+	return ok
+}
+
+// refreshLocalAddrs re-reads the interface addresses unless another goroutine is
+// already doing so and a previous set exists.
+func refreshLocalAddrs(old *localAddrSet) *localAddrSet {
+	if old != nil && !localAddrs.refreshMu.TryLock() {
+		return old
+	} else if old == nil {
+		localAddrs.refreshMu.Lock()
+	}
+	defer localAddrs.refreshMu.Unlock()
+	if cur := localAddrs.set.Load(); cur != old && cur != nil {
+		return cur
+	}
+	set := &localAddrSet{addrs: make(map[netip.Addr]struct{}), expires: time.Now().Add(localAddrsTTL)}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, ia := range addrs {
+			if n, ok := ia.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok {
+					set.addrs[ip.Unmap()] = struct{}{}
 				}
 			}
 		}
-		localAddrs.set, localAddrs.expires = set, now.Add(localAddrsTTL)
 	}
-	_, ok := localAddrs.set[a]
-	return ok
+	localAddrs.set.Store(set)
+	return set
 }

@@ -3,6 +3,7 @@ package smc
 import (
 	"net/netip"
 	"testing"
+	"time"
 )
 
 func TestPolicyDial(t *testing.T) {
@@ -83,9 +84,7 @@ func TestNegativeCache(t *testing.T) {
 		t.Fatal("negative cache entry covers another port")
 	}
 	// Expired entries are forgotten.
-	p.mu.Lock()
-	p.negative[dst] = p.negative[dst].Add(-2 * negativeTTL)
-	p.mu.Unlock()
+	p.negative.Store(dst, time.Now().Add(-time.Second).UnixNano())
 	if !p.OfferDial(dst) {
 		t.Fatal("expired negative entry still applies")
 	}
@@ -93,11 +92,10 @@ func TestNegativeCache(t *testing.T) {
 	for i := range negativeCacheSize + 100 {
 		p.remember(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(i)))
 	}
-	p.mu.Lock()
-	n := len(p.negative)
-	p.mu.Unlock()
-	if n > negativeCacheSize {
-		t.Fatalf("negative cache holds %d entries, bound is %d", n, negativeCacheSize)
+	n := 0
+	p.negative.Range(func(_, _ any) bool { n++; return true })
+	if n > negativeCacheSize || int64(n) != p.negativeLen.Load() {
+		t.Fatalf("negative cache holds %d entries (counted %d), bound is %d", n, p.negativeLen.Load(), negativeCacheSize)
 	}
 	p.ForgetDeclined()
 	if !p.OfferDial(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), negativeCacheSize+99)) {
@@ -144,4 +142,44 @@ func TestConfigDefaults(t *testing.T) {
 	if nilConfig.Clone() == nil {
 		t.Fatal("Clone of nil returned nil")
 	}
+}
+
+// TestNegativeCacheConcurrent: concurrent dials that remember and look up
+// destinations keep the cache bounded and its count exact.
+func TestNegativeCacheConcurrent(t *testing.T) {
+	p := NewPolicy(Rules{})
+	done := make(chan struct{})
+	for g := range 8 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 2 * negativeCacheSize {
+				dst := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(g*10000+i))
+				p.remember(dst)
+				p.OfferDial(dst)
+			}
+		}()
+	}
+	for range 8 {
+		<-done
+	}
+	n := 0
+	p.negative.Range(func(_, _ any) bool { n++; return true })
+	if n > negativeCacheSize || int64(n) != p.negativeLen.Load() {
+		t.Fatalf("%d entries, counted %d, bound %d", n, p.negativeLen.Load(), negativeCacheSize)
+	}
+}
+
+// BenchmarkOfferDial measures the per-dial policy decision under parallel dials,
+// the steady state of an smc.Dialer talking to a remembered plain server.
+func BenchmarkOfferDial(b *testing.B) {
+	p := NewPolicy(Rules{})
+	dst := netip.MustParseAddrPort("127.0.0.1:80")
+	p.remember(dst)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if p.OfferDial(dst) {
+				b.Fatal("remembered destination offered")
+			}
+		}
+	})
 }
