@@ -124,6 +124,7 @@ func prepare(cg cgroup, dir string, gid int) error {
 		{mapCounters, coll.Maps[mapCounters].Pin, countersMode},
 		{mapRecords, coll.Maps[mapRecords].Pin, marksMode},
 		{mapResults, coll.Maps[mapResults].Pin, marksMode},
+		{mapChildren, coll.Maps[mapChildren].Pin, countersMode},
 		{"link", lnk.Pin, modePrivate}, // last: its presence means "prepared"
 	}
 	for _, p := range pins {
@@ -185,7 +186,7 @@ func DetachCgroup(path string) error {
 // detached before its maps go.
 func removePins(dir string) error {
 	var errs []error
-	for _, name := range []string{"link", mapMarks, mapCounters, mapRecords, mapResults} {
+	for _, name := range []string{"link", mapMarks, mapCounters, mapRecords, mapResults, mapChildren} {
 		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}

@@ -9,16 +9,20 @@
 // # The program
 //
 // The program (program_linux.go, built with cilium/ebpf's asm package, no C
-// toolchain) keeps a 32-bit word per socket in a BPF_MAP_TYPE_SK_STORAGE map created
-// with BPF_F_NO_PREALLOC|BPF_F_CLONE, keyed from Go by the socket's fd. [Signaller.Mark]
-// sets the "marked" bit before connect or listen; accepted sockets inherit their
-// listener's word (BPF_F_CLONE). The callbacks:
+// toolchain) keeps a 32-bit word per socket in a BPF_MAP_TYPE_SK_STORAGE map, keyed
+// from Go by the socket's fd. [Signaller.Mark] sets the "marked" bit before connect or
+// listen. Accepted sockets get no storage (cloning it into every child costs an
+// allocation and an RCU free per connection, plain clients included): a child knows
+// its listener was marked from the WRITE_HDR_OPT callback flag it inherits, and its
+// word goes into a preallocated hash map keyed by its socket cookie ("children"),
+// or, when that map is full, into socket storage created for it. The callbacks:
 //
 //   - TCP_CONNECT of a marked socket enables the header-option callbacks; the SYN
 //     then gets the option (HDR_OPT_LEN reserves, WRITE_HDR_OPT writes and sets
 //     "sent").
 //   - TCP_LISTEN of a marked listener sets TCP_SAVE_SYN (so that the SYN is readable
-//     after the handshake) and enables the callbacks, which its children inherit.
+//     after the handshake) and enables the callbacks, which its children inherit;
+//     only marked listeners have them.
 //   - A SYN-ACK is written on the request socket, which has no storage. The first
 //     SYN-ACK of a request whose SYN carried the option, and that is not a SYN cookie,
 //     reserves space and records its decision in a hash map keyed by the network
@@ -28,10 +32,11 @@
 //     follow the record; a failed write turns the record to "no echo".
 //   - ACTIVE_ESTABLISHED (client): "received" is whether the SYN-ACK carries the
 //     option. PASSIVE_ESTABLISHED (server child): "received" is whether the saved SYN
-//     carries it, "sent" is whether the record says echo; the record is deleted. Both
-//     set "done", publish the word in the results cache (below) and trade the
-//     header-option callbacks for the STATE callback, which runs only on state
-//     changes: data packets cost nothing.
+//     carries it, "sent" is whether the record says echo; the record is deleted; the
+//     word is stored in the children map (or created storage). Both set "done",
+//     publish the word in the results cache (below) and trade the header-option
+//     callbacks for the STATE callback, which runs only on state changes: data
+//     packets cost nothing. At TCP_CLOSE a child's children-map entry is deleted.
 //
 // Errors are counted in an array map ([Signaller.Stats], smc probe): err_reserve
 // counts -ENOSPC from bpf_reserve_hdr_opt, err_record a full record table, and so on.
@@ -49,14 +54,21 @@
 // SYN-ACK never carries the option: the client reports "not received", and the server,
 // which kept no SYN, reports PeerUnknown with Sent and Received false. A mark the
 // program never saw (set after connect, or on an MPTCP socket whose subflows it cannot
-// see) reports Sent and Received false. An accepted socket always carries its
-// listener's mark: when the kernel cannot copy socket storage it fails the child
-// itself (net/core/bpf_sk_storage.c, bpf_sk_storage_clone). Client "sent" means at
-// least one SYN transmission carried the option.
+// see) reports Sent and Received false. An accepted socket of a marked listener
+// reports Marked: [Signaller.Result] reads its word from the children map by socket
+// cookie (SO_COOKIE) when it has no storage. Client "sent" means at least one SYN
+// transmission carried the option.
 //
 // The residual cases, counted rather than hidden: a SYN-ACK write failing after an
 // earlier SYN-ACK of the same request succeeded (err_store; only another program
-// writing the same option can cause it). TCP Fast Open on a marked listener is not
+// writing the same option can cause it); a child whose word can be stored nowhere,
+// the children map full and the kernel out of memory for its storage (err_result;
+// the child then reports the zero Result). The children are recognised by the
+// inherited flag, so another sock_ops program that sets WRITE_HDR_OPT callbacks on an
+// unmarked listener makes its children report Marked (and would make the SYN-ACK
+// path echo: the design already relies on no other program doing so); a marked
+// listener whose TCP_SAVE_SYN failed (err_save_syn) never echoes and its children
+// report the zero Result. TCP Fast Open on a marked listener is not
 // supported: the child exists before its SYN-ACK is sent and reports PeerUnknown
 // while that SYN-ACK may still echo, so do not set TCP_FASTOPEN on marked listeners
 // (Go never does).
@@ -113,13 +125,17 @@
 //   - A connection that is never marked pays no system call; with the program
 //     attached the kernel runs it 9 times per loopback connection (both ends), about
 //     0.57 us in total, 0.8% of the process CPU time per connection there.
-//   - Mark: one bpf(BPF_MAP_UPDATE_ELEM), about 1.9 us (it allocates the socket's
-//     storage). Result: one bpf(BPF_MAP_LOOKUP_ELEM), about 1.1-1.3 us. ResultAddr
-//     from the cache: about 33 ns; for a socket never marked it has no slot and costs
-//     the system call, so call it only for marked sockets.
-//   - A marked listener serving an unmarked client costs the program about 0.7 us
-//     more per connection than an unmarked one (SYN check, saved SYN, publication in
-//     the cache, STATE callbacks at close); a marked client against an unmarked
-//     listener about 0.8 us plus Mark. A negotiated connection costs the program
-//     about 3.2 us (both ends).
+//   - Mark: one bpf(BPF_MAP_UPDATE_ELEM), about 1.7-1.9 us (it allocates the
+//     socket's storage). Result: one bpf(BPF_MAP_LOOKUP_ELEM), about 1.2 us for a
+//     socket with storage; an accepted socket (or one never marked) also costs
+//     getsockopt(SO_COOKIE) and a children-map lookup, about 2.6 us in all.
+//     ResultAddr from the cache: about 33 ns; for a socket never marked it has no
+//     slot and costs the system calls, so call it only for marked sockets.
+//   - A plain client of a marked listener costs about 1.7 us more per loopback
+//     connection than one of an unmarked listener (BenchmarkListenerCost, 43.6 us
+//     per connection: 4%; it was 2.4 us while children got cloned storage, of
+//     which the clone and its free were 1.1 us). TCP_SAVE_SYN alone costs nothing
+//     measurable. A marked client against an unmarked listener costs the program
+//     about 0.8 us plus Mark. A negotiated connection costs the program about
+//     3.8 us (both ends).
 package signal

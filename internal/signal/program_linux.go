@@ -34,6 +34,7 @@ const (
 	ctrErrSaveSYN            // TCP_SAVE_SYN failed on a marked listener: it never echoes
 	ctrErrLoad               // bpf_load_hdr_opt failed other than "not found"
 	ctrCachePoisoned         // a closing socket could not empty its results slot
+	ctrErrResult             // a server child's result could be stored nowhere
 	numCounters
 )
 
@@ -41,7 +42,7 @@ const (
 var counterNames = [numCounters]string{
 	"sent_syn", "sent_synack", "received_synack", "received_syn", "syncookie_not_echoed",
 	"peer_unknown", "err_reserve", "err_store", "err_record", "err_save_syn", "err_load",
-	"cache_poisoned",
+	"cache_poisoned", "err_result",
 }
 
 // Linux UAPI values (include/uapi/linux/bpf.h, include/uapi/linux/tcp.h).
@@ -67,9 +68,9 @@ const (
 	errnoENOSPC = 28
 	errnoENOMSG = 42
 
-	mapFNoPrealloc = 1       // BPF_F_NO_PREALLOC
-	mapFClone      = 1 << 9  // BPF_F_CLONE
-	mapFMmapable   = 1 << 10 // BPF_F_MMAPABLE
+	mapFNoPrealloc  = 1       // BPF_F_NO_PREALLOC
+	mapFMmapable    = 1 << 10 // BPF_F_MMAPABLE
+	skStorageCreate = 1       // BPF_SK_STORAGE_GET_F_CREATE
 
 	opState       = 10     // BPF_SOCK_OPS_STATE_CB
 	cbFlagState   = 1 << 2 // BPF_SOCK_OPS_STATE_CB_FLAG
@@ -153,15 +154,22 @@ const (
 	mapRecords  = "synacks"
 	mapCounters = "counters"
 	mapResults  = "results"
+	mapChildren = "children"
 	progName    = "smc_sockops"
 )
+
+// maxChildren bounds the children map: server children of marked listeners alive at
+// once beyond it get socket storage instead (slower, as exact). A variable only so
+// that a test can fill the map.
+var maxChildren uint32 = 1 << 15
 
 // collectionSpec returns the maps and the sock_ops program. The program, callback by
 // callback (R6 holds the context, R7 the socket's mark word while it is needed):
 //
 //	TCP_CONNECT (client, before the SYN): marked → enable WRITE_HDR_OPT callbacks.
 //	TCP_LISTEN: marked → TCP_SAVE_SYN, then enable WRITE_HDR_OPT callbacks (children
-//	  inherit both); if TCP_SAVE_SYN fails the listener never echoes.
+//	  inherit both, and the inherited flag is how a child knows its listener was
+//	  marked); if TCP_SAVE_SYN fails the listener never echoes.
 //	HDR_OPT_LEN / WRITE_HDR_OPT, SYN of a marked socket: reserve 6 bytes, write the
 //	  option, set resultSent.
 //	HDR_OPT_LEN, SYN-ACK: only for a non-cookie SYN-ACK whose SYN carried the option.
@@ -171,17 +179,25 @@ const (
 //	WRITE_HDR_OPT, SYN-ACK: write the option only when the record says echo.
 //	ACTIVE_ESTABLISHED (marked client): received = the SYN-ACK carries the option;
 //	  set resultDone, disable WRITE_HDR_OPT callbacks.
-//	PASSIVE_ESTABLISHED (child of a marked listener, storage cloned): received = the
+//	PASSIVE_ESTABLISHED (child with the inherited WRITE_HDR_OPT flag): received = the
 //	  saved SYN carries it (no saved SYN → resultUnknown); sent = a record says echo;
-//	  delete the record; set resultDone, disable WRITE_HDR_OPT callbacks.
+//	  delete the record; store the word in the children map under the socket cookie,
+//	  or, if that fails, in the child's socket storage, created now; disable
+//	  WRITE_HDR_OPT callbacks. STATE at TCP_CLOSE deletes the children entry.
 func collectionSpec() *ebpf.CollectionSpec {
 	u32 := &btf.Int{Name: "__u32", Size: 4}
 	return &ebpf.CollectionSpec{
 		Maps: map[string]*ebpf.MapSpec{
 			mapMarks: {
 				Name: "smc_marks", Type: ebpf.SkStorage, KeySize: 4, ValueSize: 4,
-				Flags: mapFNoPrealloc | mapFClone,
+				Flags: mapFNoPrealloc,
 				Key:   &btf.Int{Name: "int", Size: 4, Encoding: btf.Signed}, Value: u32,
+			},
+			// Preallocated: an insert and a delete per child cost no allocation,
+			// unlike socket storage cloned into every child.
+			mapChildren: {
+				Name: "smc_children", Type: ebpf.Hash, KeySize: 8, ValueSize: 4,
+				MaxEntries: maxChildren,
 			},
 			mapRecords: {
 				Name: "smc_synacks", Type: ebpf.Hash, KeySize: synKeySize, ValueSize: recordSize,
@@ -639,11 +655,15 @@ func program() asm.Instructions {
 	b.setCbFlags(cbFlagState, cbFlagWriteHdrOpt)
 	b.emit(asm.Ja.Label("ok"))
 
-	// PASSIVE_ESTABLISHED: a child of a marked listener (its storage was cloned).
-	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("passive_est"))
-	b.markWord("ok")
+	// PASSIVE_ESTABLISHED: a child of a marked listener, recognised by the
+	// WRITE_HDR_OPT flag it inherited (only marked listeners have it; the child has
+	// no storage: cloning it into every child would cost an allocation and an RCU
+	// free per connection, plain clients included).
 	b.emit(
-		asm.Mov.Imm(asm.R9, resultDone),
+		asm.LoadMem(asm.R2, asm.R6, ctxCbFlags, asm.Word).WithSymbol("passive_est"),
+		asm.JSet.Imm(asm.R2, cbFlagWriteHdrOpt, "passive_child"),
+		asm.Ja.Label("ok"),
+		asm.Mov.Imm(asm.R9, resultDone).WithSymbol("passive_child"),
 		// Fast Open: the SYN-ACK has not been sent yet; this side cannot know.
 		asm.LoadMem(asm.R2, asm.R6, ctxSkbTCPFlag, asm.Word),
 		asm.JSet.Imm(asm.R2, tcpFlagSYN, "passive_unknown"),
@@ -675,11 +695,35 @@ func program() asm.Instructions {
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, stkKey),
 		asm.FnMapDeleteElem.Call(),
-		asm.LoadMem(asm.R8, asm.R7, 0, asm.Word).WithSymbol("passive_store"),
-		asm.And.Imm(asm.R8, markMarked),
-		asm.Or.Reg(asm.R8, asm.R9),
-		asm.StoreMem(asm.R7, 0, asm.R8, asm.Word),
+		asm.Mov.Reg(asm.R8, asm.R9).WithSymbol("passive_store"),
+		asm.Or.Imm(asm.R8, markMarked),
+		// The word goes into the children map under the socket cookie...
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.FnGetSocketCookie.Call(),
+		asm.StoreMem(asm.RFP, stkKey, asm.R0, asm.DWord),
+		asm.StoreMem(asm.RFP, stkKey+8, asm.R8, asm.Word),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(mapChildren),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stkKey),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, stkKey+8),
+		asm.Mov.Imm(asm.R4, 0), // BPF_ANY
+		asm.FnMapUpdateElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "passive_stored"),
+		// ...or, when the map is full, into socket storage created for the child.
+		asm.LoadMem(asm.R2, asm.R6, ctxSk, asm.DWord),
+		asm.JEq.Imm(asm.R2, 0, "passive_lost"),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(mapMarks),
+		asm.Mov.Imm(asm.R3, 0),
+		asm.Mov.Imm(asm.R4, skStorageCreate),
+		asm.FnSkStorageGet.Call(),
+		asm.JEq.Imm(asm.R0, 0, "passive_lost"),
+		asm.StoreMem(asm.R0, 0, asm.R8, asm.Word),
+		asm.Ja.Label("passive_stored"),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol("passive_lost"),
 	)
+	b.count(ctrErrResult)
+	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("passive_stored"))
 	b.writeSlot()
 	b.emit(
 		asm.LoadMem(asm.R2, asm.R6, ctxSkbTCPFlag, asm.Word),
@@ -698,6 +742,23 @@ func program() asm.Instructions {
 	b.emit(
 		asm.LoadMem(asm.R2, asm.R6, ctxArgs1, asm.Word).WithSymbol("state"),
 		asm.JNE.Imm(asm.R2, tcpStateClose, "ok"),
+		// A server child's entry in the children map goes with it. Sockets with
+		// storage (clients, children stored there) have no entry.
+		asm.LoadMem(asm.R2, asm.R6, ctxSk, asm.DWord),
+		asm.JEq.Imm(asm.R2, 0, "state_slot"),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(mapMarks),
+		asm.Mov.Imm(asm.R3, 0),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnSkStorageGet.Call(),
+		asm.JNE.Imm(asm.R0, 0, "state_slot"),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.FnGetSocketCookie.Call(),
+		asm.StoreMem(asm.RFP, stkKey, asm.R0, asm.DWord),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(mapChildren),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stkKey),
+		asm.FnMapDeleteElem.Call(),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol("state_slot"),
 	)
 	b.slotLookup("poison")
 	b.claimSlot("poison")

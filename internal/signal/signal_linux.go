@@ -22,6 +22,7 @@ import (
 type Signaller struct {
 	marks    int // the socket-storage map, keyed by socket fd; owned
 	counters int // the counters map, or -1; owned
+	children int // the children map (server children's words by socket cookie), or -1; owned
 	mode     string
 
 	slots     []byte        // the results cache, mapped read-only; nil if unavailable
@@ -72,9 +73,12 @@ func Open() (*Signaller, error) {
 		coll.Close()
 		return nil, unavailable(fmt.Errorf("attaching to cgroup %s: %w", cg.rel, err))
 	}
-	s := &Signaller{marks: -1, counters: -1, coll: coll, lnk: lnk, mode: "self-attached to cgroup " + cg.rel}
+	s := &Signaller{marks: -1, counters: -1, children: -1, coll: coll, lnk: lnk, mode: "self-attached to cgroup " + cg.rel}
 	if s.marks, err = dupCloexec(coll.Maps[mapMarks].FD()); err == nil {
 		s.counters, err = dupCloexec(coll.Maps[mapCounters].FD())
+	}
+	if err == nil {
+		s.children, err = dupCloexec(coll.Maps[mapChildren].FD())
 	}
 	if err != nil {
 		s.Close()
@@ -132,7 +136,13 @@ func openPinned(dir string) (*Signaller, error) {
 	if err != nil {
 		counters = -1 // counters are for statistics only
 	}
-	s := &Signaller{marks: marks, counters: counters, mode: "pinned at " + dir}
+	// Pins made before the children map existed have a program that clones storage
+	// into children instead: without the map, Result reads storage only.
+	children, err := objGet(filepath.Join(dir, mapChildren), bpfFRdonly)
+	if err != nil {
+		children = -1
+	}
+	s := &Signaller{marks: marks, counters: counters, children: children, mode: "pinned at " + dir}
 	// A shared mapping of a map needs a read-write fd (mmap drops VM_SHARED for
 	// read-only files, and the kernel refuses such a mapping); the mapping itself is
 	// read-only.
@@ -169,7 +179,9 @@ func (s *Signaller) Mark(fd int) error {
 
 // Result reports what the handshake of the connected socket fd carried; call it once
 // connect or accept has returned. A socket that was not marked reports the zero
-// Result. A marked socket whose handshake the program did not see (the mark was set
+// Result. It costs one bpf(2) system call for a socket with storage (a marked
+// client), and also getsockopt(SO_COOKIE) and a second bpf(2) for an accepted socket,
+// whose word is in the children map. A marked socket whose handshake the program did not see (the mark was set
 // too late, or the socket is MPTCP) reports Marked with Sent and Received false, never
 // a "yes" the wire did not carry.
 func (s *Signaller) Result(fd int) (Result, error) {
@@ -179,12 +191,38 @@ func (s *Signaller) Result(fd int) (Result, error) {
 	v := b.value
 	elemBufs.Put(b)
 	if err == unix.ENOENT {
-		return Result{}, nil
+		return s.childResult(fd)
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("smc: signal: reading result: %w", err)
 	}
 	return decode(v), nil
+}
+
+// childResult reads the result of a socket without storage: a child of a marked
+// listener, whose word is in the children map under its socket cookie, or a socket
+// never marked.
+func (s *Signaller) childResult(fd int) (Result, error) {
+	if s.children < 0 {
+		return Result{}, nil
+	}
+	cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
+	if err != nil {
+		return Result{}, fmt.Errorf("smc: signal: reading socket cookie: %w", err)
+	}
+	kv := new(struct {
+		cookie uint64
+		word   uint32
+	})
+	kv.cookie = cookie
+	err = mapLookup(s.children, unsafe.Pointer(&kv.cookie), unsafe.Pointer(&kv.word))
+	if err == unix.ENOENT {
+		return Result{}, nil
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("smc: signal: reading result: %w", err)
+	}
+	return decode(kv.word), nil
 }
 
 // decode turns a socket's mark word into a Result.
@@ -216,7 +254,11 @@ func readCounters(fd int) (map[string]uint64, error) {
 	m := make(map[string]uint64, numCounters)
 	for i := range int32(numCounters) {
 		var v uint64
-		if err := mapLookup(fd, unsafe.Pointer(&i), unsafe.Pointer(&v)); err != nil {
+		err := mapLookup(fd, unsafe.Pointer(&i), unsafe.Pointer(&v))
+		if err == unix.ENOENT {
+			continue // a counter newer than the pinned program
+		}
+		if err != nil {
 			return nil, fmt.Errorf("smc: signal: reading counter %s: %w", counterNames[i], err)
 		}
 		m[counterNames[i]] = v
@@ -233,6 +275,9 @@ func (s *Signaller) Close() error {
 		}
 		if s.counters >= 0 {
 			unix.Close(s.counters)
+		}
+		if s.children >= 0 {
+			unix.Close(s.children)
 		}
 		if s.slots != nil {
 			unix.Munmap(s.slots)
