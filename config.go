@@ -16,8 +16,8 @@ const (
 	// is touched only as data passes, and beyond the process's shared-memory bound
 	// new connections stay TCP (MAX_DMB).
 	DefaultBufferSize = 4 << 20
-	// DefaultHandshakeTimeout bounds each wait for a CLC message, as Linux's
-	// CLC_WAIT_TIME does.
+	// DefaultHandshakeTimeout bounds the SMC handshake of a connection, as Linux's
+	// CLC_WAIT_TIME (6 s) bounds each of its waits for a CLC message.
 	DefaultHandshakeTimeout = 6 * time.Second
 	// DefaultMaxHandshakes bounds concurrent server handshakes per listener; beyond
 	// it new connections are not offered SMC (Linux limit_smc_hs).

@@ -42,6 +42,8 @@ type Conn struct {
 	closed        bool
 	readDeadline  time.Time
 	writeDeadline time.Time
+	hsDeadline    time.Time          // the running handshake's deadline, else zero
+	hsCancel      context.CancelFunc // cancels the running handshake, else nil
 
 	linger atomic.Int64 // seconds as in SetLinger; -1 (the default) is the OS default
 }
@@ -72,7 +74,17 @@ func (c *Conn) Handshake() error { return c.HandshakeContext(context.Background(
 // HandshakeContext runs the SMC handshake if it has not run yet. A handshake that
 // declines SMC is not an error: the connection goes on over TCP and
 // [Conn.ConnectionState] says why. An error means the connection is unusable; it
-// is returned again by every later call. ctx bounds this call's handshake.
+// is returned again by every later call, as with crypto/tls (a timeout too: the
+// peer may be in the middle of a CLC message). The handshake is bounded by ctx,
+// [Config.HandshakeTimeout], the caller's read deadline for what it reads and write
+// deadline for what it writes, and Close.
+//
+// The server's handshake starts by reading: a client that advertised SMC in the
+// TCP handshake but then waits for the server to speak (it does not speak CLC)
+// holds the server's first Write until the handshake times out. A client whose
+// first bytes are not CLC gets plain TCP with those bytes delivered to the server
+// unchanged. A server that answers our Proposal with non-CLC bytes fails the dial:
+// the Proposal is already in its stream, so the connection cannot be saved.
 func (c *Conn) HandshakeContext(ctx context.Context) error {
 	if c.handshakeDone.Load() {
 		return nil
@@ -92,8 +104,9 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 	return nil
 }
 
-// finish installs the data path and the final state. It fails with net.ErrClosed,
-// closing data, when the Conn was closed while the handshake ran.
+// finish installs the data path and the final state; runHandshake publishes them
+// once the caller's deadlines are back. It fails, releasing a shared-memory data
+// path, when the Conn was closed while the handshake ran.
 func (c *Conn) finish(data dataPath, st ConnectionState) error {
 	st.HandshakeComplete = true
 	stream, _ := data.(*shm.Stream)
@@ -101,16 +114,19 @@ func (c *Conn) finish(data dataPath, st ConnectionState) error {
 	defer c.mu.Unlock()
 	if c.closed {
 		if stream != nil {
-			stream.Close()
+			if c.linger.Load() == 0 {
+				stream.Abort()
+			} else {
+				stream.Close()
+			}
 		}
-		return net.ErrClosed
+		return errClosedHandshake
 	}
 	c.data, c.stream, c.state = data, stream, st
 	if stream != nil {
 		stream.SetReadDeadline(c.readDeadline)
 		stream.SetWriteDeadline(c.writeDeadline)
 	}
-	c.handshakeDone.Store(true)
 	return nil
 }
 
@@ -155,6 +171,9 @@ func (c *Conn) Close() error {
 	}
 	c.closed = true
 	stream := c.stream
+	if c.hsCancel != nil {
+		c.hsCancel() // ends a handshake waiting on shared-memory set-up too
+	}
 	c.mu.Unlock()
 	var err error
 	if stream != nil {
@@ -206,11 +225,13 @@ func (c *Conn) SetDeadline(t time.Time) error {
 func (c *Conn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
 	c.readDeadline = t
+	if c.closed {
+		c.mu.Unlock()
+		return c.tcp.SetReadDeadline(t) // reports the closed connection
+	}
+	c.applyDeadlinesLocked() // bounded by a running handshake's deadline
 	stream := c.stream
 	c.mu.Unlock()
-	if err := c.tcp.SetReadDeadline(t); err != nil {
-		return err
-	}
 	if stream != nil {
 		return stream.SetReadDeadline(t)
 	}
@@ -221,11 +242,13 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 func (c *Conn) SetWriteDeadline(t time.Time) error {
 	c.mu.Lock()
 	c.writeDeadline = t
+	if c.closed {
+		c.mu.Unlock()
+		return c.tcp.SetWriteDeadline(t) // reports the closed connection
+	}
+	c.applyDeadlinesLocked() // bounded by a running handshake's deadline
 	stream := c.stream
 	c.mu.Unlock()
-	if err := c.tcp.SetWriteDeadline(t); err != nil {
-		return err
-	}
 	if stream != nil {
 		return stream.SetWriteDeadline(t)
 	}
@@ -312,10 +335,12 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 		pending := r.pending
 		r.pending = nil
 		r.mu.Unlock()
-		m, err := w.Write(pending)
-		n += int64(m)
-		if err != nil {
-			return n, err
+		if len(pending) > 0 {
+			m, err := w.Write(pending)
+			n += int64(m)
+			if err != nil {
+				return n, err
+			}
 		}
 	}
 	m, err := c.tcp.WriteTo(w)

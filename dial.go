@@ -52,6 +52,12 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 	if err := checkNetwork(network); err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 	}
+	if dl := d.deadline(); !dl.IsZero() {
+		// Timeout and Deadline bound the SMC handshake too, as tls.Dialer's do.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl)
+		defer cancel()
+	}
 	nd := d.netDialer()
 	s, err := signalling()
 	if err != nil {
@@ -64,6 +70,9 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 		// no mark, no record to read.
 		return nd.DialContext(ctx, network, address)
 	}
+	// The sock_ops program sees only an MPTCP socket's subflows, so a socket that
+	// offers SMC is plain TCP (net.Dialer uses MPTCP only when GODEBUG asks).
+	nd.SetMultipathTCP(false)
 	var marked atomic.Bool
 	nd.ControlContext = func(ctx context.Context, network, address string, c syscall.RawConn) error {
 		if err := d.userControl(ctx, network, address, c); err != nil {
@@ -101,6 +110,15 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 		return nil, &net.OpError{Op: "dial", Net: network, Source: tc.LocalAddr(), Addr: tc.RemoteAddr(), Err: err}
 	}
 	return conn, nil
+}
+
+// deadline returns the earlier of d.Deadline and now plus d.Timeout, or zero.
+func (d *Dialer) deadline() time.Time {
+	dl := d.Deadline
+	if d.Timeout > 0 {
+		dl = earliest(dl, time.Now().Add(d.Timeout))
+	}
+	return dl
 }
 
 // netDialer returns the net.Dialer with d's settings.

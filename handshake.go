@@ -12,56 +12,94 @@ import (
 
 // runHandshake runs the client or server side of the CLC handshake and installs the
 // data path it settles on.
+//
+// The whole handshake, shared-memory set-up included, runs under one context that
+// ends at the earliest of ctx's deadline and Config.HandshakeTimeout, and that
+// Close cancels. Its TCP I/O is bounded by the same deadline and by the caller's
+// own read and write deadlines, each for its own direction, as crypto/tls's
+// handshake I/O is; the caller's deadlines are back in place before any other
+// Read or Write can see the connection as handshaken.
 func (c *Conn) runHandshake(ctx context.Context) error {
-	restore := c.handshakeDeadline(ctx)
-	var err error
-	if c.isClient {
-		err = c.clientHandshake(ctx)
-	} else {
-		err = c.serverHandshake(ctx)
-	}
-	restore()
-	if err != nil {
-		// The TCP deadline may fire a moment before ctx reports it ended.
-		cerr := ctx.Err()
-		if d, ok := ctx.Deadline(); ok && cerr == nil && !time.Now().Before(d) {
-			cerr = context.DeadlineExceeded
-		}
-		if cerr != nil {
-			err = fmt.Errorf("smc: handshake: %w: %w", cerr, err)
-		}
-	}
-	return err
-}
-
-// aLongTimeAgo is a deadline that has passed, used to interrupt blocked I/O.
-var aLongTimeAgo = time.Unix(1, 0)
-
-// handshakeDeadline bounds the handshake's TCP I/O by the handshake timeout, ctx
-// and the caller's own deadlines, and returns a function that puts the caller's
-// deadlines back.
-func (c *Conn) handshakeDeadline(ctx context.Context) (restore func()) {
 	dl := time.Now().Add(c.config.handshakeTimeout())
 	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
 		dl = d
 	}
+	hctx, cancel := context.WithDeadline(ctx, dl)
+	defer cancel()
 	c.mu.Lock()
-	rdl, wdl := c.readDeadline, c.writeDeadline
+	if c.closed {
+		c.mu.Unlock()
+		return errClosedHandshake
+	}
+	c.hsDeadline, c.hsCancel = dl, cancel
+	c.applyDeadlinesLocked()
 	c.mu.Unlock()
-	for _, d := range []time.Time{rdl, wdl} {
-		if !d.IsZero() && d.Before(dl) {
-			dl = d
-		}
-	}
-	c.tcp.SetDeadline(dl)
-	stop := context.AfterFunc(ctx, func() { c.tcp.SetDeadline(aLongTimeAgo) })
-	return func() {
-		stop()
+	// When hctx ends (deadline, caller's ctx, Close), interrupt blocked TCP I/O. The
+	// callback checks hsCancel under mu, so it cannot act after the handshake ended.
+	stop := context.AfterFunc(hctx, func() {
 		c.mu.Lock()
-		defer c.mu.Unlock()
-		c.tcp.SetReadDeadline(c.readDeadline)
-		c.tcp.SetWriteDeadline(c.writeDeadline)
+		if c.hsCancel != nil {
+			c.tcp.SetDeadline(aLongTimeAgo)
+		}
+		c.mu.Unlock()
+	})
+	var err error
+	if c.isClient {
+		err = c.clientHandshake(hctx)
+	} else {
+		err = c.serverHandshake(hctx)
 	}
+	stop()
+	c.mu.Lock()
+	c.hsDeadline, c.hsCancel = time.Time{}, nil
+	c.applyDeadlinesLocked()
+	closed := c.closed
+	c.mu.Unlock()
+	if err == nil {
+		c.handshakeDone.Store(true)
+		return nil
+	}
+	if closed {
+		return errClosedHandshake
+	}
+	var cerr error
+	switch {
+	case ctx.Err() != nil:
+		cerr = ctx.Err() // the caller's context ended
+	case hctx.Err() != nil || !time.Now().Before(dl):
+		// The handshake timeout; the TCP deadline may fire a moment before hctx
+		// reports it.
+		cerr = context.DeadlineExceeded
+	}
+	if cerr != nil {
+		err = fmt.Errorf("smc: handshake: %w: %w", cerr, err)
+	}
+	return err
+}
+
+// errClosedHandshake is the handshake's error once the Conn was closed.
+var errClosedHandshake = fmt.Errorf("smc: handshake: %w", net.ErrClosed)
+
+// aLongTimeAgo is a deadline that has passed, used to interrupt blocked I/O.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// applyDeadlinesLocked puts the effective deadlines on the TCP connection: the
+// caller's, each bounded by the handshake's while one runs. c.mu must be held.
+func (c *Conn) applyDeadlinesLocked() {
+	rdl, wdl := c.readDeadline, c.writeDeadline
+	if !c.hsDeadline.IsZero() {
+		rdl, wdl = earliest(rdl, c.hsDeadline), earliest(wdl, c.hsDeadline)
+	}
+	c.tcp.SetReadDeadline(rdl)
+	c.tcp.SetWriteDeadline(wdl)
+}
+
+// earliest returns the earlier of two deadlines, where zero means none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 // writeCLC sends one CLC message on the TCP connection.

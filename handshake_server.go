@@ -88,7 +88,7 @@ func (c *Conn) serverHandshake(ctx context.Context) error {
 		return c.peerDeclined(m)
 	case *wire.AcceptConfirm:
 		if m.Type != wire.TypeConfirm || m.DMBToken != a.DMBToken || m.LinkID != a.LinkID ||
-			m.GID != gid[0] || m.GIDExt != gid[1] || m.CHID != localCHID {
+			m.GID != gid[0] || m.GIDExt != gid[1] || m.CHID != localCHID || m.EID != localEID {
 			offer.Cancel()
 			return c.handshakeError(ReasonIntErr, errors.New("smc: CLC confirm does not answer our accept"))
 		}

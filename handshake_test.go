@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -269,14 +270,14 @@ func TestHandshakeLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	l := &listener{TCPListener: ln.(*net.TCPListener), config: &Config{MaxHandshakes: 1}}
+	l := &listener{tl: ln.(*net.TCPListener), config: &Config{MaxHandshakes: 1}}
 	l.handshakes.Add(1) // one handshake in progress
 	ct, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ct.Close()
-	st, err := l.AcceptTCP()
+	st, err := l.tl.AcceptTCP()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,4 +359,106 @@ func TestEndpointDir(t *testing.T) {
 		t.Fatalf("server state %+v, want TCP with PEERDECL", s)
 	}
 	exchange(t, client2, server2, "plain tcp\n")
+}
+
+// confirmWithoutAttach plays a client that proposes, reads the Accept and
+// confirms it without ever attaching to the offered shared memory.
+func confirmWithoutAttach(t *testing.T, ct *net.TCPConn) {
+	ct.Write(proposalFrom(t, nil))
+	ct.SetReadDeadline(time.Now().Add(5 * time.Second))
+	raw, err := wire.ReadMessage(ct, nil)
+	if err != nil {
+		t.Errorf("reading the accept: %v", err)
+		return
+	}
+	a, err := wire.ParseAccept(raw)
+	if err != nil {
+		t.Errorf("parsing the accept: %v", err)
+		return
+	}
+	confirm := *a
+	confirm.Type = wire.TypeConfirm
+	ct.Write(confirm.Append(nil))
+}
+
+// TestConfirmWithoutAttach: a client that confirms but never attaches to the
+// offered DMB cannot hold the server's handshake past HandshakeTimeout, nor past
+// Close; the offer's memory and the listener's handshake slot are released.
+func TestConfirmWithoutAttach(t *testing.T) {
+	inUse := shm.MemoryInUse()
+	for _, how := range []string{"timeout", "close"} {
+		t.Run(how, func(t *testing.T) {
+			ct, st := tcpPair(t)
+			cfg := &Config{HandshakeTimeout: time.Hour}
+			if how == "timeout" {
+				cfg.HandshakeTimeout = 200 * time.Millisecond
+			}
+			var slots atomic.Int64
+			server := newConn(st, false, cfg, advertised)
+			server.limit = &slots
+			errc := make(chan error, 1)
+			go func() { errc <- server.Handshake() }()
+			confirmWithoutAttach(t, ct)
+			if how == "close" {
+				time.Sleep(50 * time.Millisecond)
+				server.Close()
+			}
+			select {
+			case err := <-errc:
+				if err == nil {
+					t.Fatal("handshake succeeded without the client attaching")
+				}
+				if how == "close" && !errors.Is(err, net.ErrClosed) {
+					t.Fatalf("handshake after Close: %v, want net.ErrClosed", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("handshake still blocked")
+			}
+			if n := slots.Load(); n != 0 {
+				t.Fatalf("%d handshake slots still taken", n)
+			}
+			for deadline := time.Now().Add(2 * time.Second); shm.MemoryInUse() > inUse; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("shared memory in use %d, was %d: the offer leaked", shm.MemoryInUse(), inUse)
+				}
+			}
+		})
+	}
+}
+
+// TestSetDeadlineDuringHandshake: clearing the deadlines while a handshake waits
+// does not lift the handshake's own bound, and the caller's deadline is in force
+// (and only it) once the handshake is over.
+func TestSetDeadlineDuringHandshake(t *testing.T) {
+	_, st := tcpPair(t)
+	server := newConn(st, false, &Config{HandshakeTimeout: 200 * time.Millisecond}, advertised)
+	errc := make(chan error, 1)
+	go func() { errc <- server.Handshake() }()
+	time.Sleep(50 * time.Millisecond)
+	server.SetDeadline(time.Time{})
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatal("handshake with a silent client succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("SetDeadline during the handshake lifted its bound")
+	}
+}
+
+// TestDeadlinesRestoredAfterHandshake: a handshake that ends in TCP mode leaves the
+// caller's deadlines, not its own, on the connection, even when the context that
+// bounded it ends right after.
+func TestDeadlinesRestoredAfterHandshake(t *testing.T) {
+	ct, st := tcpPair(t)
+	d := &wire.Decline{Version: wire.Version2, Diagnosis: wire.CodeNoSMCDev, OSType: wire.OSLinux}
+	rawServer(t, st, d.Append(nil))
+	client := newConn(ct, true, nil, advertised)
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := client.HandshakeContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel() // must not reach the connection any more
+	time.Sleep(20 * time.Millisecond)
+	exchange(t, st, client, "read with no deadline set\n")
 }

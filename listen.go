@@ -68,7 +68,7 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (ne
 	if err != nil || !marked.Load() {
 		return l, err
 	}
-	return &listener{TCPListener: l.(*net.TCPListener), sig: s, config: lc.Config}, nil
+	return &listener{tl: l.(*net.TCPListener), sig: s, config: lc.Config}, nil
 }
 
 // offerListenAddress applies the listen rules to an address before it is resolved:
@@ -92,18 +92,29 @@ func offerListenAddress(p *Policy, address string) bool {
 	return p.OfferListen(netip.AddrPortFrom(a, uint16(pn)))
 }
 
-// listener is a TCP listener whose socket offers SMC.
+// listener is a TCP listener whose socket offers SMC. It does not expose the
+// *net.TCPListener's AcceptTCP: a connection accepted that way from a client that
+// advertised SMC would never answer its handshake.
 type listener struct {
-	*net.TCPListener
+	tl         *net.TCPListener
 	sig        signaller
 	config     *Config
 	handshakes atomic.Int64 // server handshakes in progress on this listener's connections
 }
 
+// Addr returns the listener's network address.
+func (l *listener) Addr() net.Addr { return l.tl.Addr() }
+
+// Close stops listening; connections already accepted are not affected.
+func (l *listener) Close() error { return l.tl.Close() }
+
+// SetDeadline sets the deadline of Accept, as [net.TCPListener.SetDeadline] does.
+func (l *listener) SetDeadline(t time.Time) error { return l.tl.SetDeadline(t) }
+
 // Accept waits for the next connection. It returns a *net.TCPConn when the client
 // did not advertise SMC, and a *Conn whose handshake is still to run when it did.
 func (l *listener) Accept() (net.Conn, error) {
-	tc, err := l.AcceptTCP()
+	tc, err := l.tl.AcceptTCP()
 	if err != nil {
 		return nil, err
 	}

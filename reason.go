@@ -1,6 +1,10 @@
 package smc
 
-import "github.com/smc-go/smc/internal/wire"
+import (
+	"errors"
+
+	"github.com/smc-go/smc/internal/wire"
+)
 
 // Reason says why a connection is not using SMC. Its value is the Linux
 // SMC_CLC_DECL_* code (Linux smc_clc.h) whenever Linux has one, so that figures from
@@ -81,3 +85,10 @@ func (e *DeclineError) Error() string {
 }
 
 func (e *DeclineError) Unwrap() error { return e.Err }
+
+// Timeout reports whether the handshake failed because a deadline passed, so that
+// a Dial error's net.Error.Timeout reports it as the net package's errors do.
+func (e *DeclineError) Timeout() bool {
+	var t interface{ Timeout() bool }
+	return errors.As(e.Err, &t) && t.Timeout()
+}
