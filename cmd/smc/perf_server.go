@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -94,7 +95,7 @@ func (s *stateSampler) sample(c net.Conn) {
 func (s *stateSampler) take(reset bool) map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := s.states
+	m := maps.Clone(s.states) // the caller encodes it while connections keep being sampled
 	if reset {
 		s.states = nil
 		s.left.Store(perfSamples)
