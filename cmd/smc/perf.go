@@ -254,6 +254,7 @@ type perfPrinter struct {
 	json    bool
 	jsonOut io.Writer // nil, or a copy of every row as JSON
 	started bool
+	failed  int // rows that report an error
 }
 
 func (p *perfPrinter) note(format string, args ...any) {
@@ -265,6 +266,9 @@ func (p *perfPrinter) note(format string, args ...any) {
 }
 
 func (p *perfPrinter) row(r *perfRow) {
+	if r.Error != "" {
+		p.failed++
+	}
 	b, _ := json.Marshal(r)
 	if p.jsonOut != nil {
 		fmt.Fprintf(p.jsonOut, "%s\n", b)

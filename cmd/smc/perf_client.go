@@ -88,6 +88,11 @@ func runPerfClient(ctx context.Context, control string, o perfOptions, cg *perfC
 			return err
 		}
 	}
+	if c.p.failed > 0 {
+		// The table is printed; the exit status tells a script (CI's --quick run)
+		// that the harness itself failed somewhere.
+		return fmt.Errorf("smc: perf: %d measurements failed (see the error rows)", c.p.failed)
+	}
 	return ctx.Err()
 }
 
