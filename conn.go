@@ -221,36 +221,31 @@ func (c *Conn) SetDeadline(t time.Time) error {
 	return c.SetWriteDeadline(t)
 }
 
-// SetReadDeadline sets the deadline for Read calls and the handshake they run.
+// SetReadDeadline sets the deadline for Read calls, and for what a handshake reads.
 func (c *Conn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.readDeadline = t
-	if c.closed {
-		c.mu.Unlock()
-		return c.tcp.SetReadDeadline(t) // reports the closed connection
-	}
-	c.applyDeadlinesLocked() // bounded by a running handshake's deadline
-	stream := c.stream
-	c.mu.Unlock()
-	if stream != nil {
-		return stream.SetReadDeadline(t)
-	}
-	return nil
+	return c.setDeadline(&c.readDeadline, t, (*net.TCPConn).SetReadDeadline, (*shm.Stream).SetReadDeadline)
 }
 
-// SetWriteDeadline sets the deadline for Write calls and the handshake they run.
+// SetWriteDeadline sets the deadline for Write calls, and for what a handshake writes.
 func (c *Conn) SetWriteDeadline(t time.Time) error {
+	return c.setDeadline(&c.writeDeadline, t, (*net.TCPConn).SetWriteDeadline, (*shm.Stream).SetWriteDeadline)
+}
+
+// setDeadline records the caller's deadline *d (guarded by c.mu) and applies it to
+// the TCP connection, bounded by a running handshake's own, and to the shared-memory
+// stream if there is one.
+func (c *Conn) setDeadline(d *time.Time, t time.Time, onTCP func(*net.TCPConn, time.Time) error, onStream func(*shm.Stream, time.Time) error) error {
 	c.mu.Lock()
-	c.writeDeadline = t
+	*d = t
 	if c.closed {
 		c.mu.Unlock()
-		return c.tcp.SetWriteDeadline(t) // reports the closed connection
+		return onTCP(c.tcp, t) // reports the closed connection
 	}
-	c.applyDeadlinesLocked() // bounded by a running handshake's deadline
+	c.applyDeadlinesLocked()
 	stream := c.stream
 	c.mu.Unlock()
 	if stream != nil {
-		return stream.SetWriteDeadline(t)
+		return onStream(stream, t)
 	}
 	return nil
 }
