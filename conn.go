@@ -42,6 +42,7 @@ type Conn struct {
 	closed        bool
 	readDeadline  time.Time
 	writeDeadline time.Time
+	hsCtx         context.Context    // the running handshake's context, else nil
 	hsDeadline    time.Time          // the running handshake's deadline, else zero
 	hsCancel      context.CancelFunc // cancels the running handshake, else nil
 

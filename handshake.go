@@ -31,7 +31,7 @@ func (c *Conn) runHandshake(ctx context.Context) error {
 		c.mu.Unlock()
 		return errClosedHandshake
 	}
-	c.hsDeadline, c.hsCancel = dl, cancel
+	c.hsCtx, c.hsDeadline, c.hsCancel = hctx, dl, cancel
 	c.applyDeadlinesLocked()
 	c.mu.Unlock()
 	// When hctx ends (deadline, caller's ctx, Close), interrupt blocked TCP I/O. The
@@ -51,7 +51,7 @@ func (c *Conn) runHandshake(ctx context.Context) error {
 	}
 	stop()
 	c.mu.Lock()
-	c.hsDeadline, c.hsCancel = time.Time{}, nil
+	c.hsCtx, c.hsDeadline, c.hsCancel = nil, time.Time{}, nil
 	c.applyDeadlinesLocked()
 	closed := c.closed
 	c.mu.Unlock()
@@ -87,7 +87,10 @@ var aLongTimeAgo = time.Unix(1, 0)
 // caller's, each bounded by the handshake's while one runs. c.mu must be held.
 func (c *Conn) applyDeadlinesLocked() {
 	rdl, wdl := c.readDeadline, c.writeDeadline
-	if !c.hsDeadline.IsZero() {
+	switch {
+	case c.hsCtx != nil && c.hsCtx.Err() != nil:
+		rdl, wdl = aLongTimeAgo, aLongTimeAgo // the handshake was cancelled: stay interrupted
+	case !c.hsDeadline.IsZero():
 		rdl, wdl = earliest(rdl, c.hsDeadline), earliest(wdl, c.hsDeadline)
 	}
 	c.tcp.SetReadDeadline(rdl)

@@ -462,3 +462,24 @@ func TestDeadlinesRestoredAfterHandshake(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	exchange(t, st, client, "read with no deadline set\n")
 }
+
+// TestCancelThenSetDeadline: a handshake whose context was cancelled stays
+// interrupted even if the caller then clears the deadlines.
+func TestCancelThenSetDeadline(t *testing.T) {
+	_, st := tcpPair(t)
+	server := newConn(st, false, &Config{HandshakeTimeout: time.Hour}, advertised)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- server.HandshakeContext(ctx) }()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	server.SetDeadline(time.Time{})
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("handshake: %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("clearing the deadlines revived a cancelled handshake")
+	}
+}
