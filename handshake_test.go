@@ -44,6 +44,7 @@ func smcPair(t *testing.T, cc, sc *Config) (client, server *Conn) {
 }
 
 func TestHandshakeSMCD(t *testing.T) {
+	checkLeaks(t)
 	client, server := smcPair(t, nil, nil)
 	for _, c := range []*Conn{client, server} {
 		st := c.ConnectionState()
@@ -77,6 +78,7 @@ func rawServer(t *testing.T, raw *net.TCPConn, reply []byte) <-chan []byte {
 // v1 Decline instead of a Proposal, then plain data; the server falls back with
 // PEERDECL, keeps the peer's diagnosis and loses no byte.
 func TestServerTakesDeclineFirst(t *testing.T) {
+	checkLeaks(t)
 	// As seen from Linux 6.1 (shared/reference/smc-protocol.md §8b).
 	linuxDecline := []byte{0xe2, 0xd4, 0xc3, 0xd9, 0x04, 0x00, 0x1c, 0x10, 0, 0, 0, 0, 0, 0, 0, 0,
 		0x03, 0x03, 0x00, 0x00, 0, 0, 0, 0, 0xe2, 0xd4, 0xc3, 0xd9}
@@ -101,6 +103,7 @@ func TestServerTakesDeclineFirst(t *testing.T) {
 // TestClientTakesDecline: a server that declines the Proposal leaves the client on
 // the same TCP connection with PEERDECL.
 func TestClientTakesDecline(t *testing.T) {
+	checkLeaks(t)
 	ct, st := tcpPair(t)
 	d := &wire.Decline{Version: wire.Version2, Diagnosis: wire.CodeNoSMCDev, OSType: wire.OSLinux}
 	got := rawServer(t, st, d.Append(nil))
@@ -163,6 +166,7 @@ func TestServerDeclines(t *testing.T) {
 		}(), Reason(wire.CodeCnfErr), wire.Version2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			checkLeaks(t)
 			ct, st := tcpPair(t)
 			server := newConn(st, false, nil, advertised)
 			if _, err := ct.Write(tc.proposal); err != nil {
@@ -193,6 +197,7 @@ func TestServerDeclines(t *testing.T) {
 // (a replayed option, a foreign stack) gets plain TCP and the server application
 // reads every byte, in order, nothing added.
 func TestServerReplaysNonCLC(t *testing.T) {
+	checkLeaks(t)
 	for _, first := range []string{
 		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
 		"\xe2\xd4\xc3",             // a prefix of the eyecatcher, then not CLC
@@ -221,6 +226,7 @@ func TestServerReplaysNonCLC(t *testing.T) {
 // fails the client's handshake with a clear error and puts the destination in the
 // negative cache.
 func TestClientNonCLCAnswer(t *testing.T) {
+	checkLeaks(t)
 	ct, st := tcpPair(t)
 	policy := NewPolicy(Rules{})
 	rawServer(t, st, []byte("220 smtp.example ESMTP\r\n"))
@@ -241,6 +247,7 @@ func TestClientNonCLCAnswer(t *testing.T) {
 // TestHandshakeTimeout: a client that advertised SMC and then stays silent fails
 // the server's handshake after Config.HandshakeTimeout, as in Linux.
 func TestHandshakeTimeout(t *testing.T) {
+	checkLeaks(t)
 	_, st := tcpPair(t)
 	server := newConn(st, false, &Config{HandshakeTimeout: 100 * time.Millisecond}, advertised)
 	start := time.Now()
@@ -302,6 +309,7 @@ func TestHandshakeLimit(t *testing.T) {
 
 // TestCloseDuringHandshake: Close unblocks a handshake waiting for the peer.
 func TestCloseDuringHandshake(t *testing.T) {
+	checkLeaks(t)
 	_, st := tcpPair(t)
 	server := newConn(st, false, nil, advertised)
 	errc := make(chan error, 1)
@@ -324,6 +332,7 @@ func TestCloseDuringHandshake(t *testing.T) {
 // TestMaxDMB: beyond the process's shared-memory bound the server declines with
 // MAX_DMB (Linux's SMC-D DMB limit) and both sides go on over TCP.
 func TestMaxDMB(t *testing.T) {
+	checkLeaks(t)
 	prev := shm.SetMemoryLimit(shm.MemoryInUse()) // nothing more fits
 	defer shm.SetMemoryLimit(prev)
 	client, server := smcPair(t, nil, nil)
@@ -388,6 +397,7 @@ func TestConfirmWithoutAttach(t *testing.T) {
 	inUse := shm.MemoryInUse()
 	for _, how := range []string{"timeout", "close"} {
 		t.Run(how, func(t *testing.T) {
+			checkLeaks(t)
 			ct, st := tcpPair(t)
 			cfg := &Config{HandshakeTimeout: time.Hour}
 			if how == "timeout" {
@@ -430,6 +440,7 @@ func TestConfirmWithoutAttach(t *testing.T) {
 // does not lift the handshake's own bound, and the caller's deadline is in force
 // (and only it) once the handshake is over.
 func TestSetDeadlineDuringHandshake(t *testing.T) {
+	checkLeaks(t)
 	_, st := tcpPair(t)
 	server := newConn(st, false, &Config{HandshakeTimeout: 200 * time.Millisecond}, advertised)
 	errc := make(chan error, 1)
@@ -450,6 +461,7 @@ func TestSetDeadlineDuringHandshake(t *testing.T) {
 // caller's deadlines, not its own, on the connection, even when the context that
 // bounded it ends right after.
 func TestDeadlinesRestoredAfterHandshake(t *testing.T) {
+	checkLeaks(t)
 	ct, st := tcpPair(t)
 	d := &wire.Decline{Version: wire.Version2, Diagnosis: wire.CodeNoSMCDev, OSType: wire.OSLinux}
 	rawServer(t, st, d.Append(nil))
@@ -466,6 +478,7 @@ func TestDeadlinesRestoredAfterHandshake(t *testing.T) {
 // TestCancelThenSetDeadline: a handshake whose context was cancelled stays
 // interrupted even if the caller then clears the deadlines.
 func TestCancelThenSetDeadline(t *testing.T) {
+	checkLeaks(t)
 	_, st := tcpPair(t)
 	server := newConn(st, false, &Config{HandshakeTimeout: time.Hour}, advertised)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -154,3 +154,16 @@ func TestPeerKilled(t *testing.T) {
 }
 
 var _ net.Conn = (*Conn)(nil)
+
+// checkLeaks fails the test if goroutines, fds or DMB mappings it created outlive
+// it. Register it first, so that its check runs after the test's own cleanups.
+// The process's shared-memory endpoint lives as long as the process, so it is
+// opened before the count.
+func checkLeaks(t *testing.T) {
+	t.Helper()
+	if _, err := endpoint(""); err != nil {
+		t.Fatal(err)
+	}
+	start := countResources(t)
+	t.Cleanup(func() { waitResources(t, start) })
+}
