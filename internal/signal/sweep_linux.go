@@ -36,7 +36,9 @@ func (s *Signaller) startSweeper(fd int) {
 			case <-s.stopSweep:
 				return
 			case <-t.C:
-				sweepRecords(fd, recordMaxAge)
+				if now, err := monotonicNow(); err == nil {
+					sweepRecords(fd, now, recordMaxAge)
+				}
 			}
 		}
 	}()
@@ -52,14 +54,24 @@ func (s *Signaller) stopSweeper() {
 	unix.Close(s.records)
 }
 
-// sweepRecords deletes the records of the map fd whose first SYN-ACK is older than
-// maxAge, and returns how many it deleted.
-func sweepRecords(fd int, maxAge time.Duration) (int, error) {
+// monotonicNow returns bpf_ktime_get_ns's clock: CLOCK_MONOTONIC in nanoseconds.
+func monotonicNow() (uint64, error) {
 	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil { // bpf_ktime_get_ns's clock
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
 		return 0, err
 	}
-	cutoff := uint64(ts.Nano()) - uint64(maxAge)
+	return uint64(ts.Nano()), nil
+}
+
+// sweepRecords deletes the records of the map fd whose first SYN-ACK is older than
+// maxAge at the monotonic time now, and returns how many it deleted. Before the
+// clock has reached maxAge (a machine booted less than maxAge ago) no record can
+// be that old: nothing is deleted, rather than everything.
+func sweepRecords(fd int, now uint64, maxAge time.Duration) (int, error) {
+	if now < uint64(maxAge) {
+		return 0, nil
+	}
+	cutoff := now - uint64(maxAge)
 	// One heap buffer holds the keys and the value (see elemBuf).
 	buf := new(struct {
 		key, next [synKeySize]byte

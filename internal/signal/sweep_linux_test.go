@@ -5,25 +5,23 @@ import (
 	"testing"
 	"time"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // TestSweepRecords checks that the sweeper deletes records older than the limit and
-// keeps younger ones.
+// keeps younger ones, and that on a machine booted less than the limit ago (the
+// monotonic clock below it) it deletes none.
 func TestSweepRecords(t *testing.T) {
 	s := selfAttach(t)
-	var now unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &now); err != nil {
-		t.Fatal(err)
-	}
+	// Pretend the machine has been up for a day, whatever its real uptime: the
+	// records' times are chosen relative to this clock.
+	const now = uint64(24 * time.Hour)
 	buf := new(struct {
 		key   [synKeySize]byte
 		value [recordSize]byte
 	})
 	put := func(id byte, age time.Duration) {
 		buf.key = [synKeySize]byte{id}
-		binary.NativeEndian.PutUint64(buf.value[:], uint64(now.Nano())-uint64(age))
+		binary.NativeEndian.PutUint64(buf.value[:], now-uint64(age))
 		binary.NativeEndian.PutUint32(buf.value[8:], decisionEcho)
 		if err := mapUpdate(s.records, unsafe.Pointer(&buf.key), unsafe.Pointer(&buf.value)); err != nil {
 			t.Fatal(err)
@@ -32,7 +30,12 @@ func TestSweepRecords(t *testing.T) {
 	put(1, time.Hour)
 	put(2, time.Second)
 	put(3, 11*time.Minute)
-	n, err := sweepRecords(s.records, recordMaxAge)
+	// Nine minutes after boot, the one-second-old record is the only one that can
+	// exist; nothing may go.
+	if n, err := sweepRecords(s.records, uint64(9*time.Minute), recordMaxAge); err != nil || n != 0 {
+		t.Fatalf("sweepRecords 9 minutes after boot deleted %d (%v), want 0", n, err)
+	}
+	n, err := sweepRecords(s.records, now, recordMaxAge)
 	if err != nil || n != 2 {
 		t.Fatalf("sweepRecords deleted %d (%v), want 2", n, err)
 	}
