@@ -92,10 +92,6 @@ func offerListenAddress(p *Policy, address string) bool {
 	return p.OfferListen(netip.AddrPortFrom(a, uint16(pn)))
 }
 
-// acceptRecordWait bounds how long Accept waits for the handshake record of a
-// connection the kernel queued before recording it (microseconds in practice).
-const acceptRecordWait = time.Millisecond
-
 // listener is a TCP listener whose socket offers SMC. It does not expose the
 // *net.TCPListener's AcceptTCP: a connection accepted that way from a client that
 // advertised SMC would never answer its handshake.
@@ -122,15 +118,11 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := resultOf(l.sig, tc)
-	for wait := time.Duration(0); err == nil && !res.Marked && wait < acceptRecordWait; wait += 10 * time.Microsecond {
-		// Every connection of a marked listener gets a record once the kernel has
-		// run its ESTABLISHED callback, but accept can dequeue the connection a
-		// moment before that callback ran on another CPU. An SMC client must not be
-		// mistaken for a plain one then: its CLC bytes would reach the application.
-		time.Sleep(10 * time.Microsecond)
-		res, err = resultOf(l.sig, tc)
-	}
+	// The signalling records only clients that advertised SMC; "no record" is
+	// exact here because net's AcceptTCP has taken the socket's lock (it sets
+	// TCP_NODELAY), after which the kernel's ESTABLISHED callback has run
+	// (internal/signal: AcceptedResult).
+	res, err := acceptedOf(l.sig, tc)
 	if err != nil || !res.advertised() {
 		return tc, nil
 	}

@@ -25,6 +25,9 @@ type signaller interface {
 	// result reads the record of a connected socket; local and remote are its
 	// addresses, which let the record be found without a system call.
 	result(fd int, local, remote netip.AddrPort) (sigResult, error)
+	// accepted is result for a socket that net's Accept returned from a marked
+	// listener, whose plain clients have no record.
+	accepted(fd int, local, remote netip.AddrPort) (sigResult, error)
 	close() error
 }
 
@@ -58,15 +61,24 @@ func markRaw(s signaller, c syscall.RawConn) error {
 	return err
 }
 
-// resultOf reads what the handshake of c carried.
+// resultOf reads what the handshake of c, a marked client, carried.
 func resultOf(s signaller, c *net.TCPConn) (sigResult, error) {
+	return readResult(c, s.result)
+}
+
+// acceptedOf reads what the handshake of c, accepted from a marked listener, carried.
+func acceptedOf(s signaller, c *net.TCPConn) (sigResult, error) {
+	return readResult(c, s.accepted)
+}
+
+func readResult(c *net.TCPConn, read func(fd int, local, remote netip.AddrPort) (sigResult, error)) (sigResult, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return sigResult{}, err
 	}
 	local, remote := c.LocalAddr().(*net.TCPAddr).AddrPort(), c.RemoteAddr().(*net.TCPAddr).AddrPort()
 	var r sigResult
-	if cerr := rc.Control(func(fd uintptr) { r, err = s.result(int(fd), local, remote) }); cerr != nil {
+	if cerr := rc.Control(func(fd uintptr) { r, err = read(int(fd), local, remote) }); cerr != nil {
 		return sigResult{}, cerr
 	}
 	return r, err

@@ -27,4 +27,9 @@ func (e ebpfSignaller) result(fd int, local, remote netip.AddrPort) (sigResult, 
 	return sigResult{Marked: r.Marked, Sent: r.Sent, Received: r.Received}, err
 }
 
+func (e ebpfSignaller) accepted(fd int, local, remote netip.AddrPort) (sigResult, error) {
+	r, err := e.s.AcceptedResult(fd, local, remote)
+	return sigResult{Marked: r.Marked, Sent: r.Sent, Received: r.Received}, err
+}
+
 func (e ebpfSignaller) close() error { return e.s.Close() }

@@ -9,10 +9,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestChildrenMapFull shrinks the children map to one entry: the first child of a
-// marked listener is recorded there, the others in socket storage created for them,
-// and every child, SMC or plain client, must still report exactly what its handshake
-// carried, through Result and ResultAddr; a closed child's entry must be gone.
+// TestChildrenMapFull shrinks the children map to one entry: a plain client's child
+// of a marked listener is recorded nowhere, the first SMC child goes into the map,
+// the next into socket storage created for it; every child must still report
+// exactly what its handshake carried, through Result and AcceptedResult; a closed
+// child's entry must be gone.
 func TestChildrenMapFull(t *testing.T) {
 	defer func(n uint32) { maxChildren = n }(maxChildren)
 	maxChildren = 1
@@ -23,6 +24,7 @@ func TestChildrenMapFull(t *testing.T) {
 		c, sc  net.Conn
 		cookie uint64
 		stored bool // the child has socket storage
+		mapped bool // the child has a children-map entry
 	}
 	var children []*child
 	for _, smc := range []bool{false, true, false, true} {
@@ -33,7 +35,7 @@ func TestChildrenMapFull(t *testing.T) {
 		}
 		ch := &child{smc: smc, c: c, sc: sc}
 		children = append(children, ch)
-		r := resultOf(t, s, sc)
+		r := acceptedOf(t, s, sc, true)
 		if want := (Result{Marked: true, Sent: smc, Received: smc}); r != want {
 			t.Errorf("child %d (client marked %v): %+v, want %+v", len(children)-1, smc, r, want)
 		}
@@ -50,13 +52,17 @@ func TestChildrenMapFull(t *testing.T) {
 			ch.stored = b.do(unix.BPF_MAP_LOOKUP_ELEM, s.marks) == nil
 			elemBufs.Put(b)
 		})
+		kv := new(struct {
+			cookie uint64
+			word   uint32
+		})
+		kv.cookie = ch.cookie
+		ch.mapped = mapLookup(s.children, unsafe.Pointer(&kv.cookie), unsafe.Pointer(&kv.word)) == nil
 	}
-	if children[0].stored {
-		t.Error("the first child has socket storage; want it in the children map")
-	}
-	for i, ch := range children[1:] {
-		if !ch.stored {
-			t.Errorf("child %d has no socket storage although the children map is full", i+1)
+	for i, want := range []struct{ stored, mapped bool }{{false, false}, {false, true}, {false, false}, {true, false}} {
+		if ch := children[i]; ch.stored != want.stored || ch.mapped != want.mapped {
+			t.Errorf("child %d (client marked %v): socket storage %v, children map %v; want %v, %v",
+				i, ch.smc, ch.stored, ch.mapped, want.stored, want.mapped)
 		}
 	}
 	for _, ch := range children {
@@ -68,7 +74,7 @@ func TestChildrenMapFull(t *testing.T) {
 		cookie uint64
 		word   uint32
 	})
-	kv.cookie = children[0].cookie
+	kv.cookie = children[1].cookie
 	if err := mapLookup(s.children, unsafe.Pointer(&kv.cookie), unsafe.Pointer(&kv.word)); err != unix.ENOENT {
 		t.Errorf("closed child's children map entry: lookup error %v, want ENOENT", err)
 	}

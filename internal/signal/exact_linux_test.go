@@ -60,7 +60,7 @@ func TestSYNCookies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cr, sr := resultOf(t, s, c), resultOf(t, s, sc); !cr.Negotiated() || !sr.Negotiated() {
+		if cr, sr := resultOf(t, s, c), acceptedOf(t, s, sc, true); !cr.Negotiated() || !sr.Negotiated() {
 			t.Errorf("in a new namespace without cookies: client %+v server %+v, want both negotiated", cr, sr)
 		}
 		exchange(t, c, sc, false)
@@ -101,7 +101,7 @@ func TestSYNCookies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got[i] = sides{resultOf(t, s, c), resultOf(t, s, sc)}
+		got[i] = sides{resultOf(t, s, c), acceptedOf(t, s, sc, true)}
 		keys[i] = addrPort(c.LocalAddr())
 		exchange(t, c, sc, false)
 	}
@@ -165,7 +165,7 @@ func TestTupleReuse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cr, sr := resultOf(t, s, c), resultOf(t, s, sc)
+		cr, sr := resultOf(t, s, c), acceptedOf(t, s, sc, true)
 		wantClient, wantServer := Result{}, Result{Marked: true}
 		if marked {
 			wantClient = Result{Marked: true, Sent: true, Received: true}
@@ -264,7 +264,7 @@ func TestAcceptQueueOverflow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		servers[addrPort(sc.RemoteAddr()).String()] = resultOf(t, s, sc)
+		servers[addrPort(sc.RemoteAddr()).String()] = acceptedOf(t, s, sc, true)
 		defer sc.Close()
 		sc.SetReadDeadline(time.Now().Add(20 * time.Second))
 		if _, err := sc.Read(make([]byte, 1)); err != nil {

@@ -114,6 +114,39 @@ func resultOf(t testing.TB, s *Signaller, c net.Conn) Result {
 	return r
 }
 
+// acceptedOf reads the Result of sc, accepted from a listener that is marked when
+// marked is set: the kernel's record (a child without one is a plain client,
+// reported as plainChild) must match [Signaller.AcceptedResult].
+func acceptedOf(t testing.TB, s *Signaller, sc net.Conn, marked bool) Result {
+	t.Helper()
+	if !marked {
+		return resultOf(t, s, sc)
+	}
+	rc, err := sc.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r, ra Result
+	var errA error
+	local, remote := addrPort(sc.LocalAddr()), addrPort(sc.RemoteAddr())
+	if cerr := rc.Control(func(fd uintptr) {
+		r, err = s.Result(int(fd))
+		ra, errA = s.AcceptedResult(int(fd), local, remote)
+	}); cerr != nil {
+		t.Fatal(cerr)
+	}
+	if err != nil || errA != nil {
+		t.Fatalf("Result: %v; AcceptedResult: %v", err, errA)
+	}
+	if !r.Marked {
+		r = plainChild
+	}
+	if ra != r {
+		t.Fatalf("AcceptedResult %+v differs from the record %+v (%v -> %v)", ra, r, local, remote)
+	}
+	return r
+}
+
 // exchange sends one byte each way and closes both ends, the server first when
 // serverFirst is set (leaving the TIME_WAIT state on the server side).
 func exchange(t testing.TB, c, sc net.Conn, serverFirst bool) {

@@ -28,7 +28,7 @@ var listenerKinds = []listenerKind{
 
 // BenchmarkListenerCost measures what a marked listener costs a plain (unmarked)
 // client per connection: every op makes one connection (dial, accept, the marked
-// child's ResultAddr, close both ends; SMC_BENCH_GRACEFUL=1 closes the server end
+// child's AcceptedResult, close both ends; SMC_BENCH_GRACEFUL=1 closes the server end
 // first) to each kind of listener in turn, rotating the order, so that each kind's
 // samples are taken next to the others'. It reports each kind's median wall time per
 // connection and its median paired difference to "plain":
@@ -74,8 +74,8 @@ func BenchmarkListenerCost(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if listenerKinds[i].marked && os.Getenv("EXP_NOSLOT") == "" {
-				r, err := s.ResultAddr(fdOf(sc), addrPort(sc.LocalAddr()), addrPort(sc.RemoteAddr()))
+			if listenerKinds[i].marked {
+				r, err := s.AcceptedResult(fdOf(sc), addrPort(sc.LocalAddr()), addrPort(sc.RemoteAddr()))
 				if err != nil || !r.Marked || r.Received {
 					b.Fatalf("%+v %v", r, err)
 				}

@@ -45,7 +45,7 @@ func TestSYNACKNoSpace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cr, sr := resultOf(t, s, c), resultOf(t, s, sc)
+	cr, sr := resultOf(t, s, c), acceptedOf(t, s, sc, true)
 	key := addrPort(c.LocalAddr())
 	exchange(t, c, sc, false)
 	f := flows(capture.Stop(), map[uint16]bool{uint16(port): true})[key]

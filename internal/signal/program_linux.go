@@ -94,6 +94,7 @@ const (
 //	4  flags  u32: the socket's final mark word (header: non-zero = poisoned)
 //	8  netns  u64: network namespace cookie
 //	16 ports  u32: local port << 16 | remote port, host order; 0 = empty
+//	20 live   u32: sockets published in this slot and not yet closed
 //	24 remote [16]byte: IPv6 or IPv4-mapped address
 //	40 local  [16]byte
 const (
@@ -108,6 +109,7 @@ const (
 	slotFlags  = 4
 	slotNetns  = 8
 	slotPorts  = 16
+	slotLive   = 20
 	slotRemote = 24
 	slotLocal  = 40
 )
@@ -179,11 +181,14 @@ var maxChildren uint32 = 1 << 15
 //	WRITE_HDR_OPT, SYN-ACK: write the option only when the record says echo.
 //	ACTIVE_ESTABLISHED (marked client): received = the SYN-ACK carries the option;
 //	  set resultDone, disable WRITE_HDR_OPT callbacks.
-//	PASSIVE_ESTABLISHED (child with the inherited WRITE_HDR_OPT flag): received = the
+//	PASSIVE_ESTABLISHED (child with the inherited WRITE_HDR_OPT flag): a saved SYN
+//	  without the option (a plain client) only disables the WRITE_HDR_OPT callbacks:
+//	  nothing is stored, and "no record" is the answer. Otherwise received = the
 //	  saved SYN carries it (no saved SYN → resultUnknown); sent = a record says echo;
 //	  delete the record; store the word in the children map under the socket cookie,
-//	  or, if that fails, in the child's socket storage, created now; disable
-//	  WRITE_HDR_OPT callbacks. STATE at TCP_CLOSE deletes the children entry.
+//	  or, if that fails, in the child's socket storage, created now; publish it in
+//	  the results cache; trade WRITE_HDR_OPT for STATE callbacks. STATE at TCP_CLOSE
+//	  deletes the children entry and releases the results slot.
 func collectionSpec() *ebpf.CollectionSpec {
 	u32 := &btf.Int{Name: "__u32", Size: 4}
 	return &ebpf.CollectionSpec{
@@ -405,19 +410,40 @@ func (b *builder) claimSlot(fail string) {
 	)
 }
 
+// poison emits the poisoning of the whole results cache: Go then asks the kernel for
+// every result. It clobbers R0-R5.
+func (b *builder) poison() {
+	skip := b.label("poison")
+	b.emit(
+		asm.StoreImm(asm.RFP, stkScratch, 0, asm.Word),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(mapResults),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stkScratch),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, skip),
+		asm.StoreImm(asm.R0, slotFlags, 1, asm.Word),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol(skip),
+	)
+	b.count(ctrCachePoisoned)
+}
+
 // writeSlot emits the publication of R8, the socket's final mark word, in its
-// results slot. A slot another CPU is writing is left alone: it will then hold
-// another socket's ports, and Go asks the kernel instead.
+// results slot, and counts the socket in the slot's live count until it closes.
+// A slot that cannot be claimed poisons the cache: Go reads "no live socket in
+// this slot" as "no record" for an accepted socket, so no publication may be lost.
 func (b *builder) writeSlot() {
-	skip, v6, addrs := b.label("slot_skip"), b.label("slot_v6"), b.label("slot_release")
+	fail, skip, v6, addrs := b.label("slot_fail"), b.label("slot_skip"), b.label("slot_v6"), b.label("slot_release")
 	b.emit(
 		asm.Mov.Reg(asm.R1, asm.R6),
 		asm.FnGetNetnsCookie.Call(),
 		asm.StoreMem(asm.RFP, stkRecord, asm.R0, asm.DWord),
 	)
-	b.slotLookup(skip)
-	b.claimSlot(skip)
+	b.slotLookup(fail)
+	b.claimSlot(fail)
 	b.emit(
+		asm.LoadMem(asm.R1, asm.R9, slotLive, asm.Word),
+		asm.Add.Imm(asm.R1, 1),
+		asm.StoreMem(asm.R9, slotLive, asm.R1, asm.Word),
 		asm.StoreMem(asm.R9, slotFlags, asm.R8, asm.Word),
 		asm.LoadMem(asm.R1, asm.RFP, stkRecord, asm.DWord),
 		asm.StoreMem(asm.R9, slotNetns, asm.R1, asm.DWord),
@@ -450,8 +476,11 @@ func (b *builder) writeSlot() {
 	b.emit(
 		asm.Mov.Imm(asm.R1, 1).WithSymbol(addrs),
 		asm.FetchAdd.Mem(asm.R9, asm.R1, asm.Word, slotSeq),
-		asm.Mov.Imm(asm.R0, 0).WithSymbol(skip),
+		asm.Ja.Label(skip),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol(fail),
 	)
+	b.poison()
+	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol(skip))
 }
 
 // program returns the sock_ops program described at collectionSpec.
@@ -671,7 +700,7 @@ func program() asm.Instructions {
 	b.loadOption(loadHdrOptTCPSYN)
 	b.emit(
 		asm.JEq.Imm(asm.R0, 6, "passive_received"),
-		asm.JEq.Imm(asm.R0, -errnoENOMSG, "passive_store"),
+		asm.JEq.Imm(asm.R0, -errnoENOMSG, "passive_plain"),
 		asm.JEq.Imm(asm.R0, -errnoENOENT, "passive_unknown"),
 	)
 	b.count(ctrErrLoad)
@@ -734,6 +763,11 @@ func program() asm.Instructions {
 	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("passive_fastopen"))
 	b.setCbFlags(cbFlagState, 0)
 	b.emit(asm.Ja.Label("ok"))
+	// A plain client (the saved SYN has no option): nothing to record, nothing to
+	// undo at close. Go reads the absence of a record, after accept, as "plain".
+	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("passive_plain"))
+	b.setCbFlags(0, cbFlagWriteHdrOpt)
+	b.emit(asm.Ja.Label("ok"))
 
 	// STATE: a marked, established socket closes; its slot, if it still holds this
 	// socket's ports, is emptied so that no later connection with the same 4-tuple can
@@ -742,6 +776,10 @@ func program() asm.Instructions {
 	b.emit(
 		asm.LoadMem(asm.R2, asm.R6, ctxArgs1, asm.Word).WithSymbol("state"),
 		asm.JNE.Imm(asm.R2, tcpStateClose, "ok"),
+		// Once per publication: a socket that is closed again (from TCP_CLOSE) has
+		// been released already.
+		asm.LoadMem(asm.R2, asm.R6, ctxArgs0, asm.Word),
+		asm.JEq.Imm(asm.R2, tcpStateClose, "ok"),
 		// A server child's entry in the children map goes with it. Sockets with
 		// storage (clients, children stored there) have no entry.
 		asm.LoadMem(asm.R2, asm.R6, ctxSk, asm.DWord),
@@ -760,25 +798,23 @@ func program() asm.Instructions {
 		asm.FnMapDeleteElem.Call(),
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("state_slot"),
 	)
-	b.slotLookup("poison")
-	b.claimSlot("poison")
+	b.slotLookup("state_poison")
+	b.claimSlot("state_poison")
 	b.emit(
-		asm.LoadMem(asm.R3, asm.R9, slotPorts, asm.Word),
+		asm.LoadMem(asm.R1, asm.R9, slotLive, asm.Word),
+		asm.JEq.Imm(asm.R1, 0, "state_ports"),
+		asm.Sub.Imm(asm.R1, 1),
+		asm.StoreMem(asm.R9, slotLive, asm.R1, asm.Word),
+		asm.LoadMem(asm.R3, asm.R9, slotPorts, asm.Word).WithSymbol("state_ports"),
 		asm.LoadMem(asm.R2, asm.RFP, stkScratch-4, asm.Word), // this socket's ports
 		asm.JNE.Reg(asm.R3, asm.R2, "state_release"),
 		asm.StoreImm(asm.R9, slotPorts, 0, asm.Word),
 		asm.Mov.Imm(asm.R1, 1).WithSymbol("state_release"),
 		asm.FetchAdd.Mem(asm.R9, asm.R1, asm.Word, slotSeq),
 		asm.Ja.Label("ok"),
-		asm.StoreImm(asm.RFP, stkScratch, 0, asm.Word).WithSymbol("poison"),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(mapResults),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stkScratch),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "ok"),
-		asm.StoreImm(asm.R0, slotFlags, 1, asm.Word),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol("state_poison"),
 	)
-	b.count(ctrCachePoisoned)
+	b.poison()
 	b.emit(asm.Ja.Label("ok"))
 	return b.insns
 }

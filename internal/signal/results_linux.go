@@ -11,15 +11,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The results cache: the program publishes each marked socket's final mark word in a
-// BPF_F_MMAPABLE array slot chosen by hashing its 4-tuple, under a sequence lock,
-// and empties the slot when the socket closes. ResultAddr reads it from shared memory
-// and trusts it only when the sequence was stable and even, the slot names exactly
-// this socket's ports, addresses and network namespace, and the cache is not
+// The results cache: the program publishes each recorded socket's final mark word in
+// a BPF_F_MMAPABLE array slot chosen by hashing its 4-tuple, under a sequence lock,
+// counts it in the slot's live count, and, when the socket closes, uncounts it and
+// empties the slot if it still names the socket. ResultAddr reads it from shared
+// memory and trusts it only when the sequence was stable and even, the slot names
+// exactly this socket's ports, addresses and network namespace, and the cache is not
 // poisoned; anything else is answered by the kernel (Result). A slot that matches is
 // this socket's own: a 4-tuple belongs to one socket of a namespace at a time, a
 // closed socket's slot is emptied before its 4-tuple can be reused (or the cache is
 // poisoned), and the program writes the slot before connect or accept returns.
+//
+// Plain clients of a marked listener are not recorded at all (that is what keeps
+// them as cheap as clients of any listener). AcceptedResult therefore also trusts
+// an absence: a slot that names another socket and counts no live one proves that
+// no recorded socket hashes there, so this one was not recorded, provided its
+// PASSIVE_ESTABLISHED callback has run. It has by the time anyone reads: the kernel
+// queues a child for accept while holding its socket spinlock and runs that
+// callback before releasing it, and the net package's accept sets TCP_NODELAY on
+// every accepted socket (net.newTCPConn), a setsockopt that takes the socket lock
+// (net/ipv4/tcp.c, do_tcp_setsockopt) and so waits for the callback to finish.
+// A publication that could not claim its slot poisons the cache, so a lost write
+// can never read as an absence.
 
 // mapSlots maps the results array read-only.
 func mapSlots(fd int) ([]byte, error) {
@@ -53,30 +66,46 @@ func slotIndex(ports uint32, remote, local *[16]byte) int {
 	return int((h*slotHash)>>(32-slotBits)) + 1
 }
 
-// cached returns the cached Result of the socket with these addresses, and whether
-// the cache could answer.
-func (s *Signaller) cached(local, remote netip.AddrPort) (Result, bool) {
+// What the results cache knows of a socket.
+type cacheAnswer int
+
+const (
+	cacheUnknown cacheAnswer = iota // ask the kernel
+	cacheHit                        // the slot holds the socket's word
+	cacheAbsent                     // no live recorded socket hashes to the slot
+)
+
+// cached returns the cached Result of the socket with these addresses, and what the
+// cache could answer.
+func (s *Signaller) cached(local, remote netip.AddrPort) (Result, cacheAnswer) {
 	if s.slots == nil || s.word(slotFlags) != 0 { // no cache, or poisoned
-		return Result{}, false
+		return Result{}, cacheUnknown
 	}
 	ports := uint32(local.Port())<<16 | uint32(remote.Port())
 	ra, la := remote.Addr().As16(), local.Addr().As16()
 	base := slotIndex(ports, &ra, &la) * slotSize
 	seq := s.word(base + slotSeq)
 	if seq&1 != 0 {
-		return Result{}, false
+		return Result{}, cacheUnknown
 	}
 	flags := s.word(base + slotFlags)
+	live := s.word(base + slotLive)
 	netns := atomic.LoadUint64((*uint64)(unsafe.Pointer(&s.slots[base+slotNetns])))
 	ok := s.word(base+slotPorts) == ports && netns == s.netns
 	for i := 0; i < 16; i += 4 {
 		ok = ok && s.word(base+slotRemote+i) == binary.NativeEndian.Uint32(ra[i:]) &&
 			s.word(base+slotLocal+i) == binary.NativeEndian.Uint32(la[i:])
 	}
-	if !ok || s.word(base+slotSeq) != seq {
-		return Result{}, false
+	if s.word(base+slotSeq) != seq {
+		return Result{}, cacheUnknown
 	}
-	return decode(flags), true
+	switch {
+	case ok:
+		return decode(flags), cacheHit
+	case live == 0:
+		return Result{}, cacheAbsent
+	}
+	return Result{}, cacheUnknown
 }
 
 // ResultAddr is [Signaller.Result] for a connected socket whose local and remote
@@ -85,11 +114,39 @@ func (s *Signaller) cached(local, remote netip.AddrPort) (Result, bool) {
 // provably this socket's, and asks the kernel otherwise. It reports the same Result
 // as Result(fd).
 func (s *Signaller) ResultAddr(fd int, local, remote netip.AddrPort) (Result, error) {
-	if r, ok := s.cached(local, remote); ok {
+	if r, a := s.cached(local, remote); a == cacheHit {
 		s.cacheHits.Add(1)
 		return r, nil
 	}
 	return s.Result(fd)
+}
+
+// plainChild is the Result of a marked listener's child that the program did not
+// record: its client's SYN did not carry the option.
+var plainChild = Result{Marked: true}
+
+// AcceptedResult is [Signaller.ResultAddr] for a socket accepted, by the net
+// package, from a listener this process marked: a plain client, which the program
+// does not record, reports Marked with Sent and Received false. It needs no system
+// call when the results cache holds the socket's word or proves it holds none,
+// which is nearly always. It relies on net's accept having taken the socket's lock
+// (see the results cache above); a socket accepted by other means must have been
+// through a setsockopt first.
+func (s *Signaller) AcceptedResult(fd int, local, remote netip.AddrPort) (Result, error) {
+	r, a := s.cached(local, remote)
+	switch a {
+	case cacheHit:
+		s.cacheHits.Add(1)
+		return r, nil
+	case cacheAbsent:
+		s.cacheHits.Add(1)
+		return plainChild, nil
+	}
+	r, err := s.Result(fd)
+	if err == nil && !r.Marked {
+		r = plainChild
+	}
+	return r, err
 }
 
 // poison marks the results cache of the map fd unusable (the program is going away

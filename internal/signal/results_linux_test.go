@@ -3,6 +3,9 @@ package signal
 import (
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/smc-go/smc/internal/testenv"
 )
@@ -20,24 +23,25 @@ func TestCacheClearedOnClose(t *testing.T) {
 	}
 	cl, cr := addrPort(c.LocalAddr()), addrPort(c.RemoteAddr())
 	sl, sr := addrPort(sc.LocalAddr()), addrPort(sc.RemoteAddr())
-	if r, ok := s.cached(cl, cr); !ok || !r.Negotiated() {
-		t.Fatalf("client slot: %+v, %v; want a negotiated answer", r, ok)
+	if r, a := s.cached(cl, cr); a != cacheHit || !r.Negotiated() {
+		t.Fatalf("client slot: %+v, %v; want a negotiated answer", r, a)
 	}
-	if r, ok := s.cached(sl, sr); !ok || !r.Negotiated() {
-		t.Fatalf("server slot: %+v, %v; want a negotiated answer", r, ok)
+	if r, a := s.cached(sl, sr); a != cacheHit || !r.Negotiated() {
+		t.Fatalf("server slot: %+v, %v; want a negotiated answer", r, a)
 	}
 	exchange(t, c, sc, false)
 	// The client's socket reaches TCP_CLOSE when it enters TIME_WAIT, the server's
-	// when its last ACK arrives; give the final ACK a moment.
+	// when its last ACK arrives; give the final ACK a moment. Both slots must then
+	// count no live socket: nothing else in this test's cgroup publishes.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		_, okc := s.cached(cl, cr)
-		_, oks := s.cached(sl, sr)
-		if !okc && !oks {
+		_, ac := s.cached(cl, cr)
+		_, as := s.cached(sl, sr)
+		if ac == cacheAbsent && as == cacheAbsent {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("slots still answer after close: client %v server %v", okc, oks)
+			t.Fatalf("slots after close: client %v server %v; want both absent", ac, as)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -70,17 +74,75 @@ func TestDetachPoisonsCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sc.Close()
-	if r, ok := s.cached(addrPort(c.LocalAddr()), addrPort(c.RemoteAddr())); !ok || !r.Negotiated() {
-		t.Fatalf("before detach: %+v, %v; want a negotiated answer from the cache", r, ok)
+	if r, a := s.cached(addrPort(c.LocalAddr()), addrPort(c.RemoteAddr())); a != cacheHit || !r.Negotiated() {
+		t.Fatalf("before detach: %+v, %v; want a negotiated answer from the cache", r, a)
 	}
 	if err := DetachCgroup(dir); err != nil {
 		t.Fatal(err)
 	}
 	detached = true
-	if _, ok := s.cached(addrPort(c.LocalAddr()), addrPort(c.RemoteAddr())); ok {
-		t.Fatal("the cache still answers after DetachCgroup")
+	if _, a := s.cached(addrPort(c.LocalAddr()), addrPort(c.RemoteAddr())); a != cacheUnknown {
+		t.Fatalf("the cache still answers (%v) after DetachCgroup", a)
+	}
+	if _, a := s.cached(addrPort(sc.LocalAddr()), addrPort(sc.RemoteAddr())); a != cacheUnknown {
+		t.Fatalf("the cache answers %v for an accepted socket after DetachCgroup", a)
 	}
 	if r := resultOf(t, s, c); !r.Negotiated() {
 		t.Errorf("after detach the kernel answers %+v for a negotiated socket", r)
+	}
+}
+
+// TestPlainChildNotRecorded checks that the program records nothing for a plain
+// client of a marked listener (no children-map entry, no results slot: what keeps
+// such clients as cheap as any), that AcceptedResult still reports it exactly
+// (Marked, neither sent nor received) from the cache alone, and that an SMC client
+// of the same listener is recorded and published.
+func TestPlainChildNotRecorded(t *testing.T) {
+	s := selfAttach(t)
+	ln := listen(t, s, "tcp4", "127.0.0.1:0", true, false)
+	for _, smc := range []bool{false, true, false} {
+		c := dial(t, s, "tcp4", ln.Addr().String(), smc, nil)
+		sc, err := ln.AcceptTCP()
+		if err != nil {
+			t.Fatal(err)
+		}
+		local, remote := addrPort(sc.LocalAddr()), addrPort(sc.RemoteAddr())
+		fd := fdOf(sc)
+		raw, err := s.Result(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, a := s.cached(local, remote)
+		hits := s.cacheHits.Load()
+		r, err := s.AcceptedResult(fd, local, remote)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.cacheHits.Load() != hits+1 {
+			t.Errorf("smc=%v: AcceptedResult asked the kernel (cache said %v)", smc, a)
+		}
+		if smc {
+			want := Result{Marked: true, Sent: true, Received: true}
+			if a != cacheHit || raw != want || r != want {
+				t.Errorf("SMC client: cache %v, Result %+v, AcceptedResult %+v; want a hit and %+v", a, raw, r, want)
+			}
+		} else {
+			if a != cacheAbsent || raw != plainChild || r != plainChild {
+				t.Errorf("plain client: cache %v (want absent), Result %+v, AcceptedResult %+v; want %+v", a, raw, r, plainChild)
+			}
+			cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kv := new(struct {
+				cookie uint64
+				word   uint32
+			})
+			kv.cookie = cookie
+			if err := mapLookup(s.children, unsafe.Pointer(&kv.cookie), unsafe.Pointer(&kv.word)); err != unix.ENOENT {
+				t.Errorf("plain client: children-map lookup error %v, want ENOENT (no record)", err)
+			}
+		}
+		exchange(t, c, sc, false)
 	}
 }

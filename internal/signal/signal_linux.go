@@ -178,10 +178,14 @@ func (s *Signaller) Mark(fd int) error {
 }
 
 // Result reports what the handshake of the connected socket fd carried; call it once
-// connect or accept has returned. A socket that was not marked reports the zero
-// Result. It costs one bpf(2) system call for a socket with storage (a marked
-// client), and also getsockopt(SO_COOKIE) and a second bpf(2) for an accepted socket,
-// whose word is in the children map. A marked socket whose handshake the program did not see (the mark was set
+// connect or accept has returned (for an accepted socket: see
+// [Signaller.AcceptedResult] for the lock this relies on). A socket that was not
+// marked reports the zero Result. It costs one bpf(2) system call for a socket with
+// storage (a marked client), and also getsockopt(SO_COOKIE) and a second bpf(2) for
+// an accepted socket, whose word is in the children map; an accepted socket with no
+// record is a plain client of a marked listener (Marked, neither sent nor received)
+// when it inherited TCP_SAVE_SYN, which marked listeners set (one more getsockopt),
+// and a socket never marked otherwise. A marked socket whose handshake the program did not see (the mark was set
 // too late, or the socket is MPTCP) reports Marked with Sent and Received false, never
 // a "yes" the wire did not carry.
 func (s *Signaller) Result(fd int) (Result, error) {
@@ -217,6 +221,12 @@ func (s *Signaller) childResult(fd int) (Result, error) {
 	kv.cookie = cookie
 	err = mapLookup(s.children, unsafe.Pointer(&kv.cookie), unsafe.Pointer(&kv.word))
 	if err == unix.ENOENT {
+		// The program records no plain client of a marked listener. Such a child
+		// inherited its listener's TCP_SAVE_SYN; a listener this process did not
+		// mark has it only if someone set it by hand.
+		if v, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_SAVE_SYN); err == nil && v != 0 {
+			return plainChild, nil
+		}
 		return Result{}, nil
 	}
 	if err != nil {

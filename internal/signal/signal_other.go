@@ -43,3 +43,8 @@ func Probe() Report { return Report{Err: errOther} }
 func (s *Signaller) ResultAddr(fd int, local, remote netip.AddrPort) (Result, error) {
 	return Result{}, errOther
 }
+
+// AcceptedResult reports that signalling needs Linux.
+func (s *Signaller) AcceptedResult(fd int, local, remote netip.AddrPort) (Result, error) {
+	return Result{}, errOther
+}

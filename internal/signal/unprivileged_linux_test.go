@@ -87,7 +87,7 @@ func unprivilegedChild() error {
 		if err != nil {
 			return err
 		}
-		cr, sr := resultOf(t, s, c), resultOf(t, s, sc)
+		cr, sr := resultOf(t, s, c), acceptedOf(t, s, sc, tc.server)
 		exchange(t, c, sc, false)
 		ln.Close()
 		both := tc.client && tc.server
