@@ -1,6 +1,8 @@
 package signal
 
 import (
+	"context"
+	"net"
 	"testing"
 	"time"
 	"unsafe"
@@ -144,5 +146,36 @@ func TestPlainChildNotRecorded(t *testing.T) {
 			}
 		}
 		exchange(t, c, sc, false)
+	}
+}
+
+// TestNetAcceptLocksSocket checks what AcceptedResult's proof of absence relies on:
+// the net package's accept sets TCP_NODELAY on every accepted socket, whatever the
+// listener's keep-alive settings, and that setsockopt takes the socket lock (which
+// the kernel holds from queueing the child until its ESTABLISHED callback is done).
+// If net stopped doing so, the root package would have to take the lock itself.
+func TestNetAcceptLocksSocket(t *testing.T) {
+	for _, keepAlive := range []time.Duration{0, -1} {
+		lc := net.ListenConfig{KeepAlive: keepAlive}
+		lc.SetMultipathTCP(false)
+		ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := unix.GetsockoptInt(fdOf(sc.(*net.TCPConn)), unix.IPPROTO_TCP, unix.TCP_NODELAY)
+		if err != nil || v == 0 {
+			t.Errorf("keep-alive %v: accepted socket TCP_NODELAY = %d (%v); want it set by net's accept", keepAlive, v, err)
+		}
+		sc.Close()
+		c.Close()
+		ln.Close()
 	}
 }
