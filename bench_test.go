@@ -2,7 +2,10 @@ package smc
 
 import (
 	"io"
+	"net"
+	"slices"
 	"testing"
+	"time"
 )
 
 // BenchmarkShortConn measures one short connection per op (connect, 1 KiB request,
@@ -61,4 +64,80 @@ func benchShort(b *testing.B, listen listenFunc, dial dialFunc) {
 		}
 		c.Close()
 	}
+}
+
+// BenchmarkDialCost measures what smc.Dialer costs a client of a plain server once
+// the negative cache knows it (the fallback case of the nginx-client benchmark):
+// every op dials the same plain listener with a net.Dialer and with an smc.Dialer,
+// both with a Timeout, and with a second net.Dialer (the A/A control), in rotating
+// order, and closes each connection. It reports each dialer's median wall time per
+// dial and its median paired difference to the first net.Dialer.
+func BenchmarkDialCost(b *testing.B) {
+	ln, err := listenNet()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	addr := ln.Addr().String()
+	nd := net.Dialer{Timeout: 10 * time.Second}
+	sd := Dialer{Timeout: 10 * time.Second}
+	if c, err := sd.Dial("tcp", addr); err == nil { // teach the negative cache
+		c.Close()
+	}
+	// A second net.Dialer is the A/A control: its difference to the first is the
+	// noise floor.
+	nd2 := nd
+	names := []string{"net", "smc", "net-control"}
+	dials := []func(string, string) (net.Conn, error){nd.Dial, sd.Dial, nd2.Dial}
+	samples := make([][]time.Duration, len(dials))
+	n := 0
+	for b.Loop() {
+		for j := range dials {
+			i := (j + n) % len(dials)
+			t0 := time.Now()
+			c, err := dials[i]("tcp", addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			samples[i] = append(samples[i], time.Since(t0))
+			c.Close()
+		}
+		n++
+	}
+	if st := State(mustDial(b, sd, addr)); st.Fallback != ReasonNotOffered && SignallingError() == nil {
+		b.Fatalf("smc.Dialer still offers SMC to a known plain server: %+v", st)
+	}
+	med := func(d []time.Duration) float64 {
+		d = slices.Clone(d)
+		slices.Sort(d)
+		return float64(d[len(d)/2])
+	}
+	for i, name := range names {
+		diff := make([]time.Duration, len(samples[i]))
+		for j := range diff {
+			diff[j] = samples[i][j] - samples[0][j]
+		}
+		b.ReportMetric(med(samples[i]), name+"-ns")
+		if i > 0 {
+			b.ReportMetric(med(diff), name+"-diff-ns")
+		}
+	}
+}
+
+func mustDial(b *testing.B, d Dialer, addr string) net.Conn {
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
 }

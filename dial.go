@@ -52,12 +52,6 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 	if err := checkNetwork(network); err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 	}
-	if dl := d.deadline(); !dl.IsZero() {
-		// Timeout and Deadline bound the SMC handshake too, as tls.Dialer's do.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, dl)
-		defer cancel()
-	}
 	nd := d.netDialer()
 	s, err := signalling()
 	if err != nil {
@@ -67,8 +61,15 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 	if dst, err := netip.ParseAddrPort(address); err == nil && !policy.OfferDial(dst) {
 		// A literal destination that is not offered SMC (by policy, or the negative
 		// cache once it knows a plain peer) takes the plain net.Dialer path: no hook,
-		// no mark, no record to read.
+		// no mark, no record to read, and no context of ours (net.Dialer applies
+		// Timeout and Deadline itself).
 		return nd.DialContext(ctx, network, address)
+	}
+	if dl := d.deadline(); !dl.IsZero() {
+		// Timeout and Deadline bound the SMC handshake too, as tls.Dialer's do.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl)
+		defer cancel()
 	}
 	// The sock_ops program sees only an MPTCP socket's subflows, so a socket that
 	// offers SMC is plain TCP (net.Dialer uses MPTCP only when GODEBUG asks).
