@@ -13,9 +13,11 @@
 // from Go by the socket's fd. [Signaller.Mark] sets the "marked" bit before connect or
 // listen. Accepted sockets get no storage (cloning it into every child costs an
 // allocation and an RCU free per connection, plain clients included): a child knows
-// its listener was marked from the WRITE_HDR_OPT callback flag it inherits, and its
-// word goes into a preallocated hash map keyed by its socket cookie ("children"),
-// or, when that map is full, into socket storage created for it. The callbacks:
+// its listener was marked from the WRITE_HDR_OPT callback flag it inherits. A child
+// whose client did not advertise SMC is recorded nowhere, so that a marked listener
+// costs its plain clients as little as possible; the word of any other child goes
+// into a preallocated hash map keyed by its socket cookie ("children"), or, when
+// that map is full, into socket storage created for it. The callbacks:
 //
 //   - TCP_CONNECT of a marked socket enables the header-option callbacks; the SYN
 //     then gets the option (HDR_OPT_LEN reserves, WRITE_HDR_OPT writes and sets
@@ -31,12 +33,14 @@
 //     when both the reservation and the record succeeded; retransmitted SYN-ACKs
 //     follow the record; a failed write turns the record to "no echo".
 //   - ACTIVE_ESTABLISHED (client): "received" is whether the SYN-ACK carries the
-//     option. PASSIVE_ESTABLISHED (server child): "received" is whether the saved SYN
-//     carries it, "sent" is whether the record says echo; the record is deleted; the
-//     word is stored in the children map (or created storage). Both set "done",
-//     publish the word in the results cache (below) and trade the header-option
-//     callbacks for the STATE callback, which runs only on state changes: data
-//     packets cost nothing. At TCP_CLOSE a child's children-map entry is deleted.
+//     option. PASSIVE_ESTABLISHED (server child): a saved SYN without the option (a
+//     plain client) only turns the header-option callbacks off; otherwise "received"
+//     is whether the saved SYN carries it, "sent" is whether the record says echo;
+//     the record is deleted; the word is stored in the children map (or created
+//     storage). Recorded sockets get "done", have their word published in the
+//     results cache (below) and trade the header-option callbacks for the STATE
+//     callback, which runs only on state changes: data packets cost nothing. At
+//     TCP_CLOSE a child's children-map entry is deleted.
 //
 // Errors are counted in an array map ([Signaller.Stats], smc probe): err_reserve
 // counts -ENOSPC from bpf_reserve_hdr_opt, err_record a full record table, and so on.
@@ -56,7 +60,14 @@
 // program never saw (set after connect, or on an MPTCP socket whose subflows it cannot
 // see) reports Sent and Received false. An accepted socket of a marked listener
 // reports Marked: [Signaller.Result] reads its word from the children map by socket
-// cookie (SO_COOKIE) when it has no storage. Client "sent" means at least one SYN
+// cookie (SO_COOKIE) when it has no storage, and reports a child with no record at
+// all as a plain client when it inherited its listener's TCP_SAVE_SYN;
+// [Signaller.AcceptedResult], told that the listener was marked, proves the same
+// from the results cache. "No record" means "plain client" only once the child's
+// PASSIVE_ESTABLISHED callback has run: the kernel queues a child for accept while
+// holding its socket spinlock and runs the callback before releasing it, and the
+// net package's accept sets TCP_NODELAY, which takes that lock, before it returns
+// the connection (TestNetAcceptLocksSocket). Client "sent" means at least one SYN
 // transmission carried the option.
 //
 // The residual cases, counted rather than hidden: a SYN-ACK write failing after an
@@ -92,25 +103,31 @@
 // # The results cache
 //
 // [Signaller.Result] costs one bpf(2) system call. [Signaller.ResultAddr] answers
-// from memory instead: in each ESTABLISHED callback of a marked socket the program
+// from memory instead: in each ESTABLISHED callback of a recorded socket the program
 // also publishes the final word in a BPF_F_MMAPABLE array slot chosen by hashing the
 // 4-tuple, under a sequence lock claimed with compare-and-swap, with the ports,
-// both addresses (IPv4 as IPv4-mapped) and the network namespace cookie; it enables
-// the socket's STATE callback and, when the socket reaches TCP_CLOSE, empties the
-// slot if it still holds the socket's ports. Go maps the array read-only and takes an
-// answer only if the sequence was even and unchanged across the read, the slot names
-// exactly the socket's addresses and this process's namespace, and the cache is not
-// poisoned; anything else goes to the kernel. Why a matching slot is the socket's
-// own: a 4-tuple belongs to one socket of a namespace at a time; the slot was written
+// both addresses (IPv4 as IPv4-mapped) and the network namespace cookie, and adds
+// one to the slot's count of live recorded sockets; it enables the socket's STATE
+// callback and, when the socket reaches TCP_CLOSE (once: a close from TCP_CLOSE is
+// ignored), takes one off the count and empties the slot if it still holds the
+// socket's ports. Go maps the array read-only and takes an answer only if the
+// sequence was even and unchanged across the read, the slot names exactly the
+// socket's addresses and this process's namespace, and the cache is not poisoned;
+// anything else goes to the kernel. Why a matching slot is the socket's own: a
+// 4-tuple belongs to one socket of a namespace at a time; the slot was written
 // before connect or accept returned; a slot written by an earlier socket with the
 // same 4-tuple was emptied when that socket closed, before the 4-tuple could be used
 // again, or, if the slot could not be claimed then, the whole cache was poisoned
-// (counter cache_poisoned). DetachCgroup poisons it too, because processes keep the
-// mapped cache while no program empties slots any more. A collision only sends a
-// reader to the kernel. What this relies on: no other sock_ops program clears our
-// STATE callback flag, and prepared cgroups are detached with [DetachCgroup] (smc
-// attach --detach), not by deleting the pins. Mapping needs a read-write open of the
-// pinned map, so the members of AttachOptions.Group form one trust domain.
+// (counter cache_poisoned). For an accepted socket of a marked listener,
+// AcceptedResult also takes a slot that names another socket and counts none live
+// as proof that the socket was not recorded: a publication that cannot claim its
+// slot poisons the cache too, so none is ever missing from a count. DetachCgroup
+// poisons the cache, because processes keep the mapped cache while no program
+// empties slots any more. A collision only sends a reader to the kernel. What this
+// relies on: no other sock_ops program clears our STATE callback flag, and prepared
+// cgroups are detached with [DetachCgroup] (smc attach --detach), not by deleting
+// the pins. Mapping needs a read-write open of the pinned map, so the members of
+// AttachOptions.Group form one trust domain.
 //
 // Records of SYN-ACKs whose connection never completes are swept by every Signaller
 // that may write the records map once a minute when older than ten minutes, far
@@ -129,13 +146,15 @@
 //     socket's storage). Result: one bpf(BPF_MAP_LOOKUP_ELEM), about 1.2 us for a
 //     socket with storage; an accepted socket (or one never marked) also costs
 //     getsockopt(SO_COOKIE) and a children-map lookup, about 2.6 us in all.
-//     ResultAddr from the cache: about 33 ns; for a socket never marked it has no
-//     slot and costs the system calls, so call it only for marked sockets.
-//   - A plain client of a marked listener costs about 1.7 us more per loopback
-//     connection than one of an unmarked listener (BenchmarkListenerCost, 43.6 us
-//     per connection: 4%; it was 2.4 us while children got cloned storage, of
-//     which the clone and its free were 1.1 us). TCP_SAVE_SYN alone costs nothing
-//     measurable. A marked client against an unmarked listener costs the program
+//     ResultAddr and AcceptedResult from the cache: about 33 ns; for a socket never
+//     marked there is no slot and ResultAddr costs the system calls, so call it
+//     only for marked sockets.
+//   - A plain client of a marked listener costs about 1.2 us more per loopback
+//     connection than one of an unmarked listener, AcceptedResult included
+//     (BenchmarkListenerCost, about 55 us per connection: 2%); in the same run it
+//     was 2.7 us while such clients were recorded like SMC ones (children map,
+//     results slot, STATE callbacks), and 2.4 us earlier while children got cloned
+//     storage. TCP_SAVE_SYN alone costs nothing measurable. A marked client against an unmarked listener costs the program
 //     about 0.8 us plus Mark. A negotiated connection costs the program about
 //     3.8 us (both ends).
 package signal
