@@ -28,6 +28,9 @@ type signaller interface {
 	// accepted is result for a socket that net's Accept returned from a marked
 	// listener, whose plain clients have no record.
 	accepted(fd int, local, remote netip.AddrPort) (sigResult, error)
+	// cached answers result (accepted false) or accepted (true) without the
+	// socket's file descriptor, and reports whether it could.
+	cached(local, remote netip.AddrPort, accepted bool) (sigResult, bool)
 	close() error
 }
 
@@ -63,20 +66,34 @@ func markRaw(s signaller, c syscall.RawConn) error {
 
 // resultOf reads what the handshake of c, a marked client, carried.
 func resultOf(s signaller, c *net.TCPConn) (sigResult, error) {
-	return readResult(c, s.result)
+	return readResult(s, c, false)
 }
 
 // acceptedOf reads what the handshake of c, accepted from a marked listener, carried.
 func acceptedOf(s signaller, c *net.TCPConn) (sigResult, error) {
-	return readResult(c, s.accepted)
+	return readResult(s, c, true)
 }
 
-func readResult(c *net.TCPConn, read func(fd int, local, remote netip.AddrPort) (sigResult, error)) (sigResult, error) {
+// readResult asks the results cache first, which needs only c's addresses, and
+// the kernel, through c's file descriptor, when the cache cannot answer.
+func readResult(s signaller, c *net.TCPConn, accepted bool) (sigResult, error) {
+	la, lok := c.LocalAddr().(*net.TCPAddr)
+	ra, rok := c.RemoteAddr().(*net.TCPAddr)
+	if !lok || !rok {
+		return sigResult{}, syscall.EINVAL // a nil *net.TCPConn
+	}
+	local, remote := la.AddrPort(), ra.AddrPort()
+	if r, ok := s.cached(local, remote, accepted); ok {
+		return r, nil
+	}
+	read := s.result
+	if accepted {
+		read = s.accepted
+	}
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return sigResult{}, err
 	}
-	local, remote := c.LocalAddr().(*net.TCPAddr).AddrPort(), c.RemoteAddr().(*net.TCPAddr).AddrPort()
 	var r sigResult
 	if cerr := rc.Control(func(fd uintptr) { r, err = read(int(fd), local, remote) }); cerr != nil {
 		return sigResult{}, cerr

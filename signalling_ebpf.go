@@ -32,4 +32,9 @@ func (e ebpfSignaller) accepted(fd int, local, remote netip.AddrPort) (sigResult
 	return sigResult{Marked: r.Marked, Sent: r.Sent, Received: r.Received}, err
 }
 
+func (e ebpfSignaller) cached(local, remote netip.AddrPort, accepted bool) (sigResult, bool) {
+	r, ok := e.s.CachedResult(local, remote, accepted)
+	return sigResult{Marked: r.Marked, Sent: r.Sent, Received: r.Received}, ok
+}
+
 func (e ebpfSignaller) close() error { return e.s.Close() }

@@ -114,11 +114,27 @@ func (s *Signaller) cached(local, remote netip.AddrPort) (Result, cacheAnswer) {
 // provably this socket's, and asks the kernel otherwise. It reports the same Result
 // as Result(fd).
 func (s *Signaller) ResultAddr(fd int, local, remote netip.AddrPort) (Result, error) {
-	if r, a := s.cached(local, remote); a == cacheHit {
-		s.cacheHits.Add(1)
+	if r, ok := s.CachedResult(local, remote, false); ok {
 		return r, nil
 	}
 	return s.Result(fd)
+}
+
+// CachedResult is the part of [Signaller.ResultAddr] (accepted false) or
+// [Signaller.AcceptedResult] (accepted true) that needs no file descriptor: the
+// Result the results cache proves for the socket with these addresses, and whether
+// it could. When it cannot, ask ResultAddr or AcceptedResult.
+func (s *Signaller) CachedResult(local, remote netip.AddrPort, accepted bool) (Result, bool) {
+	r, a := s.cached(local, remote)
+	switch {
+	case a == cacheHit:
+	case a == cacheAbsent && accepted:
+		r = plainChild
+	default:
+		return Result{}, false
+	}
+	s.cacheHits.Add(1)
+	return r, true
 }
 
 // plainChild is the Result of a marked listener's child that the program did not
@@ -133,14 +149,8 @@ var plainChild = Result{Marked: true}
 // (see the results cache above); a socket accepted by other means must have been
 // through a setsockopt first.
 func (s *Signaller) AcceptedResult(fd int, local, remote netip.AddrPort) (Result, error) {
-	r, a := s.cached(local, remote)
-	switch a {
-	case cacheHit:
-		s.cacheHits.Add(1)
+	if r, ok := s.CachedResult(local, remote, true); ok {
 		return r, nil
-	case cacheAbsent:
-		s.cacheHits.Add(1)
-		return plainChild, nil
 	}
 	r, err := s.Result(fd)
 	if err == nil && !r.Marked {

@@ -48,3 +48,8 @@ func (s *Signaller) ResultAddr(fd int, local, remote netip.AddrPort) (Result, er
 func (s *Signaller) AcceptedResult(fd int, local, remote netip.AddrPort) (Result, error) {
 	return Result{}, errOther
 }
+
+// CachedResult reports that nothing is cached on other operating systems.
+func (s *Signaller) CachedResult(local, remote netip.AddrPort, accepted bool) (Result, bool) {
+	return Result{}, false
+}
