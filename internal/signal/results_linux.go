@@ -102,7 +102,7 @@ func (s *Signaller) cached(local, remote netip.AddrPort) (Result, cacheAnswer) {
 	switch {
 	case ok:
 		return decode(flags), cacheHit
-	case live == 0:
+	case live == 0 && s.word(slotHdrVersion) == cacheLayout:
 		return Result{}, cacheAbsent
 	}
 	return Result{}, cacheUnknown
@@ -157,6 +157,23 @@ func (s *Signaller) AcceptedResult(fd int, local, remote netip.AddrPort) (Result
 		r = plainChild
 	}
 	return r, err
+}
+
+// cacheLayout is written into the results cache's header when the maps are created,
+// before any program runs. Version 2 slots count their live sockets; a cache
+// without it (maps pinned by an older smc attach, whose program keeps no count)
+// answers only hits, never an absence.
+const (
+	cacheLayout    = 2
+	slotHdrVersion = 8 // header slot: offset of the layout version
+)
+
+// stampLayout writes cacheLayout into the header of the results map fd.
+func stampLayout(fd int) error {
+	b := make([]byte, slotSize)
+	binary.NativeEndian.PutUint32(b[slotHdrVersion:], cacheLayout)
+	var key uint32
+	return mapUpdate(fd, unsafe.Pointer(&key), unsafe.Pointer(&b[0]))
 }
 
 // poison marks the results cache of the map fd unusable (the program is going away

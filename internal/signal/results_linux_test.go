@@ -179,3 +179,32 @@ func TestNetAcceptLocksSocket(t *testing.T) {
 		ln.Close()
 	}
 }
+
+// TestOldCacheLayout checks that a results cache without the layout stamp (maps
+// pinned by an older smc attach, whose program keeps no live counts) never answers
+// "absent": AcceptedResult then asks the kernel, and still gets it right.
+func TestOldCacheLayout(t *testing.T) {
+	s := selfAttach(t)
+	ln := listen(t, s, "tcp4", "127.0.0.1:0", true, false)
+	c := dial(t, s, "tcp4", ln.Addr().String(), false, nil)
+	sc, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exchange(t, c, sc, false)
+	local, remote := addrPort(sc.LocalAddr()), addrPort(sc.RemoteAddr())
+	if _, a := s.cached(local, remote); a != cacheAbsent {
+		t.Fatalf("stamped cache: %v, want absent", a)
+	}
+	hdr := make([]byte, slotSize) // an unstamped, unpoisoned header
+	var key uint32
+	if err := mapUpdate(s.coll.Maps[mapResults].FD(), unsafe.Pointer(&key), unsafe.Pointer(&hdr[0])); err != nil {
+		t.Fatal(err)
+	}
+	if _, a := s.cached(local, remote); a != cacheUnknown {
+		t.Errorf("unstamped cache: %v, want unknown", a)
+	}
+	if r := acceptedOf(t, s, sc, true); r != plainChild {
+		t.Errorf("unstamped cache: AcceptedResult %+v, want %+v", r, plainChild)
+	}
+}

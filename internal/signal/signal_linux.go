@@ -123,6 +123,10 @@ func load() (*ebpf.Collection, error) {
 		}
 		return nil, err
 	}
+	if err := stampLayout(coll.Maps[mapResults].FD()); err != nil {
+		coll.Close()
+		return nil, fmt.Errorf("initialising the results cache: %w", err)
+	}
 	return coll, nil
 }
 
