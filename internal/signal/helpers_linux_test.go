@@ -89,29 +89,11 @@ func dial(t testing.TB, s *Signaller, network, addr string, marked bool, local *
 	return c.(*net.TCPConn)
 }
 
-// resultOf reads c's Result.
+// resultOf reads c's Result: Result (the kernel) and ResultAddr (the cache first)
+// must agree.
 func resultOf(t testing.TB, s *Signaller, c net.Conn) Result {
 	t.Helper()
-	rc, err := c.(syscall.Conn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r, ra Result
-	var errA error
-	local, remote := addrPort(c.LocalAddr()), addrPort(c.RemoteAddr())
-	if cerr := rc.Control(func(fd uintptr) {
-		r, err = s.Result(int(fd))
-		ra, errA = s.ResultAddr(int(fd), local, remote)
-	}); cerr != nil {
-		t.Fatal(cerr)
-	}
-	if err != nil || errA != nil {
-		t.Fatalf("Result: %v; ResultAddr: %v", err, errA)
-	}
-	if ra != r {
-		t.Fatalf("ResultAddr %+v differs from Result %+v (%v -> %v)", ra, r, local, remote)
-	}
-	return r
+	return readBoth(t, s, c, "ResultAddr", s.ResultAddr, func(r Result) Result { return r })
 }
 
 // acceptedOf reads the Result of sc, accepted from a listener that is marked when
@@ -122,27 +104,37 @@ func acceptedOf(t testing.TB, s *Signaller, sc net.Conn, marked bool) Result {
 	if !marked {
 		return resultOf(t, s, sc)
 	}
-	rc, err := sc.(syscall.Conn).SyscallConn()
+	return readBoth(t, s, sc, "AcceptedResult", s.AcceptedResult, func(r Result) Result {
+		if !r.Marked {
+			return plainChild
+		}
+		return r
+	})
+}
+
+// readBoth reads c's Result from the kernel (Result, then normalised by kernel)
+// and with the address-based reader name, and fails unless they agree.
+func readBoth(t testing.TB, s *Signaller, c net.Conn, name string,
+	read func(fd int, local, remote netip.AddrPort) (Result, error), kernel func(Result) Result) Result {
+	t.Helper()
+	rc, err := c.(syscall.Conn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var r, ra Result
 	var errA error
-	local, remote := addrPort(sc.LocalAddr()), addrPort(sc.RemoteAddr())
+	local, remote := addrPort(c.LocalAddr()), addrPort(c.RemoteAddr())
 	if cerr := rc.Control(func(fd uintptr) {
 		r, err = s.Result(int(fd))
-		ra, errA = s.AcceptedResult(int(fd), local, remote)
+		ra, errA = read(int(fd), local, remote)
 	}); cerr != nil {
 		t.Fatal(cerr)
 	}
 	if err != nil || errA != nil {
-		t.Fatalf("Result: %v; AcceptedResult: %v", err, errA)
+		t.Fatalf("Result: %v; %s: %v", err, name, errA)
 	}
-	if !r.Marked {
-		r = plainChild
-	}
-	if ra != r {
-		t.Fatalf("AcceptedResult %+v differs from the record %+v (%v -> %v)", ra, r, local, remote)
+	if r = kernel(r); ra != r {
+		t.Fatalf("%s %+v differs from Result %+v (%v -> %v)", name, ra, r, local, remote)
 	}
 	return r
 }
