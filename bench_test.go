@@ -34,21 +34,15 @@ func benchShort(b *testing.B, listen listenFunc, dial dialFunc) {
 		b.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+	go serveEach(ln, func(c net.Conn) {
+		go func() {
+			defer c.Close()
+			buf := make([]byte, 1024)
+			if _, err := io.ReadFull(c, buf); err == nil {
+				c.Write(buf)
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 1024)
-				if _, err := io.ReadFull(c, buf); err == nil {
-					c.Write(buf)
-				}
-			}()
-		}
-	}()
+		}()
+	})
 	buf := make([]byte, 1024)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -78,15 +72,7 @@ func BenchmarkDialCost(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go serveEach(ln, func(c net.Conn) { c.Close() })
 	addr := ln.Addr().String()
 	nd := net.Dialer{Timeout: 10 * time.Second}
 	sd := Dialer{Timeout: 10 * time.Second}
@@ -140,4 +126,15 @@ func mustDial(b *testing.B, d Dialer, addr string) net.Conn {
 	}
 	b.Cleanup(func() { c.Close() })
 	return c
+}
+
+// serveEach hands every connection ln accepts to handle, until ln is closed.
+func serveEach(ln net.Listener, handle func(net.Conn)) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		handle(c)
+	}
 }
