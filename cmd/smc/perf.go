@@ -237,6 +237,9 @@ type perfRow struct {
 	Errors      int64   `json:"errors,omitempty"`
 	Error       string  `json:"error,omitempty"`
 	Unavailable string  `json:"unavailable,omitempty"`
+	// PerRound, in the wrk group, is the rate of each round in round order (zero
+	// where the round failed), so that a recorded run can be re-read.
+	PerRound []float64 `json:"per_round,omitempty"`
 
 	// perRound and perRoundP99 hold the main figure (and p99) of each round in
 	// round order, zero where a round failed; they feed VsTCP.

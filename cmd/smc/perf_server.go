@@ -49,14 +49,17 @@ func perfHeader(b []byte, op byte, req, resp int) []byte {
 
 // perfInfo is the server's answer to "info": where its listeners are.
 type perfInfo struct {
-	PID        int    `json:"pid"`
-	TCP        string `json:"tcp"`      // net.Listen
-	Unix       string `json:"unix"`     // net.Listen("unix")
-	SMC        string `json:"smc"`      // smc.Listen
-	HTTPTCP    string `json:"http_tcp"` // Go HTTP server on net.Listen
-	HTTPSMC    string `json:"http_smc"` // Go HTTP server on smc.Listen
-	Signalling string `json:"signalling"`
-	Cgroup     string `json:"cgroup"`
+	PID     int    `json:"pid"`
+	TCP     string `json:"tcp"`      // net.Listen
+	Unix    string `json:"unix"`     // net.Listen("unix")
+	SMC     string `json:"smc"`      // smc.Listen
+	HTTPTCP string `json:"http_tcp"` // Go HTTP server on net.Listen
+	HTTPSMC string `json:"http_smc"` // Go HTTP server on smc.Listen
+	// HTTPControl is a second Go HTTP server on net.Listen, the A/A control's
+	// twin of HTTPTCP (its own port, so its TIME_WAIT sockets are its own).
+	HTTPControl string `json:"http_control"`
+	Signalling  string `json:"signalling"`
+	Cgroup      string `json:"cgroup"`
 }
 
 // perfStats is the server's answer to "stats": its CPU time so far and the
@@ -189,8 +192,9 @@ func newPerfServer(host, control, cgNote string) (s *perfServer, err error) {
 		"smc":      func() (net.Listener, error) { return smc.Listen("tcp", hostPort) },
 		"http-tcp": func() (net.Listener, error) { return net.Listen("tcp", hostPort) },
 		"http-smc": func() (net.Listener, error) { return smc.Listen("tcp", hostPort) },
+		"http-ctl": func() (net.Listener, error) { return net.Listen("tcp", hostPort) },
 	}
-	for _, name := range []string{"tcp", "unix", "smc", "http-tcp", "http-smc"} {
+	for _, name := range []string{"tcp", "unix", "smc", "http-tcp", "http-smc", "http-ctl"} {
 		ln, err := listen[name]()
 		if err != nil {
 			return nil, fmt.Errorf("smc: perf server: listening for %s: %w", name, err)
@@ -210,7 +214,8 @@ func newPerfServer(host, control, cgNote string) (s *perfServer, err error) {
 	s.info = perfInfo{
 		PID: os.Getpid(), TCP: s.data["tcp"].Addr().String(), Unix: s.data["unix"].Addr().String(),
 		SMC: s.data["smc"].Addr().String(), HTTPTCP: s.data["http-tcp"].Addr().String(),
-		HTTPSMC: s.data["http-smc"].Addr().String(), Signalling: sigNote, Cgroup: cgNote,
+		HTTPSMC: s.data["http-smc"].Addr().String(), HTTPControl: s.data["http-ctl"].Addr().String(),
+		Signalling: sigNote, Cgroup: cgNote,
 	}
 	for _, name := range []string{"tcp", "unix", "smc"} {
 		go s.serveData(s.data[name], s.samplers[name])
@@ -220,7 +225,7 @@ func newPerfServer(host, control, cgNote string) (s *perfServer, err error) {
 		w.Header().Set("Content-Type", "text/plain")
 		w.Write(hello)
 	})
-	for _, name := range []string{"http-tcp", "http-smc"} {
+	for _, name := range []string{"http-tcp", "http-smc", "http-ctl"} {
 		hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
 		s.https = append(s.https, hs)
 		go hs.Serve(sampledListener{s.data[name], s.samplers[name]})

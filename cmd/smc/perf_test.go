@@ -189,3 +189,45 @@ func TestMedianAndStates(t *testing.T) {
 		t.Errorf("joinStates = %q", got)
 	}
 }
+
+// TestABOrderBalanced checks that over 2n rounds every measurement takes each
+// position in the round equally often and follows every other measurement
+// equally often, and that each round is a permutation.
+func TestABOrderBalanced(t *testing.T) {
+	for n := 2; n <= 3; n++ {
+		pos := make([][]int, n)
+		for i := range pos {
+			pos[i] = make([]int, n)
+		}
+		follows := map[[2]int]int{}
+		for r := range 2 * n {
+			order := abOrder(r, n)
+			seen := make([]bool, n)
+			for p, m := range order {
+				if seen[m] {
+					t.Fatalf("n=%d round %d: order %v repeats %d", n, r, order, m)
+				}
+				seen[m] = true
+				pos[m][p]++
+				if p > 0 {
+					follows[[2]int{order[p-1], m}]++
+				}
+			}
+		}
+		for m := range n {
+			for p := range n {
+				if pos[m][p] != 2 {
+					t.Errorf("n=%d: measurement %d in position %d %d times over %d rounds, want 2", n, m, p, pos[m][p], 2*n)
+				}
+			}
+		}
+		const want = 2 // 2n rounds of n-1 neighbours over n(n-1) ordered pairs
+		for a := range n {
+			for b := range n {
+				if a != b && follows[[2]int{a, b}] != want {
+					t.Errorf("n=%d: %d ran right after %d %d times, want %d", n, b, a, follows[[2]int{a, b}], want)
+				}
+			}
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,10 +29,11 @@ import (
 //   - nginx-client: a Go loop of short HTTP/1.1 requests (Connection: close) with
 //     net.Dialer (tcp) and smc.Dialer (smc-fallback/client) against nginx.
 //
-// A and B alternate (AB in even rounds, BA in odd ones) and the figures are
-// medians over rounds. With --wrk-control a third measurement, tcp again
-// ("tcp-control"), joins the rotation: its ratio against tcp is this machine's
-// noise floor for the same comparison.
+// A and B alternate in a balanced order (abOrder) and the figures are medians
+// over rounds. With --wrk-control a third measurement, tcp again ("tcp-control",
+// against its own net.Listen server in the wrk-server scenario), joins the
+// rotation: its ratio against tcp is this machine's noise floor for the same
+// comparison.
 
 func (c *perfClient) runWrk(ctx context.Context) error {
 	if err := c.runWrkServer(ctx); err != nil {
@@ -40,20 +42,38 @@ func (c *perfClient) runWrk(ctx context.Context) error {
 	return c.runNginxClient(ctx)
 }
 
-// abRounds runs the measurements of every round back to back, starting each
-// round one measurement later than the previous one (AB, BA, AB, ...).
+// abRounds runs the measurements of every round back to back in the order
+// abOrder gives, so that across rounds each measurement runs equally often in
+// each position and right after each other one.
 func abRounds(ctx context.Context, rounds int, fns ...func() error) error {
 	for r := 0; r < rounds; r++ {
-		for i := range fns {
+		for _, i := range abOrder(r, len(fns)) {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if err := fns[(i+r)%len(fns)](); err != nil {
+			if err := fns[i](); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// abOrder is the order of n measurements in round r: the n rotations of
+// 0..n-1, then the same rotations reversed (for two: AB, BA, BA, AB; for
+// three: ABC, BCA, CAB, CBA, ACB, BAC). Over every 2n rounds each measurement
+// takes each position twice and, for n <= 3, follows each other measurement
+// equally often, so neither a position in the round nor what ran just before
+// (a warmer cache, the previous cell's TIME_WAIT sockets) favours one of them.
+func abOrder(r, n int) []int {
+	order := make([]int, n)
+	for i := range order {
+		order[i] = (i + r) % n
+	}
+	if (r/n)%2 == 1 {
+		slices.Reverse(order)
+	}
+	return order
 }
 
 // abTransports names the rows of one A/B comparison.
@@ -93,7 +113,7 @@ type abMeasure struct {
 func (m *abMeasure) row(scenario string, conns int, transport string) *perfRow {
 	r := &perfRow{Group: "wrk", Scenario: scenario, Conns: conns, Transport: transport,
 		Rounds: len(m.rate), OpsPerSec: median(m.rate), ClientCPU: median(m.ccpu), ServerCPU: median(m.scpu),
-		CPUUnit: "us/op", Errors: m.errors, perRound: m.perRound, perRoundCPU: m.perRoundCPU}
+		CPUUnit: "us/op", Errors: m.errors, PerRound: m.perRound, perRound: m.perRound, perRoundCPU: m.perRoundCPU}
 	if m.err != nil && len(m.rate) == 0 {
 		r.Error = m.err.Error()
 	}
@@ -150,7 +170,7 @@ func (c *perfClient) runWrkServer(ctx context.Context) error {
 		}
 		fns := []func() error{measure(&a, c.info.HTTPTCP), measure(&b, c.info.HTTPSMC)}
 		if c.o.wrkControl {
-			fns = append(fns, measure(&aa, c.info.HTTPTCP))
+			fns = append(fns, measure(&aa, c.info.HTTPControl))
 		}
 		if err := abRounds(ctx, c.o.wrkRounds, fns...); err != nil {
 			return err
