@@ -58,11 +58,11 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 		return nd.DialContext(ctx, network, address)
 	}
 	policy := d.Config.policy()
-	if dst, err := netip.ParseAddrPort(address); err == nil && !policy.OfferDial(dst) {
-		// A literal destination that is not offered SMC (by policy, or the negative
-		// cache once it knows a plain peer) takes the plain net.Dialer path: no hook,
-		// no mark, no record to read, and no context of ours (net.Dialer applies
-		// Timeout and Deadline itself).
+	if !policy.offerLiteral(address) {
+		// A literal destination that is not offered SMC (the negative cache knows
+		// a plain peer there, or the policy says no) takes the plain net.Dialer
+		// path: no hook, no mark, no record to read, and no context of ours
+		// (net.Dialer applies Timeout and Deadline itself).
 		return nd.DialContext(ctx, network, address)
 	}
 	if dl := d.deadline(); !dl.IsZero() {

@@ -83,8 +83,21 @@ func TestNegativeCache(t *testing.T) {
 	if !p.OfferDial(netip.MustParseAddrPort("127.0.0.1:5001")) {
 		t.Fatal("negative cache entry covers another port")
 	}
+	// A remembered destination is refused however the dial writes it; a host name
+	// is left to the resolved address.
+	for _, a := range []string{"127.0.0.1:5000", "[::ffff:127.0.0.1]:5000", "[::ffff:7f00:1]:5000"} {
+		if p.offerLiteral(a) {
+			t.Errorf("dial to %q offered SMC, but 127.0.0.1:5000 is in the negative cache", a)
+		}
+	}
+	if p.OfferDial(netip.MustParseAddrPort("[::ffff:127.0.0.1]:5000")) {
+		t.Error("the IPv4-mapped form of a remembered destination is offered SMC")
+	}
+	if !p.offerLiteral("localhost:5000") || !p.offerLiteral("127.0.0.1:5001") {
+		t.Error("a host name or another port was refused before resolution")
+	}
 	// Expired entries are forgotten.
-	p.negative.Store(dst, time.Now().Add(-time.Second).UnixNano())
+	p.negative[dst.String()] = monoNow() - int64(time.Second)
 	if !p.OfferDial(dst) {
 		t.Fatal("expired negative entry still applies")
 	}
@@ -92,10 +105,8 @@ func TestNegativeCache(t *testing.T) {
 	for i := range negativeCacheSize + 100 {
 		p.remember(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(i)))
 	}
-	n := 0
-	p.negative.Range(func(_, _ any) bool { n++; return true })
-	if n > negativeCacheSize || int64(n) != p.negativeLen.Load() {
-		t.Fatalf("negative cache holds %d entries (counted %d), bound is %d", n, p.negativeLen.Load(), negativeCacheSize)
+	if n := len(p.negative); n > negativeCacheSize || n < negativeCacheSize-negativeCacheSize/8 {
+		t.Fatalf("negative cache holds %d entries, bound is %d", n, negativeCacheSize)
 	}
 	p.ForgetDeclined()
 	if !p.OfferDial(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), negativeCacheSize+99)) {
@@ -145,7 +156,7 @@ func TestConfigDefaults(t *testing.T) {
 }
 
 // TestNegativeCacheConcurrent: concurrent dials that remember and look up
-// destinations keep the cache bounded and its count exact.
+// destinations keep the cache bounded (and race-free under -race).
 func TestNegativeCacheConcurrent(t *testing.T) {
 	p := NewPolicy(Rules{})
 	done := make(chan struct{})
@@ -162,10 +173,8 @@ func TestNegativeCacheConcurrent(t *testing.T) {
 	for range 8 {
 		<-done
 	}
-	n := 0
-	p.negative.Range(func(_, _ any) bool { n++; return true })
-	if n > negativeCacheSize || int64(n) != p.negativeLen.Load() {
-		t.Fatalf("%d entries, counted %d, bound %d", n, p.negativeLen.Load(), negativeCacheSize)
+	if n := len(p.negative); n > negativeCacheSize {
+		t.Fatalf("%d entries, bound %d", n, negativeCacheSize)
 	}
 }
 
