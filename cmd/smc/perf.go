@@ -34,6 +34,8 @@ type perfOptions struct {
 	rounds      int
 	shortConc   int
 	wrkDuration time.Duration
+	nginxDur    time.Duration // per nginx-client measurement
+	wrkSides    []string      // "server" (wrk-server), "client" (nginx-client)
 	wrkConns    []int
 	wrkRounds   int
 	wrkControl  bool
@@ -83,6 +85,8 @@ func runPerf(args []string) error {
 	rounds := fs.Int("rounds", 3, "round-robin rounds; each figure is the median over rounds")
 	shortConc := fs.Int("short-concurrency", 32, "concurrent clients in the short-connection scenario")
 	wrkDuration := fs.Duration("wrk-duration", time.Second, "time per wrk/nginx measurement (wrk needs whole seconds)")
+	nginxDur := fs.Duration("nginx-duration", 0, "time per nginx-client measurement, which may be under a second (default: --wrk-duration)")
+	wrkSides := fs.String("wrk-side", "all", "sides of the wrk scenario: server (wrk-server), client (nginx-client) or all")
 	wrkConns := fs.String("wrk-conns", "128,512,1024", "connection counts of the wrk/nginx scenario")
 	wrkRounds := fs.Int("wrk-rounds", 3, "A/B rounds of the wrk/nginx scenario")
 	wrkControl := fs.Bool("wrk-control", false, "add an A/A control row (tcp measured again) to the wrk/nginx scenario")
@@ -103,7 +107,7 @@ func runPerf(args []string) error {
 	}
 	o := perfOptions{
 		duration: *duration, rounds: *rounds, shortConc: *shortConc,
-		wrkDuration: *wrkDuration, wrkRounds: *wrkRounds, wrkControl: *wrkControl, shmipcDir: *shmipcDir,
+		wrkDuration: *wrkDuration, nginxDur: *nginxDur, wrkRounds: *wrkRounds, wrkControl: *wrkControl, shmipcDir: *shmipcDir,
 		json: *asJSON, jsonOut: *jsonOut, quick: *quick, out: os.Stdout,
 	}
 	var err error
@@ -116,16 +120,22 @@ func runPerf(args []string) error {
 	if o.wrkConns, err = positiveInts(*wrkConns); err != nil {
 		return fmt.Errorf("smc: perf: --wrk-conns: %w", err)
 	}
+	if o.wrkSides, err = pickList(*wrkSides, []string{"server", "client"}, nil); err != nil {
+		return fmt.Errorf("smc: perf: --wrk-side: %w", err)
+	}
 	if o.shmipcSizes, err = positiveInts(*shmipcSizes); err != nil {
 		return fmt.Errorf("smc: perf: --shmipc-sizes: %w", err)
 	}
 	if o.quick {
 		o.duration, o.rounds, o.shortConc = 15*time.Millisecond, 2, 8
-		o.wrkDuration, o.wrkConns, o.wrkRounds = time.Second, []int{128}, 1
+		o.wrkDuration, o.nginxDur, o.wrkConns, o.wrkRounds = time.Second, 0, []int{128}, 1
 		o.shmipcSizes = []int{64, 64 << 10}
 	}
-	if o.rounds < 1 || o.duration <= 0 || o.shortConc < 1 || o.wrkRounds < 1 {
-		return errors.New("smc: perf: --rounds, --duration, --short-concurrency and --wrk-rounds must be positive")
+	if o.nginxDur == 0 {
+		o.nginxDur = o.wrkDuration
+	}
+	if o.rounds < 1 || o.duration <= 0 || o.shortConc < 1 || o.wrkRounds < 1 || o.wrkDuration <= 0 || o.nginxDur < 0 {
+		return errors.New("smc: perf: --rounds, --duration, --short-concurrency, --wrk-rounds, --wrk-duration and --nginx-duration must be positive")
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -36,10 +36,15 @@ import (
 // comparison.
 
 func (c *perfClient) runWrk(ctx context.Context) error {
-	if err := c.runWrkServer(ctx); err != nil {
-		return err
+	if slices.Contains(c.o.wrkSides, "server") {
+		if err := c.runWrkServer(ctx); err != nil {
+			return err
+		}
 	}
-	return c.runNginxClient(ctx)
+	if slices.Contains(c.o.wrkSides, "client") {
+		return c.runNginxClient(ctx)
+	}
+	return nil
 }
 
 // abRounds runs the measurements of every round back to back in the order
@@ -265,7 +270,7 @@ func (c *perfClient) runNginxClient(ctx context.Context) error {
 			return func() error {
 				cpu0 := processCPU()
 				ngx0, ngxErr := pidCPU(ngx.cmd.Process.Pid)
-				res := httpLoop(ctx, dial, ngx.addr, n, c.o.wrkDuration, isSMC)
+				res := httpLoop(ctx, dial, ngx.addr, n, c.o.nginxDur, isSMC)
 				cpu := processCPU() - cpu0
 				ngx1, ngxErr1 := pidCPU(ngx.cmd.Process.Pid)
 				m.errors += res.errors
