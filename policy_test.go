@@ -1,6 +1,7 @@
 package smc
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -97,16 +98,31 @@ func TestNegativeCache(t *testing.T) {
 		t.Error("a host name or another port was refused before resolution")
 	}
 	// Expired entries are forgotten.
-	p.negative[dst.String()] = monoNow() - int64(time.Second)
+	e := *p.negative.Load()[negativeSlot(dst.String())].Load()
+	e.expires = monoNow() - int64(time.Second)
+	p.negative.Load()[negativeSlot(dst.String())].Store(&e)
 	if !p.OfferDial(dst) {
 		t.Fatal("expired negative entry still applies")
 	}
-	// The cache is bounded.
-	for i := range negativeCacheSize + 100 {
+	// Filling the cache forgets destinations, never invents them: what it refuses
+	// was remembered, and the last one remembered is refused.
+	for i := range 2 * negativeCacheSize {
 		p.remember(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(i)))
 	}
-	if n := len(p.negative); n > negativeCacheSize || n < negativeCacheSize-negativeCacheSize/8 {
-		t.Fatalf("negative cache holds %d entries, bound is %d", n, negativeCacheSize)
+	if p.offerLiteral(fmt.Sprintf("127.0.0.1:%d", 2*negativeCacheSize-1)) {
+		t.Error("the destination remembered last is offered SMC")
+	}
+	refused := 0
+	for port := range 3 * negativeCacheSize {
+		if !p.offerLiteral(fmt.Sprintf("127.0.0.1:%d", port)) {
+			if port >= 2*negativeCacheSize {
+				t.Fatalf("127.0.0.1:%d refused but never remembered", port)
+			}
+			refused++
+		}
+	}
+	if refused < negativeCacheSize/2 || refused > negativeCacheSize {
+		t.Errorf("%d of %d remembered destinations refused; the cache has %d slots", refused, 2*negativeCacheSize, negativeCacheSize)
 	}
 	p.ForgetDeclined()
 	if !p.OfferDial(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), negativeCacheSize+99)) {
@@ -156,7 +172,7 @@ func TestConfigDefaults(t *testing.T) {
 }
 
 // TestNegativeCacheConcurrent: concurrent dials that remember and look up
-// destinations keep the cache bounded (and race-free under -race).
+// destinations leave every entry whole and in its slot (and race-free under -race).
 func TestNegativeCacheConcurrent(t *testing.T) {
 	p := NewPolicy(Rules{})
 	done := make(chan struct{})
@@ -173,8 +189,11 @@ func TestNegativeCacheConcurrent(t *testing.T) {
 	for range 8 {
 		<-done
 	}
-	if n := len(p.negative); n > negativeCacheSize {
-		t.Fatalf("%d entries, bound %d", n, negativeCacheSize)
+	// Every entry sits in the slot its key hashes to.
+	for i := range p.negative.Load() {
+		if e := p.negative.Load()[i].Load(); e != nil && negativeSlot(string(e.key[:e.n])) != uint32(i) {
+			t.Fatalf("slot %d holds %q, which belongs in slot %d", i, e.key[:e.n], negativeSlot(string(e.key[:e.n])))
+		}
 	}
 }
 
