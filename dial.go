@@ -52,19 +52,25 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 	if err := checkNetwork(network); err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 	}
-	nd := d.netDialer()
-	s, err := signalling()
-	if err != nil {
-		return nd.DialContext(ctx, network, address)
+	if s, err := signalling(); err == nil && d.Config.policy().offerLiteral(address) {
+		return d.dialOffer(ctx, s, network, address)
 	}
+	// Not offered: no signalling here, or a literal destination that the
+	// negative cache knows as a plain peer or the policy refuses. This is the
+	// plain net.Dialer path: no hook, no mark, no record to read, and no context
+	// of ours (net.Dialer applies Timeout and Deadline itself). It is kept apart
+	// from dialOffer so that its stack frame is small: with hundreds of dialing
+	// goroutines every stack line a dial touches is a cache miss.
+	var nd net.Dialer
+	d.netDialer(&nd)
+	return nd.DialContext(ctx, network, address)
+}
+
+// dialOffer dials offering SMC, as far as the resolved address's policy allows.
+func (d *Dialer) dialOffer(ctx context.Context, s signaller, network, address string) (net.Conn, error) {
+	var nd net.Dialer
+	d.netDialer(&nd)
 	policy := d.Config.policy()
-	if !policy.offerLiteral(address) {
-		// A literal destination that is not offered SMC (the negative cache knows
-		// a plain peer there, or the policy says no) takes the plain net.Dialer
-		// path: no hook, no mark, no record to read, and no context of ours
-		// (net.Dialer applies Timeout and Deadline itself).
-		return nd.DialContext(ctx, network, address)
-	}
 	if dl := d.deadline(); !dl.IsZero() {
 		// Timeout and Deadline bound the SMC handshake too, as tls.Dialer's do.
 		var cancel context.CancelFunc
@@ -122,19 +128,19 @@ func (d *Dialer) deadline() time.Time {
 	return dl
 }
 
-// netDialer returns the net.Dialer with d's settings.
-func (d *Dialer) netDialer() net.Dialer {
-	return net.Dialer{
-		Timeout:         d.Timeout,
-		Deadline:        d.Deadline,
-		LocalAddr:       d.LocalAddr,
-		FallbackDelay:   d.FallbackDelay,
-		KeepAlive:       d.KeepAlive,
-		KeepAliveConfig: d.KeepAliveConfig,
-		Resolver:        d.Resolver,
-		Control:         d.Control,
-		ControlContext:  d.ControlContext,
-	}
+// netDialer sets the zero nd to the net.Dialer with d's settings, field by
+// field: a composite literal or a returned value would cost the caller's frame a
+// second copy of the struct.
+func (d *Dialer) netDialer(nd *net.Dialer) {
+	nd.Timeout = d.Timeout
+	nd.Deadline = d.Deadline
+	nd.LocalAddr = d.LocalAddr
+	nd.FallbackDelay = d.FallbackDelay
+	nd.KeepAlive = d.KeepAlive
+	nd.KeepAliveConfig = d.KeepAliveConfig
+	nd.Resolver = d.Resolver
+	nd.Control = d.Control
+	nd.ControlContext = d.ControlContext
 }
 
 // userControl runs the caller's hook with net.Dialer's precedence: ControlContext
