@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"slices"
@@ -240,6 +241,11 @@ type perfRow struct {
 	// (tcp/this, both processes where both are measured, else the client's): the
 	// cost of the smc side, steadier than the rate on a shared machine.
 	CPUVsTCP float64 `json:"cpu_vs_tcp,omitempty"`
+	// VsTCPCI95, in the wrk group, is a 95% confidence interval of VsTCP, from
+	// the order statistics of the per-round ratios (the sign test's interval for
+	// a median; needs at least 6 rounds): it says whether a ratio is told apart
+	// from 0.99 or 1.00 by this run at all.
+	VsTCPCI95 []float64 `json:"vs_tcp_ci95,omitempty"`
 	// VsShmipc, in the shmipc group, is the same paired ratio against the
 	// shmipc-go row of the same size.
 	VsShmipc    float64 `json:"vs_shmipc,omitempty"`
@@ -341,6 +347,9 @@ func (p *perfPrinter) row(r *perfRow) {
 		if r.P99VsTCP > 0 {
 			vs += fmt.Sprintf(" (p99 %.2fx)", r.P99VsTCP)
 		}
+		if len(r.VsTCPCI95) == 2 {
+			vs += fmt.Sprintf(" [%.3f, %.3f]", r.VsTCPCI95[0], r.VsTCPCI95[1])
+		}
 		if r.CPUVsTCP > 0 {
 			vs += fmt.Sprintf(" (cpu %.3fx)", r.CPUVsTCP)
 		}
@@ -426,6 +435,23 @@ func joinStates(m map[string]int) string {
 
 // median returns the median of xs (the mean of the middle two for an even count),
 // ignoring nothing: callers pass only measured values.
+// medianCI95 returns a 95% confidence interval for the median of the
+// distribution xs were drawn from: the order statistics k and n-1-k of the
+// sorted sample, k = floor(n/2 - 0.98*sqrt(n) - 1/2) (the normal approximation,
+// with continuity correction, of the binomial behind the sign test; its exact
+// coverage is 95-98% for 6 to 1000 values). It reports false for fewer than 6
+// values, where no such interval reaches 95%.
+func medianCI95(xs []float64) (lo, hi float64, ok bool) {
+	n := len(xs)
+	if n < 6 {
+		return 0, 0, false
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	k := max(int(math.Floor(float64(n)/2-0.98*math.Sqrt(float64(n))-0.5)), 0)
+	return s[k], s[n-1-k], true
+}
+
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return 0

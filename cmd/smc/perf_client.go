@@ -221,6 +221,12 @@ func setVsTCP(rows []*perfRow) {
 // pairedRatio returns the median over rounds of x/base (base/x when lower is
 // better), skipping rounds where either failed.
 func pairedRatio(x, base []float64, lowerIsBetter bool) float64 {
+	return median(pairedRatios(x, base, lowerIsBetter))
+}
+
+// pairedRatios returns x/base (base/x when lower is better) for every round
+// where both succeeded.
+func pairedRatios(x, base []float64, lowerIsBetter bool) []float64 {
 	var ratios []float64
 	for i := range min(len(x), len(base)) {
 		if x[i] <= 0 || base[i] <= 0 {
@@ -232,7 +238,7 @@ func pairedRatio(x, base []float64, lowerIsBetter bool) float64 {
 			ratios = append(ratios, x[i]/base[i])
 		}
 	}
-	return median(ratios)
+	return ratios
 }
 
 // coreRow reduces the rounds of one shape and transport to a row of medians.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -229,5 +230,36 @@ func TestABOrderBalanced(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestMedianCI95 checks the interval's order statistics on a known sample and its
+// coverage on samples of a known median: a miscounted k makes it too narrow or
+// too wide and the coverage leaves [0.93, 0.99].
+func TestMedianCI95(t *testing.T) {
+	xs := make([]float64, 100)
+	for i := range xs {
+		xs[i] = float64((i*37)%100 + 1) // 1..100, shuffled
+	}
+	if lo, hi, ok := medianCI95(xs); !ok || lo != 40 || hi != 61 {
+		t.Fatalf("medianCI95(1..100) = %v, %v, %v; want 40, 61 (k = 39)", lo, hi, ok)
+	}
+	if _, _, ok := medianCI95(xs[:5]); ok {
+		t.Fatal("an interval from 5 values")
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	const trials = 4000
+	covered := 0
+	sample := make([]float64, 40)
+	for range trials {
+		for i := range sample {
+			sample[i] = rng.Float64() // median 0.5
+		}
+		if lo, hi, _ := medianCI95(sample); lo <= 0.5 && 0.5 <= hi {
+			covered++
+		}
+	}
+	if c := float64(covered) / trials; c < 0.93 || c > 0.99 {
+		t.Fatalf("coverage %.3f over %d samples of 40, want about 0.95-0.97", c, trials)
 	}
 }

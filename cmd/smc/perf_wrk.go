@@ -99,6 +99,9 @@ func (c *perfClient) finishAB(a, b, control *perfRow) {
 	setVsTCP(rows)
 	for _, r := range rows[1:] {
 		r.CPUVsTCP = pairedRatio(r.perRoundCPU, a.perRoundCPU, true)
+		if lo, hi, ok := medianCI95(pairedRatios(r.perRound, a.perRound, false)); ok && r.VsTCP > 0 {
+			r.VsTCPCI95 = []float64{lo, hi}
+		}
 	}
 	for _, r := range rows {
 		c.p.row(r)

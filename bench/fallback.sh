@@ -1,0 +1,37 @@
+#!/bin/sh
+# Records one run of the IPPROTO_SMC cover letter's short-connection benchmark for
+# fallback (issue 3) the way BENCHMARKS.md quotes it, raw, under
+# bench/results/<UTC time>-issue3/: machine.txt (machine, load, commit and the
+# exact command, GODEBUG included), fallback.txt (the table) and fallback.jsonl
+# (the rows, with every round's rate in per_round).
+#
+#   bench/fallback.sh                       # 120 rounds: about 20 minutes
+#   bench/fallback.sh 40                    # fewer rounds
+#   GODEBUG=multipathtcp=0 bench/fallback.sh   # net.Listen plain TCP, like smc.Listen
+#
+# Run as root from anywhere in the repository; needs wrk and nginx
+# (apt-get install wrk nginx). Extra arguments after the round count go to smc perf.
+set -eu
+cd "$(dirname "$0")/.."
+rounds=${1:-120}
+[ $# -gt 0 ] && shift
+dir=bench/results/$(date -u +%Y-%m-%dT%H%MZ)-issue3
+mkdir -p "$dir"
+go build -o "$dir/.smc" ./cmd/smc
+machine() {
+	echo "== $1"
+	date -u
+	uname -srm
+	echo "CPUs: $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
+	go version
+	echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' (with uncommitted changes)')"
+}
+set -- --scenario=wrk --wrk-conns=128,512 --wrk-duration=1s --nginx-duration=200ms \
+	--wrk-rounds="$rounds" --wrk-control "$@"
+machine before >"$dir/machine.txt"
+echo "command: ${GODEBUG:+GODEBUG=$GODEBUG }smc perf $*" >>"$dir/machine.txt"
+"$dir/.smc" perf "$@" --json-out="$dir/fallback.jsonl" | tee "$dir/fallback.txt"
+machine after >>"$dir/machine.txt"
+rm -f "$dir/.smc"
+echo "recorded in $dir"
