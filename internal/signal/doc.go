@@ -121,7 +121,10 @@
 // (counter cache_poisoned). For an accepted socket of a marked listener,
 // AcceptedResult also takes a slot that names another socket and counts none live
 // as proof that the socket was not recorded: a publication that cannot claim its
-// slot poisons the cache too, so none is ever missing from a count. DetachCgroup
+// slot poisons the cache too, so none is ever missing from a count. The header slot
+// keeps the sum of all the counts, moved with each of them, so that while no
+// recorded socket is live at all (a server whose clients are all plain) that proof
+// takes only the header's cache line, not the slot's. DetachCgroup
 // poisons the cache, because processes keep the mapped cache while no program
 // empties slots any more. A collision only sends a reader to the kernel. What this
 // relies on: no other sock_ops program clears our STATE callback flag, and prepared

@@ -112,6 +112,11 @@ const (
 	slotLive   = 20
 	slotRemote = 24
 	slotLocal  = 40
+
+	// The header slot: 4 flags (non-zero = poisoned), 8 layout version (see
+	// cacheLayout), 12 the sum of every slot's live count, so that Go can tell
+	// "no recorded socket anywhere" from the header alone.
+	slotHdrLive = 12
 )
 
 // Offsets in struct bpf_sock_ops (checked against kernel BTF by TestContextLayout).
@@ -410,6 +415,22 @@ func (b *builder) claimSlot(fail string) {
 	)
 }
 
+// headerLive emits adding delta (1 or -1) to the header's total live count,
+// jumping to fail if the header cannot be looked up. It clobbers R0-R5 and the
+// stack word at stkScratch.
+func (b *builder) headerLive(delta int32, fail string) {
+	b.emit(
+		asm.StoreImm(asm.RFP, stkScratch, 0, asm.Word),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(mapResults),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stkScratch),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, fail),
+		asm.Mov.Imm(asm.R1, delta),
+		asm.FetchAdd.Mem(asm.R0, asm.R1, asm.Word, slotHdrLive),
+	)
+}
+
 // poison emits the poisoning of the whole results cache: Go then asks the kernel for
 // every result. It clobbers R0-R5.
 func (b *builder) poison() {
@@ -476,6 +497,9 @@ func (b *builder) writeSlot() {
 	b.emit(
 		asm.Mov.Imm(asm.R1, 1).WithSymbol(addrs),
 		asm.FetchAdd.Mem(asm.R9, asm.R1, asm.Word, slotSeq),
+	)
+	b.headerLive(1, fail)
+	b.emit(
 		asm.Ja.Label(skip),
 		asm.Mov.Imm(asm.R0, 0).WithSymbol(fail),
 	)
@@ -805,6 +829,12 @@ func program() asm.Instructions {
 		asm.JEq.Imm(asm.R1, 0, "state_ports"),
 		asm.Sub.Imm(asm.R1, 1),
 		asm.StoreMem(asm.R9, slotLive, asm.R1, asm.Word),
+	)
+	// The header's total follows the slot's count, decrement for decrement (a
+	// failed lookup leaves the slot claimed, which readers take as "ask the
+	// kernel", and poisons the cache).
+	b.headerLive(-1, "state_poison")
+	b.emit(
 		asm.LoadMem(asm.R3, asm.R9, slotPorts, asm.Word).WithSymbol("state_ports"),
 		asm.LoadMem(asm.R2, asm.RFP, stkScratch-4, asm.Word), // this socket's ports
 		asm.JNE.Reg(asm.R3, asm.R2, "state_release"),

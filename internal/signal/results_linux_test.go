@@ -208,3 +208,63 @@ func TestOldCacheLayout(t *testing.T) {
 		t.Errorf("unstamped cache: AcceptedResult %+v, want %+v", r, plainChild)
 	}
 }
+
+// TestHeaderLiveCount checks the header's count of live recorded sockets: it
+// follows the sockets the program publishes, and while it is zero an accepted
+// socket is answered "absent" from the header alone, without its slot (made
+// unreadable here); once it is not, the slot decides.
+func TestHeaderLiveCount(t *testing.T) {
+	s := selfAttach(t)
+	fd := s.coll.Maps[mapResults].FD()
+	ln := listen(t, s, "tcp4", "127.0.0.1:0", true, false)
+	c0 := dial(t, s, "tcp4", ln.Addr().String(), false, nil)
+	sc0, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exchange(t, c0, sc0, false)
+	if n := s.word(slotHdrLive); n != 0 {
+		t.Fatalf("header counts %d live sockets with only a plain client connected, want 0", n)
+	}
+	local, remote := addrPort(sc0.LocalAddr()), addrPort(sc0.RemoteAddr())
+	ra, la := remote.Addr().As16(), local.Addr().As16()
+	key := uint32(slotIndex(uint32(local.Port())<<16|uint32(remote.Port()), &ra, &la))
+	setSeq := func(seq uint32) {
+		t.Helper()
+		slot := make([]byte, slotSize)
+		copy(slot, s.slots[int(key)*slotSize:int(key+1)*slotSize])
+		*(*uint32)(unsafe.Pointer(&slot[slotSeq])) = seq
+		if err := mapUpdate(fd, unsafe.Pointer(&key), unsafe.Pointer(&slot[0])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setSeq(1) // a writer holds the slot forever: the slot answers nothing
+	if _, a := s.cached(local, remote); a != cacheAbsent {
+		t.Fatalf("header count 0, slot held: %v, want absent from the header", a)
+	}
+
+	c1 := dial(t, s, "tcp4", ln.Addr().String(), true, nil)
+	sc1, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.word(slotHdrLive); n != 2 {
+		t.Fatalf("header counts %d live sockets with one negotiated pair open, want 2", n)
+	}
+	if _, a := s.cached(local, remote); a != cacheUnknown {
+		t.Fatalf("header count 2, slot held: %v, want unknown (the slot decides)", a)
+	}
+	setSeq(0)
+	if _, a := s.cached(local, remote); a != cacheAbsent {
+		t.Fatalf("header count 2, slot free: %v, want absent from the slot", a)
+	}
+
+	exchange(t, c1, sc1, false)
+	deadline := time.Now().Add(5 * time.Second)
+	for s.word(slotHdrLive) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("header counts %d live sockets after the pair closed, want 0", s.word(slotHdrLive))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
