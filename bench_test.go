@@ -119,6 +119,86 @@ func BenchmarkDialCost(b *testing.B) {
 	}
 }
 
+// BenchmarkAcceptCost measures what a marked smc.Listen listener costs a plain
+// client: every op connects a net.Dialer to a plain-TCP net listener, to an
+// smc.Listen listener, to the same kind of smc listener accepted with its
+// *net.TCPListener directly (smc-kernel-only: the signalling program's share,
+// without the Go side's read of the result), and to a second net listener (the
+// A/A control), in a balanced order, and accepts and closes each connection. It
+// reports the net arm's median wall time from dial to Accept's return and each
+// other arm's median paired difference to it.
+func BenchmarkAcceptCost(b *testing.B) {
+	mk := func(l net.Listener, err error) net.Listener {
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { l.Close() })
+		return l
+	}
+	lc := net.ListenConfig{}
+	lc.SetMultipathTCP(false)
+	plain := mk(lc.Listen(b.Context(), "tcp", "127.0.0.1:0"))
+	ctl := mk(lc.Listen(b.Context(), "tcp", "127.0.0.1:0"))
+	sm := mk(Listen("tcp", "127.0.0.1:0"))
+	raw := mk(Listen("tcp", "127.0.0.1:0"))
+	_, ok1 := sm.(*listener)
+	_, ok2 := raw.(*listener)
+	if !ok1 || !ok2 {
+		b.Fatalf("smc listener not marked (signalling: %v)", SignallingError())
+	}
+	type arm struct {
+		name   string
+		addr   string
+		accept func() (net.Conn, error)
+	}
+	arms := []arm{
+		{"net", plain.Addr().String(), plain.Accept},
+		{"smc", sm.Addr().String(), sm.Accept},
+		{"smc-kernel-only", raw.Addr().String(), func() (net.Conn, error) { return raw.(*listener).tl.AcceptTCP() }},
+		{"net-control", ctl.Addr().String(), ctl.Accept},
+	}
+	samples := make([][]time.Duration, len(arms))
+	n := 0
+	var d net.Dialer
+	for b.Loop() {
+		for j := range arms {
+			i := (j + n) % len(arms)
+			if (n/len(arms))%2 == 1 {
+				i = (len(arms) - 1 - j + n) % len(arms)
+			}
+			t0 := time.Now()
+			c, err := d.Dial("tcp", arms[i].addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			s, err := arms[i].accept()
+			if err != nil {
+				b.Fatal(err)
+			}
+			samples[i] = append(samples[i], time.Since(t0))
+			s.Close()
+			c.Close()
+		}
+		n++
+	}
+	med := func(d []time.Duration) float64 {
+		d = slices.Clone(d)
+		slices.Sort(d)
+		return float64(d[len(d)/2])
+	}
+	for i := range arms {
+		diff := make([]time.Duration, len(samples[i]))
+		for j := range diff {
+			diff[j] = samples[i][j] - samples[0][j]
+		}
+		if i > 0 {
+			b.ReportMetric(med(diff), arms[i].name+"-diff-ns")
+		} else {
+			b.ReportMetric(med(samples[0]), "net-ns")
+		}
+	}
+}
+
 func mustDial(b *testing.B, d Dialer, addr string) net.Conn {
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
