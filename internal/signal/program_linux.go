@@ -415,17 +415,25 @@ func (b *builder) claimSlot(fail string) {
 	)
 }
 
-// headerLive emits adding delta (1 or -1) to the header's total live count,
-// jumping to fail if the header cannot be looked up. It clobbers R0-R5 and the
-// stack word at stkScratch.
-func (b *builder) headerLive(delta int32, fail string) {
+// headerLookup emits R0 = the results cache's header slot, jumping to miss if the
+// lookup fails. It clobbers R0-R5 and the stack word at stkScratch.
+func (b *builder) headerLookup(miss string) {
 	b.emit(
 		asm.StoreImm(asm.RFP, stkScratch, 0, asm.Word),
 		asm.LoadMapPtr(asm.R1, 0).WithReference(mapResults),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, stkScratch),
 		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, fail),
+		asm.JEq.Imm(asm.R0, 0, miss),
+	)
+}
+
+// headerLive emits adding delta (1 or -1) to the header's total live count,
+// jumping to fail if the header cannot be looked up. It clobbers R0-R5 and the
+// stack word at stkScratch.
+func (b *builder) headerLive(delta int32, fail string) {
+	b.headerLookup(fail)
+	b.emit(
 		asm.Mov.Imm(asm.R1, delta),
 		asm.FetchAdd.Mem(asm.R0, asm.R1, asm.Word, slotHdrLive),
 	)
@@ -435,13 +443,8 @@ func (b *builder) headerLive(delta int32, fail string) {
 // every result. It clobbers R0-R5.
 func (b *builder) poison() {
 	skip := b.label("poison")
+	b.headerLookup(skip)
 	b.emit(
-		asm.StoreImm(asm.RFP, stkScratch, 0, asm.Word),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(mapResults),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stkScratch),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, skip),
 		asm.StoreImm(asm.R0, slotFlags, 1, asm.Word),
 		asm.Mov.Imm(asm.R0, 0).WithSymbol(skip),
 	)
