@@ -18,15 +18,7 @@ rounds=${1:-120}
 dir=bench/results/$(date -u +%Y-%m-%dT%H%MZ)-issue3
 mkdir -p "$dir"
 go build -o "$dir/.smc" ./cmd/smc
-machine() {
-	echo "== $1"
-	date -u
-	uname -srm
-	echo "CPUs: $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
-	go version
-	echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' (with uncommitted changes)')"
-}
+. bench/machine.sh
 set -- --scenario=wrk --wrk-conns=128,512 --wrk-duration=1s --nginx-duration=200ms \
 	--wrk-rounds="$rounds" --wrk-control "$@"
 machine before >"$dir/machine.txt"

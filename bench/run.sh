@@ -11,15 +11,7 @@ cd "$(dirname "$0")/.."
 dir=bench/results/$(date -u +%Y-%m-%dT%H%MZ)
 mkdir -p "$dir"
 go build -o "$dir/.smc" ./cmd/smc
-machine() {
-	echo "== $1"
-	date -u
-	uname -srm
-	echo "CPUs: $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
-	go version
-	echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' (with uncommitted changes)')"
-}
+. bench/machine.sh
 machine before >"$dir/machine.txt"
 "$dir/.smc" perf --json-out="$dir/perf.jsonl" \
 	--shmipc-sizes=64,512,1024,4096,16384,32768,65536,262144,524288,1048576,4194304 "$@" | tee "$dir/perf.txt"
