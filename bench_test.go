@@ -102,21 +102,7 @@ func BenchmarkDialCost(b *testing.B) {
 	if st := State(mustDial(b, sd, addr)); st.Fallback != ReasonNotOffered && SignallingError() == nil {
 		b.Fatalf("smc.Dialer still offers SMC to a known plain server: %+v", st)
 	}
-	med := func(d []time.Duration) float64 {
-		d = slices.Clone(d)
-		slices.Sort(d)
-		return float64(d[len(d)/2])
-	}
-	for i, name := range names {
-		diff := make([]time.Duration, len(samples[i]))
-		for j := range diff {
-			diff[j] = samples[i][j] - samples[0][j]
-		}
-		b.ReportMetric(med(samples[i]), name+"-ns")
-		if i > 0 {
-			b.ReportMetric(med(diff), name+"-diff-ns")
-		}
-	}
+	reportPaired(b, names, samples)
 }
 
 // BenchmarkAcceptCost measures what a marked smc.Listen listener costs a plain
@@ -125,7 +111,7 @@ func BenchmarkDialCost(b *testing.B) {
 // *net.TCPListener directly (smc-kernel-only: the signalling program's share,
 // without the Go side's read of the result), and to a second net listener (the
 // A/A control), in a balanced order, and accepts and closes each connection. It
-// reports the net arm's median wall time from dial to Accept's return and each
+// reports each arm's median wall time from dial to Accept's return and each
 // other arm's median paired difference to it.
 func BenchmarkAcceptCost(b *testing.B) {
 	mk := func(l net.Listener, err error) net.Listener {
@@ -181,20 +167,30 @@ func BenchmarkAcceptCost(b *testing.B) {
 		}
 		n++
 	}
+	names := make([]string, len(arms))
+	for i, a := range arms {
+		names[i] = a.name
+	}
+	reportPaired(b, names, samples)
+}
+
+// reportPaired reports each arm's median wall time per op (name-ns) and, for all
+// but the first, the median of its paired differences to the first
+// (name-diff-ns); samples[i][j] is arm i's time in rotation j.
+func reportPaired(b *testing.B, names []string, samples [][]time.Duration) {
 	med := func(d []time.Duration) float64 {
 		d = slices.Clone(d)
 		slices.Sort(d)
 		return float64(d[len(d)/2])
 	}
-	for i := range arms {
+	for i, name := range names {
 		diff := make([]time.Duration, len(samples[i]))
 		for j := range diff {
 			diff[j] = samples[i][j] - samples[0][j]
 		}
+		b.ReportMetric(med(samples[i]), name+"-ns")
 		if i > 0 {
-			b.ReportMetric(med(diff), arms[i].name+"-diff-ns")
-		} else {
-			b.ReportMetric(med(samples[0]), "net-ns")
+			b.ReportMetric(med(diff), name+"-diff-ns")
 		}
 	}
 }
