@@ -22,22 +22,26 @@
 //   - TCP_CONNECT of a marked socket enables the header-option callbacks; the SYN
 //     then gets the option (HDR_OPT_LEN reserves, WRITE_HDR_OPT writes and sets
 //     "sent").
-//   - TCP_LISTEN of a marked listener sets TCP_SAVE_SYN (so that the SYN is readable
-//     after the handshake) and enables the callbacks, which its children inherit;
-//     only marked listeners have them.
+//   - TCP_LISTEN of a marked listener enables the callbacks and sets TCP_SAVE_SYN,
+//     which its children inherit; only marked listeners have them. TCP_SAVE_SYN is
+//     only a tag (see Result below): no saved SYN is read, the SYN is read once,
+//     while the first SYN-ACK is written.
 //   - A SYN-ACK is written on the request socket, which has no storage. The first
 //     SYN-ACK of a request whose SYN carried the option, and that is not a SYN cookie,
-//     reserves space and records its decision in a hash map keyed by the network
-//     namespace cookie and the first 48 bytes of the SYN's IP and TCP headers
-//     (addresses, ports, sequence number), as the kernel saved them. It echoes only
-//     when both the reservation and the record succeeded; retransmitted SYN-ACKs
-//     follow the record; a failed write turns the record to "no echo".
+//     reserves space and records its decision in a hash map keyed by the request's
+//     socket cookie, which the child inherits (inet_csk_clone_lock) and which is
+//     never reused; before it does, it stamps the record's time in the results
+//     header (below). It echoes only when both the reservation and the record
+//     succeeded; retransmitted SYN-ACKs, which have no SYN to read, follow the
+//     record found by the same cookie; a failed write turns the record to "no echo".
 //   - ACTIVE_ESTABLISHED (client): "received" is whether the SYN-ACK carries the
-//     option. PASSIVE_ESTABLISHED (server child): a saved SYN without the option (a
-//     plain client) only turns the header-option callbacks off; otherwise "received"
-//     is whether the saved SYN carries it, "sent" is whether the record says echo;
-//     the record is deleted; the word is stored in the children map (or created
-//     storage). Recorded sockets get "done", have their word published in the
+//     option. PASSIVE_ESTABLISHED (server child): a child with no record (a plain
+//     client) only turns the header-option callbacks off. While the header's record
+//     time is 0 or older than ten minutes (the records' sweep age, far beyond a
+//     request's life) no record can be the child's, and it needs no lookup at all:
+//     a server whose clients are all plain pays one cache line read. A child with a
+//     record has "received" set and "sent" if the record says echo; the record is
+//     deleted; the word is stored in the children map (or created storage). Recorded sockets get "done", have their word published in the
 //     results cache (below) and trade the header-option callbacks for the STATE
 //     callback, which runs only on state changes: data packets cost nothing. At
 //     TCP_CLOSE a child's children-map entry is deleted.
@@ -48,22 +52,27 @@
 // # Why Result never disagrees with the wire
 //
 // A bit is set only after the kernel confirmed the matching packet contents: "sent"
-// on a client after bpf_store_hdr_opt succeeded on a SYN; "received" only from the
-// very packet that completed the handshake (the SYN-ACK, or the SYN the kernel saved
-// for this child). On a server, "sent" comes from the record, and the option is
-// written only when the record exists and says echo, so an echo that could not be
-// recorded never happens. Each connection has its own socket storage, and records are
-// keyed by the SYN itself, so tuple reuse, SYN retransmits (the saved SYN is the
-// original) and SYN-ACK retransmits all resolve to the same decision. A SYN-cookie
-// SYN-ACK never carries the option: the client reports "not received", and the server,
-// which kept no SYN, reports PeerUnknown with Sent and Received false. A mark the
+// on a client after bpf_store_hdr_opt succeeded on a SYN; "received" on a client only
+// from the very SYN-ACK that completed the handshake, on a server only from a record,
+// which exists only if the first SYN-ACK of the child's own request read the option
+// in its SYN. On a server, "sent" comes from the record, and the option is written
+// only when the record exists and says echo, so an echo that could not be recorded
+// never happens. Each connection has its own socket storage, and records are keyed by
+// the request's socket cookie, unique for the life of the machine, so tuple reuse,
+// SYN retransmits (answered by the request's retransmitted SYN-ACK) and SYN-ACK
+// retransmits all resolve to the same decision. A SYN-cookie SYN-ACK never carries
+// the option: the client reports "not received", and the server, whose child comes
+// from no request and so has no record, reports it as a plain client (Marked only),
+// even though its SYN carried the option; so does a child whose request could not be
+// recorded (err_record; its SYN-ACK did not echo). A mark the
 // program never saw (set after connect, or on an MPTCP socket whose subflows it cannot
 // see) reports Sent and Received false. An accepted socket of a marked listener
 // reports Marked: [Signaller.Result] reads its word from the children map by socket
-// cookie (SO_COOKIE) when it has no storage, and reports a child with no record at
-// all as a plain client when it inherited its listener's TCP_SAVE_SYN;
+// cookie (SO_COOKIE) when it has no storage, and reports a child with no record as a
+// plain client when it inherited its listener's TCP_SAVE_SYN tag;
 // [Signaller.AcceptedResult], told that the listener was marked, proves the same
-// from the results cache. "No record" means "plain client" only once the child's
+// from the results cache without it (a listener whose TCP_SAVE_SYN failed,
+// err_save_syn, still echoes; only Result cannot tell its plain children). "No record" means "plain client" only once the child's
 // PASSIVE_ESTABLISHED callback has run: the kernel queues a child for accept while
 // holding its socket spinlock and runs the callback before releasing it, and the
 // net package's accept sets TCP_NODELAY, which takes that lock, before it returns
@@ -77,9 +86,11 @@
 // the child then reports the zero Result). The children are recognised by the
 // inherited flag, so another sock_ops program that sets WRITE_HDR_OPT callbacks on an
 // unmarked listener makes its children report Marked (and would make the SYN-ACK
-// path echo: the design already relies on no other program doing so); a marked
-// listener whose TCP_SAVE_SYN failed (err_save_syn) never echoes and its children
-// report the zero Result. TCP Fast Open on a marked listener is not
+// path echo: the design already relies on no other program doing so). A request
+// whose child completes more than ten minutes after its first SYN-ACK (only with
+// net.ipv4.tcp_synack_retries or TCP_DEFER_ACCEPT raised far beyond their defaults)
+// may have lost its record to the sweep, and its child then reports as a plain
+// client while the SYN-ACKs echoed. TCP Fast Open on a marked listener is not
 // supported: the child exists before its SYN-ACK is sent and reports PeerUnknown
 // while that SYN-ACK may still echo, so do not set TCP_FASTOPEN on marked listeners
 // (Go never does).

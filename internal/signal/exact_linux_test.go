@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,8 +47,8 @@ func enterNetns(t *testing.T) {
 
 // TestSYNCookies forces SYN cookies (net.ipv4.tcp_syncookies=2, in a private network
 // namespace): a cookie SYN-ACK must not carry the option, the client must see "not
-// received", and the server, which kept no SYN, must report PeerUnknown and not
-// "sent".
+// received", and the server, whose child comes from no request and so has no
+// record, must report it as a plain client: Marked, neither sent nor received.
 func TestSYNCookies(t *testing.T) {
 	s := selfAttach(t)
 	enterNetns(t)
@@ -124,7 +125,7 @@ func TestSYNCookies(t *testing.T) {
 		if tc.client {
 			wantClient = Result{Marked: true, Sent: true}
 		}
-		wantServer := Result{Marked: true, PeerUnknown: true}
+		wantServer := plainChild
 		if got[i].client != wantClient || got[i].server != wantServer {
 			t.Errorf("%s: client %+v server %+v, want %+v and %+v", tc.name, got[i].client, got[i].server, wantClient, wantServer)
 		}
@@ -136,8 +137,8 @@ func TestSYNCookies(t *testing.T) {
 	if d := after["syncookie_not_echoed"] - before["syncookie_not_echoed"]; d != 2 {
 		t.Errorf("syncookie_not_echoed grew by %d, want 2", d)
 	}
-	if d := after["peer_unknown"] - before["peer_unknown"]; d != 3 {
-		t.Errorf("peer_unknown grew by %d, want 3", d)
+	if d := after["peer_unknown"] - before["peer_unknown"]; d != 0 {
+		t.Errorf("peer_unknown grew by %d, want 0 (it counts Fast Open children only)", d)
 	}
 }
 
@@ -221,6 +222,10 @@ func TestAcceptQueueOverflow(t *testing.T) {
 	defer l.Close()
 	ln := l.(*net.TCPListener)
 	port := ln.Addr().(*net.TCPAddr).Port
+	before, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
 	capture := testenv.StartCapture(t, "lo", portFilter(port))
 
 	const clients = 5
@@ -294,9 +299,13 @@ func TestAcceptQueueOverflow(t *testing.T) {
 			wantClient = Result{Marked: true, Sent: anySMC(fl.syn), Received: fl.synack[0].HasSMC()}
 		}
 		wantServer := Result{Marked: true, Sent: fl.synack[0].HasSMC(), Received: anySMC(fl.syn)}
-		if sr.PeerUnknown { // completed by a SYN cookie: no SYN kept
+		if wantServer.Received && !anySMC(fl.synack) && sr == plainChild {
+			// Completed by a SYN cookie: the child comes from no request, so it has
+			// no record and reports as a plain client. A request whose SYN-ACKs
+			// were all sent without the option but which did make a record would
+			// report Received instead.
 			cookies++
-			wantServer = Result{Marked: true, PeerUnknown: true}
+			wantServer = plainChild
 		} else if allSMC(fl.synack) != anySMC(fl.synack) {
 			t.Errorf("%v: SYN-ACK retransmissions disagree:%s", key, dump(fl.synack))
 		}
@@ -311,5 +320,77 @@ func TestAcceptQueueOverflow(t *testing.T) {
 	if retransmits == 0 {
 		t.Errorf("no SYN or SYN-ACK was retransmitted: the accept queue did not overflow")
 	}
+	after, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sent := after["syncookie_not_echoed"] - before["syncookie_not_echoed"]; uint64(cookies) > sent {
+		t.Errorf("%d connections look completed by SYN cookies, but only %d cookie SYN-ACKs answered an SMC SYN", cookies, sent)
+	}
 	t.Logf("%d SYN/SYN-ACK retransmissions, %d connections completed by SYN cookies", retransmits, cookies)
+}
+
+// TestSYNACKRetransmit makes a marked listener retransmit its SYN-ACK to a marked
+// client and to a plain one (TCP_DEFER_ACCEPT keeps a request whose final ACK
+// carried no data, and retransmits its SYN-ACK): a retransmission has no SYN to
+// read, so it must follow the first SYN-ACK's record, found by the request's
+// socket cookie, and the child, created only when the data arrives, must find
+// that record too.
+func TestSYNACKRetransmit(t *testing.T) {
+	s := selfAttach(t)
+	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+		var err error
+		c.Control(func(fd uintptr) {
+			if err = s.Mark(int(fd)); err == nil {
+				err = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, 1)
+			}
+		})
+		return err
+	}}
+	lc.SetMultipathTCP(false)
+	l, err := lc.Listen(t.Context(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ln := l.(*net.TCPListener)
+	port := ln.Addr().(*net.TCPAddr).Port
+	capture := testenv.StartCapture(t, "lo", portFilter(port))
+	for _, marked := range []bool{true, false} {
+		c := dial(t, s, "tcp4", ln.Addr().String(), marked, nil)
+		cr := resultOf(t, s, c)
+		// The first SYN-ACK retransmission is due a second after the first.
+		time.Sleep(1500 * time.Millisecond)
+		if _, err := c.Write([]byte{'x'}); err != nil {
+			t.Fatal(err)
+		}
+		ln.SetDeadline(time.Now().Add(10 * time.Second))
+		sc, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sr := acceptedOf(t, s, sc, true)
+		want := plainChild
+		if marked {
+			want = Result{Marked: true, Sent: true, Received: true}
+		}
+		if sr != want || cr.Negotiated() != marked {
+			t.Errorf("marked client %v: client %+v server %+v, want server %+v", marked, cr, sr, want)
+		}
+		buf := make([]byte, 1)
+		if _, err := sc.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		sc.Close()
+		c.Close()
+	}
+	for key, f := range flows(capture.Stop(), map[uint16]bool{uint16(port): true}) {
+		marked := anySMC(f.syn)
+		if len(f.synack) < 2 {
+			t.Errorf("%v: %d SYN-ACKs captured, want a retransmission", key, len(f.synack))
+		}
+		if allSMC(f.synack) != marked || anySMC(f.synack) != marked {
+			t.Errorf("%v: SYN-ACKs do not all follow the SYN (option %v):%s", key, marked, dump(f.synack))
+		}
+	}
 }

@@ -16,7 +16,7 @@ const (
 	resultSent     = 1 << 1 // our SYN / SYN-ACK carried the option
 	resultReceived = 1 << 2 // the peer's SYN-ACK / SYN carried it
 	resultDone     = 1 << 3 // the ESTABLISHED callback ran: the result is final
-	resultUnknown  = 1 << 4 // server: the kernel kept no SYN (SYN cookie, Fast Open)
+	resultUnknown  = 1 << 4 // server: the child exists before its SYN-ACK (Fast Open)
 )
 
 // Indexes into the counters map. Each is a 64-bit count of events since the program
@@ -27,11 +27,11 @@ const (
 	ctrReceivedSYNACK        // a marked client's SYN-ACK carried it
 	ctrReceivedSYN           // a marked listener's SYN carried it
 	ctrCookie                // a marked listener answered an SMC SYN with a SYN cookie (not echoed)
-	ctrPeerUnknown           // a marked listener's child had no saved SYN
+	ctrPeerUnknown           // a marked listener's child was created by Fast Open
 	ctrErrReserve            // bpf_reserve_hdr_opt failed (-ENOSPC: option space full)
 	ctrErrStore              // bpf_store_hdr_opt failed
-	ctrErrRecord             // SYN-ACK record table full or SYN unreadable: not echoed
-	ctrErrSaveSYN            // TCP_SAVE_SYN failed on a marked listener: it never echoes
+	ctrErrRecord             // SYN-ACK record table full: not echoed
+	ctrErrSaveSYN            // TCP_SAVE_SYN failed on a marked listener: Result cannot tag its plain children
 	ctrErrLoad               // bpf_load_hdr_opt failed other than "not found"
 	ctrCachePoisoned         // a closing socket could not empty its results slot
 	ctrErrResult             // a server child's result could be stored nowhere
@@ -58,14 +58,12 @@ const (
 	writeHdrSYNACKCookie = 2      // BPF_WRITE_HDR_TCP_SYNACK_COOKIE, in args[0]
 	loadHdrOptTCPSYN     = 1      // BPF_LOAD_HDR_OPT_TCP_SYN
 	solTCP               = 6
-	tcpSaveSYN           = 27   // TCP_SAVE_SYN
-	tcpBPFSYNIP          = 1006 // TCP_BPF_SYN_IP: the SYN's IP and TCP headers
+	tcpSaveSYN           = 27 // TCP_SAVE_SYN: the tag of a marked listener's children
 
 	tcpFlagSYN = 0x02
 	tcpFlagACK = 0x10
 
 	errnoENOENT = 2
-	errnoENOSPC = 28
 	errnoENOMSG = 42
 
 	mapFNoPrealloc  = 1       // BPF_F_NO_PREALLOC
@@ -115,8 +113,11 @@ const (
 
 	// The header slot: 4 flags (non-zero = poisoned), 8 layout version (see
 	// cacheLayout), 12 the sum of every slot's live count, so that Go can tell
-	// "no recorded socket anywhere" from the header alone.
-	slotHdrLive = 12
+	// "no recorded socket anywhere" from the header alone; 16 the time
+	// (bpf_ktime_get_ns) of the latest SYN-ACK record, so that a child finds
+	// without a lookup that no record can be its own (0: none yet).
+	slotHdrLive   = 12
+	slotHdrRecord = 16
 )
 
 // Offsets in struct bpf_sock_ops (checked against kernel BTF by TestContextLayout).
@@ -130,20 +131,19 @@ const (
 
 // Stack layout of the program, relative to the frame pointer R10.
 const (
-	stkScratch = -8  // u32: TCP_SAVE_SYN's value, a counter index
+	stkScratch = -8  // u32: a map index
 	stkOption  = -16 // 6 bytes: the SMC option, written or used as a search key
-	stkKey     = -72 // synKeySize bytes: a SYN-ACK record key
-	stkRecord  = -88 // recordSize bytes: a SYN-ACK record value
+	stkKey     = -32 // recordKeySize bytes: a SYN-ACK record key (and 4 more: a children-map value)
+	stkRecord  = -48 // recordSize bytes: a SYN-ACK record value
 )
 
-// A SYN-ACK record key is the network namespace cookie followed by the first
-// synHdrLen bytes of the SYN's IP and TCP headers (addresses, ports, sequence number),
-// exactly as the kernel saved the SYN for the listener.
+// A SYN-ACK record is keyed by the socket cookie of the request: the SYN-ACK, its
+// retransmissions (which have no SYN to read) and the child, which inherits its
+// request's cookie (inet_csk_clone_lock), all find it, and cookies are never reused.
 const (
-	synHdrLen  = 48
-	synKeySize = 8 + synHdrLen
-	recordSize = 16 // u64 time of the first SYN-ACK, u32 decision, u32 unused
-	maxRecords = 1 << 16
+	recordKeySize = 8
+	recordSize    = 16 // u64 time of the first SYN-ACK, u32 decision, u32 unused
+	maxRecords    = 1 << 16
 
 	decisionEcho   = 1 // every SYN-ACK of this request carries the option
 	decisionNoEcho = 2 // none does
@@ -175,25 +175,30 @@ var maxChildren uint32 = 1 << 15
 //
 //	TCP_CONNECT (client, before the SYN): marked → enable WRITE_HDR_OPT callbacks.
 //	TCP_LISTEN: marked → TCP_SAVE_SYN, then enable WRITE_HDR_OPT callbacks (children
-//	  inherit both, and the inherited flag is how a child knows its listener was
-//	  marked); if TCP_SAVE_SYN fails the listener never echoes.
+//	  inherit both: the flag is how a child knows its listener was marked, and
+//	  TCP_SAVE_SYN how Result knows it; no saved SYN is ever read).
 //	HDR_OPT_LEN / WRITE_HDR_OPT, SYN of a marked socket: reserve 6 bytes, write the
 //	  option, set resultSent.
-//	HDR_OPT_LEN, SYN-ACK: only for a non-cookie SYN-ACK whose SYN carried the option.
-//	  The first SYN-ACK of a request decides and records the decision in the synacks
-//	  map under the SYN's identity: echo only if space was reserved AND the record was
-//	  stored; retransmitted SYN-ACKs follow the record.
+//	HDR_OPT_LEN, SYN-ACK: only for a non-cookie SYN-ACK whose SYN carried the option,
+//	  or a retransmission (which has no SYN to read) of a request with a record. The
+//	  first SYN-ACK of a request decides and records the decision in the synacks map
+//	  under the request's socket cookie, after stamping the record's time in the
+//	  results header: echo only if space was reserved AND the record was stored;
+//	  retransmitted SYN-ACKs follow the record.
 //	WRITE_HDR_OPT, SYN-ACK: write the option only when the record says echo.
 //	ACTIVE_ESTABLISHED (marked client): received = the SYN-ACK carries the option;
 //	  set resultDone, disable WRITE_HDR_OPT callbacks.
-//	PASSIVE_ESTABLISHED (child with the inherited WRITE_HDR_OPT flag): a saved SYN
-//	  without the option (a plain client) only disables the WRITE_HDR_OPT callbacks:
-//	  nothing is stored, and "no record" is the answer. Otherwise received = the
-//	  saved SYN carries it (no saved SYN → resultUnknown); sent = a record says echo;
-//	  delete the record; store the word in the children map under the socket cookie,
-//	  or, if that fails, in the child's socket storage, created now; publish it in
-//	  the results cache; trade WRITE_HDR_OPT for STATE callbacks. STATE at TCP_CLOSE
-//	  deletes the children entry and releases the results slot.
+//	PASSIVE_ESTABLISHED (child with the inherited WRITE_HDR_OPT flag): the child's
+//	  socket cookie is its request's, so its record, if any, is synacks[cookie]. With
+//	  no record (a plain client; known without a lookup while the header's record
+//	  time is 0 or older than recordMaxAge) it only disables the WRITE_HDR_OPT
+//	  callbacks: nothing is stored, and "no record" is the answer. Otherwise received
+//	  is set (a Fast Open child, whose SYN-ACK is not sent yet, gets resultUnknown
+//	  instead); sent = the record says echo; delete the record; store the word in
+//	  the children map under the socket cookie, or, if that fails, in the child's
+//	  socket storage, created now; publish it in the results cache; trade
+//	  WRITE_HDR_OPT for STATE callbacks. STATE at TCP_CLOSE deletes the children
+//	  entry and releases the results slot.
 func collectionSpec() *ebpf.CollectionSpec {
 	u32 := &btf.Int{Name: "__u32", Size: 4}
 	return &ebpf.CollectionSpec{
@@ -210,7 +215,7 @@ func collectionSpec() *ebpf.CollectionSpec {
 				MaxEntries: maxChildren,
 			},
 			mapRecords: {
-				Name: "smc_synacks", Type: ebpf.Hash, KeySize: synKeySize, ValueSize: recordSize,
+				Name: "smc_synacks", Type: ebpf.Hash, KeySize: recordKeySize, ValueSize: recordSize,
 				MaxEntries: maxRecords, Flags: mapFNoPrealloc,
 			},
 			mapCounters: {
@@ -316,26 +321,13 @@ func (b *builder) loadOption(flags int32) {
 	)
 }
 
-// synKey emits the SYN-ACK record key at stkKey, jumping to fail (R0 < 0) when the
-// SYN cannot be read.
-func (b *builder) synKey(fail string) {
-	ok := b.label("key")
+// recordKey emits the SYN-ACK record key at stkKey: the socket cookie of the
+// request (or of the child, which is the same). It clobbers R0-R5.
+func (b *builder) recordKey() {
 	b.emit(
 		asm.Mov.Reg(asm.R1, asm.R6),
-		asm.FnGetNetnsCookie.Call(),
+		asm.FnGetSocketCookie.Call(),
 		asm.StoreMem(asm.RFP, stkKey, asm.R0, asm.DWord),
-		asm.Mov.Reg(asm.R1, asm.R6),
-		asm.Mov.Imm(asm.R2, solTCP),
-		asm.Mov.Imm(asm.R3, tcpBPFSYNIP),
-		asm.Mov.Reg(asm.R4, asm.RFP),
-		asm.Add.Imm(asm.R4, stkKey+8),
-		asm.Mov.Imm(asm.R5, synHdrLen),
-		asm.FnGetsockopt.Call(),
-		// A SYN longer than synHdrLen is copied in part and reported as -ENOSPC.
-		asm.JSGT.Imm(asm.R0, 0, ok),
-		asm.JEq.Imm(asm.R0, -errnoENOSPC, ok),
-		asm.Ja.Label(fail),
-		asm.Mov.Imm(asm.R0, 0).WithSymbol(ok),
 	)
 }
 
@@ -537,7 +529,9 @@ func program() asm.Instructions {
 	b.setCbFlags(cbFlagWriteHdrOpt, 0)
 	b.emit(asm.Ja.Label("ok"))
 
-	// TCP_LISTEN: a marked listener saves SYNs and asks for WRITE_HDR_OPT callbacks.
+	// TCP_LISTEN: a marked listener asks for WRITE_HDR_OPT callbacks and sets
+	// TCP_SAVE_SYN, which its children inherit: the tag by which Result tells a
+	// plain child from a socket never marked (nothing reads the saved SYNs).
 	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("listen"))
 	b.markWord("ok")
 	b.emit(
@@ -549,11 +543,10 @@ func program() asm.Instructions {
 		asm.Add.Imm(asm.R4, stkScratch),
 		asm.Mov.Imm(asm.R5, 4),
 		asm.FnSetsockopt.Call(),
-		asm.JEq.Imm(asm.R0, 0, "listen_saved"),
+		asm.JEq.Imm(asm.R0, 0, "listen_tagged"),
 	)
 	b.count(ctrErrSaveSYN)
-	b.emit(asm.Ja.Label("ok"))
-	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("listen_saved"))
+	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("listen_tagged"))
 	b.setCbFlags(cbFlagWriteHdrOpt, 0)
 	b.emit(asm.Ja.Label("ok"))
 
@@ -608,14 +601,26 @@ func program() asm.Instructions {
 		asm.LoadMem(asm.R2, asm.R6, ctxArgs0, asm.Word).WithSymbol("synack_len"),
 		asm.JEq.Imm(asm.R2, writeHdrSYNACKCookie, "synack_len_cookie"),
 	)
+	// The first SYN-ACK has the SYN at hand; a retransmission has none (nothing is
+	// saved) and follows the record, if any.
 	b.loadOption(loadHdrOptTCPSYN)
-	b.emit(asm.JNE.Imm(asm.R0, 6, "ok"))
-	b.synKey("synack_len_nokey")
+	b.emit(
+		asm.JEq.Imm(asm.R0, 6, "synack_len_smc"),
+		asm.JNE.Imm(asm.R0, -errnoENOENT, "ok"),
+	)
+	b.recordKey()
+	b.lookupRecord()
+	b.emit(
+		asm.JNE.Imm(asm.R0, 0, "synack_len_follow"),
+		asm.Ja.Label("ok"),
+	)
+	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("synack_len_smc"))
+	b.recordKey()
 	b.lookupRecord()
 	b.emit(
 		asm.JEq.Imm(asm.R0, 0, "synack_len_first"),
 		// A retransmitted SYN-ACK follows the first one's decision.
-		asm.LoadMem(asm.R2, asm.R0, 8, asm.Word),
+		asm.LoadMem(asm.R2, asm.R0, 8, asm.Word).WithSymbol("synack_len_follow"),
 		asm.JNE.Imm(asm.R2, decisionEcho, "ok"),
 		asm.Mov.Reg(asm.R1, asm.R6),
 		asm.Mov.Imm(asm.R2, 6),
@@ -639,8 +644,13 @@ func program() asm.Instructions {
 		asm.Mov.Imm(asm.R9, decisionNoEcho),
 	)
 	b.count(ctrErrReserve)
+	// The header learns the record's time before the record exists, so that a
+	// child that finds the time too old knows no record can be its own.
+	b.emit(asm.StoreMem(asm.RFP, stkRecord+8, asm.R9, asm.Word).WithSymbol("synack_len_record"))
+	b.headerLookup("synack_len_nokey")
 	b.emit(
-		asm.StoreMem(asm.RFP, stkRecord+8, asm.R9, asm.Word).WithSymbol("synack_len_record"),
+		asm.LoadMem(asm.R1, asm.RFP, stkRecord, asm.DWord),
+		asm.StoreMem(asm.R0, slotHdrRecord, asm.R1, asm.DWord),
 		asm.LoadMapPtr(asm.R1, 0).WithReference(mapRecords),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, stkKey),
@@ -665,7 +675,7 @@ func program() asm.Instructions {
 		asm.LoadMem(asm.R2, asm.R6, ctxArgs0, asm.Word).WithSymbol("synack_write"),
 		asm.JEq.Imm(asm.R2, writeHdrSYNACKCookie, "ok"),
 	)
-	b.synKey("ok")
+	b.recordKey()
 	b.lookupRecord()
 	b.emit(
 		asm.JEq.Imm(asm.R0, 0, "ok"),
@@ -724,26 +734,25 @@ func program() asm.Instructions {
 		asm.LoadMem(asm.R2, asm.R6, ctxSkbTCPFlag, asm.Word),
 		asm.JSet.Imm(asm.R2, tcpFlagSYN, "passive_unknown"),
 	)
-	b.loadOption(loadHdrOptTCPSYN)
+	// A record exists only for a client whose SYN carried the option, made by a
+	// SYN-ACK of this child's request, which lives far less than recordMaxAge.
+	// While the header's record time is older than that, or no record was ever
+	// made, the child is a plain client, known without a lookup. The difference is
+	// signed: another request may have stamped a later time since this ktime.
+	b.headerLookup("passive_plain")
 	b.emit(
-		asm.JEq.Imm(asm.R0, 6, "passive_received"),
-		asm.JEq.Imm(asm.R0, -errnoENOMSG, "passive_plain"),
-		asm.JEq.Imm(asm.R0, -errnoENOENT, "passive_unknown"),
+		asm.LoadMem(asm.R7, asm.R0, slotHdrRecord, asm.DWord),
+		asm.JEq.Imm(asm.R7, 0, "passive_plain"),
+		asm.FnKtimeGetNs.Call(),
+		asm.Sub.Reg(asm.R0, asm.R7),
+		asm.LoadImm(asm.R1, int64(recordMaxAge), asm.DWord),
+		asm.JSGT.Reg(asm.R0, asm.R1, "passive_plain"),
 	)
-	b.count(ctrErrLoad)
-	b.emit(asm.Ja.Label("passive_unknown_counted"))
-	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("passive_unknown"))
-	b.count(ctrPeerUnknown)
-	b.emit(
-		asm.Or.Imm(asm.R9, resultUnknown).WithSymbol("passive_unknown_counted"),
-		asm.Ja.Label("passive_store"),
-	)
-	b.emit(asm.Or.Imm(asm.R9, resultReceived).WithSymbol("passive_received"))
-	b.count(ctrReceivedSYN)
-	b.synKey("passive_store")
+	b.recordKey()
 	b.lookupRecord()
 	b.emit(
-		asm.JEq.Imm(asm.R0, 0, "passive_store"),
+		asm.JEq.Imm(asm.R0, 0, "passive_plain"),
+		asm.Or.Imm(asm.R9, resultReceived),
 		asm.LoadMem(asm.R2, asm.R0, 8, asm.Word),
 		asm.JNE.Imm(asm.R2, decisionEcho, "passive_delete"),
 		asm.Or.Imm(asm.R9, resultSent),
@@ -751,6 +760,13 @@ func program() asm.Instructions {
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, stkKey),
 		asm.FnMapDeleteElem.Call(),
+	)
+	b.count(ctrReceivedSYN)
+	b.emit(asm.Ja.Label("passive_store"))
+	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("passive_unknown"))
+	b.count(ctrPeerUnknown)
+	b.emit(asm.Or.Imm(asm.R9, resultUnknown))
+	b.emit(
 		asm.Mov.Reg(asm.R8, asm.R9).WithSymbol("passive_store"),
 		asm.Or.Imm(asm.R8, markMarked),
 		// The word goes into the children map under the socket cookie...
@@ -790,8 +806,8 @@ func program() asm.Instructions {
 	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("passive_fastopen"))
 	b.setCbFlags(cbFlagState, 0)
 	b.emit(asm.Ja.Label("ok"))
-	// A plain client (the saved SYN has no option): nothing to record, nothing to
-	// undo at close. Go reads the absence of a record, after accept, as "plain".
+	// A plain client (no record: its SYN had no option): nothing to record, nothing
+	// to undo at close. Go reads the absence of a record, after accept, as "plain".
 	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("passive_plain"))
 	b.setCbFlags(0, cbFlagWriteHdrOpt)
 	b.emit(asm.Ja.Label("ok"))

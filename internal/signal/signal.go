@@ -23,12 +23,15 @@ type Result struct {
 	// option.
 	Sent bool
 	// Received reports whether the peer's SYN-ACK (client) or SYN (server) carried
-	// it.
+	// it. A server learns it from the record its first SYN-ACK made; a connection
+	// completed by a SYN cookie comes from no request, has no record, and reports
+	// as a plain client (Marked only) whatever its SYN carried: a SYN-cookie SYN-ACK
+	// never carries the option, so its client sees "not received" and both ends
+	// agree on "not negotiated".
 	Received bool
-	// PeerUnknown reports that a server could not read the client's SYN because the
-	// kernel kept none (a SYN-cookie connection, or TCP Fast Open). Received is then
-	// false and Sent is false: a SYN-cookie SYN-ACK never carries the option, so the
-	// client sees "not received" too and both ends agree on "not negotiated".
+	// PeerUnknown reports that a server child was created before its SYN-ACK was
+	// sent (TCP Fast Open), so the handshake's outcome was not known to it. Received
+	// and Sent are then false.
 	PeerUnknown bool
 }
 

@@ -27,7 +27,7 @@ type Signaller struct {
 
 	slots     []byte        // the results cache, mapped read-only; nil if unavailable
 	netns     uint64        // cookie of the network namespace Open ran in
-	cacheHits atomic.Uint64 // ResultAddr answers taken from slots
+	cacheHits atomic.Uint64 // ResultAddr answers taken from slots, if countCacheHits
 	cacheErr  error         // why slots is nil
 
 	// The SYN-ACK records sweeper (sweep_linux.go), when this process may write the
@@ -188,10 +188,9 @@ func (s *Signaller) Mark(fd int) error {
 // storage (a marked client), and also getsockopt(SO_COOKIE) and a second bpf(2) for
 // an accepted socket, whose word is in the children map; an accepted socket with no
 // record is a plain client of a marked listener (Marked, neither sent nor received)
-// when it inherited TCP_SAVE_SYN, which marked listeners set (one more getsockopt),
-// and a socket never marked otherwise. A marked socket whose handshake the program did not see (the mark was set
-// too late, or the socket is MPTCP) reports Marked with Sent and Received false, never
-// a "yes" the wire did not carry.
+// when it inherited TCP_SAVE_SYN, which marked listeners set as a tag (one more
+// getsockopt), and a socket never marked otherwise. A marked socket whose handshake the program did not see (the mark was set too late, or the socket is MPTCP) reports Marked with
+// Sent and Received false, never a "yes" the wire did not carry.
 func (s *Signaller) Result(fd int) (Result, error) {
 	b := elemBufs.Get().(*elemBuf)
 	b.key, b.value = int32(fd), 0
@@ -226,7 +225,7 @@ func (s *Signaller) childResult(fd int) (Result, error) {
 	err = mapLookup(s.children, unsafe.Pointer(&kv.cookie), unsafe.Pointer(&kv.word))
 	if err == unix.ENOENT {
 		// The program records no plain client of a marked listener. Such a child
-		// inherited its listener's TCP_SAVE_SYN; a listener this process did not
+		// inherited its listener's TCP_SAVE_SYN tag; a listener this process did not
 		// mark has it only if someone set it by hand.
 		if v, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_SAVE_SYN); err == nil && v != 0 {
 			return plainChild, nil

@@ -22,8 +22,14 @@ const (
 )
 
 // startSweeper runs sweepRecords on the records map fd every sweepInterval until
-// Close. The Signaller owns fd.
+// Close. The Signaller owns fd. A map whose keys are not recordKeySize bytes (pinned
+// by an older smc attach, whose records were keyed by the SYN's headers) is closed
+// and not swept: the sweeper's buffers are sized for today's keys.
 func (s *Signaller) startSweeper(fd int) {
+	if n, err := mapKeySize(fd); err != nil || n != recordKeySize {
+		unix.Close(fd)
+		return
+	}
 	s.records = fd
 	s.stopSweep = make(chan struct{})
 	s.sweepDone = make(chan struct{})
@@ -74,10 +80,10 @@ func sweepRecords(fd int, now uint64, maxAge time.Duration) (int, error) {
 	cutoff := now - uint64(maxAge)
 	// One heap buffer holds the keys and the value (see elemBuf).
 	buf := new(struct {
-		key, next [synKeySize]byte
+		key, next [recordKeySize]byte
 		value     [recordSize]byte
 	})
-	var victims [][synKeySize]byte
+	var victims [][recordKeySize]byte
 	first := true
 	for {
 		var err error
@@ -127,4 +133,26 @@ func mapDelete(mapFD int, key unsafe.Pointer) error {
 		return errno
 	}
 	return nil
+}
+
+// mapKeySize returns the key size of the map fd (BPF_OBJ_GET_INFO_BY_FD).
+func mapKeySize(fd int) (uint32, error) {
+	// One heap object holds the attribute and the information it points to.
+	b := new(struct {
+		attr struct {
+			fd, infoLen uint32
+			info        uint64
+		}
+		info struct {
+			typ, id, keySize, valueSize, maxEntries, flags uint32
+			_                                              [64]byte // the rest of struct bpf_map_info
+		}
+	})
+	b.attr.fd, b.attr.infoLen = uint32(fd), uint32(unsafe.Sizeof(b.info))
+	b.attr.info = uint64(uintptr(unsafe.Pointer(&b.info)))
+	_, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_OBJ_GET_INFO_BY_FD, uintptr(unsafe.Pointer(&b.attr)), unsafe.Sizeof(b.attr))
+	if errno != 0 {
+		return 0, errno
+	}
+	return b.info.keySize, nil
 }

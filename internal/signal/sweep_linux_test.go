@@ -16,11 +16,11 @@ func TestSweepRecords(t *testing.T) {
 	// records' times are chosen relative to this clock.
 	const now = uint64(24 * time.Hour)
 	buf := new(struct {
-		key   [synKeySize]byte
+		key   [recordKeySize]byte
 		value [recordSize]byte
 	})
 	put := func(id byte, age time.Duration) {
-		buf.key = [synKeySize]byte{id}
+		buf.key = [recordKeySize]byte{id}
 		binary.NativeEndian.PutUint64(buf.value[:], now-uint64(age))
 		binary.NativeEndian.PutUint32(buf.value[8:], decisionEcho)
 		if err := mapUpdate(s.records, unsafe.Pointer(&buf.key), unsafe.Pointer(&buf.value)); err != nil {
@@ -40,7 +40,7 @@ func TestSweepRecords(t *testing.T) {
 		t.Fatalf("sweepRecords deleted %d (%v), want 2", n, err)
 	}
 	for id, want := range map[byte]bool{1: false, 2: true, 3: false} {
-		buf.key = [synKeySize]byte{id}
+		buf.key = [recordKeySize]byte{id}
 		err := mapLookup(s.records, unsafe.Pointer(&buf.key), unsafe.Pointer(&buf.value))
 		if (err == nil) != want {
 			t.Errorf("record %d present: %v, want %v", id, err == nil, want)

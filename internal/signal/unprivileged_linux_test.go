@@ -15,6 +15,7 @@ import (
 const roleEnv = "SMC_SIGNAL_TEST_ROLE"
 
 func TestMain(m *testing.M) {
+	countCacheHits = true
 	if os.Getenv(roleEnv) == "unprivileged" {
 		if err := unprivilegedChild(); err != nil {
 			fmt.Println("child:", err)
