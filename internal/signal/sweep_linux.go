@@ -22,11 +22,12 @@ const (
 )
 
 // startSweeper runs sweepRecords on the records map fd every sweepInterval until
-// Close. The Signaller owns fd. A map whose keys are not recordKeySize bytes (pinned
-// by an older smc attach, whose records were keyed by the SYN's headers) is closed
-// and not swept: the sweeper's buffers are sized for today's keys.
+// Close. The Signaller owns fd. Maps pinned by an older smc attach key their records
+// by the SYN's headers (56 bytes) instead of a cookie; their values are the same, so
+// they are swept too. A map whose shape the sweeper does not know is closed and left
+// alone.
 func (s *Signaller) startSweeper(fd int) {
-	if n, err := mapKeySize(fd); err != nil || n != recordKeySize {
+	if !sweepable(fd) {
 		unix.Close(fd)
 		return
 	}
@@ -78,12 +79,13 @@ func sweepRecords(fd int, now uint64, maxAge time.Duration) (int, error) {
 		return 0, nil
 	}
 	cutoff := now - uint64(maxAge)
-	// One heap buffer holds the keys and the value (see elemBuf).
+	// One heap buffer holds the keys and the value (see elemBuf); the kernel writes
+	// the map's key size, at most maxSweepKey (sweepable).
 	buf := new(struct {
-		key, next [recordKeySize]byte
+		key, next [maxSweepKey]byte
 		value     [recordSize]byte
 	})
-	var victims [][recordKeySize]byte
+	var victims [][maxSweepKey]byte
 	first := true
 	for {
 		var err error
@@ -135,8 +137,19 @@ func mapDelete(mapFD int, key unsafe.Pointer) error {
 	return nil
 }
 
-// mapKeySize returns the key size of the map fd (BPF_OBJ_GET_INFO_BY_FD).
-func mapKeySize(fd int) (uint32, error) {
+// maxSweepKey bounds the key size of a records map the sweeper accepts: today's
+// keys are recordKeySize bytes, those of maps pinned by older versions 56.
+const maxSweepKey = 64
+
+// sweepable reports whether the map fd is a records map the sweeper's buffers fit:
+// keys of at most maxSweepKey bytes, values of recordSize.
+func sweepable(fd int) bool {
+	k, v, err := mapSizes(fd)
+	return err == nil && k > 0 && k <= maxSweepKey && v == recordSize
+}
+
+// mapSizes returns the key and value sizes of the map fd (BPF_OBJ_GET_INFO_BY_FD).
+func mapSizes(fd int) (key, value uint32, err error) {
 	// One heap object holds the attribute and the information it points to.
 	b := new(struct {
 		attr struct {
@@ -152,7 +165,7 @@ func mapKeySize(fd int) (uint32, error) {
 	b.attr.info = uint64(uintptr(unsafe.Pointer(&b.info)))
 	_, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_OBJ_GET_INFO_BY_FD, uintptr(unsafe.Pointer(&b.attr)), unsafe.Sizeof(b.attr))
 	if errno != 0 {
-		return 0, errno
+		return 0, 0, errno
 	}
-	return b.info.keySize, nil
+	return b.info.keySize, b.info.valueSize, nil
 }

@@ -5,6 +5,10 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/smc-go/smc/internal/testenv"
 )
 
 // TestSweepRecords checks that the sweeper deletes records older than the limit and
@@ -45,5 +49,44 @@ func TestSweepRecords(t *testing.T) {
 		if (err == nil) != want {
 			t.Errorf("record %d present: %v, want %v", id, err == nil, want)
 		}
+	}
+}
+
+// TestSweepOldKeys checks that the sweeper accepts and sweeps a records map with the
+// 56-byte keys of maps pinned by older versions, and refuses a map whose values are
+// not records.
+func TestSweepOldKeys(t *testing.T) {
+	testenv.RequireBPF(t)
+	old, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 56, ValueSize: recordSize, MaxEntries: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	other, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 8, ValueSize: 4, MaxEntries: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if !sweepable(old.FD()) || sweepable(other.FD()) {
+		t.Fatalf("sweepable: 56-byte records %v (want true), 4-byte values %v (want false)", sweepable(old.FD()), sweepable(other.FD()))
+	}
+	const now = uint64(24 * time.Hour)
+	for id, age := range map[byte]time.Duration{1: time.Hour, 2: time.Second} {
+		key := make([]byte, 56)
+		key[55] = id
+		value := make([]byte, recordSize)
+		binary.NativeEndian.PutUint64(value, now-uint64(age))
+		if err := old.Put(key, value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := sweepRecords(old.FD(), now, recordMaxAge); err != nil || n != 1 {
+		t.Fatalf("sweepRecords deleted %d (%v), want 1", n, err)
+	}
+	key := make([]byte, 56)
+	key[55] = 2
+	value := make([]byte, recordSize)
+	if err := old.Lookup(key, value); err != nil {
+		t.Errorf("the young record is gone: %v", err)
 	}
 }
