@@ -766,13 +766,12 @@ func program() asm.Instructions {
 	b.emit(asm.Mov.Imm(asm.R0, 0).WithSymbol("passive_unknown"))
 	b.count(ctrPeerUnknown)
 	b.emit(asm.Or.Imm(asm.R9, resultUnknown))
+	b.recordKey()
 	b.emit(
+		// Both ways here leave the socket cookie at stkKey.
 		asm.Mov.Reg(asm.R8, asm.R9).WithSymbol("passive_store"),
 		asm.Or.Imm(asm.R8, markMarked),
 		// The word goes into the children map under the socket cookie...
-		asm.Mov.Reg(asm.R1, asm.R6),
-		asm.FnGetSocketCookie.Call(),
-		asm.StoreMem(asm.RFP, stkKey, asm.R0, asm.DWord),
 		asm.StoreMem(asm.RFP, stkKey+8, asm.R8, asm.Word),
 		asm.LoadMapPtr(asm.R1, 0).WithReference(mapChildren),
 		asm.Mov.Reg(asm.R2, asm.RFP),
