@@ -6,6 +6,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -148,24 +149,19 @@ func sweepable(fd int) bool {
 	return err == nil && k > 0 && k <= maxSweepKey && v == recordSize
 }
 
-// mapSizes returns the key and value sizes of the map fd (BPF_OBJ_GET_INFO_BY_FD).
+// mapSizes returns the key and value sizes of the map fd. It runs once per
+// Signaller, off any connection's path, so cilium/ebpf's map information will do; it
+// is given a duplicate, since it takes ownership of the fd.
 func mapSizes(fd int) (key, value uint32, err error) {
-	// One heap object holds the attribute and the information it points to.
-	b := new(struct {
-		attr struct {
-			fd, infoLen uint32
-			info        uint64
-		}
-		info struct {
-			typ, id, keySize, valueSize, maxEntries, flags uint32
-			_                                              [64]byte // the rest of struct bpf_map_info
-		}
-	})
-	b.attr.fd, b.attr.infoLen = uint32(fd), uint32(unsafe.Sizeof(b.info))
-	b.attr.info = uint64(uintptr(unsafe.Pointer(&b.info)))
-	_, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_OBJ_GET_INFO_BY_FD, uintptr(unsafe.Pointer(&b.attr)), unsafe.Sizeof(b.attr))
-	if errno != 0 {
-		return 0, 0, errno
+	dup, err := dupCloexec(fd)
+	if err != nil {
+		return 0, 0, err
 	}
-	return b.info.keySize, b.info.valueSize, nil
+	m, err := ebpf.NewMapFromFD(dup)
+	if err != nil {
+		unix.Close(dup)
+		return 0, 0, err
+	}
+	defer m.Close()
+	return m.KeySize(), m.ValueSize(), nil
 }
