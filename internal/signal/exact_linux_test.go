@@ -339,12 +339,11 @@ func TestAcceptQueueOverflow(t *testing.T) {
 func TestSYNACKRetransmit(t *testing.T) {
 	s := selfAttach(t)
 	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+		if err := markControl(s)(network, address, c); err != nil {
+			return err
+		}
 		var err error
-		c.Control(func(fd uintptr) {
-			if err = s.Mark(int(fd)); err == nil {
-				err = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, 1)
-			}
-		})
+		c.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, 1) })
 		return err
 	}}
 	lc.SetMultipathTCP(false)

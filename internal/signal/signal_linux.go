@@ -189,8 +189,9 @@ func (s *Signaller) Mark(fd int) error {
 // an accepted socket, whose word is in the children map; an accepted socket with no
 // record is a plain client of a marked listener (Marked, neither sent nor received)
 // when it inherited TCP_SAVE_SYN, which marked listeners set as a tag (one more
-// getsockopt), and a socket never marked otherwise. A marked socket whose handshake the program did not see (the mark was set too late, or the socket is MPTCP) reports Marked with
-// Sent and Received false, never a "yes" the wire did not carry.
+// getsockopt), and a socket never marked otherwise. A marked socket whose handshake
+// the program did not see (the mark was set too late, or the socket is MPTCP) reports
+// Marked with Sent and Received false, never a "yes" the wire did not carry.
 func (s *Signaller) Result(fd int) (Result, error) {
 	b := elemBufs.Get().(*elemBuf)
 	b.key, b.value = int32(fd), 0
