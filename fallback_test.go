@@ -278,7 +278,10 @@ func TestSSShowsProcess(t *testing.T) {
 			if strings.HasPrefix(tc.name, "net-dial/") {
 				ours = server
 			}
-			local := ours.LocalAddr().String()
+			// A connected socket is named by both ends: tests of other packages
+			// running at the same time may hold the same local port towards
+			// another peer.
+			local, peer := ours.LocalAddr().String(), ours.RemoteAddr().String()
 			out, err := exec.Command(ss, "-tnpHO", "state", "established").Output()
 			if err != nil {
 				t.Fatalf("ss: %v", err)
@@ -286,14 +289,14 @@ func TestSSShowsProcess(t *testing.T) {
 			pid := "pid=" + strconv.Itoa(os.Getpid()) + ","
 			for _, line := range strings.Split(string(out), "\n") {
 				f := strings.Fields(line)
-				if len(f) >= 3 && f[2] == local {
+				if len(f) >= 4 && f[2] == local && f[3] == peer {
 					if !strings.Contains(line, pid) {
-						t.Fatalf("ss line for %s does not name this process (%s):\n%s", local, pid, line)
+						t.Fatalf("ss line for %s-%s does not name this process (%s):\n%s", local, peer, pid, line)
 					}
 					return
 				}
 			}
-			t.Fatalf("ss -tnp shows no established socket with local address %s:\n%s", local, out)
+			t.Fatalf("ss -tnp shows no established socket %s-%s:\n%s", local, peer, out)
 		})
 	}
 }
