@@ -48,11 +48,17 @@ func unreserve(n int64) { memUsed.Add(-n) }
 
 // Spinning. A waiting goroutine first polls the control line for a bounded time before it
 // parks: a wake-up through the kernel costs 20+ µs on a 2-vCPU VM (reference/numbers.md),
-// so the spin must outlast that to pay off, and it must be budgeted per process, or many
-// busy connections would spin every CPU and starve the very peers they wait for.
+// and about 40 µs on some (a parked 64-byte round trip between two processes took 77 µs
+// there), so the spin must outlast that to pay off, and it must be budgeted per process, or
+// many busy connections would spin every CPU and starve the very peers they wait for.
+//
+// A budget shorter than the wake-up is worse than none at the edge: once one side has
+// parked, the other side's spin expires before the woken side answers, so it parks too,
+// and the stream stays in that mode. 25 µs did that on the 40 µs machines; 50 µs does not
+// (BENCHMARKS.md, "Spin budget").
 
 // DefaultSpin is the spin time before parking until [SetSpin] changes it.
-const DefaultSpin = 25 * time.Microsecond
+const DefaultSpin = 50 * time.Microsecond
 
 var (
 	spinNanos atomic.Int64 // spin budget per wait; <= 0 disables spinning
