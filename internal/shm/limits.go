@@ -52,10 +52,11 @@ func unreserve(n int64) { memUsed.Add(-n) }
 // there), so the spin must outlast that to pay off, and it must be budgeted per process, or
 // many busy connections would spin every CPU and starve the very peers they wait for.
 //
-// A budget shorter than the wake-up is worse than none at the edge: once one side has
-// parked, the other side's spin expires before the woken side answers, so it parks too,
-// and the stream stays in that mode. 25 µs did that on the 40 µs machines; 50 µs does not
-// (BENCHMARKS.md, "Spin budget").
+// A budget shorter than the wake-up traps a stream once one side has parked: the other
+// side's spin expires before the woken side answers, so it parks too, and every message
+// then pays a full spin and a wake-up. 25 µs did that to 1 KiB ping-pong on the 40 µs
+// machines; with 50 µs single-connection runs mostly stay fast (BENCHMARKS.md, "Spin
+// budget"). Several connections waiting at once still park (one spinner per process).
 
 // DefaultSpin is the spin time before parking until [SetSpin] changes it.
 const DefaultSpin = 50 * time.Microsecond
