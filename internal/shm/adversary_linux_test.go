@@ -447,8 +447,11 @@ func TestMemoryLimit(t *testing.T) {
 // FuzzHostileStream drives a real stream pair: the input is a script of 64-bit stores a
 // hostile peer makes into the words of both control areas, interleaved with the victim's
 // reads and writes under a short deadline. Whatever the script, the victim's calls return
-// by their deadline with data or an allowed error, and never panic.
+// by their deadline with data or an allowed error, and never panic. A script makes at
+// most maxVictimCalls calls: each may wait out its 2 ms deadline, and an input of
+// thousands of them would take seconds without reaching any state a short one cannot.
 func FuzzHostileStream(f *testing.F) {
+	const maxVictimCalls = 64
 	f.Add([]byte{0, 16, 0, 0, 0, 0, 0, 0, 0, 0x80})
 	f.Add([]byte{1, 2, 0, 0, 0, 0, 0, 0, 0, 0x81, 3, 255, 255, 255, 255, 255, 255, 255, 255, 0x82})
 	f.Add([]byte{4, 5, 0, 0, 0, 0, 0, 0, 0, 0x83, 0x80, 0x81})
@@ -463,10 +466,14 @@ func FuzzHostileStream(f *testing.F) {
 			func(x uint64) { h.rxh.cons.sleep.Store(uint32(x)) },
 		}
 		buf := make([]byte, 3*MinRingSize)
+		calls := 0
 		for len(script) > 0 {
 			op := script[0]
 			script = script[1:]
 			if op&0x80 != 0 { // a victim call
+				if calls++; calls > maxVictimCalls {
+					break
+				}
 				deadline := time.Now().Add(2 * time.Millisecond)
 				v.SetDeadline(deadline)
 				var err error
