@@ -67,7 +67,7 @@ func TestHostileControlArea(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v, h := pair(t, size, size)
+			v, h := socketPair(t, size, size)
 			tt.evil(v, h)
 			v.SetDeadline(time.Now().Add(5 * time.Second))
 			var err error
@@ -110,7 +110,7 @@ func write(s *Stream) error {
 func TestHostileGarbage(t *testing.T) {
 	defer checkLeaks(t)()
 	for seed := range uint64(20) {
-		v, h := pair(t, MinRingSize, MinRingSize)
+		v, h := socketPair(t, MinRingSize, MinRingSize)
 		rng := rand.New(rand.NewPCG(seed, 0))
 		stop := make(chan struct{})
 		done := make(chan struct{})
@@ -456,7 +456,7 @@ func FuzzHostileStream(f *testing.F) {
 	f.Add([]byte{1, 2, 0, 0, 0, 0, 0, 0, 0, 0x81, 3, 255, 255, 255, 255, 255, 255, 255, 255, 0x82})
 	f.Add([]byte{4, 5, 0, 0, 0, 0, 0, 0, 0, 0x83, 0x80, 0x81})
 	f.Fuzz(func(t *testing.T, script []byte) {
-		v, h := pair(t, MinRingSize, MinRingSize)
+		v, h := socketPair(t, MinRingSize, MinRingSize)
 		words := []func(uint64){
 			func(x uint64) { h.txh.prod.cursor.Store(x) },
 			func(x uint64) { h.txh.prod.flags.Store(uint32(x)) },

@@ -81,9 +81,11 @@
 // writer only once a quarter of the ring is free.
 //
 // A wake-up is one byte sent with MSG_DONTWAIT on the Unix seqpacket socket over which the
-// memfds were exchanged, which stays open for the stream's life. In each process a
-// goroutine parked in the netpoller reads it and kicks the waiting Read or Write through a
-// channel, so waiting goroutines never hold an OS thread and an idle stream costs no CPU.
+// memfds were exchanged, which stays open for the stream's life. The waiting Read or Write
+// itself reads it, parked in the netpoller, so a wake-up costs the receiver one thread
+// wake-up; waiting goroutines never hold an OS thread, and an idle stream has no goroutine
+// and costs no CPU. When a Read and a Write of one stream wait at once, one of them reads
+// the socket and kicks the other through a channel on every wake-up.
 // Eventfds were avoided on purpose: a peer holding a dup of our eventfd shares its file
 // status flags and could clear O_NONBLOCK, turning our netpoller reads into blocking ones.
 // A wake-up is dropped if the peer's socket buffer is full, which is safe because every
@@ -94,7 +96,8 @@
 // # Liveness and close
 //
 // The same socket is the liveness signal: when the peer process dies, the kernel closes its
-// end and our watch goroutine reads EOF at once. EOF without the peer's "closed" flag
+// end, and a Read or Write waiting on it reads EOF at once (one that does not need to wait,
+// like a TCP write to a dead peer, succeeds). EOF without the peer's "closed" flag
 // published before it (or "done writing", for our reads) means the peer died: blocked and
 // later calls fail with a reset. Close publishes the flags, then closes the socket, then
 // unmaps both DMBs once no Read or Write is inside them. The root package can also call

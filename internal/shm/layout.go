@@ -30,7 +30,7 @@ const (
 
 // Wake-up messages travel as one byte on the stream's control socket.
 const (
-	wakeData  byte = 1 << 0 // the receiver's ring has new data (informational: see Stream.watch)
+	wakeData  byte = 1 << 0 // the receiver's ring has new data (informational: see Stream.poll)
 	wakeSpace byte = 1 << 1 // the sender's ring has room again (informational)
 	wakeKnown      = wakeData | wakeSpace
 )

@@ -17,14 +17,16 @@ func (netConn) LocalAddr() net.Addr  { return shmAddr }
 func (netConn) RemoteAddr() net.Addr { return shmAddr }
 
 func TestNettestConn(t *testing.T) {
-	for _, size := range []int{MinRingSize, 1 << 20} {
-		t.Run(ringName(size), func(t *testing.T) {
-			defer checkLeaks(t)()
-			nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
-				a, b := pair(t, size, size)
-				return netConn{a}, netConn{b}, func() { a.Close(); b.Close() }, nil
+	for _, kind := range pairKinds {
+		for _, size := range []int{MinRingSize, 1 << 20} {
+			t.Run(kind.name+"/"+ringName(size), func(t *testing.T) {
+				defer checkLeaks(t)()
+				nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
+					a, b := kind.make(t, size, size)
+					return netConn{a}, netConn{b}, func() { a.Close(); b.Close() }, nil
+				})
 			})
-		})
+		}
 	}
 }
 

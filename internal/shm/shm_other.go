@@ -7,13 +7,14 @@ import (
 	"syscall"
 )
 
-func supported() error                            { return ErrNotSupported }
-func closeFD(int)                                 {}
-func newDMB(int) (*dmb, error)                    { return nil, ErrNotSupported }
-func mapPeerDMB(int, int) (*dmb, error)           { return nil, ErrNotSupported }
-func (d *dmb) closeFD()                           {}
-func (d *dmb) release()                           {}
-func (s *Stream) wake(byte)                       {}
-func readHello(*net.UnixConn) (hello, int, error) { return hello{}, -1, ErrNotSupported }
-func writeHello(*net.UnixConn, hello, int) error  { return ErrNotSupported }
-func samePeerProcess(syscall.RawConn) bool        { return false }
+func supported() error                                      { return ErrNotSupported }
+func closeFD(int)                                           {}
+func newDMB(int) (*dmb, error)                              { return nil, ErrNotSupported }
+func mapPeerDMB(int, int) (*dmb, error)                     { return nil, ErrNotSupported }
+func (d *dmb) closeFD()                                     {}
+func (d *dmb) release()                                     {}
+func (s *Stream) wake(byte)                                 {}
+func (s *Stream) readWakeups(func(bool) bool) (bool, error) { return true, ErrNotSupported }
+func readHello(*net.UnixConn) (hello, int, error)           { return hello{}, -1, ErrNotSupported }
+func writeHello(*net.UnixConn, hello, int) error            { return ErrNotSupported }
+func samePeerProcess(syscall.RawConn) bool                  { return false }

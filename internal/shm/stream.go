@@ -39,9 +39,9 @@ type Stream struct {
 	local    atomic.Pointer[Stream] // the peer's Stream when it lives in this process, else nil
 	localKey localKey               // this stream's entry in localPeers, if any
 
-	state     atomic.Uint32 // st* bits; transitions under mu
-	rdl, wdl  atomic.Int64  // read and write deadlines, unix nanoseconds; 0 = none
-	watchDone chan struct{} // closed when the watch goroutine has returned
+	state    atomic.Uint32 // st* bits; transitions under mu
+	rdl, wdl atomic.Int64  // read and write deadlines, unix nanoseconds; 0 = none
+	polling  atomic.Bool   // a waiter is reading the control socket (see wait)
 
 	rmu sync.Mutex // serialises readers; guards rx and rw; held by Close while tearing down
 	rx  rxCursor
@@ -76,22 +76,20 @@ func newStream(ctrl *net.UnixConn, rx, tx *dmb) (*Stream, error) {
 		return nil, fmt.Errorf("smc: shm: control socket: %w", err)
 	}
 	s := &Stream{
-		ctrl:      ctrl,
-		rc:        rc,
-		rxd:       rx,
-		txd:       tx,
-		rxh:       headerOf(rx.mem),
-		txh:       headerOf(tx.mem),
-		watchDone: make(chan struct{}),
-		rx:        rxCursor{size: uint64(len(rx.ring))},
-		tx:        txCursor{size: uint64(len(tx.ring))},
-		rw:        waiter{wake: make(chan struct{}, 1)},
-		ww:        waiter{wake: make(chan struct{}, 1)},
+		ctrl: ctrl,
+		rc:   rc,
+		rxd:  rx,
+		txd:  tx,
+		rxh:  headerOf(rx.mem),
+		txh:  headerOf(tx.mem),
+		rx:   rxCursor{size: uint64(len(rx.ring))},
+		tx:   txCursor{size: uint64(len(tx.ring))},
+		rw:   waiter{wake: make(chan struct{}, 1)},
+		ww:   waiter{wake: make(chan struct{}, 1)},
 	}
 	if samePeerProcess(rc) {
 		s.linkLocal(localKeyOf(rx.ino, tx.ino))
 	}
-	go s.watch()
 	return s, nil
 }
 
@@ -423,8 +421,17 @@ func (s *Stream) waitTx() error {
 
 // wait blocks until ready reports true, the local state changes, a kick arrives, or the
 // deadline passes. It first spins (if the process spin budget allows), then announces a
-// sleep in the shared sleep word, rechecks, and parks on w.wake, which the watch goroutine
-// kicks when the peer sends a wake-up. Spurious returns are fine: callers loop.
+// sleep in the shared sleep word, rechecks, and parks. Spurious returns are fine: callers
+// loop.
+//
+// Parking has two forms. One waiter at a time, the poller, reads the control socket
+// itself through the netpoller (poll), so a peer's wake-up costs one thread wake-up, not
+// a netpoller wake of a separate reader goroutine and then a hand-off to the waiter. A
+// waiter of the other direction that finds the role taken parks on w.wake; the poller
+// kicks it on every wake-up it reads, and when it leaves the role, so that it takes the
+// role over. Local events (close, deadline changes, failures) kick the channels and
+// interrupt the poller (kick). With an in-process peer, whose wake-ups are kicks, every
+// waiter parks on its channel.
 func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op string, ready func() bool) error {
 	st0 := s.state.Load()
 	changed := func() bool { return ready() || s.state.Load() != st0 }
@@ -457,14 +464,23 @@ func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op stri
 		w.misses = min(w.misses+1, 8)
 	}
 
-	w.seq++
-	if w.seq == 0 {
-		w.seq = 1
+	announce := func() bool {
+		w.seq++
+		if w.seq == 0 {
+			w.seq = 1
+		}
+		sleep.Store(w.seq)
+		return changed() // recheck after announcing: the peer may have missed the announcement
 	}
-	sleep.Store(w.seq) // announce
 	defer sleep.Store(0)
-	if changed() { // recheck after announcing: the peer may have missed the announcement
+	if announce() {
 		return nil
+	}
+	if s.local.Load() == nil && s.polling.CompareAndSwap(false, true) {
+		err := s.poll(s.other(w), dl, op, changed, announce)
+		s.polling.Store(false)
+		kickOne(s.other(w).wake) // a waiter parked while we polled takes the role over
+		return err
 	}
 	var timeout <-chan time.Time
 	if d := dl.Load(); d != 0 {
@@ -536,47 +552,83 @@ func (s *Stream) publishLocked(pf, cf uint32) {
 	}
 }
 
-// kick wakes local waiters so that they re-examine the stream.
-func (s *Stream) kick() {
-	for _, c := range [...]chan struct{}{s.rw.wake, s.ww.wake} {
-		select {
-		case c <- struct{}{}:
-		default:
+// other returns the waiter of the other direction.
+func (s *Stream) other(w *waiter) *waiter {
+	if w == &s.rw {
+		return &s.ww
+	}
+	return &s.rw
+}
+
+// poll is the poller's park: it reads wake-ups from the control socket until ready
+// reports true, the peer hangs up or breaks the protocol, the deadline passes, or kick
+// interrupts it. Each wake-up read kicks the channel waiter of the other direction, since
+// wake-ups do not say whom they are for (and may have been dropped, see wake). Only the
+// poller reads the socket, and only while its caller holds rmu or wmu, so Close, which
+// takes both, never closes the socket under it.
+//
+// After reading wake-ups, poll parks again only after announce has announced a new sleep
+// (and rechecked): the peer sends one wake-up per announced sleep, so one that woke us
+// for data we had already seen, or for the other direction, would otherwise leave us
+// asleep under a number the peer has already rung.
+//
+// The control socket's read deadline is the poller's own deadline, and kick moves it into
+// the past to interrupt. A kick whose interruption is overwritten when the deadline is
+// set here is not lost: the event it reports was published before it, so ready (checked
+// first thing in readWakeups) or the second load of the deadline sees it.
+func (s *Stream) poll(other *waiter, dl *atomic.Int64, op string, ready, announce func() bool) error {
+	d := dl.Load()
+	var t time.Time
+	if d != 0 {
+		t = time.Unix(0, d)
+		if !time.Now().Before(t) {
+			return &timeoutError{op}
 		}
+	}
+	s.ctrl.SetReadDeadline(t)
+	if dl.Load() != d {
+		return nil // moved while we set it: its kick may have come before, so start again
+	}
+	hungUp, err := s.readWakeups(func(woken bool) bool {
+		if woken {
+			kickOne(other.wake)
+			return announce()
+		}
+		return ready()
+	})
+	switch {
+	case err != nil:
+		s.mu.Lock()
+		if s.err == nil {
+			s.err = err
+			s.state.Or(stFailed)
+		}
+		s.mu.Unlock()
+		s.kick()
+	case hungUp:
+		s.state.Or(stHungUp)
+		s.kick()
+	}
+	return deadlinePassed(dl, op)
+}
+
+// kick wakes local waiters so that they re-examine the stream, and interrupts the poller.
+func (s *Stream) kick() {
+	kickOne(s.rw.wake)
+	kickOne(s.ww.wake)
+	s.interruptPoll()
+}
+
+// interruptPoll makes a blocked poller return (spuriously) by moving the control socket's
+// read deadline into the past; the poller sets it again before every poll.
+func (s *Stream) interruptPoll() {
+	if s.polling.Load() {
+		s.ctrl.SetReadDeadline(aLongTimeAgo)
 	}
 }
 
-// watch reads the control socket for the stream's life: one-byte wake-ups from the peer,
-// and EOF when the peer closes it or dies (the kernel closes a dead process's sockets, so
-// peer death is noticed at once). It never touches shared memory, so Close can unmap as
-// soon as it has returned.
-func (s *Stream) watch() {
-	defer close(s.watchDone)
-	var buf [16]byte
-	for {
-		n, err := s.ctrl.Read(buf[:])
-		if err != nil || n == 0 {
-			s.state.Or(stHungUp)
-			s.kick()
-			return
-		}
-		if n != 1 || buf[0]&^wakeKnown != 0 || buf[0] == 0 {
-			s.mu.Lock()
-			if s.err == nil {
-				s.err = violation("unexpected %d-byte control message %#x", n, buf[0])
-				s.state.Or(stFailed)
-			}
-			s.mu.Unlock()
-			s.kick()
-			return
-		}
-		// Every wake-up kicks both directions, whatever its bits say. The sender drops a
-		// wake-up when our socket buffer is full (MSG_DONTWAIT); then messages sent before
-		// it are still queued, and each one read after the sender published makes both
-		// waiters recheck, so no wake-up is lost, whichever direction it was for.
-		s.kick()
-	}
-}
+// aLongTimeAgo is a deadline that has always passed (and is not the zero time).
+var aLongTimeAgo = time.Unix(1, 0)
 
 func kickOne(c chan struct{}) {
 	select {
@@ -596,6 +648,7 @@ func (s *Stream) CloseWrite() error {
 	s.state.Or(stWriteClosed)
 	s.mu.Unlock()
 	kickOne(s.ww.wake)
+	s.interruptPoll()
 	s.wmu.Lock() // after any Write in progress, so fDone follows its last cursor
 	defer s.wmu.Unlock()
 	s.mu.Lock()
@@ -615,6 +668,7 @@ func (s *Stream) CloseRead() error {
 	s.state.Or(stReadClosed)
 	s.mu.Unlock()
 	kickOne(s.rw.wake)
+	s.interruptPoll()
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	s.mu.Lock()
@@ -672,7 +726,6 @@ func (s *Stream) close(abort bool) error {
 	// close from a death.
 	s.unlinkLocal()
 	err := s.ctrl.Close()
-	<-s.watchDone
 	s.rxd.release()
 	s.txd.release()
 	if err != nil {
@@ -714,5 +767,6 @@ func (s *Stream) setDeadline(dl *atomic.Int64, wake chan struct{}, t time.Time) 
 	}
 	dl.Store(d)
 	kickOne(wake)
+	s.interruptPoll()
 	return nil
 }

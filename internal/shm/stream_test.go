@@ -51,7 +51,37 @@ func pair(t testing.TB, aSize, bSize int) (a, b *Stream) {
 	return a, b
 }
 
-func TestRoundTrip(t *testing.T) {
+// socketPair is pair without the in-process shortcut: wake-ups travel through the control
+// socket and the netpoller, as between two processes.
+func socketPair(t testing.TB, aSize, bSize int) (a, b *Stream) {
+	t.Helper()
+	a, b = pair(t, aSize, bSize)
+	if a.local.Load() != b || b.local.Load() != a {
+		t.Fatal("pair: the two ends did not link in-process")
+	}
+	a.local.Store(nil)
+	b.local.Store(nil)
+	return a, b
+}
+
+type pairFunc func(t testing.TB, aSize, bSize int) (a, b *Stream)
+
+// pairKinds names both ways two streams in this process can wake each other.
+var pairKinds = []struct {
+	name string
+	make pairFunc
+}{{"local", pair}, {"socket", socketPair}}
+
+// forEachPairKind runs test once per pair kind, as a subtest, passing it that kind's pair.
+func forEachPairKind(t *testing.T, test func(t *testing.T, pair pairFunc)) {
+	for _, k := range pairKinds {
+		t.Run(k.name, func(t *testing.T) { test(t, k.make) })
+	}
+}
+
+func TestRoundTrip(t *testing.T) { forEachPairKind(t, testRoundTrip) }
+
+func testRoundTrip(t *testing.T, pair pairFunc) {
 	defer checkLeaks(t)()
 	a, b := pair(t, 64<<10, 16<<10)
 	for _, n := range []int{1, 100, 16 << 10, 100 << 10, 1 << 20} {
@@ -107,7 +137,9 @@ func countMaps(t *testing.T) int {
 	return strings.Count(string(b), "smc-dmb")
 }
 
-func TestPartialRead(t *testing.T) {
+func TestPartialRead(t *testing.T) { forEachPairKind(t, testPartialRead) }
+
+func testPartialRead(t *testing.T, pair pairFunc) {
 	a, b := pair(t, MinRingSize, MinRingSize)
 	if _, err := a.Write([]byte("hello, world")); err != nil {
 		t.Fatal(err)
@@ -132,7 +164,9 @@ func TestPartialRead(t *testing.T) {
 	}
 }
 
-func TestCloseWriteEOF(t *testing.T) {
+func TestCloseWriteEOF(t *testing.T) { forEachPairKind(t, testCloseWriteEOF) }
+
+func testCloseWriteEOF(t *testing.T, pair pairFunc) {
 	a, b := pair(t, MinRingSize, MinRingSize)
 	msg := bytes.Repeat([]byte("x"), 3*MinRingSize) // more than the ring: EOF must follow all of it
 	go func() {
@@ -174,7 +208,9 @@ func isTimeout(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded) && errors.As(err, &ne) && ne.Timeout()
 }
 
-func TestDeadlines(t *testing.T) {
+func TestDeadlines(t *testing.T) { forEachPairKind(t, testDeadlines) }
+
+func testDeadlines(t *testing.T, pair pairFunc) {
 	a, b := pair(t, MinRingSize, MinRingSize)
 	buf := make([]byte, 10)
 
@@ -222,7 +258,9 @@ func TestDeadlines(t *testing.T) {
 	}
 }
 
-func TestConcurrentClose(t *testing.T) {
+func TestConcurrentClose(t *testing.T) { forEachPairKind(t, testConcurrentClose) }
+
+func testConcurrentClose(t *testing.T, pair pairFunc) {
 	for _, abort := range []bool{false, true} {
 		a, b := pair(t, MinRingSize, MinRingSize)
 		errs := make(chan error, 2)
@@ -257,7 +295,9 @@ func TestConcurrentClose(t *testing.T) {
 	}
 }
 
-func TestPeerClose(t *testing.T) {
+func TestPeerClose(t *testing.T) { forEachPairKind(t, testPeerClose) }
+
+func testPeerClose(t *testing.T, pair pairFunc) {
 	t.Run("orderly", func(t *testing.T) {
 		a, b := pair(t, MinRingSize, MinRingSize)
 		a.Write([]byte("last words"))
@@ -294,7 +334,9 @@ func TestPeerClose(t *testing.T) {
 	})
 }
 
-func TestBackpressure(t *testing.T) {
+func TestBackpressure(t *testing.T) { forEachPairKind(t, testBackpressure) }
+
+func testBackpressure(t *testing.T, pair pairFunc) {
 	a, b := pair(t, MinRingSize, MinRingSize)
 	const total = 256 * MinRingSize
 	var written sync.WaitGroup
@@ -337,7 +379,9 @@ func TestBackpressure(t *testing.T) {
 	written.Wait()
 }
 
-func TestReaderFromWriterTo(t *testing.T) {
+func TestReaderFromWriterTo(t *testing.T) { forEachPairKind(t, testReaderFromWriterTo) }
+
+func testReaderFromWriterTo(t *testing.T, pair pairFunc) {
 	defer checkLeaks(t)()
 	a, b := pair(t, MinRingSize, 64<<10)
 	want := make([]byte, 1<<20)
@@ -363,7 +407,9 @@ func TestReaderFromWriterTo(t *testing.T) {
 
 // TestCloseDuringForeignIO checks that Close does not wait for a Reader or Writer that
 // ReadFrom or WriteTo is blocked in.
-func TestCloseDuringForeignIO(t *testing.T) {
+func TestCloseDuringForeignIO(t *testing.T) { forEachPairKind(t, testCloseDuringForeignIO) }
+
+func testCloseDuringForeignIO(t *testing.T, pair pairFunc) {
 	defer checkLeaks(t)()
 	a, b := pair(t, MinRingSize, MinRingSize)
 	pr, pw := io.Pipe()   // nobody writes pw: ReadFrom blocks in pr.Read
@@ -387,4 +433,44 @@ func TestCloseDuringForeignIO(t *testing.T) {
 	pw.Write([]byte("late")) // ReadFrom's Write now fails: closed
 	pr.Close()
 	pr2.Close()
+}
+
+// TestWakeForSeenData checks that a wake-up for data the reader had already seen does
+// not leave it asleep under a number the writer has already rung: the writer rings once
+// per announced sleep, so the reader must announce a new one before parking again.
+func TestWakeForSeenData(t *testing.T) {
+	defer checkLeaks(t)()
+	a, b := socketPair(t, MinRingSize, MinRingSize)
+	got := make(chan error, 1)
+	b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	go func() {
+		buf := make([]byte, 8)
+		_, err := io.ReadFull(b, buf)
+		got <- err
+	}()
+	sleep := &b.rxh.cons.sleep // b's reader announces its sleeps here
+	var v uint32
+	for deadline := time.Now().Add(5 * time.Second); v == 0; v = sleep.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the reader never parked")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// What a writer does when it published data the reader saw before it parked, and
+	// then found the reader asleep: it rings for that sleep.
+	a.wmu.Lock()
+	a.ww.rung = v
+	a.wake(wakeData)
+	a.wmu.Unlock()
+	for deadline := time.Now().Add(time.Second); sleep.Load() == v && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond) // the reader reads the wake-up, finds nothing new
+	}
+	if _, err := a.Write([]byte("12345678")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("reader: %v (it stayed asleep under %d, which the writer had rung)", err, v)
+	}
+	a.Close()
+	b.Close()
 }

@@ -27,7 +27,7 @@ func TestStress(t *testing.T) {
 	}()
 	for i := range streams {
 		sizes := []int{MinRingSize, 64 << 10, 1 << 20}
-		a, b := pair(t, sizes[i%3], sizes[(i+1)%3])
+		a, b := pairKinds[i%2].make(t, sizes[i%3], sizes[(i+1)%3])
 		all = append(all, a, b)
 		for _, dir := range [][2]*Stream{{a, b}, {b, a}} {
 			w, r := dir[0], dir[1]
@@ -89,7 +89,9 @@ func TestStress(t *testing.T) {
 
 // TestPingPongGOMAXPROCS1 checks that spinning never starves a single-P process: a
 // ping-pong between two goroutines must make progress.
-func TestPingPongGOMAXPROCS1(t *testing.T) {
+func TestPingPongGOMAXPROCS1(t *testing.T) { forEachPairKind(t, testPingPongGOMAXPROCS1) }
+
+func testPingPongGOMAXPROCS1(t *testing.T, pair pairFunc) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	slotsAt.Store(0) // re-read GOMAXPROCS now
 	a, b := pair(t, MinRingSize, MinRingSize)
