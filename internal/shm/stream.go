@@ -598,13 +598,7 @@ func (s *Stream) poll(other *waiter, dl *atomic.Int64, op string, ready, announc
 	})
 	switch {
 	case err != nil:
-		s.mu.Lock()
-		if s.err == nil {
-			s.err = err
-			s.state.Or(stFailed)
-		}
-		s.mu.Unlock()
-		s.kick()
+		s.fail(err) // the poller holds rmu or wmu, so the mappings are still there
 	case hungUp:
 		s.state.Or(stHungUp)
 		s.kick()
