@@ -79,4 +79,8 @@ type dmb struct {
 	ring []byte // mem[HeaderSize:]
 	fd   int    // the memfd while it still has to be sent to the peer, else -1
 	ino  uint64 // the memfd's inode number: with the peer's, it names the stream in this process
+
+	// populated is how much of the ring, from its start, is known to be mapped in this
+	// process (see prefault); guarded by the lock of the direction that uses the ring.
+	populated uint64
 }

@@ -13,6 +13,7 @@ func newDMB(int) (*dmb, error)                              { return nil, ErrNot
 func mapPeerDMB(int, int) (*dmb, error)                     { return nil, ErrNotSupported }
 func (d *dmb) closeFD()                                     {}
 func (d *dmb) release()                                     {}
+func (d *dmb) prefault(uint64, bool)                        {}
 func (s *Stream) wake(byte)                                 {}
 func (s *Stream) readWakeups(func(bool) bool) (bool, error) { return true, ErrNotSupported }
 func readHello(*net.UnixConn) (hello, int, error)           { return hello{}, -1, ErrNotSupported }

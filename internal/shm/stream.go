@@ -256,6 +256,9 @@ func (s *Stream) pollRx() error {
 // cursor.
 func (s *Stream) consume(b []byte) int {
 	n := min(uint64(len(b)), s.rx.avail())
+	if s.rx.cons < s.rx.size {
+		s.rxd.prefault(min(s.rx.cons+n, s.rx.size), false)
+	}
 	off := s.rx.cons & (s.rx.size - 1)
 	c := copy(b[:n], s.rxd.ring[off:])
 	copy(b[c:n], s.rxd.ring)
@@ -389,6 +392,9 @@ func (s *Stream) pollTx() error {
 
 // produce copies p (at most the free space) into the peer's ring and publishes it.
 func (s *Stream) produce(p []byte) {
+	if s.tx.prod < s.tx.size {
+		s.txd.prefault(min(s.tx.prod+uint64(len(p)), s.tx.size), true)
+	}
 	off := s.tx.prod & (s.tx.size - 1)
 	c := copy(s.txd.ring[off:], p)
 	copy(s.txd.ring, p[c:])
