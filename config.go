@@ -13,8 +13,9 @@ const (
 	// ring. Measured with internal/shm's cross-process bulk benchmark (64 KiB writes)
 	// on a 2-vCPU VM: 4.1 GB/s with 256 KiB, 7.8 GB/s with 1 MiB, 17-41 GB/s with
 	// 4 MiB; 64-byte round trips were the same (0.4-0.5 us) at every size. Memory
-	// is touched only as data passes, and beyond the process's shared-memory bound
-	// new connections stay TCP (MAX_DMB).
+	// is touched only as data passes (on a ring's first lap, past its first 64 KiB,
+	// 512 KiB ahead of the data), and beyond the process's shared-memory bound new
+	// connections stay TCP (MAX_DMB).
 	DefaultBufferSize = 4 << 20
 	// DefaultHandshakeTimeout bounds the SMC handshake of a connection, as Linux's
 	// CLC_WAIT_TIME (6 s) bounds each of its waits for a CLC message.

@@ -59,6 +59,11 @@
 // writes (the peer can overwrite any word in either DMB); its own cursors and flags are
 // kept in private memory and only published.
 //
+// A ring's pages are allocated and mapped as data first passes. Past a ring's first 64
+// KiB, each side maps it 512 KiB ahead of the data with one madvise(MADV_POPULATE_*)
+// rather than one page fault per page, which a virtual machine makes expensive; after
+// the first lap there is nothing left to map.
+//
 // # Wake-ups
 //
 // A side waiting for data (or for space) first polls the other side's cursor for a
