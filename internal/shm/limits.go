@@ -48,9 +48,10 @@ func unreserve(n int64) { memUsed.Add(-n) }
 
 // Spinning. A waiting goroutine first polls the control line for a bounded time before it
 // parks: a wake-up through the kernel costs 20+ µs on a 2-vCPU VM (reference/numbers.md),
-// and about 40 µs on some (a parked 64-byte round trip between two processes took 77 µs
-// there), so the spin must outlast that to pay off, and it must be budgeted per process, or
-// many busy connections would spin every CPU and starve the very peers they wait for.
+// and about 40 µs on some (the 2026-12-04 VM, where a parked 64-byte round trip between
+// two processes takes 39 µs since waiters read wake-ups themselves), so the spin must
+// outlast that to pay off, and it must be budgeted per process, or many busy connections
+// would spin every CPU and starve the very peers they wait for.
 //
 // A budget shorter than the wake-up traps a stream once one side has parked: the other
 // side's spin expires before the woken side answers, so it parks too, and every message
