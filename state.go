@@ -56,3 +56,25 @@ func State(c net.Conn) ConnectionState {
 	}
 	return ConnectionState{Mode: ModeTCP, Fallback: ReasonNotOffered, HandshakeComplete: true}
 }
+
+// tcpState derives the state of a plain TCP connection from what its handshake
+// carried, so that nothing has to be recorded for connections that fell back.
+func tcpState(c *net.TCPConn) ConnectionState {
+	st := ConnectionState{Mode: ModeTCP, HandshakeComplete: true}
+	s, err := signalling()
+	if err != nil {
+		st.Fallback = ReasonSignallingUnavailable
+		return st
+	}
+	res, err := resultOf(s, c)
+	switch {
+	case err != nil || !res.Marked:
+		st.Fallback = ReasonNotOffered
+	case !res.Received:
+		st.Fallback = ReasonPeerNoSMC
+	default:
+		st.Fallback = ReasonNotOffered
+	}
+	st.Offered, st.PeerAdvertised = res.Sent, res.Received
+	return st
+}
