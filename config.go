@@ -26,7 +26,7 @@ const (
 )
 
 // A Config tunes SMC for a [Dialer] or [ListenConfig]. A nil *Config or a zero field
-// means the default. A Config may be shared by many dialers and listeners but must
+// means the default, so the zero Config is every default. A Config may be shared by many dialers and listeners but must
 // not be modified once in use; [Config.Policy] itself may be changed at run time.
 type Config struct {
 	// BufferSize is the size in bytes of the receive buffer (DMB) this side
