@@ -70,9 +70,8 @@ type Policy struct {
 	// a dial to a remembered plain server parses nothing and writes no shared
 	// memory, and touches few cache lines: with the caches as cold as a TCP
 	// connect leaves them, that is what a lookup costs. Parsing the address and a
-	// sync.Map keyed by netip.AddrPort made such a dial 2.0 us slower than
-	// net.Dialer's; this table makes it 0.44 us (BenchmarkDialCost, medians of 7
-	// alternating runs of both builds; A/A control 0.14-0.18 us).
+	// sync.Map keyed by netip.AddrPort cost such a dial more than this table does
+	// (BenchmarkDialCost; the figures are in BENCHMARKS.md).
 	negative atomic.Pointer[negativeTable]
 }
 
@@ -231,7 +230,7 @@ var monoEpoch = time.Now()
 
 // monoNow is the monotonic clock in nanoseconds, for the expiry times of the
 // caches that every dial consults: it reads one clock, where time.Now reads two
-// (the wall clock too), which was a third of the dial path's own cost here.
+// (the wall clock too), a difference BenchmarkDialCost shows (BENCHMARKS.md).
 func monoNow() int64 { return int64(time.Since(monoEpoch)) }
 
 // localAddrs caches this host's interface addresses; they are re-read at most once
