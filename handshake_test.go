@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -628,5 +629,37 @@ func TestHandshakeLimitAnswers(t *testing.T) {
 			}
 			exchange(t, ct, server, "plain tcp\n")
 		})
+	}
+}
+
+// TestReadErrorReason: what each kind of CLC read error makes of the handshake,
+// with errors as wire and the TCP connection return them.
+func TestReadErrorReason(t *testing.T) {
+	readErr := func(b []byte) error {
+		_, err := wire.ReadMessage(bytes.NewReader(b), nil)
+		return err
+	}
+	parseErr := func(b []byte) error {
+		_, err := wire.Parse(b)
+		return err
+	}
+	brokenTrailer := proposalFrom(t, nil)
+	brokenTrailer[len(brokenTrailer)-1] = 0
+	for _, tc := range []struct {
+		name string
+		err  error
+		want Reason
+	}{
+		{"none", nil, ReasonNone},
+		{"not-clc", readErr([]byte("GET / HTTP/1.1\r\n")), ReasonPeerNotCLC},
+		{"malformed", parseErr(brokenTrailer), Reason(wire.CodeCnfErr)},
+		{"unsupported", fmt.Errorf("reading: %w", &wire.ParseError{Code: wire.CodeModeUnsupp, Err: wire.ErrUnsupported}), ReasonModeUnsupp},
+		{"eof", readErr(brokenTrailer[:10]), ReasonIntErr},
+		{"deadline", fmt.Errorf("read: %w", os.ErrDeadlineExceeded), ReasonIntErr},
+		{"closed", net.ErrClosed, ReasonIntErr},
+	} {
+		if got := readErrorReason(tc.err); got != tc.want {
+			t.Errorf("%s: readErrorReason(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
+		}
 	}
 }
