@@ -10,12 +10,11 @@ import (
 // Defaults used when a [Config] field is zero.
 const (
 	// DefaultBufferSize is the size of each side's shared-memory receive buffer (DMB)
-	// ring. Measured with internal/shm's cross-process bulk benchmark (64 KiB writes)
-	// on a 2-vCPU VM: 4.1 GB/s with 256 KiB, 7.8 GB/s with 1 MiB, 17-41 GB/s with
-	// 4 MiB; 64-byte round trips were the same (0.4-0.5 us) at every size. Memory
-	// is touched only as data passes (on a ring's first lap, past its first 64 KiB,
-	// 512 KiB ahead of the data), and beyond the process's shared-memory bound new
-	// connections stay TCP (MAX_DMB).
+	// ring. Bulk transfers gain from a larger ring up to this size, while small
+	// round trips do not depend on it (internal/shm's bulk benchmark; the figures
+	// are in BENCHMARKS.md). It costs little where it is not used: memory is touched
+	// only as data passes (a ring is mapped ahead of the data on its first lap), and
+	// beyond the process's shared-memory bound new connections stay TCP (MAX_DMB).
 	DefaultBufferSize = 4 << 20
 	// DefaultHandshakeTimeout bounds the SMC handshake of a connection, as Linux's
 	// CLC_WAIT_TIME (6 s) bounds each of its waits for a CLC message.
@@ -26,7 +25,7 @@ const (
 )
 
 // A Config tunes SMC for a [Dialer] or [ListenConfig]. A nil *Config or a zero field
-// means the default. A Config may be shared by many dialers and listeners but must
+// means the default, so the zero Config is every default. A Config may be shared by many dialers and listeners but must
 // not be modified once in use; [Config.Policy] itself may be changed at run time.
 type Config struct {
 	// BufferSize is the size in bytes of the receive buffer (DMB) this side

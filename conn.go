@@ -19,6 +19,9 @@ import (
 // [Conn.Handshake]. After the handshake it moves data through shared memory
 // ([ModeSMCD]) or, if SMC was declined, through its TCP connection ([ModeTCP]); the
 // TCP connection stays open for the connection's life either way.
+//
+// Conns come from [Dialer.DialContext] and a [ListenConfig.Listen] listener's
+// Accept; the zero Conn is not usable, as the zero tls.Conn is not.
 type Conn struct {
 	tcp      *net.TCPConn
 	isClient bool

@@ -2,14 +2,53 @@ package smc
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
+	"os"
+	"strings"
 	"sync"
 
 	"github.com/smc-go/smc/internal/shm"
 	"github.com/smc-go/smc/internal/wire"
 )
 
-// The shared-memory device: one shm.Endpoint per process and endpoint directory,
+// The SMC-D device this package announces: a user-space shared-memory device with
+// a 128-bit GID, which SMC-Dv2 carries the way it carries an Emulated-ISM device
+// (two GID/CHID entries in the Proposal, the GID's second half in the extended-GID
+// field of Accept and Confirm).
+//
+// CHID. Real ISM devices have hardware channel IDs below 0xFF00; 0xFF00-0xFFFF is
+// reserved for Emulated-ISM devices, of which loopback-ism takes 0xFFFF and the
+// proposed virtio-ism numbers up from 0xFF00. We take 0xFFFE: an Emulated-ISM CHID,
+// so peers expect a 128-bit GID, yet neither a real ISM channel nor loopback-ism.
+// A Linux kernel matches proposed CHIDs against its own devices and then asks the
+// device whether it can reach the GID; no kernel device can reach ours, so a kernel
+// declines, and we decline every CHID but this one.
+const localCHID uint16 = 0xFFFE
+
+// localEID is the user EID both sides must share for an SMC-Dv2 handshake (Linux
+// needs an EID match for v2; non-s390 systems have no system EID).
+var localEID = func() wire.EID {
+	var e wire.EID
+	copy(e[:], strings.Repeat(" ", len(e)))
+	copy(e[:], "SMC-GO.SHM")
+	return e
+}()
+
+// localGID returns this host's GID: a hash of the kernel's boot ID, so processes on
+// one boot of one kernel agree on it, and distinct boots or hosts (random 128-bit
+// boot IDs) never share one. The boot ID itself is not disclosed.
+var localGID = sync.OnceValues(func() ([2]uint64, error) {
+	id, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return [2]uint64{}, err
+	}
+	sum := sha256.Sum256(append([]byte("smc-go SMC-D GID\x00"), strings.TrimSpace(string(id))...))
+	return [2]uint64{binary.BigEndian.Uint64(sum[:8]), binary.BigEndian.Uint64(sum[8:16])}, nil
+})
+
+// The device's shared memory: one shm.Endpoint per process and endpoint directory,
 // created on first use, through which clients attach to this process's DMBs.
 var endpoints struct {
 	mu sync.Mutex

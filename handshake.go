@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/smc-go/smc/internal/wire"
@@ -124,17 +127,37 @@ func (c *Conn) readCLC() (m wire.Message, raw []byte, err error) {
 	return m, raw, err
 }
 
-// decline sends a Decline with code and settles on TCP with that reason.
-func (c *Conn) decline(code Reason, version uint8) error {
-	d := &wire.Decline{Version: version, Diagnosis: wire.Code(code)}
+// decline builds and sends a Decline carrying code, in the given version, and
+// settles on TCP with reason: the one place a Decline is sent. code is reason
+// itself except where the peer hears of a local decision under a Linux code.
+func (c *Conn) decline(reason Reason, code wire.Code, version uint8) error {
+	d := &wire.Decline{Version: version, Diagnosis: code}
 	if version >= wire.Version2 {
 		d.OSType = wire.OSLinux
 	}
 	if err := c.writeCLC(d); err != nil {
-		return err
+		return c.handshakeError(ReasonIntErr, err)
 	}
-	c.logDecision("declined", code, 0)
-	return c.finishTCP(c.tcp, code, 0)
+	c.logDecision("declined", reason, 0)
+	return c.finishTCP(c.tcp, reason, 0)
+}
+
+// readErrorReason maps an error of readCLC to the reason the handshake ends with:
+// the one place this is decided. It is ReasonNone for no error; ReasonPeerNotCLC
+// when the bytes are no CLC message at all (they are the application's); the decline
+// code of the *wire.ParseError when they are a malformed or unsupported CLC message;
+// and ReasonIntErr when the stream itself failed (a deadline, a reset, Close).
+func readErrorReason(err error) Reason {
+	var pe *wire.ParseError
+	switch {
+	case err == nil:
+		return ReasonNone
+	case errors.Is(err, wire.ErrNotCLC):
+		return ReasonPeerNotCLC
+	case errors.As(err, &pe):
+		return Reason(pe.Code)
+	}
+	return ReasonIntErr
 }
 
 // peerDeclined settles on TCP after the peer's Decline.
@@ -176,3 +199,13 @@ func (c *Conn) logDecision(msg string, reason, peer Reason) {
 	l.Debug("smc: "+msg, "role", role, "local", c.tcp.LocalAddr(), "remote", c.tcp.RemoteAddr(),
 		"reason", reason, "peer", peer)
 }
+
+// firstContact returns the first-contact extension both sides send: each
+// connection is its own link group.
+var firstContact = sync.OnceValue(func() *wire.FirstContactExt {
+	f := &wire.FirstContactExt{OSType: wire.OSLinux, Release: 1, V2x: true}
+	host, _ := os.Hostname()
+	copy(f.Hostname[:], strings.Repeat(" ", len(f.Hostname)))
+	copy(f.Hostname[:], host)
+	return f
+})

@@ -2,11 +2,22 @@ package smc
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
+	"github.com/smc-go/smc/internal/shm"
 	"github.com/smc-go/smc/internal/wire"
 )
+
+// clientHandshakeState is the state of one client handshake, thrown away when the
+// handshake ends. Its cleanup releases what the handshake set up and did not hand
+// to the Conn.
+type clientHandshakeState struct {
+	c      *Conn
+	ctx    context.Context
+	gid    [2]uint64           // this host's GID
+	accept *wire.AcceptConfirm // the server's Accept, once read
+	stream *shm.Stream         // attached to the server's DMB, until the Conn takes it
+}
 
 // clientHandshake runs the client side: Proposal → Accept → Confirm, or a Decline
 // from either side, after which the connection is plain TCP.
@@ -16,73 +27,110 @@ import (
 // client attaches to it before sending the Confirm, so that once the server reads
 // the Confirm both DMBs are mapped and data written by either side is never lost.
 func (c *Conn) clientHandshake(ctx context.Context) error {
-	gid, err := localGID()
-	if err != nil {
+	hs := clientHandshakeState{c: c, ctx: ctx}
+	defer hs.cleanup()
+	return hs.handshake()
+}
+
+func (hs *clientHandshakeState) handshake() error {
+	c := hs.c
+	var err error
+	if hs.gid, err = localGID(); err != nil {
 		// No way to say which host we are: decline before proposing, as a Linux client
 		// without an SMC device does.
-		return c.decline(ReasonNoSMCDev, wire.Version1)
+		return c.decline(ReasonNoSMCDev, wire.CodeNoSMCDev, wire.Version1)
 	}
-	p := &wire.Proposal{
+	if err := c.writeCLC(hs.proposal()); err != nil {
+		return c.handshakeError(ReasonIntErr, err)
+	}
+	m, _, err := c.readCLC()
+	switch r := readErrorReason(err); r {
+	case ReasonNone:
+	case ReasonPeerNotCLC:
+		// The peer advertised SMC but answers with something else: its option was
+		// not meant (a replayed SYN, a foreign stack). Stop offering it SMC.
+		c.config.policy().remember(c.remoteAddrPort())
+		return c.handshakeError(r, fmt.Errorf("smc: server answered the CLC proposal with non-CLC data: %w", err))
+	case ReasonIntErr:
+		return c.handshakeError(r, fmt.Errorf("smc: waiting for CLC accept: %w", err))
+	default:
+		return hs.decline(r)
+	}
+	switch m := m.(type) {
+	case *wire.Decline:
+		return c.peerDeclined(m)
+	case *wire.AcceptConfirm:
+		if m.Type == wire.TypeAccept {
+			hs.accept = m
+		}
+	}
+	if hs.accept == nil {
+		return hs.decline(ReasonModeUnsupp)
+	}
+	if r := hs.checkAccept(); r != ReasonNone {
+		return hs.decline(r)
+	}
+	if hs.stream, err = connectSMC(hs.ctx, c.config, hs.accept); err != nil {
+		return hs.decline(shmReason(err))
+	}
+	if err := c.writeCLC(hs.confirm()); err != nil {
+		return c.handshakeError(ReasonIntErr, err)
+	}
+	s := hs.stream
+	hs.stream = nil // the Conn's now
+	return c.finishSMC(s)
+}
+
+// cleanup releases the shared memory the handshake attached and did not hand to
+// the Conn.
+func (hs *clientHandshakeState) cleanup() {
+	if hs.stream != nil {
+		hs.stream.Abort()
+	}
+}
+
+// decline declines the server's Accept with reason.
+func (hs *clientHandshakeState) decline(reason Reason) error {
+	return hs.c.decline(reason, wire.Code(reason), wire.Version2)
+}
+
+// proposal returns the client's Proposal: SMC-D v2 only, with this host's device.
+func (hs *clientHandshakeState) proposal() *wire.Proposal {
+	return &wire.Proposal{
 		TypeV1:      wire.SMCTypeN,
 		TypeV2:      wire.SMCTypeD,
 		Release:     1,
 		UEIDs:       []wire.EID{localEID},
 		FeatureMask: 1, // Emulated-ISM: 128-bit GIDs as two entries
-		GIDs:        wire.GIDEntries(wire.ISMDevice{CHID: localCHID, GID: gid[0], GIDExt: gid[1]}),
+		GIDs:        wire.GIDEntries(wire.ISMDevice{CHID: localCHID, GID: hs.gid[0], GIDExt: hs.gid[1]}),
 	}
-	if err := c.writeCLC(p); err != nil {
-		return c.handshakeError(ReasonIntErr, err)
-	}
-	m, _, err := c.readCLC()
-	if err != nil {
-		if errors.Is(err, wire.ErrNotCLC) {
-			// The peer advertised SMC but answers with something else: its option was
-			// not meant (a replayed SYN, a foreign stack). Stop offering it SMC.
-			c.config.policy().remember(c.remoteAddrPort())
-			return c.handshakeError(ReasonPeerNotCLC, fmt.Errorf("smc: server answered the CLC proposal with non-CLC data: %w", err))
-		}
-		var pe *wire.ParseError
-		if errors.As(err, &pe) {
-			return c.decline(Reason(pe.Code), wire.Version2)
-		}
-		return c.handshakeError(ReasonIntErr, fmt.Errorf("smc: waiting for CLC accept: %w", err))
-	}
-	var a *wire.AcceptConfirm
-	switch m := m.(type) {
-	case *wire.Decline:
-		return c.peerDeclined(m)
-	case *wire.AcceptConfirm:
-		if m.Type != wire.TypeAccept {
-			return c.decline(ReasonModeUnsupp, wire.Version2)
-		}
-		a = m
-	default:
-		return c.decline(ReasonModeUnsupp, wire.Version2)
-	}
-	if a.CHID != localCHID || a.GID != gid[0] || a.GIDExt != gid[1] {
-		return c.decline(ReasonNoSMCD2Dev, wire.Version2) // not this host's device
+}
+
+// checkAccept returns the reason to decline the server's Accept, or ReasonNone if
+// it chose this host's device and our EID.
+func (hs *clientHandshakeState) checkAccept() Reason {
+	a := hs.accept
+	if a.CHID != localCHID || a.GID != hs.gid[0] || a.GIDExt != hs.gid[1] {
+		return ReasonNoSMCD2Dev // not this host's device
 	}
 	if a.EID != localEID {
-		return c.decline(ReasonNoUEID, wire.Version2)
+		return ReasonNoUEID
 	}
-	s, err := connectSMC(ctx, c.config, a)
-	if err != nil {
-		return c.decline(shmReason(err), wire.Version2)
-	}
-	confirm := &wire.AcceptConfirm{
+	return ReasonNone
+}
+
+// confirm returns the Confirm that answers the server's Accept once the client
+// has attached to its DMB.
+func (hs *clientHandshakeState) confirm() *wire.AcceptConfirm {
+	return &wire.AcceptConfirm{
 		Type:     wire.TypeConfirm,
-		GID:      gid[0],
-		GIDExt:   gid[1],
-		DMBToken: a.DMBToken,
-		DMBESize: compressedSize(s.RingSize()),
-		LinkID:   a.LinkID,
+		GID:      hs.gid[0],
+		GIDExt:   hs.gid[1],
+		DMBToken: hs.accept.DMBToken,
+		DMBESize: compressedSize(hs.stream.RingSize()),
+		LinkID:   hs.accept.LinkID,
 		CHID:     localCHID,
 		EID:      localEID,
 		FCE:      firstContact(),
 	}
-	if err := c.writeCLC(confirm); err != nil {
-		s.Abort()
-		return c.handshakeError(ReasonIntErr, err)
-	}
-	return c.finishSMC(s)
 }

@@ -4,12 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
-	"sync"
+	"sync/atomic"
 
+	"github.com/smc-go/smc/internal/shm"
 	"github.com/smc-go/smc/internal/wire"
 )
+
+// serverHandshakeState is the state of one server handshake, thrown away when the
+// handshake ends. Its cleanup releases what the handshake took and did not hand to
+// the Conn: its slot among the listener's handshakes, the DMB it offered, the stream
+// a client attached to.
+type serverHandshakeState struct {
+	c      *Conn
+	ctx    context.Context
+	slot   *atomic.Int64       // the listener's handshake count this one added to, else nil
+	gid    [2]uint64           // this host's GID, once the Proposal matched it
+	accept *wire.AcceptConfirm // the Accept sent
+	offer  *shm.Offer          // the DMB offered in the Accept, until Wait consumes it
+	stream *shm.Stream         // the client's attachment to it, until the Conn takes it
+}
 
 // serverHandshake runs the server side: it waits for the client's first CLC
 // message and answers a Proposal it can serve with an Accept naming a freshly
@@ -20,126 +33,134 @@ import (
 // A client that advertised SMC in the TCP handshake but then sends bytes that cannot
 // start a CLC message is not speaking CLC at all (a replayed option, a foreign
 // stack): the connection is plain TCP and those bytes are the application's.
+//
+// Beyond [Config.MaxHandshakes] handshakes in progress on the listener, the server
+// offers nothing: it declines whatever the client sent, with MEM on the wire and
+// HANDSHAKE_LIMIT locally.
 func (c *Conn) serverHandshake(ctx context.Context) error {
-	if c.limit != nil {
-		if c.limit.Add(1) > int64(c.config.maxHandshakes()) && c.config.maxHandshakes() > 0 {
-			defer c.limit.Add(-1)
-			return c.serverDeclineAll(ReasonHandshakeLimit)
-		}
-		defer c.limit.Add(-1)
-	}
+	hs := serverHandshakeState{c: c, ctx: ctx}
+	defer hs.cleanup()
+	return hs.handshake()
+}
+
+func (hs *serverHandshakeState) handshake() error {
+	c := hs.c
+	overLimit := !hs.takeSlot()
 	m, raw, err := c.readCLC()
-	if err != nil {
-		if errors.Is(err, wire.ErrNotCLC) {
-			c.logDecision("client does not speak CLC", ReasonPeerNotCLC, 0)
-			return c.finishTCP(&replayTCP{TCPConn: c.tcp, pending: raw}, ReasonPeerNotCLC, 0)
-		}
-		var pe *wire.ParseError
-		if errors.As(err, &pe) {
-			return c.decline(Reason(pe.Code), versionOf(raw))
-		}
-		return c.handshakeError(ReasonIntErr, fmt.Errorf("smc: waiting for CLC proposal: %w", err))
-	}
-	var p *wire.Proposal
-	switch m := m.(type) {
-	case *wire.Decline:
-		return c.peerDeclined(m)
-	case *wire.Proposal:
-		p = m
+	switch r := readErrorReason(err); r {
+	case ReasonNone:
+	case ReasonPeerNotCLC:
+		c.logDecision("client does not speak CLC", r, 0)
+		return c.finishTCP(&replayTCP{TCPConn: c.tcp, pending: raw}, r, 0)
+	case ReasonIntErr:
+		return c.handshakeError(r, fmt.Errorf("smc: waiting for CLC proposal: %w", err))
 	default:
+		if overLimit {
+			break
+		}
+		return c.decline(r, wire.Code(r), versionOf(raw))
+	}
+	if d, ok := m.(*wire.Decline); ok {
+		return c.peerDeclined(d)
+	}
+	if overLimit {
+		// The peer hears of a resource shortage; locally the reason is the limit.
+		return c.decline(ReasonHandshakeLimit, wire.CodeMem, versionOf(raw))
+	}
+	p, ok := m.(*wire.Proposal)
+	if !ok {
 		// Linux answers an unexpected message type with -EPROTO, not a fallback.
 		return c.handshakeError(ReasonIntErr, fmt.Errorf("smc: expected a CLC proposal, got %T", m))
 	}
-	if reason := c.checkProposal(p); reason != ReasonNone {
-		return c.decline(reason, p.Version)
+	if r := hs.checkProposal(p); r != ReasonNone {
+		return c.decline(r, wire.Code(r), p.Version)
 	}
-	gid, _ := localGID() // checkProposal matched it
 	ep, err := endpoint(c.config.endpointDir())
 	if err != nil {
-		return c.decline(ReasonNoSMCDDev, wire.Version2)
+		return hs.decline(ReasonNoSMCDDev)
 	}
-	offer, err := ep.Offer(c.config.bufferSize())
-	if err != nil {
-		return c.decline(shmReason(err), wire.Version2)
+	if hs.offer, err = ep.Offer(c.config.bufferSize()); err != nil {
+		return hs.decline(shmReason(err))
 	}
-	a := &wire.AcceptConfirm{
+	hs.accept = &wire.AcceptConfirm{
 		Type:     wire.TypeAccept,
-		GID:      gid[0],
-		GIDExt:   gid[1],
-		DMBToken: offer.Token(),
+		GID:      hs.gid[0],
+		GIDExt:   hs.gid[1],
+		DMBToken: hs.offer.Token(),
 		DMBESize: compressedSize(c.config.bufferSize()),
 		LinkID:   ep.ID(),
 		CHID:     localCHID,
 		EID:      localEID,
 		FCE:      firstContact(),
 	}
-	if err := c.writeCLC(a); err != nil {
-		offer.Cancel()
+	if err := c.writeCLC(hs.accept); err != nil {
 		return c.handshakeError(ReasonIntErr, err)
 	}
+	// From here on the offer is out: any failure is an internal error, not a decline.
 	m, _, err = c.readCLC()
 	if err != nil {
-		offer.Cancel()
 		return c.handshakeError(ReasonIntErr, fmt.Errorf("smc: waiting for CLC confirm: %w", err))
 	}
+	var confirm *wire.AcceptConfirm
 	switch m := m.(type) {
 	case *wire.Decline:
-		offer.Cancel()
 		return c.peerDeclined(m)
 	case *wire.AcceptConfirm:
-		if m.Type != wire.TypeConfirm || m.DMBToken != a.DMBToken || m.LinkID != a.LinkID ||
-			m.GID != gid[0] || m.GIDExt != gid[1] || m.CHID != localCHID || m.EID != localEID {
-			offer.Cancel()
-			return c.handshakeError(ReasonIntErr, errors.New("smc: CLC confirm does not answer our accept"))
-		}
-		// The client attached to the offer before it sent the Confirm, so Wait returns
-		// at once unless the client is broken.
-		s, err := offer.Wait(ctx)
-		if err != nil {
-			return c.handshakeError(ReasonIntErr, fmt.Errorf("smc: client confirmed without attaching: %w", err))
-		}
-		if s.PeerRingSize() != wire.BufferSize(m.DMBESize) {
-			s.Abort()
-			return c.handshakeError(ReasonIntErr, errors.New("smc: CLC confirm announces another buffer size than the client attached"))
-		}
-		return c.finishSMC(s)
+		confirm = m
+	default:
+		return c.handshakeError(ReasonIntErr, fmt.Errorf("smc: expected a CLC confirm, got %T", m))
 	}
-	offer.Cancel()
-	return c.handshakeError(ReasonIntErr, fmt.Errorf("smc: expected a CLC confirm, got %T", m))
+	if !hs.answers(confirm) {
+		return c.handshakeError(ReasonIntErr, errors.New("smc: CLC confirm does not answer our accept"))
+	}
+	// The client attached to the offer before it sent the Confirm, so Wait returns
+	// at once unless the client is broken. Wait consumes the offer either way.
+	offer := hs.offer
+	hs.offer = nil
+	if hs.stream, err = offer.Wait(hs.ctx); err != nil {
+		return c.handshakeError(ReasonIntErr, fmt.Errorf("smc: client confirmed without attaching: %w", err))
+	}
+	if hs.stream.PeerRingSize() != wire.BufferSize(confirm.DMBESize) {
+		return c.handshakeError(ReasonIntErr, errors.New("smc: CLC confirm announces another buffer size than the client attached"))
+	}
+	s := hs.stream
+	hs.stream = nil // the Conn's now
+	return c.finishSMC(s)
 }
 
-// serverDeclineAll reads the client's first CLC message and declines whatever it
-// is, without offering anything: used when the server cannot take the handshake on.
-func (c *Conn) serverDeclineAll(local Reason) error {
-	m, raw, err := c.readCLC()
-	switch {
-	case errors.Is(err, wire.ErrNotCLC):
-		return c.finishTCP(&replayTCP{TCPConn: c.tcp, pending: raw}, ReasonPeerNotCLC, 0)
-	case err != nil && !isParseError(err):
-		return c.handshakeError(ReasonIntErr, err)
+// takeSlot counts this handshake among the listener's, and reports whether it is
+// within [Config.MaxHandshakes]. cleanup gives the slot back.
+func (hs *serverHandshakeState) takeSlot() bool {
+	c := hs.c
+	if c.limit == nil {
+		return true
 	}
-	if d, ok := m.(*wire.Decline); ok {
-		return c.peerDeclined(d)
-	}
-	// The peer hears of a resource shortage; locally the reason is the limit.
-	d := &wire.Decline{Version: versionOf(raw), Diagnosis: wire.CodeMem}
-	if d.Version >= wire.Version2 {
-		d.OSType = wire.OSLinux
-	}
-	if err := c.writeCLC(d); err != nil {
-		return c.handshakeError(ReasonIntErr, err)
-	}
-	return c.finishTCP(c.tcp, local, 0)
+	hs.slot = c.limit
+	max := c.config.maxHandshakes()
+	return hs.slot.Add(1) <= int64(max) || max <= 0
 }
 
-func isParseError(err error) bool {
-	var pe *wire.ParseError
-	return errors.As(err, &pe)
+// cleanup gives back what the handshake took and did not hand to the Conn.
+func (hs *serverHandshakeState) cleanup() {
+	if hs.offer != nil {
+		hs.offer.Cancel()
+	}
+	if hs.stream != nil {
+		hs.stream.Abort()
+	}
+	if hs.slot != nil {
+		hs.slot.Add(-1)
+	}
+}
+
+// decline declines the client's v2 Proposal with reason.
+func (hs *serverHandshakeState) decline(reason Reason) error {
+	return hs.c.decline(reason, wire.Code(reason), wire.Version2)
 }
 
 // checkProposal returns the reason to decline p, or ReasonNone if this server can
 // serve it: SMC-D v2 from this host's device, with our EID.
-func (c *Conn) checkProposal(p *wire.Proposal) Reason {
+func (hs *serverHandshakeState) checkProposal(p *wire.Proposal) Reason {
 	if p.Version < wire.Version2 {
 		return ReasonVersMismatch
 	}
@@ -149,11 +170,11 @@ func (c *Conn) checkProposal(p *wire.Proposal) Reason {
 	if !p.TypeV2.HasD() {
 		return ReasonNoSMCDDev // SMC-R only: we have no RoCE device
 	}
-	gid, err := localGID()
-	if err != nil {
+	var err error
+	if hs.gid, err = localGID(); err != nil {
 		return ReasonNoSMCDev
 	}
-	if !offersDevice(p, gid) {
+	if !offersDevice(p, hs.gid) {
 		return ReasonNoSMCD2Dev // real ISM, loopback-ism, or another host
 	}
 	for _, e := range p.UEIDs {
@@ -162,6 +183,14 @@ func (c *Conn) checkProposal(p *wire.Proposal) Reason {
 		}
 	}
 	return ReasonNoUEID
+}
+
+// answers reports whether m is the Confirm of our Accept: same DMB and endpoint,
+// from this host's device, with our EID.
+func (hs *serverHandshakeState) answers(m *wire.AcceptConfirm) bool {
+	a := hs.accept
+	return m.Type == wire.TypeConfirm && m.DMBToken == a.DMBToken && m.LinkID == a.LinkID &&
+		m.GID == hs.gid[0] && m.GIDExt == hs.gid[1] && m.CHID == localCHID && m.EID == localEID
 }
 
 // offersDevice reports whether p offers our device, its devices read as a Linux
@@ -183,13 +212,3 @@ func versionOf(raw []byte) uint8 {
 	}
 	return wire.Version1
 }
-
-// firstContact returns the first-contact extension both sides send: each
-// connection is its own link group.
-var firstContact = sync.OnceValue(func() *wire.FirstContactExt {
-	f := &wire.FirstContactExt{OSType: wire.OSLinux, Release: 1, V2x: true}
-	host, _ := os.Hostname()
-	copy(f.Hostname[:], strings.Repeat(" ", len(f.Hostname)))
-	copy(f.Hostname[:], host)
-	return f
-})

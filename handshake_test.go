@@ -1,8 +1,10 @@
 package smc
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -494,5 +496,170 @@ func TestCancelThenSetDeadline(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("clearing the deadlines revived a cancelled handshake")
+	}
+}
+
+// TestServerHandshakeReleases: every way a server handshake ends after it offered a
+// DMB gives back the offer's memory and the listener's handshake slot, whichever
+// message (or none) the client answers the Accept with.
+func TestServerHandshakeReleases(t *testing.T) {
+	inUse := shm.MemoryInUse()
+	for _, tc := range []struct {
+		name    string
+		answer  func(a *wire.AcceptConfirm) []byte // nil: the client closes
+		wantErr bool
+		want    Reason // the server's fallback reason when it does not fail
+	}{
+		{"decline", func(*wire.AcceptConfirm) []byte {
+			d := &wire.Decline{Version: wire.Version2, Diagnosis: wire.CodeNoSMCDDev, OSType: wire.OSLinux}
+			return d.Append(nil)
+		}, false, ReasonPeerDecl},
+		{"wrong-token", func(a *wire.AcceptConfirm) []byte {
+			c := *a
+			c.Type, c.DMBToken = wire.TypeConfirm, a.DMBToken+1
+			return c.Append(nil)
+		}, true, 0},
+		{"accept-again", func(a *wire.AcceptConfirm) []byte { return a.Append(nil) }, true, 0},
+		{"proposal", func(*wire.AcceptConfirm) []byte { return proposalFrom(t, nil) }, true, 0},
+		{"malformed", func(a *wire.AcceptConfirm) []byte {
+			b := a.Append(nil)
+			b[len(b)-1] = 0 // broken trailer
+			return b
+		}, true, 0},
+		{"close", nil, true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkLeaks(t)
+			ct, st := tcpPair(t)
+			var slots atomic.Int64
+			server := newConn(st, false, nil, advertised)
+			server.limit = &slots
+			errc := make(chan error, 1)
+			go func() { errc <- server.Handshake() }()
+			ct.Write(proposalFrom(t, nil))
+			ct.SetReadDeadline(time.Now().Add(5 * time.Second))
+			raw, err := wire.ReadMessage(ct, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := wire.ParseAccept(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.answer == nil {
+				ct.Close()
+			} else {
+				ct.Write(tc.answer(a))
+			}
+			select {
+			case err = <-errc:
+			case <-time.After(5 * time.Second):
+				t.Fatal("handshake still blocked")
+			}
+			if tc.wantErr != (err != nil) {
+				t.Fatalf("handshake: %v, want error %v", err, tc.wantErr)
+			}
+			if s := server.ConnectionState(); !tc.wantErr && (s.Mode != ModeTCP || s.Fallback != tc.want) {
+				t.Fatalf("state %+v, want TCP with %v", s, tc.want)
+			}
+			if n := slots.Load(); n != 0 {
+				t.Fatalf("%d handshake slots still taken", n)
+			}
+			if got := shm.MemoryInUse(); got != inUse {
+				t.Fatalf("shared memory in use %d, was %d: the offer leaked", got, inUse)
+			}
+		})
+	}
+}
+
+// TestHandshakeLimitAnswers: a server beyond its handshake limit offers nothing and
+// answers the client's first message as it would otherwise, except that a CLC
+// message other than a Decline is declined with MEM (HANDSHAKE_LIMIT locally).
+func TestHandshakeLimitAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		first    []byte
+		want     Reason // the server's fallback reason
+		wantCode wire.Code
+		version  uint8 // of the Decline the client gets; 0: none
+	}{
+		{"proposal", proposalFrom(t, nil), ReasonHandshakeLimit, wire.CodeMem, wire.Version2},
+		{"v1-proposal", proposalFrom(t, func(p *wire.Proposal) {
+			p.Version, p.TypeV1, p.ISMGID, p.ISMCHID = wire.Version1, wire.SMCTypeD, 7, 0x0101
+		}), ReasonHandshakeLimit, wire.CodeMem, wire.Version1},
+		{"malformed", func() []byte {
+			b := proposalFrom(t, nil)
+			b[len(b)-1] = 0
+			return b
+		}(), ReasonHandshakeLimit, wire.CodeMem, wire.Version2},
+		{"decline", (&wire.Decline{Diagnosis: wire.CodeNoSMCDev}).Append(nil), ReasonPeerDecl, 0, 0},
+		{"not-clc", []byte("GET / HTTP/1.0\r\n\r\n"), ReasonPeerNotCLC, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkLeaks(t)
+			ct, st := tcpPair(t)
+			var slots atomic.Int64
+			slots.Add(1) // one handshake in progress
+			server := newConn(st, false, &Config{MaxHandshakes: 1}, advertised)
+			server.limit = &slots
+			ct.Write(tc.first)
+			if err := server.Handshake(); err != nil {
+				t.Fatal(err)
+			}
+			if s := server.ConnectionState(); s.Mode != ModeTCP || s.Fallback != tc.want {
+				t.Fatalf("state %+v, want TCP with %v", s, tc.want)
+			}
+			if n := slots.Load(); n != 1 {
+				t.Fatalf("%d handshakes counted after this one, want 1", n)
+			}
+			if tc.want == ReasonPeerNotCLC { // the server application reads the client's bytes
+				got := make([]byte, len(tc.first))
+				server.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if _, err := io.ReadFull(server, got); err != nil || !bytes.Equal(got, tc.first) {
+					t.Fatalf("server read %q, %v; want %q", got, err, tc.first)
+				}
+			}
+			if tc.version != 0 {
+				ct.SetReadDeadline(time.Now().Add(5 * time.Second))
+				raw, err := wire.ReadMessage(ct, nil)
+				d, perr := wire.ParseDecline(raw)
+				if err != nil || perr != nil || d.Diagnosis != tc.wantCode || d.Version != tc.version {
+					t.Fatalf("client got %x (%v, %v), want a v%d Decline with %v", raw, err, perr, tc.version, tc.wantCode)
+				}
+			}
+			exchange(t, ct, server, "plain tcp\n")
+		})
+	}
+}
+
+// TestReadErrorReason: what each kind of CLC read error makes of the handshake,
+// with errors as wire and the TCP connection return them.
+func TestReadErrorReason(t *testing.T) {
+	readErr := func(b []byte) error {
+		_, err := wire.ReadMessage(bytes.NewReader(b), nil)
+		return err
+	}
+	parseErr := func(b []byte) error {
+		_, err := wire.Parse(b)
+		return err
+	}
+	brokenTrailer := proposalFrom(t, nil)
+	brokenTrailer[len(brokenTrailer)-1] = 0
+	for _, tc := range []struct {
+		name string
+		err  error
+		want Reason
+	}{
+		{"none", nil, ReasonNone},
+		{"not-clc", readErr([]byte("GET / HTTP/1.1\r\n")), ReasonPeerNotCLC},
+		{"malformed", parseErr(brokenTrailer), Reason(wire.CodeCnfErr)},
+		{"unsupported", fmt.Errorf("reading: %w", &wire.ParseError{Code: wire.CodeModeUnsupp, Err: wire.ErrUnsupported}), ReasonModeUnsupp},
+		{"eof", readErr(brokenTrailer[:10]), ReasonIntErr},
+		{"deadline", fmt.Errorf("read: %w", os.ErrDeadlineExceeded), ReasonIntErr},
+		{"closed", net.ErrClosed, ReasonIntErr},
+	} {
+		if got := readErrorReason(tc.err); got != tc.want {
+			t.Errorf("%s: readErrorReason(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
+		}
 	}
 }

@@ -9,7 +9,7 @@ import (
 )
 
 // A Rule matches connections by address and port and says whether SMC is offered
-// to them.
+// to them. The zero Rule covers every address and port and does not offer SMC.
 type Rule struct {
 	// Prefix is the address range the rule covers; the zero Prefix covers every
 	// address. IPv4-mapped IPv6 addresses match IPv4 prefixes.
@@ -31,6 +31,7 @@ func (r Rule) matches(ap netip.AddrPort) bool {
 }
 
 // Rules are the contents of a [Policy]. In each list the first matching rule wins.
+// The zero Rules have no rules, so the defaults below apply to every connection.
 type Rules struct {
 	// Dial rules are matched against each destination a [Dialer] connects to.
 	// When none matches, SMC is offered only to destinations on this host
@@ -53,9 +54,12 @@ const (
 // destinations that did not answer the offer so that repeated dials to a plain-TCP
 // server stop paying for it. Its rules can be replaced at any time with
 // [Policy.Set]; connections already made are not affected. A Policy is safe for
-// concurrent use; the zero value is not usable, use [NewPolicy].
+// concurrent use and must not be copied after first use.
+//
+// The zero Policy has no rules: it decides as [DefaultPolicy] does, with a negative
+// cache of its own. It is the same as NewPolicy(Rules{}).
 type Policy struct {
-	rules atomic.Pointer[Rules]
+	rules atomic.Pointer[Rules] // nil in the zero Policy: no rules
 
 	// negative is the negative cache, allocated when the first destination is
 	// remembered: a direct-mapped table of the destinations that did not answer
@@ -66,9 +70,8 @@ type Policy struct {
 	// a dial to a remembered plain server parses nothing and writes no shared
 	// memory, and touches few cache lines: with the caches as cold as a TCP
 	// connect leaves them, that is what a lookup costs. Parsing the address and a
-	// sync.Map keyed by netip.AddrPort made such a dial 2.0 us slower than
-	// net.Dialer's; this table makes it 0.44 us (BenchmarkDialCost, medians of 7
-	// alternating runs of both builds; A/A control 0.14-0.18 us).
+	// sync.Map keyed by netip.AddrPort cost such a dial more than this table does
+	// (BenchmarkDialCost; the figures are in BENCHMARKS.md).
 	negative atomic.Pointer[negativeTable]
 }
 
@@ -106,18 +109,29 @@ func (p *Policy) Set(r Rules) {
 
 // Rules returns a copy of the current rules.
 func (p *Policy) Rules() Rules {
-	r := *p.rules.Load()
+	r := *p.current()
 	r.Dial = append([]Rule(nil), r.Dial...)
 	r.Listen = append([]Rule(nil), r.Listen...)
 	return r
 }
+
+// current returns the rules in force: none in a zero Policy.
+func (p *Policy) current() *Rules {
+	if r := p.rules.Load(); r != nil {
+		return r
+	}
+	return &noRules
+}
+
+// noRules are the rules of a zero Policy; never modified.
+var noRules Rules
 
 // OfferDial reports whether SMC is offered to dst: by the first matching dial
 // rule, else only when dst is on this host; and never while dst is in the negative
 // cache.
 func (p *Policy) OfferDial(dst netip.AddrPort) bool {
 	offer, matched := false, false
-	for _, r := range p.rules.Load().Dial {
+	for _, r := range p.current().Dial {
 		if r.matches(dst) {
 			offer, matched = r.Offer, true
 			break
@@ -143,7 +157,7 @@ func (p *Policy) offerLiteral(address string) bool {
 
 // OfferListen reports whether a listener bound to addr offers SMC.
 func (p *Policy) OfferListen(addr netip.AddrPort) bool {
-	for _, r := range p.rules.Load().Listen {
+	for _, r := range p.current().Listen {
 		if r.matches(addr) {
 			return r.Offer
 		}
@@ -216,7 +230,7 @@ var monoEpoch = time.Now()
 
 // monoNow is the monotonic clock in nanoseconds, for the expiry times of the
 // caches that every dial consults: it reads one clock, where time.Now reads two
-// (the wall clock too), which was a third of the dial path's own cost here.
+// (the wall clock too), a difference BenchmarkDialCost shows (BENCHMARKS.md).
 func monoNow() int64 { return int64(time.Since(monoEpoch)) }
 
 // localAddrs caches this host's interface addresses; they are re-read at most once

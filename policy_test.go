@@ -130,27 +130,6 @@ func TestNegativeCache(t *testing.T) {
 	}
 }
 
-func TestReasonString(t *testing.T) {
-	for _, tc := range []struct {
-		r    Reason
-		want string
-	}{
-		{ReasonPeerNoSMC, "PEERNOSMC"},
-		{ReasonPeerDecl, "PEERDECL"},
-		{ReasonNoSMCDev, "NOSMCDEV"},
-		{ReasonSignallingUnavailable, "SIGNALLING_UNAVAILABLE"},
-		{ReasonNone, "NONE"},
-		{Reason(0x0a0b0c0d), "0x0a0b0c0d"},
-	} {
-		if got := tc.r.String(); got != tc.want {
-			t.Errorf("Reason(%#x).String() = %q, want %q", uint32(tc.r), got, tc.want)
-		}
-	}
-	if !ReasonNotOffered.Local() || ReasonPeerNoSMC.Local() {
-		t.Error("Local() misclassifies reasons")
-	}
-}
-
 func TestConfigDefaults(t *testing.T) {
 	var nilConfig *Config
 	if nilConfig.bufferSize() != DefaultBufferSize || nilConfig.handshakeTimeout() != DefaultHandshakeTimeout ||

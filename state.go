@@ -5,7 +5,7 @@ import (
 	"strconv"
 )
 
-// Mode is the data path a connection uses.
+// Mode is the data path a connection uses. The zero Mode is [ModeTCP].
 type Mode uint8
 
 const (
@@ -17,6 +17,8 @@ const (
 	ModeSMCD
 )
 
+// String returns "TCP", "SMCD", or "Mode(n)" for a value this package does not
+// define.
 func (m Mode) String() string {
 	switch m {
 	case ModeTCP:
@@ -27,7 +29,9 @@ func (m Mode) String() string {
 	return "Mode(" + strconv.Itoa(int(m)) + ")"
 }
 
-// ConnectionState is a snapshot of what a connection negotiated.
+// ConnectionState is a snapshot of what a connection negotiated. The zero
+// ConnectionState reports ModeTCP with no reason and HandshakeComplete false: no
+// decision made yet.
 type ConnectionState struct {
 	// Mode is the data path in use. Before the handshake of a [Conn] completes it
 	// is ModeTCP and HandshakeComplete is false.
@@ -55,4 +59,26 @@ func State(c net.Conn) ConnectionState {
 		return tcpState(c)
 	}
 	return ConnectionState{Mode: ModeTCP, Fallback: ReasonNotOffered, HandshakeComplete: true}
+}
+
+// tcpState derives the state of a plain TCP connection from what its handshake
+// carried, so that nothing has to be recorded for connections that fell back.
+func tcpState(c *net.TCPConn) ConnectionState {
+	st := ConnectionState{Mode: ModeTCP, HandshakeComplete: true}
+	s, err := signalling()
+	if err != nil {
+		st.Fallback = ReasonSignallingUnavailable
+		return st
+	}
+	res, err := resultOf(s, c)
+	switch {
+	case err != nil || !res.Marked:
+		st.Fallback = ReasonNotOffered
+	case !res.Received:
+		st.Fallback = ReasonPeerNoSMC
+	default:
+		st.Fallback = ReasonNotOffered
+	}
+	st.Offered, st.PeerAdvertised = res.Sent, res.Received
+	return st
 }
