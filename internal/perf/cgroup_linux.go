@@ -1,4 +1,4 @@
-package main
+package perf
 
 import (
 	"bufio"
@@ -12,19 +12,19 @@ import (
 	"time"
 )
 
-// perfCgroup is a child cgroup v2 that smc perf moved itself into, so that the
+// A Cgroup is a child cgroup v2 that the process moved itself into, so that the
 // library, which attaches its signalling only to a non-root cgroup, can do so. A
-// nil *perfCgroup means no move was made.
-type perfCgroup struct {
+// nil *Cgroup means no move was made; its methods do nothing.
+type Cgroup struct {
 	parent string // the cgroup directory the process came from
 	dir    string // the child it moved into
 }
 
-// enterPerfCgroup moves the process into a fresh child cgroup when it runs as root
+// EnterCgroup moves the process into a fresh child cgroup when it runs as root
 // in the root cgroup v2, and says in a note what it did. It must run before any
 // socket is created: a socket keeps the cgroup it was created in. Without root,
 // without cgroup v2, or in a non-root cgroup it does nothing but say so.
-func enterPerfCgroup() (*perfCgroup, string, error) {
+func EnterCgroup() (*Cgroup, string, error) {
 	mountinfo, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return nil, "unknown: " + err.Error(), nil
@@ -59,7 +59,7 @@ func enterPerfCgroup() (*perfCgroup, string, error) {
 
 // enterChildCgroup creates the child cgroup name below the cgroup directory parent
 // and moves the whole process (every thread) into it.
-func enterChildCgroup(parent, name string) (*perfCgroup, error) {
+func enterChildCgroup(parent, name string) (*Cgroup, error) {
 	dir := filepath.Join(parent, name)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("smc: perf: creating a child cgroup: %w", err)
@@ -68,7 +68,7 @@ func enterChildCgroup(parent, name string) (*perfCgroup, error) {
 		os.Remove(dir)
 		return nil, fmt.Errorf("smc: perf: moving into the child cgroup %s: %w", dir, err)
 	}
-	return &perfCgroup{parent: parent, dir: dir}, nil
+	return &Cgroup{parent: parent, dir: dir}, nil
 }
 
 // removeStaleCgroups removes the empty smc-perf-<pid> cgroups below parent whose
@@ -86,9 +86,9 @@ func removeStaleCgroups(parent string) {
 	}
 }
 
-// leave moves the process back to the cgroup it came from and removes the child.
+// Leave moves the process back to the cgroup it came from and removes the child.
 // Child processes must have exited first; their exit may take a moment to show.
-func (cg *perfCgroup) leave() error {
+func (cg *Cgroup) Leave() error {
 	if cg == nil {
 		return nil
 	}
@@ -153,9 +153,9 @@ func unescapeMountinfo(s string) string {
 	return b.String()
 }
 
-// pidCPU returns the user and system CPU time of another process, from
+// PidCPU returns the user and system CPU time of another process, from
 // /proc/<pid>/stat (clock ticks of 10 ms: Linux's USER_HZ is 100 everywhere).
-func pidCPU(pid int) (time.Duration, error) {
+func PidCPU(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
@@ -177,13 +177,13 @@ func pidCPU(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
-// plainPeerAttr returns the attributes that start a plain TCP peer (wrk, nginx)
-// in the cgroup smc perf came from, outside the one whose sockets the library's
+// PlainPeerAttr returns the attributes that start a plain TCP peer (wrk, nginx)
+// in the cgroup the process came from, outside the one whose sockets the library's
 // signalling program sees, where a plain peer would be; done must be called once
 // the process has started. Without a child cgroup the peer stays in ours. With
 // dieWithParent the peer is killed when this process ends (strictly: when the
 // thread that started it ends, which Go threads rarely do), for long-lived peers.
-func (cg *perfCgroup) plainPeerAttr(dieWithParent bool) (attr *syscall.SysProcAttr, done func()) {
+func (cg *Cgroup) PlainPeerAttr(dieWithParent bool) (attr *syscall.SysProcAttr, done func()) {
 	attr = &syscall.SysProcAttr{}
 	if dieWithParent {
 		attr.Pdeathsig = syscall.SIGKILL
@@ -199,8 +199,8 @@ func (cg *perfCgroup) plainPeerAttr(dieWithParent bool) (attr *syscall.SysProcAt
 	return attr, func() { f.Close() }
 }
 
-// plainPeerNote says where plainPeerAttr starts plain peers.
-func (cg *perfCgroup) plainPeerNote() string {
+// PlainPeerNote says where PlainPeerAttr starts plain peers.
+func (cg *Cgroup) PlainPeerNote() string {
 	if cg == nil {
 		return "in this process's cgroup"
 	}

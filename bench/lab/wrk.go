@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/smc-go/smc"
+	"github.com/smc-go/smc/internal/perf"
 )
 
 // The IPPROTO_SMC cover letter's short-connection benchmark, for fallback:
@@ -35,14 +36,14 @@ import (
 // rotation: its ratio against tcp is this machine's noise floor for the same
 // comparison.
 
-func (c *perfClient) runWrk(ctx context.Context) error {
-	if slices.Contains(c.o.wrkSides, "server") {
-		if err := c.runWrkServer(ctx); err != nil {
+func (l *lab) runWrk(ctx context.Context) error {
+	if slices.Contains(l.o.wrkSides, "server") {
+		if err := l.runWrkServer(ctx); err != nil {
 			return err
 		}
 	}
-	if slices.Contains(c.o.wrkSides, "client") {
-		return c.runNginxClient(ctx)
+	if slices.Contains(l.o.wrkSides, "client") {
+		return l.runNginxClient(ctx)
 	}
 	return nil
 }
@@ -82,8 +83,8 @@ func abOrder(r, n int) []int {
 }
 
 // abTransports names the rows of one A/B comparison.
-func (c *perfClient) abTransports(smcSide string) []string {
-	if c.o.wrkControl {
+func (l *lab) abTransports(smcSide string) []string {
+	if l.o.wrkControl {
 		return []string{"tcp", smcSide, "tcp-control"}
 	}
 	return []string{"tcp", smcSide}
@@ -91,20 +92,20 @@ func (c *perfClient) abTransports(smcSide string) []string {
 
 // finishAB fills the ratios of the smc row b, and of the A/A control row when
 // there is one, against the tcp row a, and prints them.
-func (c *perfClient) finishAB(a, b, control *perfRow) {
-	rows := []*perfRow{a, b}
+func (l *lab) finishAB(a, b, control *perf.Row) {
+	rows := []*perf.Row{a, b}
 	if control != nil {
 		rows = append(rows, control)
 	}
-	setVsTCP(rows)
+	perf.SetVsTCP(rows)
 	for _, r := range rows[1:] {
-		r.CPUVsTCP = pairedRatio(r.perRoundCPU, a.perRoundCPU, true)
-		if lo, hi, ok := medianCI95(pairedRatios(r.perRound, a.perRound, false)); ok && r.VsTCP > 0 {
+		r.CPUVsTCP = perf.PairedRatio(r.PerRoundCPU(), a.PerRoundCPU(), true)
+		if lo, hi, ok := perf.MedianCI95(perf.PairedRatios(r.PerRoundMain(), a.PerRoundMain(), false)); ok && r.VsTCP > 0 {
 			r.VsTCPCI95 = []float64{lo, hi}
 		}
 	}
 	for _, r := range rows {
-		c.p.row(r)
+		l.Print(r)
 	}
 }
 
@@ -118,42 +119,43 @@ type abMeasure struct {
 	states           map[string]int
 }
 
-func (m *abMeasure) row(scenario string, conns int, transport string) *perfRow {
-	r := &perfRow{Group: "wrk", Scenario: scenario, Conns: conns, Transport: transport,
-		Rounds: len(m.rate), OpsPerSec: median(m.rate), ClientCPU: median(m.ccpu), ServerCPU: median(m.scpu),
-		CPUUnit: "us/op", Errors: m.errors, PerRound: m.perRound, perRound: m.perRound, perRoundCPU: m.perRoundCPU}
+func (m *abMeasure) row(scenario string, conns int, transport string) *perf.Row {
+	r := &perf.Row{Group: "wrk", Scenario: scenario, Conns: conns, Transport: transport,
+		Rounds: len(m.rate), OpsPerSec: perf.Median(m.rate), ClientCPU: perf.Median(m.ccpu), ServerCPU: perf.Median(m.scpu),
+		CPUUnit: "us/op", Errors: m.errors, PerRound: m.perRound}
+	r.SetRounds(m.perRound, nil, m.perRoundCPU)
 	if m.err != nil && len(m.rate) == 0 {
 		r.Error = m.err.Error()
 	}
 	return r
 }
 
-func (c *perfClient) runWrkServer(ctx context.Context) error {
+func (l *lab) runWrkServer(ctx context.Context) error {
 	wrk, err := exec.LookPath("wrk")
-	for _, n := range c.o.wrkConns {
+	for _, n := range l.o.wrkConns {
 		if err != nil {
-			for _, t := range c.abTransports("smc-fallback/server") {
-				c.p.row(&perfRow{Group: "wrk", Scenario: "wrk-server", Conns: n, Transport: t, Unavailable: "wrk not installed (apt-get install wrk)"})
+			for _, t := range l.abTransports("smc-fallback/server") {
+				l.Print(&perf.Row{Group: "wrk", Scenario: "wrk-server", Conns: n, Transport: t, Unavailable: "wrk not installed (apt-get install wrk)"})
 			}
 			continue
 		}
 		var a, b, aa abMeasure
 		measure := func(m *abMeasure, addr string) func() error {
 			return func() error {
-				if _, err := c.ctl.stats(true); err != nil {
+				if _, err := l.ServerStats(true); err != nil {
 					return err
 				}
-				s0, err := c.ctl.stats(false)
+				s0, err := l.ServerStats(false)
 				if err != nil {
 					return err
 				}
-				res, err := runWrkOnce(ctx, c.cg, wrk, "http://"+addr+"/", n, c.o.wrkDuration)
+				res, err := runWrkOnce(ctx, l.cg, wrk, "http://"+addr+"/", n, l.o.wrkDuration)
 				if err != nil {
 					m.err = err
 					m.perRound, m.perRoundCPU = append(m.perRound, 0), append(m.perRoundCPU, 0)
 					return nil
 				}
-				s1, err := c.ctl.stats(false)
+				s1, err := l.ServerStats(false)
 				if err != nil {
 					return err
 				}
@@ -176,21 +178,21 @@ func (c *perfClient) runWrkServer(ctx context.Context) error {
 				return nil
 			}
 		}
-		fns := []func() error{measure(&a, c.info.HTTPTCP), measure(&b, c.info.HTTPSMC)}
-		if c.o.wrkControl {
-			fns = append(fns, measure(&aa, c.info.HTTPControl))
+		fns := []func() error{measure(&a, l.Info().HTTPTCP), measure(&b, l.Info().HTTPSMC)}
+		if l.o.wrkControl {
+			fns = append(fns, measure(&aa, l.Info().HTTPControl))
 		}
-		if err := abRounds(ctx, c.o.wrkRounds, fns...); err != nil {
+		if err := abRounds(ctx, l.o.wrkRounds, fns...); err != nil {
 			return err
 		}
 		ra, rb := a.row("wrk-server", n, "tcp"), b.row("wrk-server", n, "smc-fallback/server")
-		rb.ServerMode = joinStates(b.states)
+		rb.ServerMode = perf.JoinStates(b.states)
 		rb.Mode = rb.ServerMode
-		var control *perfRow
-		if c.o.wrkControl {
+		var control *perf.Row
+		if l.o.wrkControl {
 			control = aa.row("wrk-server", n, "tcp-control")
 		}
-		c.finishAB(ra, rb, control)
+		l.finishAB(ra, rb, control)
 	}
 	return nil
 }
@@ -210,13 +212,13 @@ var (
 )
 
 // runWrkOnce runs wrk with n connections over two threads and parses its summary.
-func runWrkOnce(ctx context.Context, cg *perfCgroup, wrk, url string, n int, d time.Duration) (wrkResult, error) {
+func runWrkOnce(ctx context.Context, cg *perf.Cgroup, wrk, url string, n int, d time.Duration) (wrkResult, error) {
 	secs := max(1, int(d.Round(time.Second)/time.Second))
 	cmd := exec.CommandContext(ctx, wrk, "-t2", "-c"+strconv.Itoa(n), "-d"+strconv.Itoa(secs)+"s",
 		"-H", "Connection: close", url)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	attr, done := cg.plainPeerAttr(false)
+	attr, done := cg.PlainPeerAttr(false)
 	cmd.SysProcAttr = attr
 	err := cmd.Start()
 	done()
@@ -224,7 +226,7 @@ func runWrkOnce(ctx context.Context, cg *perfCgroup, wrk, url string, n int, d t
 		err = cmd.Wait()
 	}
 	if err != nil {
-		return wrkResult{}, fmt.Errorf("smc: perf: wrk: %w: %s", err, strings.TrimSpace(out.String()))
+		return wrkResult{}, fmt.Errorf("smc: lab: wrk: %w: %s", err, strings.TrimSpace(out.String()))
 	}
 	return parseWrk(out.String(), cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime())
 }
@@ -234,7 +236,7 @@ func runWrkOnce(ctx context.Context, cg *perfCgroup, wrk, url string, n int, d t
 func parseWrk(out string, cpu time.Duration) (wrkResult, error) {
 	m := wrkRate.FindStringSubmatch(out)
 	if m == nil {
-		return wrkResult{}, fmt.Errorf("smc: perf: no rate in wrk's output: %q", out)
+		return wrkResult{}, fmt.Errorf("smc: lab: no rate in wrk's output: %q", out)
 	}
 	res := wrkResult{cpu: cpu}
 	res.rate, _ = strconv.ParseFloat(m[1], 64)
@@ -254,12 +256,12 @@ func parseWrk(out string, cpu time.Duration) (wrkResult, error) {
 	return res, nil
 }
 
-func (c *perfClient) runNginxClient(ctx context.Context) error {
-	ngx, err := startNginx(ctx, c.cg)
+func (l *lab) runNginxClient(ctx context.Context) error {
+	ngx, err := startNginx(ctx, l.cg)
 	if err != nil {
-		for _, n := range c.o.wrkConns {
-			for _, t := range c.abTransports("smc-fallback/client") {
-				c.p.row(&perfRow{Group: "wrk", Scenario: "nginx-client", Conns: n, Transport: t, Unavailable: err.Error()})
+		for _, n := range l.o.wrkConns {
+			for _, t := range l.abTransports("smc-fallback/client") {
+				l.Print(&perf.Row{Group: "wrk", Scenario: "nginx-client", Conns: n, Transport: t, Unavailable: err.Error()})
 			}
 		}
 		return nil
@@ -267,53 +269,53 @@ func (c *perfClient) runNginxClient(ctx context.Context) error {
 	defer ngx.stop()
 	nd := net.Dialer{Timeout: 10 * time.Second}
 	sd := smc.Dialer{Timeout: 10 * time.Second}
-	for _, n := range c.o.wrkConns {
+	for _, n := range l.o.wrkConns {
 		var a, b, aa abMeasure
 		measure := func(m *abMeasure, dial func(ctx context.Context, network, addr string) (net.Conn, error), isSMC bool) func() error {
 			return func() error {
-				cpu0 := processCPU()
-				ngx0, ngxErr := pidCPU(ngx.cmd.Process.Pid)
-				res := httpLoop(ctx, dial, ngx.addr, n, c.o.nginxDur, isSMC)
-				cpu := processCPU() - cpu0
-				ngx1, ngxErr1 := pidCPU(ngx.cmd.Process.Pid)
-				m.errors += res.errors
-				if res.err != nil {
-					m.err = res.err
+				cpu0 := perf.ProcessCPU()
+				ngx0, ngxErr := perf.PidCPU(ngx.cmd.Process.Pid)
+				res := httpLoop(ctx, dial, ngx.addr, n, l.o.nginxDur, isSMC)
+				cpu := perf.ProcessCPU() - cpu0
+				ngx1, ngxErr1 := perf.PidCPU(ngx.cmd.Process.Pid)
+				m.errors += res.Errors
+				if res.Err != nil {
+					m.err = res.Err
 					m.perRound, m.perRoundCPU = append(m.perRound, 0), append(m.perRoundCPU, 0)
 					return nil
 				}
-				m.rate = append(m.rate, float64(res.ops)/res.elapsed.Seconds())
+				m.rate = append(m.rate, float64(res.Ops)/res.Elapsed.Seconds())
 				m.perRound = append(m.perRound, m.rate[len(m.rate)-1])
-				m.ccpu = append(m.ccpu, float64(cpu.Microseconds())/float64(res.ops))
+				m.ccpu = append(m.ccpu, float64(cpu.Microseconds())/float64(res.Ops))
 				// The ratio is the client's alone: the fallback under test is there.
 				m.perRoundCPU = append(m.perRoundCPU, m.ccpu[len(m.ccpu)-1])
 				if ngxErr == nil && ngxErr1 == nil {
-					m.scpu = append(m.scpu, float64((ngx1-ngx0).Microseconds())/float64(res.ops))
+					m.scpu = append(m.scpu, float64((ngx1-ngx0).Microseconds())/float64(res.Ops))
 				}
 				if m.states == nil {
 					m.states = map[string]int{}
 				}
-				for k, v := range res.clientStates {
+				for k, v := range res.ClientStates {
 					m.states[k] += v
 				}
 				return nil
 			}
 		}
 		fns := []func() error{measure(&a, nd.DialContext, false), measure(&b, sd.DialContext, true)}
-		if c.o.wrkControl {
+		if l.o.wrkControl {
 			fns = append(fns, measure(&aa, nd.DialContext, false))
 		}
-		if err := abRounds(ctx, c.o.wrkRounds, fns...); err != nil {
+		if err := abRounds(ctx, l.o.wrkRounds, fns...); err != nil {
 			return err
 		}
 		ra, rb := a.row("nginx-client", n, "tcp"), b.row("nginx-client", n, "smc-fallback/client")
-		rb.ClientMode = joinStates(b.states)
+		rb.ClientMode = perf.JoinStates(b.states)
 		rb.Mode = rb.ClientMode
-		var control *perfRow
-		if c.o.wrkControl {
+		var control *perf.Row
+		if l.o.wrkControl {
 			control = aa.row("nginx-client", n, "tcp-control")
 		}
-		c.finishAB(ra, rb, control)
+		l.finishAB(ra, rb, control)
 	}
 	return nil
 }
@@ -323,14 +325,13 @@ const httpRequest = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
 
 // httpLoop runs n workers, each repeatedly connecting, sending one request with
 // Connection: close and reading the response to EOF, for d.
-func httpLoop(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), addr string, n int, d time.Duration, isSMC bool) cellResult {
+func httpLoop(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), addr string, n int, d time.Duration, isSMC bool) perf.CellResult {
 	var (
 		ops, errs atomic.Int64
 		wg        sync.WaitGroup
 		lastErr   atomic.Value
-		sampler   stateSampler
 	)
-	sampler.left.Store(perfSamples)
+	sampler := perf.NewStateSampler()
 	t0 := time.Now()
 	end := t0.Add(d)
 	for range n {
@@ -338,7 +339,7 @@ func httpLoop(ctx context.Context, dial func(ctx context.Context, network, addr 
 			buf := make([]byte, 4096)
 			var done int64
 			for time.Now().Before(end) && ctx.Err() == nil {
-				if err := httpOnce(ctx, dial, addr, buf, &sampler, isSMC); err != nil {
+				if err := httpOnce(ctx, dial, addr, buf, sampler, isSMC); err != nil {
 					errs.Add(1)
 					lastErr.Store(err)
 					continue
@@ -353,21 +354,21 @@ func httpLoop(ctx context.Context, dial func(ctx context.Context, network, addr 
 	if ops.Load() == 0 {
 		err, _ := lastErr.Load().(error)
 		if err == nil {
-			err = errors.New("smc: perf: no request completed")
+			err = errors.New("smc: lab: no request completed")
 		}
-		return cellResult{err: err, errors: errs.Load()}
+		return perf.CellResult{Err: err, Errors: errs.Load()}
 	}
-	return cellResult{ops: ops.Load(), elapsed: elapsed, errors: errs.Load(), clientStates: sampler.take(false)}
+	return perf.CellResult{Ops: ops.Load(), Elapsed: elapsed, Errors: errs.Load(), ClientStates: sampler.Take(false)}
 }
 
-func httpOnce(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), addr string, buf []byte, sampler *stateSampler, isSMC bool) error {
+func httpOnce(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), addr string, buf []byte, sampler *perf.StateSampler, isSMC bool) error {
 	conn, err := dial(ctx, "tcp", addr)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	if isSMC {
-		sampler.sample(conn)
+		sampler.Sample(conn)
 	}
 	if _, err := io.WriteString(conn, httpRequest); err != nil {
 		return err
@@ -388,7 +389,7 @@ func httpOnce(ctx context.Context, dial func(ctx context.Context, network, addr 
 		}
 	}
 	if total < 12 || string(buf[:12]) != "HTTP/1.1 200" {
-		return fmt.Errorf("smc: perf: unexpected response %q", buf[:min(n, 40)])
+		return fmt.Errorf("smc: lab: unexpected response %q", buf[:min(n, 40)])
 	}
 	return nil
 }
@@ -424,7 +425,7 @@ http {
 
 // startNginx starts nginx as a child process serving a fixed body on a free
 // loopback port, and waits until it accepts connections.
-func startNginx(ctx context.Context, cg *perfCgroup) (*nginxProc, error) {
+func startNginx(ctx context.Context, cg *perf.Cgroup) (*nginxProc, error) {
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
 		for _, p := range []string{"/usr/sbin/nginx", "/usr/local/sbin/nginx"} {
@@ -455,7 +456,7 @@ func startNginx(ctx context.Context, cg *perfCgroup) (*nginxProc, error) {
 	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	attr, done := cg.plainPeerAttr(true)
+	attr, done := cg.PlainPeerAttr(true)
 	cmd.SysProcAttr = attr
 	err = cmd.Start()
 	done()

@@ -29,7 +29,7 @@ func TestShmipcClientHangBounded(t *testing.T) {
 	}
 	start := time.Now()
 	res := b.measure(context.Background(), 64, 10*time.Millisecond)
-	if res.err == nil {
+	if res.Err == nil {
 		t.Fatalf("a hung client gave a result: %+v", res)
 	}
 	if took := time.Since(start); took > 20*time.Second {

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/smc-go/smc/internal/perf"
 )
 
 // The shmipc-go comparison: shmipc-go's own ping-pong shape (shmipcStreams
@@ -26,52 +28,46 @@ import (
 // machines.
 const shmipcStreams = 2
 
-func (c *perfClient) runShmipc(ctx context.Context) error {
-	var base []*perfTransport
-	for _, t := range c.transports() {
-		if t.name == "tcp" || t.name == "unix" || t.name == "smc" {
-			base = append(base, t)
-		}
-	}
-	bench, err := startShmipcBench(ctx, c.o.shmipcDir)
+func (l *lab) runShmipc(ctx context.Context) error {
+	base := l.Transports() // tcp, unix, smc as selected
+	bench, err := startShmipcBench(ctx, l.o.shmipcDir)
 	if err != nil {
-		for _, size := range c.o.shmipcSizes {
-			c.p.row(&perfRow{Group: "shmipc", Scenario: "shmipc-pingpong", Size: size, Conns: shmipcStreams, Transport: "shmipc-go", Unavailable: err.Error()})
+		for _, size := range l.o.shmipcSizes {
+			l.Print(&perf.Row{Group: "shmipc", Scenario: "shmipc-pingpong", Size: size, Conns: shmipcStreams, Transport: "shmipc-go", Unavailable: err.Error()})
 		}
 		return nil
 	}
 	defer bench.stop()
-	shm := &perfTransport{name: "shmipc-go"}
-	ts := append([]*perfTransport{shm}, base...)
-	for _, size := range c.o.shmipcSizes {
-		sh := perfShape{"shmipc-pingpong", size, shmipcStreams}
-		results := make([][]cellResult, len(ts))
-		for r := 0; r < c.o.rounds; r++ {
+	shm := &perf.Transport{Name: "shmipc-go"}
+	ts := append([]*perf.Transport{shm}, base...)
+	for _, size := range l.o.shmipcSizes {
+		// Any scenario but the core's is request/response over Conns connections.
+		sh := perf.Shape{Scenario: "shmipc-pingpong", Size: size, Conns: shmipcStreams}
+		results := make([][]perf.CellResult, len(ts))
+		for r := 0; r < l.o.perf.Rounds; r++ {
 			for i := range ts {
 				k := (i + r) % len(ts)
 				if err := ctx.Err(); err != nil {
 					return err
 				}
 				if ts[k] == shm {
-					results[k] = append(results[k], bench.measure(ctx, size, c.o.duration))
+					results[k] = append(results[k], bench.measure(ctx, size, l.o.perf.Duration))
 				} else {
-					results[k] = append(results[k], c.runCell(ctx, sh, ts[k]))
+					results[k] = append(results[k], l.Cell(ctx, sh, ts[k]))
 				}
 			}
 		}
-		rows := make([]*perfRow, len(ts))
+		rows := make([]*perf.Row, len(ts))
 		for k, t := range ts {
-			rows[k] = coreRow("shmipc", sh, t, results[k])
+			rows[k] = perf.CoreRow("shmipc", sh, t, results[k])
 		}
-		setVsTCP(rows)
+		perf.SetVsTCP(rows)
 		for _, r := range rows[1:] {
 			if r.Error == "" && rows[0].Error == "" {
-				r.VsShmipc = pairedRatio(r.perRound, rows[0].perRound, false)
+				r.VsShmipc = perf.PairedRatio(r.PerRoundMain(), rows[0].PerRoundMain(), false)
 			}
 		}
-		for _, r := range rows {
-			c.p.row(r)
-		}
+		l.Print(rows...)
 	}
 	return nil
 }
@@ -146,9 +142,9 @@ func (b *shmipcBench) serverCPU() (time.Duration, error) {
 // The server's CPU is read when the client says its clock starts and after it
 // reports, so that session set-up is left out as it is for the client.
 //
-// shmipc-go's client has been seen to hang (once, at 64 B, in a full run), so a client
-// that is not done 30 s after its duration is killed and the cell reports an error.
-func (b *shmipcBench) measure(ctx context.Context, size int, d time.Duration) cellResult {
+// shmipc-go's client has been seen to hang, so a client that is not done
+// shmipcGrace after its duration is killed and the cell reports an error.
+func (b *shmipcBench) measure(ctx context.Context, size int, d time.Duration) perf.CellResult {
 	ctx, cancel := context.WithTimeout(ctx, d+shmipcGrace)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, b.bin, "client", "-sock", b.sock, "-size", strconv.Itoa(size),
@@ -157,16 +153,16 @@ func (b *shmipcBench) measure(ctx context.Context, size int, d time.Duration) ce
 	cmd.Stderr = &stderr
 	pipe, err := cmd.StdoutPipe()
 	if err != nil {
-		return cellResult{err: err}
+		return perf.CellResult{Err: err}
 	}
 	if err := cmd.Start(); err != nil {
-		return cellResult{err: fmt.Errorf("smc: perf: shmipc-go client: %w", err)}
+		return perf.CellResult{Err: fmt.Errorf("smc: lab: shmipc-go client: %w", err)}
 	}
 	out := bufio.NewReader(pipe)
-	fail := func(err error) cellResult {
+	fail := func(err error) perf.CellResult {
 		cmd.Process.Kill()
 		cmd.Wait()
-		return cellResult{err: fmt.Errorf("smc: perf: shmipc-go: %v: %s", err, strings.TrimSpace(stderr.String()))}
+		return perf.CellResult{Err: fmt.Errorf("smc: lab: shmipc-go: %v: %s", err, strings.TrimSpace(stderr.String()))}
 	}
 	if line, err := out.ReadString('\n'); err != nil || strings.TrimSpace(line) != "start" {
 		return fail(fmt.Errorf("client said %q, %v", line, err))
@@ -192,10 +188,10 @@ func (b *shmipcBench) measure(ctx context.Context, size int, d time.Duration) ce
 		CPUNs     int64 `json:"cpu_ns"`
 	}
 	if err := json.Unmarshal([]byte(line), &res); err != nil {
-		return cellResult{err: fmt.Errorf("smc: perf: shmipc-go client output %q: %w", line, err)}
+		return perf.CellResult{Err: fmt.Errorf("smc: lab: shmipc-go client output %q: %w", line, err)}
 	}
-	return cellResult{ops: res.Ops, bytes: res.Ops * int64(size), elapsed: time.Duration(res.ElapsedNs),
-		clientCPU: time.Duration(res.CPUNs), serverCPU: s1 - s0}
+	return perf.CellResult{Ops: res.Ops, Bytes: res.Ops * int64(size), Elapsed: time.Duration(res.ElapsedNs),
+		ClientCPU: time.Duration(res.CPUNs), ServerCPU: s1 - s0}
 }
 
 // shmipcGrace is how long a shmipc-go client may run past its duration.

@@ -1,4 +1,4 @@
-package main
+package perf
 
 import (
 	"os"
@@ -73,10 +73,10 @@ func TestChildCgroup(t *testing.T) {
 	}
 	self, _ = os.ReadFile("/proc/self/cgroup")
 	if now, _ := parseOwnCgroup(string(self)); !strings.HasSuffix(now, "/"+name) {
-		cg.leave()
+		cg.Leave()
 		t.Fatalf("after entering, the process is in %q; want a path ending in /%s", now, name)
 	}
-	if err := cg.leave(); err != nil {
+	if err := cg.Leave(); err != nil {
 		t.Fatal(err)
 	}
 	self, _ = os.ReadFile("/proc/self/cgroup")
@@ -86,7 +86,7 @@ func TestChildCgroup(t *testing.T) {
 	if _, err := os.Stat(cg.dir); !os.IsNotExist(err) {
 		t.Errorf("child cgroup %s still exists: %v", cg.dir, err)
 	}
-	if err := (*perfCgroup)(nil).leave(); err != nil {
+	if err := (*Cgroup)(nil).Leave(); err != nil {
 		t.Errorf("leaving no cgroup: %v", err)
 	}
 
@@ -112,14 +112,14 @@ func TestChildCgroup(t *testing.T) {
 func TestPidCPU(t *testing.T) {
 	for start := time.Now(); time.Since(start) < 50*time.Millisecond; {
 	}
-	got, err := pidCPU(os.Getpid())
+	got, err := PidCPU(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if own := processCPU(); got <= 0 || got > own+20*time.Millisecond {
-		t.Errorf("pidCPU = %v; getrusage says %v", got, own)
+	if own := ProcessCPU(); got <= 0 || got > own+20*time.Millisecond {
+		t.Errorf("PidCPU = %v; getrusage says %v", got, own)
 	}
-	if _, err := pidCPU(-1); err == nil {
-		t.Error("pidCPU(-1) succeeded")
+	if _, err := PidCPU(-1); err == nil {
+		t.Error("PidCPU(-1) succeeded")
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package perf
 
 import (
 	"bufio"
@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log"
@@ -15,11 +14,9 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/smc-go/smc"
@@ -32,61 +29,73 @@ import (
 // opEcho: the server reads req bytes and answers resp bytes, until EOF.
 // opSink: the server reads until EOF, then writes the byte count (uint64) and closes.
 const (
-	perfHeaderLen = 16
-	opEcho        = 1
-	opSink        = 2
-	perfMaxSize   = 16 << 20
-	// perfSamples is how many connections per listener and measurement have their
+	headerLen = 16
+	opEcho    = 1
+	opSink    = 2
+	maxSize   = 16 << 20
+	// samples is how many connections per listener and measurement have their
 	// state recorded; sampling keeps smc.State's cost out of the figures.
-	perfSamples = 64
+	samples = 64
 )
 
-func perfHeader(b []byte, op byte, req, resp int) []byte {
+func header(b []byte, op byte, req, resp int) []byte {
 	b = append(b, 'S', 'M', 'C', 'P', op, 0, 0, 0)
 	b = binary.BigEndian.AppendUint32(b, uint32(req))
 	return binary.BigEndian.AppendUint32(b, uint32(resp))
 }
 
-// perfInfo is the server's answer to "info": where its listeners are.
-type perfInfo struct {
-	PID     int    `json:"pid"`
-	TCP     string `json:"tcp"`      // net.Listen
-	Unix    string `json:"unix"`     // net.Listen("unix")
-	SMC     string `json:"smc"`      // smc.Listen
-	HTTPTCP string `json:"http_tcp"` // Go HTTP server on net.Listen
-	HTTPSMC string `json:"http_smc"` // Go HTTP server on smc.Listen
-	// HTTPControl is a second Go HTTP server on net.Listen, the A/A control's
-	// twin of HTTPTCP (its own port, so its TIME_WAIT sockets are its own).
-	HTTPControl string `json:"http_control"`
+// ServerInfo is the server's answer to "info": where its listeners are.
+type ServerInfo struct {
+	PID  int    `json:"pid"`
+	TCP  string `json:"tcp"`  // net.Listen
+	Unix string `json:"unix"` // net.Listen("unix")
+	SMC  string `json:"smc"`  // smc.Listen
+	// HTTPTCP, HTTPSMC and HTTPControl are Go HTTP servers answering "hello\n" to
+	// every request, on net.Listen, on smc.Listen and on a second net.Listen (the
+	// A/A control's twin of HTTPTCP: its own port, so its TIME_WAIT sockets are
+	// its own); empty unless the server was started with HTTP listeners.
+	HTTPTCP     string `json:"http_tcp,omitempty"`
+	HTTPSMC     string `json:"http_smc,omitempty"`
+	HTTPControl string `json:"http_control,omitempty"`
 	Signalling  string `json:"signalling"`
 	Cgroup      string `json:"cgroup"`
 }
 
-// perfStats is the server's answer to "stats": its CPU time so far and the
-// states of the connections sampled on each listener since the last reset.
-type perfStats struct {
+// ServerStats is the server's answer to "stats": its CPU time so far and the
+// states of the connections sampled on each listener ("tcp", "unix", "smc",
+// "http-tcp", "http-smc", "http-ctl") since the last reset.
+type ServerStats struct {
 	CPUNanos int64                     `json:"cpu_ns"`
 	States   map[string]map[string]int `json:"states"`
 }
 
-type perfRequest struct {
+type request struct {
 	Cmd   string `json:"cmd"` // "info", "stats", "quit"
 	Reset bool   `json:"reset,omitempty"`
 }
 
-// stateSampler records the states of the first perfSamples connections after
-// each reset.
-type stateSampler struct {
+// A StateSampler records the states (as [StateString] names them) of the first
+// 64 connections after each reset.
+type StateSampler struct {
 	left   atomic.Int32
 	mu     sync.Mutex
 	states map[string]int
 }
 
-func (s *stateSampler) sample(c net.Conn) {
+// NewStateSampler returns a sampler ready for its first 64 connections.
+func NewStateSampler() *StateSampler {
+	s := &StateSampler{}
+	s.left.Store(samples)
+	return s
+}
+
+// Sample records c's state if the sampler still takes samples. An *smc.Conn
+// runs its handshake for it when it has not yet.
+func (s *StateSampler) Sample(c net.Conn) {
 	if s.left.Add(-1) < 0 {
 		return
 	}
-	st := stateString(smc.State(c))
+	st := StateString(smc.State(c))
 	s.mu.Lock()
 	if s.states == nil {
 		s.states = map[string]int{}
@@ -95,13 +104,14 @@ func (s *stateSampler) sample(c net.Conn) {
 	s.mu.Unlock()
 }
 
-func (s *stateSampler) take(reset bool) map[string]int {
+// Take returns a copy of the states recorded; reset starts a new sample.
+func (s *StateSampler) Take(reset bool) map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := maps.Clone(s.states) // the caller encodes it while connections keep being sampled
 	if reset {
 		s.states = nil
-		s.left.Store(perfSamples)
+		s.left.Store(samples)
 	}
 	return m
 }
@@ -109,48 +119,37 @@ func (s *stateSampler) take(reset bool) map[string]int {
 // sampledListener samples the states of the connections it accepts.
 type sampledListener struct {
 	net.Listener
-	s *stateSampler
+	s *StateSampler
 }
 
 func (l sampledListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err == nil {
-		l.s.sample(c)
+		l.s.Sample(c)
 	}
 	return c, err
 }
 
-type perfServer struct {
-	info     perfInfo
-	dir      string
-	control  net.Listener
-	data     map[string]net.Listener
-	https    []*http.Server
-	samplers map[string]*stateSampler
-	quit     chan struct{}
-	quitOnce sync.Once
+// ServerOptions configures [Serve].
+type ServerOptions struct {
+	Control     string // address of the control listener, e.g. "127.0.0.1:0"
+	Host        string // address the benchmark listeners bind to, e.g. "127.0.0.1"
+	ExitOnStdin bool   // exit when standard input reaches EOF (the local mode's child)
+	HTTP        bool   // also serve the HTTP listeners of [ServerInfo]
 }
 
-// runPerfServer is "smc perf server": it serves until told to quit (or, with
-// --exit-on-stdin, until its standard input closes) and prints its control address
-// as a JSON line on standard output.
-func runPerfServer(args []string) error {
-	fs := flag.NewFlagSet("perf server", flag.ContinueOnError)
-	control := fs.String("control", "127.0.0.1:0", "address of the control listener")
-	host := fs.String("host", "127.0.0.1", "address the benchmark listeners bind to")
-	exitOnStdin := fs.Bool("exit-on-stdin", false, "exit when standard input reaches EOF (used by the local mode)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
-	}
-	cg, cgNote, err := enterPerfCgroup()
+// Serve is the server mode of smc perf: it moves the process into a child cgroup
+// when it must ([EnterCgroup]), prints its control address as a JSON line on
+// standard output and serves until told to quit, until ctx ends or, with
+// ExitOnStdin, until its standard input closes. On return it has moved the
+// process out of its child cgroup and removed it.
+func Serve(ctx context.Context, o ServerOptions) error {
+	cg, cgNote, err := EnterCgroup()
 	if err != nil {
 		return err
 	}
-	defer cg.leave()
-	s, err := newPerfServer(*host, *control, cgNote)
+	defer cg.Leave()
+	s, err := newServer(o, cgNote)
 	if err != nil {
 		return err
 	}
@@ -158,16 +157,12 @@ func runPerfServer(args []string) error {
 	if err := json.NewEncoder(os.Stdout).Encode(map[string]string{"control": s.control.Addr().String()}); err != nil {
 		return fmt.Errorf("smc: perf server: %w", err)
 	}
-	if *exitOnStdin {
+	if o.ExitOnStdin {
 		go func() {
 			io.Copy(io.Discard, os.Stdin)
 			s.stop()
 		}()
 	}
-	// An interrupt ends the server through the deferred clean-up, which moves the
-	// process out of its child cgroup and removes it.
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer cancel()
 	select {
 	case <-s.quit:
 	case <-ctx.Done():
@@ -175,8 +170,19 @@ func runPerfServer(args []string) error {
 	return nil
 }
 
-func newPerfServer(host, control, cgNote string) (s *perfServer, err error) {
-	s = &perfServer{data: map[string]net.Listener{}, samplers: map[string]*stateSampler{}, quit: make(chan struct{})}
+type server struct {
+	info     ServerInfo
+	dir      string
+	control  net.Listener
+	data     map[string]net.Listener
+	https    []*http.Server
+	samplers map[string]*StateSampler
+	quit     chan struct{}
+	quitOnce sync.Once
+}
+
+func newServer(o ServerOptions, cgNote string) (s *server, err error) {
+	s = &server{data: map[string]net.Listener{}, samplers: map[string]*StateSampler{}, quit: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -185,7 +191,7 @@ func newPerfServer(host, control, cgNote string) (s *perfServer, err error) {
 	if s.dir, err = os.MkdirTemp("", "smc-perf-"); err != nil {
 		return nil, fmt.Errorf("smc: perf server: %w", err)
 	}
-	hostPort := net.JoinHostPort(host, "0")
+	hostPort := net.JoinHostPort(o.Host, "0")
 	listen := map[string]func() (net.Listener, error){
 		"tcp":      func() (net.Listener, error) { return net.Listen("tcp", hostPort) },
 		"unix":     func() (net.Listener, error) { return net.Listen("unix", filepath.Join(s.dir, "perf.sock")) },
@@ -194,49 +200,59 @@ func newPerfServer(host, control, cgNote string) (s *perfServer, err error) {
 		"http-smc": func() (net.Listener, error) { return smc.Listen("tcp", hostPort) },
 		"http-ctl": func() (net.Listener, error) { return net.Listen("tcp", hostPort) },
 	}
-	for _, name := range []string{"tcp", "unix", "smc", "http-tcp", "http-smc", "http-ctl"} {
+	names := []string{"tcp", "unix", "smc"}
+	httpNames := []string{"http-tcp", "http-smc", "http-ctl"}
+	if o.HTTP {
+		names = append(names, httpNames...)
+	}
+	for _, name := range names {
 		ln, err := listen[name]()
 		if err != nil {
 			return nil, fmt.Errorf("smc: perf server: listening for %s: %w", name, err)
 		}
 		s.data[name] = ln
-		sm := &stateSampler{}
-		sm.left.Store(perfSamples)
-		s.samplers[name] = sm
+		s.samplers[name] = NewStateSampler()
 	}
-	if s.control, err = net.Listen("tcp", control); err != nil {
+	if s.control, err = net.Listen("tcp", o.Control); err != nil {
 		return nil, fmt.Errorf("smc: perf server: control listener: %w", err)
 	}
 	sigNote := "available"
 	if err := smc.SignallingError(); err != nil {
 		sigNote = "unavailable: " + err.Error()
 	}
-	s.info = perfInfo{
-		PID: os.Getpid(), TCP: s.data["tcp"].Addr().String(), Unix: s.data["unix"].Addr().String(),
-		SMC: s.data["smc"].Addr().String(), HTTPTCP: s.data["http-tcp"].Addr().String(),
-		HTTPSMC: s.data["http-smc"].Addr().String(), HTTPControl: s.data["http-ctl"].Addr().String(),
+	addr := func(name string) string {
+		if ln := s.data[name]; ln != nil {
+			return ln.Addr().String()
+		}
+		return ""
+	}
+	s.info = ServerInfo{
+		PID: os.Getpid(), TCP: addr("tcp"), Unix: addr("unix"), SMC: addr("smc"),
+		HTTPTCP: addr("http-tcp"), HTTPSMC: addr("http-smc"), HTTPControl: addr("http-ctl"),
 		Signalling: sigNote, Cgroup: cgNote,
 	}
 	for _, name := range []string{"tcp", "unix", "smc"} {
 		go s.serveData(s.data[name], s.samplers[name])
 	}
-	hello := []byte("hello\n")
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		w.Write(hello)
-	})
-	for _, name := range []string{"http-tcp", "http-smc", "http-ctl"} {
-		hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
-		s.https = append(s.https, hs)
-		go hs.Serve(sampledListener{s.data[name], s.samplers[name]})
+	if o.HTTP {
+		hello := []byte("hello\n")
+		handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.Write(hello)
+		})
+		for _, name := range httpNames {
+			hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
+			s.https = append(s.https, hs)
+			go hs.Serve(sampledListener{s.data[name], s.samplers[name]})
+		}
 	}
 	go s.serveControl()
 	return s, nil
 }
 
-func (s *perfServer) stop() { s.quitOnce.Do(func() { close(s.quit) }) }
+func (s *server) stop() { s.quitOnce.Do(func() { close(s.quit) }) }
 
-func (s *perfServer) close() {
+func (s *server) close() {
 	if s.control != nil {
 		s.control.Close()
 	}
@@ -251,7 +267,7 @@ func (s *perfServer) close() {
 	}
 }
 
-func (s *perfServer) serveControl() {
+func (s *server) serveControl() {
 	for {
 		c, err := s.control.Accept()
 		if err != nil {
@@ -261,11 +277,11 @@ func (s *perfServer) serveControl() {
 	}
 }
 
-func (s *perfServer) handleControl(c net.Conn) {
+func (s *server) handleControl(c net.Conn) {
 	defer c.Close()
 	dec, enc := json.NewDecoder(bufio.NewReader(c)), json.NewEncoder(c)
 	for {
-		var req perfRequest
+		var req request
 		if err := dec.Decode(&req); err != nil {
 			return
 		}
@@ -274,9 +290,9 @@ func (s *perfServer) handleControl(c net.Conn) {
 		case "info":
 			resp = s.info
 		case "stats":
-			st := perfStats{CPUNanos: processCPU().Nanoseconds(), States: map[string]map[string]int{}}
+			st := ServerStats{CPUNanos: ProcessCPU().Nanoseconds(), States: map[string]map[string]int{}}
 			for name, sm := range s.samplers {
-				if m := sm.take(req.Reset); m != nil {
+				if m := sm.Take(req.Reset); m != nil {
 					st.States[name] = m
 				}
 			}
@@ -294,7 +310,7 @@ func (s *perfServer) handleControl(c net.Conn) {
 }
 
 // serveData accepts benchmark connections until ln is closed.
-func (s *perfServer) serveData(ln net.Listener, sm *stateSampler) {
+func (s *server) serveData(ln net.Listener, sm *StateSampler) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -309,18 +325,18 @@ func (s *perfServer) serveData(ln net.Listener, sm *stateSampler) {
 }
 
 // handleData runs the server side of one benchmark connection.
-func handleData(c net.Conn, sm *stateSampler) {
+func handleData(c net.Conn, sm *StateSampler) {
 	defer c.Close()
-	var h [perfHeaderLen]byte
+	var h [headerLen]byte
 	if _, err := io.ReadFull(c, h[:]); err != nil || string(h[:4]) != "SMCP" {
 		return
 	}
 	// Sampled after the first Read, so that an *smc.Conn has finished its handshake.
-	sm.sample(c)
+	sm.Sample(c)
 	req, resp := int(binary.BigEndian.Uint32(h[8:])), int(binary.BigEndian.Uint32(h[12:]))
 	switch h[4] {
 	case opEcho:
-		if req < 1 || req > perfMaxSize || resp < 1 || resp > perfMaxSize {
+		if req < 1 || req > maxSize || resp < 1 || resp > maxSize {
 			return
 		}
 		buf := make([]byte, max(req, resp))
@@ -349,8 +365,8 @@ func handleData(c net.Conn, sm *stateSampler) {
 	}
 }
 
-// processCPU returns the user and system CPU time this process has used.
-func processCPU() time.Duration {
+// ProcessCPU returns the user and system CPU time this process has used.
+func ProcessCPU() time.Duration {
 	var ru unix.Rusage
 	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
 		return 0
@@ -358,21 +374,22 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// perfServerProc is the server child process of the local mode.
-type perfServerProc struct {
+// A ServerProc is the server child process of the local mode.
+type ServerProc struct {
+	Control string // the server's control address
 	cmd     *exec.Cmd
 	stdin   io.WriteCloser
-	control string
 }
 
-// startPerfServer starts "smc perf server" as a child process of this executable
-// (which inherits this process's cgroup) and waits for its control address.
-func startPerfServer() (*perfServerProc, error) {
+// StartServer starts this executable with args as the server child process (it
+// inherits this process's cgroup) and waits for its control address. args must
+// select a mode that runs [Serve] with ExitOnStdin.
+func StartServer(args ...string) (*ServerProc, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		exe = os.Args[0]
 	}
-	cmd := exec.Command(exe, "perf", "server", "--exit-on-stdin")
+	cmd := exec.Command(exe, args...)
 	cmd.Stderr = os.Stderr
 	// No parent-death signal: it follows the starting thread, not the process. The
 	// server exits when its stdin closes, which happens however this process ends.
@@ -387,20 +404,20 @@ func startPerfServer() (*perfServerProc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("smc: perf: starting the server process: %w", err)
 	}
-	p := &perfServerProc{cmd: cmd, stdin: stdin}
+	p := &ServerProc{cmd: cmd, stdin: stdin}
 	var hello struct{ Control string }
 	if err := json.NewDecoder(stdout).Decode(&hello); err != nil || hello.Control == "" {
-		p.stop()
+		p.Stop()
 		return nil, fmt.Errorf("smc: perf: the server process did not report its address: %v", err)
 	}
-	p.control = hello.Control
+	p.Control = hello.Control
 	go io.Copy(io.Discard, stdout)
 	return p, nil
 }
 
-// stop ends the server process: closing its stdin asks it to exit; it is killed if
+// Stop ends the server process: closing its stdin asks it to exit; it is killed if
 // it has not within a few seconds.
-func (p *perfServerProc) stop() {
+func (p *ServerProc) Stop() {
 	p.stdin.Close()
 	done := make(chan struct{})
 	go func() { p.cmd.Wait(); close(done) }()
@@ -412,23 +429,23 @@ func (p *perfServerProc) stop() {
 	}
 }
 
-// perfControl is the client's control connection to the server.
-type perfControl struct {
+// control is the client's control connection to the server.
+type control struct {
 	c   net.Conn
 	dec *json.Decoder
 	enc *json.Encoder
 }
 
-func dialPerfControl(ctx context.Context, addr string) (*perfControl, error) {
+func dialControl(ctx context.Context, addr string) (*control, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("smc: perf: control connection: %w", err)
 	}
-	return &perfControl{c: c, dec: json.NewDecoder(bufio.NewReader(c)), enc: json.NewEncoder(c)}, nil
+	return &control{c: c, dec: json.NewDecoder(bufio.NewReader(c)), enc: json.NewEncoder(c)}, nil
 }
 
-func (pc *perfControl) call(req perfRequest, resp any) error {
+func (pc *control) call(req request, resp any) error {
 	pc.c.SetDeadline(time.Now().Add(10 * time.Second))
 	if err := pc.enc.Encode(req); err != nil {
 		return fmt.Errorf("smc: perf: control: %w", err)
@@ -439,8 +456,8 @@ func (pc *perfControl) call(req perfRequest, resp any) error {
 	return nil
 }
 
-func (pc *perfControl) stats(reset bool) (perfStats, error) {
-	var st perfStats
-	err := pc.call(perfRequest{Cmd: "stats", Reset: reset}, &st)
+func (pc *control) stats(reset bool) (ServerStats, error) {
+	var st ServerStats
+	err := pc.call(request{Cmd: "stats", Reset: reset}, &st)
 	return st, err
 }
