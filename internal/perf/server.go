@@ -89,8 +89,8 @@ func NewStateSampler() *StateSampler {
 	return s
 }
 
-// Sample records c's state if the sampler still takes samples. An *smc.Conn
-// runs its handshake for it when it has not yet.
+// Sample records c's state, as smc.State reports it at that moment, if the
+// sampler still takes samples: call it after an *smc.Conn's handshake.
 func (s *StateSampler) Sample(c net.Conn) {
 	if s.left.Add(-1) < 0 {
 		return
