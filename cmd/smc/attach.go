@@ -1,10 +1,8 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
-	"os"
 
 	"github.com/smc-go/smc/internal/signal"
 )
@@ -32,28 +30,24 @@ flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
-		return errors.New("smc attach: exactly one cgroup path is needed")
+		return usageErrorf(fs, "smc: attach: exactly one cgroup path is needed")
 	}
 	path := fs.Arg(0)
 	if *detach {
 		if err := signal.DetachCgroup(path); err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stdout, "detached from %s\n", path)
+		fmt.Fprintf(stdout, "detached from %s\n", path)
 		return nil
 	}
 	dir, err := signal.AttachCgroup(path, signal.AttachOptions{ForceRoot: *forceRoot, Group: *group})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stdout, "attached to %s; pinned at %s\n", path, dir)
+	fmt.Fprintf(stdout, "attached to %s; pinned at %s\n", path, dir)
 	return nil
 }

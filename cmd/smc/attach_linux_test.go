@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -53,29 +52,14 @@ func TestAttachProbe(t *testing.T) {
 	}
 }
 
+// captureStdout runs f with the commands' standard output going to a buffer, and
+// returns what it printed.
 func captureStdout(t *testing.T, f func()) string {
 	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := os.Stdout
-	os.Stdout = w
-	done := make(chan string)
-	go func() {
-		b := make([]byte, 1<<16)
-		var s strings.Builder
-		for {
-			n, err := r.Read(b)
-			s.Write(b[:n])
-			if err != nil {
-				break
-			}
-		}
-		done <- s.String()
-	}()
+	var b strings.Builder
+	old := stdout
+	stdout = &b
+	defer func() { stdout = old }()
 	f()
-	os.Stdout = old
-	w.Close()
-	return <-done
+	return b.String()
 }

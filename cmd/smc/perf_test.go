@@ -5,55 +5,87 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/smc-go/smc/internal/perf"
 	"github.com/smc-go/smc/internal/testenv"
 )
 
-// TestPerfQuick builds the smc command and runs "smc perf --quick --json" end to
-// end, as CI does: a server child process, every transport and core scenario, and
-// the wrk/nginx group (measured, or reported unavailable when the tools are not
-// installed, which fails the test under SMC_REQUIRE_PRIVILEGED=1). It checks the rows parse and carry what they must; the figures
-// themselves are not judged.
-func TestPerfQuick(t *testing.T) {
+// smcBinDir is the directory of the smc command smcBinary built, if it did;
+// TestMain removes it.
+var smcBinDir string
+
+// smcBinary builds the smc command once per test binary.
+var smcBinary = sync.OnceValues(func() (string, error) {
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	if _, err := os.Stat(goBin); err != nil {
 		if goBin, err = exec.LookPath("go"); err != nil {
-			t.Fatalf("no go command to build smc with: %v", err)
+			return "", fmt.Errorf("no go command to build smc with: %v", err)
 		}
 	}
-	bin := filepath.Join(t.TempDir(), "smc")
-	if out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	dir, err := os.MkdirTemp("", "smc-cmd-test-")
+	if err != nil {
+		return "", err
 	}
-	cmd := exec.Command(bin, "perf", "--quick", "--json", "--scenario=core,wrk", "--wrk-control")
+	smcBinDir = dir
+	bin := filepath.Join(dir, "smc")
+	if out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+func buildSMC(t *testing.T) string {
+	t.Helper()
+	bin, err := smcBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// decodeRows parses JSON rows strictly and keys them by shape and transport.
+func decodeRows(t *testing.T, r io.Reader) map[string]perf.Row {
+	t.Helper()
+	rows := map[string]perf.Row{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		var r perf.Row
+		dec := json.NewDecoder(strings.NewReader(sc.Text()))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&r); err != nil {
+			t.Fatalf("row %q does not parse: %v", sc.Text(), err)
+		}
+		if r.Group != "core" || r.Scenario == "" || r.Transport == "" {
+			t.Errorf("row %q lacks group, scenario or transport", sc.Text())
+		}
+		rows[fmt.Sprintf("%s/%d/%d/%s", r.Scenario, r.Size, r.Conns, r.Transport)] = r
+	}
+	return rows
+}
+
+// TestPerfQuick builds the smc command and runs "smc perf --quick --json" end to
+// end, as CI does: a server child process, every transport and core scenario. It
+// checks the rows parse and carry what they must; the figures themselves are not
+// judged.
+func TestPerfQuick(t *testing.T) {
+	bin := buildSMC(t)
+	cmd := exec.Command(bin, "perf", "--quick", "--json")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("smc perf --quick: %v\nstderr:\n%s", err, stderr.String())
 	}
 	t.Logf("stderr:\n%s", stderr.String())
-
-	rows := map[string]perfRow{}
-	sc := bufio.NewScanner(&stdout)
-	for sc.Scan() {
-		var r perfRow
-		dec := json.NewDecoder(strings.NewReader(sc.Text()))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&r); err != nil {
-			t.Fatalf("row %q does not parse: %v", sc.Text(), err)
-		}
-		if r.Group == "" || r.Scenario == "" || r.Transport == "" {
-			t.Errorf("row %q lacks group, scenario or transport", sc.Text())
-		}
-		rows[fmt.Sprintf("%s/%d/%d/%s", r.Scenario, r.Size, r.Conns, r.Transport)] = r
-	}
+	rows := decodeRows(t, &stdout)
 
 	transports := []string{"tcp", "unix", "smc", "smc-fallback/client", "smc-fallback/server"}
 	shapes := []struct {
@@ -65,6 +97,9 @@ func TestPerfQuick(t *testing.T) {
 		{"rr", 1 << 10, 1}, {"rr", 1 << 10, 16},
 		{"short", 1 << 10, 8},
 		{"idle", 64, 1},
+	}
+	if len(rows) != len(shapes)*len(transports) {
+		t.Errorf("%d rows, want %d", len(rows), len(shapes)*len(transports))
 	}
 	for _, sh := range shapes {
 		for _, tr := range transports {
@@ -96,170 +131,69 @@ func TestPerfQuick(t *testing.T) {
 			}
 		}
 	}
-	for _, scenario := range []string{"wrk-server", "nginx-client"} {
-		fb := "smc-fallback/server"
-		if scenario == "nginx-client" {
-			fb = "smc-fallback/client"
-		}
-		for _, tr := range []string{"tcp", fb, "tcp-control"} {
-			key := fmt.Sprintf("%s/0/128/%s", scenario, tr)
-			r, ok := rows[key]
-			switch {
-			case !ok:
-				t.Errorf("no row %s", key)
-			case r.Unavailable != "" && testenv.Strict():
-				t.Errorf("%s unavailable: %s (CI must install the Debian packages wrk and nginx; SMC_REQUIRE_PRIVILEGED=1)", key, r.Unavailable)
-			case r.Unavailable != "":
-				t.Logf("%s unavailable: %s", key, r.Unavailable)
-			case r.Error != "" || r.OpsPerSec <= 0:
-				t.Errorf("%s: not measured: %+v", key, r)
-			case tr == fb && (r.Mode == "" || r.VsTCP <= 0 || r.CPUVsTCP <= 0):
-				t.Errorf("%s: no mode or ratios: %+v", key, r)
-			case tr == "tcp-control" && (r.Mode != "" || r.VsTCP <= 0):
-				t.Errorf("%s: control row with a mode or without a ratio: %+v", key, r)
+	// The child cgroup, if one was made, is gone.
+	if mnt, err := testenv.Cgroup2Mount(); err == nil {
+		name := fmt.Sprintf("smc-perf-%d", cmd.Process.Pid)
+		for _, pattern := range []string{filepath.Join(mnt, name), filepath.Join(mnt, "*", name)} {
+			if matches, _ := filepath.Glob(pattern); len(matches) > 0 {
+				t.Errorf("child cgroup left behind: %v", matches)
 			}
 		}
 	}
-	// The child cgroup, if one was made, is gone.
-	for _, pattern := range []string{"/sys/fs/cgroup/smc-perf-%d", "/sys/fs/cgroup/*/smc-perf-%d"} {
-		if matches, _ := filepath.Glob(fmt.Sprintf(pattern, cmd.Process.Pid)); len(matches) > 0 {
-			t.Errorf("child cgroup left behind: %v", matches)
-		}
-	}
 }
 
-func TestPickList(t *testing.T) {
-	known := []string{"a", "b", "c"}
-	aliases := map[string][]string{"ab": {"a", "b"}}
-	tests := []struct {
-		in      string
-		want    string
-		wantErr bool
-	}{
-		{"all", "a,b,c", false},
-		{"c,a", "a,c", false},
-		{"ab,a", "a,b", false},
-		{"b, c", "b,c", false},
-		{"d", "", true},
-	}
-	for _, tt := range tests {
-		got, err := pickList(tt.in, known, aliases)
-		if (err != nil) != tt.wantErr || strings.Join(got, ",") != tt.want {
-			t.Errorf("pickList(%q) = %v, %v; want %s (error %v)", tt.in, got, err, tt.want, tt.wantErr)
-		}
-	}
-}
-
-func TestParseWrk(t *testing.T) {
-	out := `Running 1s test @ http://127.0.0.1:4000/
-  2 threads and 128 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency     5.01ms    2.00ms  20.00ms   70.00%
-    Req/Sec    12.00k     1.00k   14.00k    60.00%
-  24012 requests in 1.00s, 2.50MB read
-  Socket errors: connect 0, read 3, write 1, timeout 0
-  Non-2xx or 3xx responses: 2
-Requests/sec:  23990.12
-Transfer/sec:      2.49MB
-`
-	res, err := parseWrk(out, 0)
+// TestPerfClientServer runs "smc perf server" and "smc perf client" as two
+// commands, as on two terminals, and checks the client's rows and that the
+// server exits when its standard input closes.
+func TestPerfClientServer(t *testing.T) {
+	bin := buildSMC(t)
+	srv := exec.Command(bin, "perf", "server", "--exit-on-stdin")
+	stdin, err := srv.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.rate != 23990.12 || res.requests != 24012 || res.errors != 6 {
-		t.Errorf("parseWrk = %+v; want rate 23990.12, 24012 requests, 6 errors", res)
+	out, err := srv.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := parseWrk("garbage", 0); err == nil {
-		t.Error("parseWrk accepted output without a rate")
+	srv.Stderr = os.Stderr
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
 	}
-}
-
-func TestMedianAndStates(t *testing.T) {
-	for _, tt := range []struct {
-		in   []float64
-		want float64
-	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
-		if got := median(tt.in); got != tt.want {
-			t.Errorf("median(%v) = %v; want %v", tt.in, got, tt.want)
-		}
-	}
-	if got := joinStates(map[string]int{"SMCD": 3, "TCP/PEERNOSMC": 1}); got != "SMCD×3+TCP/PEERNOSMC×1" {
-		t.Errorf("joinStates = %q", got)
-	}
-	if got := joinStates(map[string]int{"SMCD": 3}); got != "SMCD" {
-		t.Errorf("joinStates = %q", got)
-	}
-}
-
-// TestABOrderBalanced checks that over 2n rounds every measurement takes each
-// position in the round equally often and follows every other measurement
-// equally often, and that each round is a permutation.
-func TestABOrderBalanced(t *testing.T) {
-	for n := 2; n <= 3; n++ {
-		pos := make([][]int, n)
-		for i := range pos {
-			pos[i] = make([]int, n)
-		}
-		follows := map[[2]int]int{}
-		for r := range 2 * n {
-			order := abOrder(r, n)
-			seen := make([]bool, n)
-			for p, m := range order {
-				if seen[m] {
-					t.Fatalf("n=%d round %d: order %v repeats %d", n, r, order, m)
-				}
-				seen[m] = true
-				pos[m][p]++
-				if p > 0 {
-					follows[[2]int{order[p-1], m}]++
-				}
+	done := make(chan error, 1)
+	defer func() {
+		stdin.Close()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("smc perf server: %v", err)
 			}
+		case <-time.After(10 * time.Second):
+			srv.Process.Kill()
+			t.Error("smc perf server did not exit when its standard input closed")
 		}
-		for m := range n {
-			for p := range n {
-				if pos[m][p] != 2 {
-					t.Errorf("n=%d: measurement %d in position %d %d times over %d rounds, want 2", n, m, p, pos[m][p], 2*n)
-				}
-			}
-		}
-		const want = 2 // 2n rounds of n-1 neighbours over n(n-1) ordered pairs
-		for a := range n {
-			for b := range n {
-				if a != b && follows[[2]int{a, b}] != want {
-					t.Errorf("n=%d: %d ran right after %d %d times, want %d", n, b, a, follows[[2]int{a, b}], want)
-				}
-			}
-		}
+	}()
+	var hello struct{ Control string }
+	if err := json.NewDecoder(out).Decode(&hello); err != nil || hello.Control == "" {
+		srv.Process.Kill()
+		t.Fatalf("server did not print its control address: %v", err)
 	}
-}
+	go func() { io.Copy(io.Discard, out); done <- srv.Wait() }()
 
-// TestMedianCI95 checks the interval's order statistics on a known sample and its
-// coverage on samples of a known median: a miscounted k makes it too narrow or
-// too wide and the coverage leaves [0.93, 0.99].
-func TestMedianCI95(t *testing.T) {
-	xs := make([]float64, 100)
-	for i := range xs {
-		xs[i] = float64((i*37)%100 + 1) // 1..100, shuffled
+	cl := exec.Command(bin, "perf", "client", "--control="+hello.Control, "--quick", "--json",
+		"--scenario=pingpong", "--transport=tcp,smc")
+	var stdout, stderr bytes.Buffer
+	cl.Stdout, cl.Stderr = &stdout, &stderr
+	if err := cl.Run(); err != nil {
+		t.Fatalf("smc perf client: %v\nstderr:\n%s", err, stderr.String())
 	}
-	if lo, hi, ok := medianCI95(xs); !ok || lo != 40 || hi != 61 {
-		t.Fatalf("medianCI95(1..100) = %v, %v, %v; want 40, 61 (k = 39)", lo, hi, ok)
+	rows := decodeRows(t, &stdout)
+	if len(rows) != 8 {
+		t.Errorf("%d rows, want 4 pingpong sizes on 2 transports", len(rows))
 	}
-	if _, _, ok := medianCI95(xs[:5]); ok {
-		t.Fatal("an interval from 5 values")
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	const trials = 4000
-	covered := 0
-	sample := make([]float64, 40)
-	for range trials {
-		for i := range sample {
-			sample[i] = rng.Float64() // median 0.5
+	for key, r := range rows {
+		if r.Error != "" || r.P50us <= 0 || r.VsTCP <= 0 {
+			t.Errorf("%s: %+v", key, r)
 		}
-		if lo, hi, _ := medianCI95(sample); lo <= 0.5 && 0.5 <= hi {
-			covered++
-		}
-	}
-	if c := float64(covered) / trials; c < 0.93 || c > 0.99 {
-		t.Fatalf("coverage %.3f over %d samples of 40, want about 0.95-0.97", c, trials)
 	}
 }

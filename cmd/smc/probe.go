@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 
 	"github.com/smc-go/smc/internal/signal"
 )
@@ -26,16 +25,13 @@ then whether this process can announce SMC and, if so, the program's counters.
 Opening may attach the program to this process's cgroup for a moment.
 `)
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	r := signal.Probe()
-	fmt.Fprint(os.Stdout, r.String())
+	fmt.Fprint(stdout, r.String())
 	if r.Err != nil {
-		return errors.New("smc probe: signalling unavailable")
+		return errors.New("smc: probe: signalling unavailable")
 	}
 	return nil
 }

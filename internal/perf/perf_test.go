@@ -1,0 +1,136 @@
+package perf
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// TestClientServer runs the core scenarios of a quick run over tcp and the Unix
+// socket against a server in this process, and checks that every shape gets a
+// measured row with a ratio against tcp.
+func TestClientServer(t *testing.T) {
+	s, err := newServer(ServerOptions{Control: "127.0.0.1:0", Host: "127.0.0.1"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	var out bytes.Buffer
+	o := QuickOptions(Options{Scenarios: Scenarios, Transports: []string{"tcp", "unix"}, JSON: true, Out: &out})
+	ctx := context.Background()
+	c, err := NewClient(ctx, s.control.Addr().String(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.RunCore(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Err(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]Row{}
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		var r Row
+		dec := json.NewDecoder(strings.NewReader(sc.Text()))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&r); err != nil {
+			t.Fatalf("row %q does not parse: %v", sc.Text(), err)
+		}
+		rows[fmt.Sprintf("%s/%d/%d/%s", r.Scenario, r.Size, r.Conns, r.Transport)] = r
+	}
+	if len(rows) != 2*len(c.shapes()) {
+		t.Errorf("%d rows for %d shapes on 2 transports", len(rows), len(c.shapes()))
+	}
+	for _, sh := range c.shapes() {
+		for _, tr := range []string{"tcp", "unix"} {
+			r, ok := rows[fmt.Sprintf("%s/%d/%d/%s", sh.Scenario, sh.Size, sh.Conns, tr)]
+			switch {
+			case !ok:
+				t.Errorf("no row for %v on %s", sh, tr)
+			case r.Error != "" || r.Rounds != o.Rounds || r.Mode != "":
+				t.Errorf("%v on %s: %+v", sh, tr, r)
+			case sh.Scenario != "idle" && (r.VsTCP <= 0 || r.OpsPerSec <= 0):
+				t.Errorf("%v on %s: not measured against tcp: %+v", sh, tr, r)
+			case sh.Scenario == "idle" && r.CPUUnit != "ms/s":
+				t.Errorf("%v on %s: idle row in %q", sh, tr, r.CPUUnit)
+			}
+		}
+	}
+}
+
+func TestPickList(t *testing.T) {
+	known := []string{"a", "b", "c"}
+	aliases := map[string][]string{"ab": {"a", "b"}}
+	tests := []struct {
+		in      string
+		want    string
+		wantErr bool
+	}{
+		{"all", "a,b,c", false},
+		{"c,a", "a,c", false},
+		{"ab,a", "a,b", false},
+		{"b, c", "b,c", false},
+		{"d", "", true},
+	}
+	for _, tt := range tests {
+		got, err := PickList(tt.in, known, aliases)
+		if (err != nil) != tt.wantErr || strings.Join(got, ",") != tt.want {
+			t.Errorf("PickList(%q) = %v, %v; want %s (error %v)", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestMedianAndStates(t *testing.T) {
+	for _, tt := range []struct {
+		in   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := Median(tt.in); got != tt.want {
+			t.Errorf("Median(%v) = %v; want %v", tt.in, got, tt.want)
+		}
+	}
+	if got := JoinStates(map[string]int{"SMCD": 3, "TCP/PEERNOSMC": 1}); got != "SMCD×3+TCP/PEERNOSMC×1" {
+		t.Errorf("joinStates = %q", got)
+	}
+	if got := JoinStates(map[string]int{"SMCD": 3}); got != "SMCD" {
+		t.Errorf("joinStates = %q", got)
+	}
+}
+
+// TestMedianCI95 checks the interval's order statistics on a known sample and its
+// coverage on samples of a known median: a miscounted k makes it too narrow or
+// too wide and the coverage leaves [0.93, 0.99].
+func TestMedianCI95(t *testing.T) {
+	xs := make([]float64, 100)
+	for i := range xs {
+		xs[i] = float64((i*37)%100 + 1) // 1..100, shuffled
+	}
+	if lo, hi, ok := MedianCI95(xs); !ok || lo != 40 || hi != 61 {
+		t.Fatalf("MedianCI95(1..100) = %v, %v, %v; want 40, 61 (k = 39)", lo, hi, ok)
+	}
+	if _, _, ok := MedianCI95(xs[:5]); ok {
+		t.Fatal("an interval from 5 values")
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	const trials = 4000
+	covered := 0
+	sample := make([]float64, 40)
+	for range trials {
+		for i := range sample {
+			sample[i] = rng.Float64() // median 0.5
+		}
+		if lo, hi, _ := MedianCI95(sample); lo <= 0.5 && 0.5 <= hi {
+			covered++
+		}
+	}
+	if c := float64(covered) / trials; c < 0.93 || c > 0.99 {
+		t.Fatalf("coverage %.3f over %d samples of 40, want about 0.95-0.97", c, trials)
+	}
+}
