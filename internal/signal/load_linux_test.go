@@ -23,4 +23,3 @@ func TestLoad(t *testing.T) {
 	}
 	coll.Close()
 }
-

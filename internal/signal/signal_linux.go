@@ -410,4 +410,3 @@ func objGet(path string, flags uint32) (int, error) {
 	unix.CloseOnExec(int(fd))
 	return int(fd), nil
 }
-
