@@ -12,6 +12,9 @@ import (
 // (as root), so that the package's signalling attaches its eBPF program there and
 // nowhere else, and removes the cgroup afterwards.
 func TestMain(m *testing.M) {
+	if os.Getenv(procEnv) != "" {
+		os.Exit(runProc()) // a process of the multi-process tests
+	}
 	if role := os.Getenv(peerRoleEnv); role != "" {
 		os.Exit(runPeer(role, os.Getenv(peerAddrEnv))) // a peer process of TestPeerKilled
 	}

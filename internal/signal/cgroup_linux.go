@@ -169,12 +169,13 @@ func ownCgroup() (cgroup, error) {
 // below returns the directory of the cgroup at rel (relative to our cgroup
 // namespace's root) inside the mount, if the mount's root contains it.
 func (m mountEntry) below(rel string) (string, bool) {
+	if m.root == "/.." || strings.HasPrefix(m.root, "/../") {
+		return "", false // above our namespace's root (filepath.Clean would drop the "..")
+	}
 	root := filepath.Clean(m.root)
 	switch {
 	case root == "/":
 		return filepath.Join(m.point, rel), true
-	case strings.HasPrefix(root, "/.."):
-		return "", false
 	case rel == root:
 		return m.point, true
 	case strings.HasPrefix(rel, root+"/"):
@@ -191,7 +192,7 @@ const maxCgroupWalk = 1 << 16
 // cgroup is that many levels plus rel's depth below the mount's root, and its path
 // ends with rel.
 func findCgroup(m mountEntry, rel string, id uint64) (string, bool) {
-	up := strings.Count(filepath.Clean(m.root), "..")
+	up := strings.Count(m.root, "..")
 	depth := up
 	if rel != "/" {
 		depth += strings.Count(rel, "/")
@@ -365,9 +366,11 @@ func diagCgroupID(addr *unix.SockaddrInet4, cookie uint64) (uint64, error) {
 	r[0] = unix.AF_INET
 	r[1] = unix.IPPROTO_UDP
 	ne.PutUint32(r[4:], ^uint32(0)) // all states
-	// struct inet_diag_sockid at 8: sport, dport (network order), src, dst, if, cookie.
-	binary.BigEndian.PutUint16(r[8:], uint16(addr.Port))
-	copy(r[12:16], addr.Addr[:])
+	// struct inet_diag_sockid at 8: sport, dport (network order), src, dst, if,
+	// cookie. UDP looks the socket up as the receiver of a packet from src:sport to
+	// dst:dport (udp_dump_one), so the socket's own address is dst:dport.
+	binary.BigEndian.PutUint16(r[10:], uint16(addr.Port))
+	copy(r[28:32], addr.Addr[:])
 	ne.PutUint32(r[48:], uint32(cookie))
 	ne.PutUint32(r[52:], uint32(cookie>>32))
 	if err := unix.Sendto(nl, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {

@@ -56,8 +56,11 @@ func openPrivileged(cg *cgroup) (*Signaller, error) {
 			unix.Close(fd)
 		}
 	}()
+	if caps, err := capEff(); err == nil && caps&(1<<unix.CAP_NET_ADMIN) == 0 {
+		return nil, errNoPrivilege
+	}
 	if _, err := queryEffective(fd); err != nil {
-		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) || errors.Is(err, ebpf.ErrNotSupported) {
 			return nil, errNoPrivilege
 		}
 		return nil, unavailable(fmt.Errorf("querying the programs of cgroup %s: %w", cg.rel, err))
@@ -124,24 +127,18 @@ func classify(ids []ebpf.ProgramID) programs {
 		p.version = err
 		return p
 	}
-	ours := spec.Programs[progName]
 	for _, id := range ids {
-		prog, err := ebpf.NewProgramFromID(id)
-		if err != nil {
-			p.foreign++
-			continue
-		}
-		info, err := prog.Info()
-		prog.Close()
-		switch {
-		case err != nil || !strings.HasPrefix(info.Name, "smc_sockops"):
-			p.foreign++
-		case ours.Compatible(info) != nil:
-			if p.version == nil {
-				p.version = fmt.Errorf("program %d (%s) is another version of this package's signalling; upgrade every process of the cgroup together, or re-run smc attach", id, info.Name)
+		switch kindOf(id, spec) {
+		case "ours":
+			if p.ours == 0 {
+				p.ours = id
 			}
-		case p.ours == 0:
-			p.ours = id
+		case "other version":
+			if p.version == nil {
+				p.version = fmt.Errorf("program %d is another version of this package's signalling; upgrade every process of the cgroup together, or re-run smc attach", id)
+			}
+		default:
+			p.foreign++
 		}
 	}
 	return p
@@ -305,4 +302,57 @@ func findPins(cg *cgroup) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// An Instance is a sock_ops program that runs on a cgroup's sockets, as [Instances]
+// reports it.
+type Instance struct {
+	ID ebpf.ProgramID
+	// Kind is "ours" (this package's program), "other version" (this package's,
+	// another version), "foreign" (another program) or "unknown" (not readable
+	// without CAP_SYS_ADMIN).
+	Kind string
+}
+
+// Instances lists the sock_ops programs that run on the sockets of the cgroup v2
+// at dir, in the order they run. It needs CAP_NET_ADMIN, and CAP_SYS_ADMIN to tell
+// them apart.
+func Instances(dir string) ([]Instance, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("smc: signal: %w", err)
+	}
+	defer unix.Close(fd)
+	ids, err := queryEffective(fd)
+	if err != nil {
+		return nil, fmt.Errorf("smc: signal: %w", err)
+	}
+	spec, err := collectionSpec()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Instance, len(ids))
+	for i, id := range ids {
+		out[i] = Instance{ID: id, Kind: kindOf(id, spec)}
+	}
+	return out, nil
+}
+
+// kindOf tells what the program with the given ID is (see Instance.Kind).
+func kindOf(id ebpf.ProgramID, spec *ebpf.CollectionSpec) string {
+	prog, err := ebpf.NewProgramFromID(id)
+	if err != nil {
+		return "unknown"
+	}
+	info, err := prog.Info()
+	prog.Close()
+	switch {
+	case err != nil:
+		return "unknown"
+	case !strings.HasPrefix(info.Name, "smc_sockops"):
+		return "foreign"
+	case spec.Programs[progName].Compatible(info) != nil:
+		return "other version"
+	}
+	return "ours"
 }
