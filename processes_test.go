@@ -28,7 +28,8 @@ const procEnv = "SMC_TEST_PROC"
 // own, every connection it accepted:
 //
 //	sig                  -> "sig ok" or "sig <SignallingError>"
-//	listen               -> "listening ADDR": smc.Listen on 127.0.0.1, echoing
+//	listen [ADDR]        -> "listening ADDR": smc.Listen (on 127.0.0.1:0 unless
+//	                        ADDR is given), echoing
 //	                        each connection; "accepted MODE REASON" per connection
 //	plainlisten          -> "listening ADDR": net.Listen, echoing
 //	dial ADDR N          -> "dial MODE REASON ok" when N random bytes came back
@@ -57,10 +58,14 @@ func runProc() int {
 		case "listen", "plainlisten":
 			var ln net.Listener
 			var err error
+			addr := "127.0.0.1:0"
+			if len(f) > 1 {
+				addr = f[1]
+			}
 			if f[0] == "listen" {
-				ln, err = Listen("tcp", "127.0.0.1:0")
+				ln, err = Listen("tcp", addr)
 			} else {
-				ln, err = net.Listen("tcp", "127.0.0.1:0")
+				ln, err = net.Listen("tcp", addr)
 			}
 			if err != nil {
 				out <- "listening error " + err.Error()
@@ -250,9 +255,9 @@ func (p *proc) expect(want string) string {
 }
 
 // listen makes p listen with smc.Listen and returns the address.
-func (p *proc) listen() string {
+func (p *proc) listen(at ...string) string {
 	p.t.Helper()
-	l := p.do("listen", "listening ")
+	l := p.do(strings.Join(append([]string{"listen"}, at...), " "), "listening ")
 	addr := strings.TrimPrefix(l, "listening ")
 	if strings.HasPrefix(addr, "error") {
 		p.t.Fatalf("%s: %s", p.name, l)
