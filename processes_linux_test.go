@@ -19,11 +19,9 @@ import (
 	"github.com/smc-go/smc/internal/testenv"
 )
 
-// procEnv makes the test binary a process that the test drives through its standard
-// input (see runProc).
-const procEnv = "SMC_TEST_PROC"
+func init() { runProc = procMain }
 
-// runProc is a process of the multi-process tests. It reads commands, one per line,
+// procMain is a process of the multi-process tests. It reads commands, one per line,
 // and answers each with one line; a listener it runs also reports, on a line of its
 // own, every connection it accepted:
 //
@@ -35,7 +33,7 @@ const procEnv = "SMC_TEST_PROC"
 //	dial ADDR N          -> "dial MODE REASON ok" when N random bytes came back
 //	                        intact, "dial error ..." otherwise
 //	quit                 -> exits
-func runProc() int {
+func procMain() int {
 	out := make(chan string, 64)
 	go func() {
 		for line := range out {
