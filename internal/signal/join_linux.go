@@ -263,7 +263,7 @@ func attachOwn(fd int, cg *cgroup) (*Signaller, error) {
 			return nil, unavailable(fmt.Errorf("duplicating map fds: %w", err))
 		}
 	}
-	s := newSignaller(fds[0], fds[1], fds[2], fds[3], "self-attached to cgroup "+cg.rel)
+	s := newSignaller(fds[0], fds[1], fds[2], fds[3], fmt.Sprintf("self-attached to cgroup %s (ID %d)", cg.rel, cg.id))
 	s.lnk, s.coll = lnk, coll
 	if info, err := coll.Programs[progName].Info(); err == nil {
 		s.progID, _ = info.ID()

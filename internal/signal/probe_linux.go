@@ -41,6 +41,9 @@ func Probe() Report {
 		}
 		add("cgroup v2", true, "%s", how)
 		detail := fmt.Sprintf("%s (ID %d)", cg.dir, cg.id)
+		if cg.private >= 0 {
+			detail = fmt.Sprintf("%s (ID %d), through the private mount", cg.rel, cg.id)
+		}
 		if rel := strings.TrimPrefix(cg.dir, cg.mount); filepath.Clean("/"+rel) != cg.rel {
 			detail += fmt.Sprintf("; %s inside this cgroup namespace", cg.rel)
 		}
@@ -50,7 +53,7 @@ func Probe() Report {
 		add("own cgroup", cg.id != rootCgroupID, "%s", detail)
 	}
 	if mnt, err := mountOf("bpf"); err != nil {
-		add("bpffs", false, "not mounted here (smc attach mounts it; ip netns exec hides it: prepared cgroups then need nsenter --net)")
+		add("bpffs", false, "not mounted here (smc attach mounts it; ip netns exec hides it, and then only privileged processes use prepared cgroups: prefer nsenter --net)")
 	} else {
 		add("bpffs", true, "mounted at %s", mnt)
 	}
