@@ -79,7 +79,7 @@ func openPrivileged(cg *cgroup) (*Signaller, error) {
 	}
 	var s *Signaller
 	if found.ours != 0 {
-		s, err = join(found.ours)
+		s, err = join(cg, found.ours)
 	}
 	if s == nil {
 		if cg.id == rootCgroupID {
@@ -145,24 +145,27 @@ func classify(ids []ebpf.ProgramID) programs {
 }
 
 // join opens the instance of this package's program with the given ID: by the pins
-// of the cgroup it was prepared for, or else by the IDs of its link and maps, which
-// needs CAP_SYS_ADMIN. It returns nil, with the reason, when it cannot; the caller
-// then attaches an instance of its own.
-func join(id ebpf.ProgramID) (*Signaller, error) {
-	lnk, cgID, err := linkOf(id)
-	if err != nil {
-		return nil, err
-	}
+// of the prepared cgroup (cg or an ancestor) it was attached for, or else by the IDs
+// of its link and maps, which needs CAP_SYS_ADMIN. It returns nil, with the reason,
+// when it cannot; the caller then attaches an instance of its own.
+func join(cg *cgroup, id ebpf.ProgramID) (*Signaller, error) {
 	if bpffs, err := mountOf("bpf"); err == nil {
-		dir := pinDir(bpffs, cgID)
-		if pinned, err := link.LoadPinnedLink(filepath.Join(dir, pinLink), nil); err == nil {
+		for _, anc := range cg.ancestors() {
+			dir := pinDir(bpffs, anc)
+			pinned, err := link.LoadPinnedLink(filepath.Join(dir, pinLink), nil)
+			if err != nil {
+				continue
+			}
 			info, err := pinned.Info()
 			pinned.Close()
 			if err == nil && info.Program == id {
-				lnk.Close() // the pin holds it
 				return openPinned(dir)
 			}
 		}
+	}
+	lnk, cgID, err := linkOf(id)
+	if err != nil {
+		return nil, err
 	}
 	prog, err := ebpf.NewProgramFromID(id)
 	if err != nil {

@@ -90,8 +90,12 @@ func OwnCgroup() (string, error) {
 	return "", errors.New("smc: testenv: the process has no cgroup v2 entry in /proc/self/cgroup")
 }
 
-// childCgroups counts the child cgroups currently entered, to refuse nesting.
-var childCgroups atomic.Int32
+// childCgroups counts the child cgroups currently entered, to refuse nesting;
+// enteredFrom is the cgroup the process was in before.
+var (
+	childCgroups atomic.Int32
+	enteredFrom  atomic.Pointer[string]
+)
 
 // ChildCgroup creates a fresh child cgroup below the process's current cgroup v2,
 // moves the whole test process (every thread) into it and returns its directory. A
@@ -122,6 +126,7 @@ func ChildCgroup(tb testing.TB) string {
 		childCgroups.Store(0)
 		Require(tb, "moving the process into a child cgroup", err)
 	}
+	enteredFrom.Store(&parent)
 	tb.Cleanup(func() {
 		defer childCgroups.Store(0)
 		if err := os.WriteFile(filepath.Join(parent, "cgroup.procs"), pid, 0); err != nil {
@@ -141,8 +146,10 @@ func ChildCgroup(tb testing.TB) string {
 	return dir
 }
 
-// NewCgroup creates a fresh cgroup v2 below parent (the process's own cgroup when
-// parent is empty) and returns its directory, without moving anything into it.
+// NewCgroup creates a fresh cgroup v2 below parent and returns its directory, without
+// moving anything into it. An empty parent means the cgroup the test binary started
+// in: not the child cgroup [EnterChildCgroup] or [ChildCgroup] moved it into, where
+// its own signalling may be attached and would run on the new cgroup's sockets too.
 // Start processes in it with [CgroupFD]. A cleanup kills whatever still runs in it
 // (cgroup.kill) and removes it, with every cgroup created below it.
 func NewCgroup(tb testing.TB, parent string) string {
@@ -151,6 +158,9 @@ func NewCgroup(tb testing.TB, parent string) string {
 		var err error
 		parent, err = OwnCgroup()
 		Require(tb, "cgroup v2", err)
+		if p := enteredFrom.Load(); p != nil && childCgroups.Load() != 0 {
+			parent = *p
+		}
 	}
 	dir, err := os.MkdirTemp(parent, "smc-cg-")
 	Require(tb, "a writable cgroup v2 directory", err)

@@ -34,6 +34,7 @@ func EnterChildCgroup() (dir string, leave func() error, err error) {
 		childCgroups.Store(0)
 		return "", nil, fmt.Errorf("smc: testenv: moving the process into %s: %w", dir, err)
 	}
+	enteredFrom.Store(&parent)
 	leave = func() error {
 		defer childCgroups.Store(0)
 		if err := os.WriteFile(filepath.Join(parent, "cgroup.procs"), pid, 0); err != nil {
