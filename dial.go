@@ -105,6 +105,12 @@ func (d *Dialer) dialOffer(ctx context.Context, s signaller, network, address st
 		// be read: either way this connection is plain TCP.
 		return tc, nil
 	}
+	if res.Conflict {
+		// Another program wrote the option into our SYN: nothing about this
+		// connection's handshake is ours to trust, and nothing more is offered.
+		s.noteConflict()
+		return tc, nil
+	}
 	if !res.advertised() {
 		if res.Sent {
 			policy.remember(tc.RemoteAddr().(*net.TCPAddr).AddrPort())

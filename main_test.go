@@ -12,11 +12,20 @@ import (
 // (as root), so that the package's signalling attaches its eBPF program there and
 // nowhere else, and removes the cgroup afterwards.
 func TestMain(m *testing.M) {
+	if os.Getenv(procEnv) != "" && runProc != nil {
+		os.Exit(runProc()) // a process of the multi-process tests
+	}
 	if role := os.Getenv(peerRoleEnv); role != "" {
 		os.Exit(runPeer(role, os.Getenv(peerAddrEnv))) // a peer process of TestPeerKilled
 	}
 	os.Exit(runInChildCgroup(m))
 }
+
+// procEnv makes the test binary a process that a multi-process test drives through
+// its standard input; runProc is that process's main, where those tests exist.
+const procEnv = "SMC_TEST_PROC"
+
+var runProc func() int
 
 // cgroupErr says why the tests do not run in a child cgroup.
 var cgroupErr error

@@ -44,8 +44,13 @@ type Rules struct {
 }
 
 // Negative-cache bounds: a destination that did not answer the SMC offer is not
-// offered SMC again for negativeTTL; the cache has negativeCacheSize slots.
+// offered SMC again for negativeMinTTL, doubled for each further offer it did not
+// answer, up to negativeTTL; the cache has negativeCacheSize slots. The first miss
+// is forgiven quickly because one plain answer proves little: a server under a SYN
+// flood answers with SYN cookies, which never carry the option, and a plain server
+// stops being offered SMC after a few offers anyway.
 const (
+	negativeMinTTL    = time.Second
 	negativeTTL       = 5 * time.Minute
 	negativeCacheSize = 4096 // a power of two
 )
@@ -81,6 +86,7 @@ type negativeTable [negativeCacheSize]atomic.Pointer[negativeEntry]
 // A negativeEntry is one remembered destination, never modified once stored.
 type negativeEntry struct {
 	expires int64 // monoNow
+	misses  uint8 // offers not answered in a row, this one included
 	n       uint8
 	key     [maxKeyLen]byte // the canonical "ip:port" of the unmapped address
 }
@@ -209,9 +215,12 @@ func negativeSlot(key string) uint32 {
 	return (h ^ h>>16) & (negativeCacheSize - 1)
 }
 
-// remember puts dst in the negative cache, in place of whatever its slot held.
+// remember puts dst in the negative cache, in place of whatever its slot held. A
+// destination whose previous entry expired less than negativeTTL ago missed again:
+// it stays out twice as long as last time.
 func (p *Policy) remember(dst netip.AddrPort) {
-	e := &negativeEntry{expires: monoNow() + int64(negativeTTL)}
+	now := monoNow()
+	e := &negativeEntry{misses: 1}
 	key := negativeKey(e.key[:0], dst)
 	if len(key) > maxKeyLen {
 		return // a long zone: such a destination is always offered
@@ -222,7 +231,17 @@ func (p *Policy) remember(dst netip.AddrPort) {
 		p.negative.CompareAndSwap(nil, new(negativeTable))
 		t = p.negative.Load()
 	}
-	t[negativeSlot(string(key))].Store(e)
+	slot := &t[negativeSlot(string(key))]
+	if prev := slot.Load(); prev != nil && string(prev.key[:prev.n]) == string(key) &&
+		now-prev.expires < int64(negativeTTL) && prev.misses < 255 {
+		e.misses = prev.misses + 1
+	}
+	ttl := negativeTTL
+	if e.misses <= 20 && negativeMinTTL<<(e.misses-1) < negativeTTL {
+		ttl = negativeMinTTL << (e.misses - 1)
+	}
+	e.expires = now + int64(ttl)
+	slot.Store(e)
 }
 
 // monoEpoch anchors monoNow.

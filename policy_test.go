@@ -190,3 +190,32 @@ func BenchmarkOfferDial(b *testing.B) {
 		}
 	})
 }
+
+// TestNegativeCacheBackoff: a destination is kept out for negativeMinTTL after its
+// first unanswered offer, twice as long after each further one, never longer than
+// negativeTTL, and from the start again once it answered for negativeTTL.
+func TestNegativeCacheBackoff(t *testing.T) {
+	p := NewPolicy(Rules{})
+	dst := netip.MustParseAddrPort("127.0.0.1:7")
+	ttl := func() time.Duration {
+		e := p.negative.Load()[negativeSlot(dst.String())].Load()
+		return time.Duration(e.expires - monoNow())
+	}
+	want := negativeMinTTL
+	for i := range 12 {
+		p.remember(dst)
+		if got := ttl(); got > want || got < want-time.Second {
+			t.Fatalf("miss %d: kept out for %v, want %v", i+1, got, want)
+		}
+		want = min(2*want, negativeTTL)
+	}
+	// An entry that expired longer than negativeTTL ago starts over.
+	e := p.negative.Load()[negativeSlot(dst.String())].Load()
+	old := *e
+	old.expires = monoNow() - int64(negativeTTL) - 1
+	p.negative.Load()[negativeSlot(dst.String())].Store(&old)
+	p.remember(dst)
+	if got := ttl(); got > negativeMinTTL {
+		t.Errorf("after a long quiet time: kept out for %v, want %v", got, negativeMinTTL)
+	}
+}

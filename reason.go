@@ -49,6 +49,7 @@ const (
 	ReasonNotOffered            Reason = 0x7f000002 // policy or the negative cache chose not to offer SMC
 	ReasonHandshakeLimit        Reason = 0x7f000003 // too many server handshakes in progress (Linux limit_smc_hs)
 	ReasonPeerNotCLC            Reason = 0x7f000004 // the peer advertised SMC but sent no CLC message
+	ReasonSignallingConflict    Reason = 0x7f000005 // another program on the cgroup's sockets makes announcing SMC unsafe
 )
 
 // String returns the Linux name of the code without its SMC_CLC_DECL_ prefix (for

@@ -13,6 +13,8 @@ func (r Reason) localName() string {
 		return "HANDSHAKE_LIMIT"
 	case ReasonPeerNotCLC:
 		return "PEER_NOT_CLC"
+	case ReasonSignallingConflict:
+		return "SIGNALLING_CONFLICT"
 	}
 	return ""
 }

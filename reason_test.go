@@ -39,6 +39,7 @@ func TestReasonTable(t *testing.T) {
 		{ReasonNotOffered, 0x7f000002, "NOT_OFFERED", true},
 		{ReasonHandshakeLimit, 0x7f000003, "HANDSHAKE_LIMIT", true},
 		{ReasonPeerNotCLC, 0x7f000004, "PEER_NOT_CLC", true},
+		{ReasonSignallingConflict, 0x7f000005, "SIGNALLING_CONFLICT", true},
 		// Codes a peer may send that have no constant here.
 		{Reason(wire.CodeCnfErr), 0x03000000, "CNFERR", false},
 		{Reason(0x0a0b0c0d), 0x0a0b0c0d, "0x0a0b0c0d", false},

@@ -1,10 +1,13 @@
 package smc
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
 	"syscall"
+
+	"github.com/smc-go/smc/internal/signal"
 )
 
 // sigResult is what the TCP handshake of one connection carried, as recorded by the
@@ -13,6 +16,7 @@ type sigResult struct {
 	Marked   bool // this side offered SMC (the socket was marked)
 	Sent     bool // our SYN or SYN-ACK carried the SMC option
 	Received bool // the peer's SYN-ACK or SYN carried it
+	Conflict bool // our SYN already carried the option: another program writes it
 }
 
 // advertised reports whether both sides announced SMC in the TCP handshake.
@@ -31,6 +35,11 @@ type signaller interface {
 	// cached answers result (accepted false) or accepted (true) without the
 	// socket's file descriptor, and reports whether it could.
 	cached(local, remote netip.AddrPort, accepted bool) (sigResult, bool)
+	// err reports a conflict found since the signaller was opened (nil if none):
+	// from then on nothing is marked.
+	err() error
+	// noteConflict records a conflict a connection's result showed.
+	noteConflict()
 	close() error
 }
 
@@ -44,12 +53,30 @@ var sig struct {
 // none; with none, every connection is plain TCP.
 func signalling() (signaller, error) {
 	sig.once.Do(func() { sig.s, sig.err = openSignaller() })
-	return sig.s, sig.err
+	if sig.err != nil {
+		return nil, sig.err
+	}
+	if err := sig.s.err(); err != nil {
+		return nil, err
+	}
+	return sig.s, nil
+}
+
+// signallingReason is the fallback reason of a connection made while signalling
+// returns err.
+func signallingReason(err error) Reason {
+	if errors.Is(err, signal.ErrConflict) {
+		return ReasonSignallingConflict
+	}
+	return ReasonSignallingUnavailable
 }
 
 // SignallingError reports why this process cannot announce SMC in TCP handshakes,
 // or nil when it can. Connections made while it is non-nil are plain TCP with
-// reason [ReasonSignallingUnavailable].
+// reason [ReasonSignallingUnavailable], or [ReasonSignallingConflict] when the
+// error says that something else on this cgroup's sockets could make announcing
+// SMC unsafe (another version of this package's program, or another program that
+// writes the SMC option): see `smc probe`.
 func SignallingError() error {
 	_, err := signalling()
 	return err

@@ -1,6 +1,7 @@
 package smc
 
 import (
+	"errors"
 	"net/netip"
 
 	"github.com/smc-go/smc/internal/signal"
@@ -24,7 +25,7 @@ func (e ebpfSignaller) mark(fd int) error { return e.s.Mark(fd) }
 
 func (e ebpfSignaller) result(fd int, local, remote netip.AddrPort) (sigResult, error) {
 	r, err := e.s.ResultAddr(fd, local, remote)
-	return sigResult{Marked: r.Marked, Sent: r.Sent, Received: r.Received}, err
+	return sigResult{Marked: r.Marked, Sent: r.Sent, Received: r.Received, Conflict: r.Conflict}, err
 }
 
 func (e ebpfSignaller) accepted(fd int, local, remote netip.AddrPort) (sigResult, error) {
@@ -34,7 +35,13 @@ func (e ebpfSignaller) accepted(fd int, local, remote netip.AddrPort) (sigResult
 
 func (e ebpfSignaller) cached(local, remote netip.AddrPort, accepted bool) (sigResult, bool) {
 	r, ok := e.s.CachedResult(local, remote, accepted)
-	return sigResult{Marked: r.Marked, Sent: r.Sent, Received: r.Received}, ok
+	return sigResult{Marked: r.Marked, Sent: r.Sent, Received: r.Received, Conflict: r.Conflict}, ok
+}
+
+func (e ebpfSignaller) err() error { return e.s.Err() }
+
+func (e ebpfSignaller) noteConflict() {
+	e.s.NoteConflict(errors.New("a connection's SYN carried the SMC option before this package's program wrote it"))
 }
 
 func (e ebpfSignaller) close() error { return e.s.Close() }

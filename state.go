@@ -67,11 +67,13 @@ func tcpState(c *net.TCPConn) ConnectionState {
 	st := ConnectionState{Mode: ModeTCP, HandshakeComplete: true}
 	s, err := signalling()
 	if err != nil {
-		st.Fallback = ReasonSignallingUnavailable
+		st.Fallback = signallingReason(err)
 		return st
 	}
 	res, err := resultOf(s, c)
 	switch {
+	case err == nil && res.Conflict:
+		st.Fallback = ReasonSignallingConflict
 	case err != nil || !res.Marked:
 		st.Fallback = ReasonNotOffered
 	case !res.Received:

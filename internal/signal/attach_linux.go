@@ -48,8 +48,12 @@ func resolveCgroup(path string) (cg cgroup, err error) {
 	if sfs.Type != unix.CGROUP2_SUPER_MAGIC {
 		return cgroup{}, fmt.Errorf("%s is not in a cgroup v2 hierarchy", abs)
 	}
+	id, err := cgroupID(abs)
+	if err != nil {
+		return cgroup{}, err
+	}
 	rel, _ := filepath.Rel(mnt, abs)
-	return cgroup{mount: mnt, rel: filepath.Clean("/" + rel), dir: abs}, nil
+	return cgroup{id: id, mount: mnt, rel: filepath.Clean("/" + rel), dir: abs, private: -1}, nil
 }
 
 // AttachCgroup prepares the cgroup v2 at path for signalling: it loads the program,
@@ -64,7 +68,7 @@ func AttachCgroup(path string, opts AttachOptions) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("smc: signal: attach: %w", err)
 	}
-	if cg.rel == "/" && !opts.ForceRoot {
+	if cg.id == rootCgroupID && !opts.ForceRoot {
 		return "", fmt.Errorf("smc: signal: attach: refusing the root cgroup %s, which would put the program on every TCP socket of the host (force it with --force-root)", cg.dir)
 	}
 	gid := -1
@@ -77,11 +81,7 @@ func AttachCgroup(path string, opts AttachOptions) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("smc: signal: attach: %w", err)
 	}
-	id, err := cgroupID(cg.dir)
-	if err != nil {
-		return "", fmt.Errorf("smc: signal: attach: %w", err)
-	}
-	dir := pinDir(bpffs, id)
+	dir := pinDir(bpffs, cg.id)
 	if _, err := os.Stat(dir); err == nil {
 		return "", fmt.Errorf("smc: signal: attach: cgroup %s is already prepared (%s); detach it first: %w", cg.rel, dir, os.ErrExist)
 	}
@@ -115,18 +115,20 @@ func prepare(cg cgroup, dir string, gid int) error {
 		return fmt.Errorf("attaching to %s: %w", cg.dir, err)
 	}
 	defer lnk.Close()
-	pins := []struct {
+	type pin struct {
 		name string
 		pin  func(string) error
 		mode os.FileMode
-	}{
-		{mapMarks, coll.Maps[mapMarks].Pin, marksMode},
-		{mapCounters, coll.Maps[mapCounters].Pin, countersMode},
-		{mapRecords, coll.Maps[mapRecords].Pin, marksMode},
-		{mapResults, coll.Maps[mapResults].Pin, marksMode},
-		{mapChildren, coll.Maps[mapChildren].Pin, countersMode},
-		{"link", lnk.Pin, modePrivate}, // last: its presence means "prepared"
 	}
+	var pins []pin
+	for _, m := range []string{mapMarks, mapCounters, mapNoEcho, mapResults, mapChildren} {
+		mode := marksMode // members mark, and map the results cache (which needs write access)
+		if m == mapCounters || m == mapChildren || m == mapNoEcho {
+			mode = countersMode
+		}
+		pins = append(pins, pin{pinNames[m], coll.Maps[m].Pin, mode})
+	}
+	pins = append(pins, pin{pinLink, lnk.Pin, modePrivate}) // last: its presence means "prepared"
 	for _, p := range pins {
 		file := filepath.Join(dir, p.name)
 		if err := p.pin(file); err != nil {
@@ -149,27 +151,30 @@ func prepare(cg cgroup, dir string, gid int) error {
 
 // DetachCgroup undoes [AttachCgroup] for the cgroup at path: it removes the pins,
 // which detaches the program. Processes that still hold the maps keep them, but their
-// sockets are no longer signalled.
+// sockets are no longer signalled. A prepared cgroup that was removed can be named
+// by its ID (as [ListPrepared] shows it) instead of a path.
 func DetachCgroup(path string) error {
-	cg, err := resolveCgroup(path)
-	if err != nil {
-		return fmt.Errorf("smc: signal: detach: %w", err)
-	}
 	bpffs, err := mountOf("bpf")
 	if err != nil {
 		return fmt.Errorf("smc: signal: detach: %w", err)
 	}
-	id, err := cgroupID(cg.dir)
-	if err != nil {
-		return fmt.Errorf("smc: signal: detach: %w", err)
+	var id uint64
+	if n, perr := strconv.ParseUint(path, 10, 64); perr == nil {
+		id = n
+	} else {
+		cg, err := resolveCgroup(path)
+		if err != nil {
+			return fmt.Errorf("smc: signal: detach: %w", err)
+		}
+		id = cg.id
 	}
 	dir := pinDir(bpffs, id)
 	if _, err := os.Stat(dir); err != nil {
-		return fmt.Errorf("smc: signal: detach: cgroup %s is not prepared: %w", cg.rel, err)
+		return fmt.Errorf("smc: signal: detach: cgroup %s is not prepared: %w", path, err)
 	}
 	// Processes keep the mapped results cache after the program is gone, while the
 	// sockets it published close unseen: poison it so that they ask the kernel.
-	if fd, err := objGet(filepath.Join(dir, mapResults), 0); err == nil {
+	if fd, err := objGet(filepath.Join(dir, pinNames[mapResults]), 0); err == nil {
 		err = poison(fd)
 		unix.Close(fd)
 		if err != nil {
@@ -183,10 +188,14 @@ func DetachCgroup(path string) error {
 }
 
 // removePins removes a pin directory, the link first so that the program is
-// detached before its maps go.
+// detached before its maps go. Pins of older versions ("synacks") go too.
 func removePins(dir string) error {
+	names := []string{pinLink, "synacks"}
+	for _, n := range pinNames {
+		names = append(names, n)
+	}
 	var errs []error
-	for _, name := range []string{"link", mapMarks, mapCounters, mapRecords, mapResults, mapChildren} {
+	for _, name := range names {
 		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
@@ -195,6 +204,81 @@ func removePins(dir string) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// Prepared is a cgroup prepared with [AttachCgroup], as [ListPrepared] finds it.
+type Prepared struct {
+	ID     uint64 // the cgroup's ID
+	Path   string // its directory, or "" when the cgroup no longer exists
+	PinDir string
+	// State is "attached", "cgroup removed" (detach it by ID to remove the pins),
+	// "other version" (prepared by another version of this package: detach and
+	// attach again) or "broken: ..." (pins incomplete or unreadable).
+	State string
+}
+
+// ListPrepared lists the cgroups prepared with [AttachCgroup] on this host. It needs
+// root to read the links.
+func ListPrepared() ([]Prepared, error) {
+	bpffs, err := mountOf("bpf")
+	if err != nil {
+		return nil, nil // nothing can be prepared without bpffs
+	}
+	ents, err := os.ReadDir(filepath.Join(bpffs, "smc"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("smc: signal: %w", err)
+	}
+	spec, err := collectionSpec()
+	if err != nil {
+		return nil, err
+	}
+	mnt, _ := mountOf("cgroup2")
+	var out []Prepared
+	for _, e := range ents {
+		id, err := strconv.ParseUint(e.Name(), 10, 64)
+		if err != nil || !e.IsDir() {
+			continue
+		}
+		p := Prepared{ID: id, PinDir: filepath.Join(bpffs, "smc", e.Name())}
+		if mnt != "" {
+			p.Path, _ = cgroupByID(mnt, id)
+		}
+		p.State = preparedState(p, spec)
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// preparedState reads a pin directory's link.
+func preparedState(p Prepared, spec *ebpf.CollectionSpec) string {
+	l, err := link.LoadPinnedLink(filepath.Join(p.PinDir, pinLink), nil)
+	if err != nil {
+		return "broken: " + err.Error()
+	}
+	defer l.Close()
+	info, err := l.Info()
+	if err != nil {
+		return "broken: " + err.Error()
+	}
+	if cg := info.Cgroup(); p.Path == "" || cg == nil || cg.CgroupId != p.ID {
+		return "cgroup removed"
+	}
+	prog, err := ebpf.NewProgramFromID(info.Program)
+	if err != nil {
+		return "broken: " + err.Error()
+	}
+	defer prog.Close()
+	pi, err := prog.Info()
+	if err != nil {
+		return "broken: " + err.Error()
+	}
+	if spec.Programs[progName].Compatible(pi) != nil {
+		return "other version"
+	}
+	return "attached"
 }
 
 // ensureBPFFS returns where bpffs is mounted, mounting it at /sys/fs/bpf if needed.

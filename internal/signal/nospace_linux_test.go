@@ -16,8 +16,8 @@ import (
 // attached before ours (on the SYN-ACK path the kernel runs the cgroup's programs in
 // attach order), so that our bpf_reserve_hdr_opt fails with -ENOSPC there: the
 // SYN-ACK must go out without the option, the server must report "not sent" although
-// the SYN carried it (the record says no echo), the client "sent, not received", and
-// the error must be counted.
+// the SYN carried it (the request is recorded as not echoed), the client "sent, not
+// received", and the errors must be counted.
 func TestSYNACKNoSpace(t *testing.T) {
 	testenv.RequireBPF(t)
 	dir := testenv.ChildCgroup(t)
@@ -62,22 +62,27 @@ func TestSYNACKNoSpace(t *testing.T) {
 		t.Errorf("server %+v, want %+v", sr, want)
 	}
 	after, _ := s.Stats()
-	if d := after["err_reserve"] - before["err_reserve"]; d != 1 {
-		t.Errorf("err_reserve grew by %d, want 1", d)
+	for _, name := range []string{"err_reserve", "err_store"} {
+		if d := after[name] - before[name]; d != 1 {
+			t.Errorf("%s grew by %d, want 1", name, d)
+		}
 	}
 }
 
-// fillerProgram returns a sock_ops program that reserves as much option space as it
-// can (36, 32, ... 4 bytes) in every packet whose SYN and ACK flags are fill, and
-// writes nothing (the kernel pads the space with NOPs).
+// fillerProgram returns a sock_ops program that takes as much option space as it
+// can in every packet whose SYN and ACK flags are fill: it reserves 36, 32, ... 4
+// bytes (the first that fits), and fills what it reserved with one experimental
+// option (kind 253), so that no space is left for anyone else.
 func fillerProgram(t *testing.T, fill int32) *ebpf.Program {
+	const buf = -40 // 36 bytes on the stack
 	insns := asm.Instructions{
 		asm.Mov.Reg(asm.R6, asm.R1),
-		asm.LoadMem(asm.R2, asm.R6, ctxOp, asm.Word),
-		asm.JNE.Imm(asm.R2, opHdrOptLen, "out"),
 		asm.LoadMem(asm.R2, asm.R6, ctxSkbTCPFlag, asm.Word),
 		asm.And.Imm(asm.R2, tcpFlagSYN|tcpFlagACK),
 		asm.JNE.Imm(asm.R2, fill, "out"),
+		asm.LoadMem(asm.R2, asm.R6, ctxOp, asm.Word),
+		asm.JEq.Imm(asm.R2, opWriteHdrOpt, "write"),
+		asm.JNE.Imm(asm.R2, opHdrOptLen, "out"),
 	}
 	for n := int32(36); n >= 4; n -= 4 {
 		insns = append(insns,
@@ -85,6 +90,27 @@ func fillerProgram(t *testing.T, fill int32) *ebpf.Program {
 			asm.Mov.Imm(asm.R2, n),
 			asm.Mov.Imm(asm.R3, 0),
 			asm.FnReserveHdrOpt.Call(),
+			asm.JEq.Imm(asm.R0, 0, "out"),
+		)
+	}
+	insns = append(insns, asm.Ja.Label("out"))
+	for off := int16(0); off < 36; off += 4 {
+		ins := asm.StoreImm(asm.RFP, buf+off, 0, asm.Word)
+		if off == 0 {
+			ins = ins.WithSymbol("write")
+		}
+		insns = append(insns, ins)
+	}
+	for n := int32(36); n >= 4; n -= 4 {
+		insns = append(insns,
+			// kind 253, length n, magic AB CD, zeros
+			asm.StoreImm(asm.RFP, buf, int64(int32(uint32(253|n<<8|0xAB<<16)|0xCD<<24)), asm.Word),
+			asm.Mov.Reg(asm.R1, asm.R6),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, buf),
+			asm.Mov.Imm(asm.R3, n),
+			asm.Mov.Imm(asm.R4, 0),
+			asm.FnStoreHdrOpt.Call(),
 			asm.JEq.Imm(asm.R0, 0, "out"),
 		)
 	}

@@ -34,17 +34,32 @@ func Probe() Report {
 	if err != nil {
 		add("cgroup v2", false, "%v", err)
 	} else {
-		add("cgroup v2", true, "mounted at %s", cg.mount)
-		add("own cgroup", cg.rel != "/", "%s%s", cg.rel, map[bool]string{true: " (root cgroup: self-attach refused)"}[cg.rel == "/"])
+		defer cg.release()
+		how := "mounted at " + cg.mount
+		if cg.private >= 0 {
+			how = "no mount in sight (ip netns exec?): mounted privately"
+		}
+		add("cgroup v2", true, "%s", how)
+		detail := fmt.Sprintf("%s (ID %d)", cg.dir, cg.id)
+		if cg.private >= 0 {
+			detail = fmt.Sprintf("%s (ID %d), through the private mount", cg.rel, cg.id)
+		}
+		if rel := strings.TrimPrefix(cg.dir, cg.mount); filepath.Clean("/"+rel) != cg.rel {
+			detail += fmt.Sprintf("; %s inside this cgroup namespace", cg.rel)
+		}
+		if cg.id == rootCgroupID {
+			detail += " (root cgroup: self-attach refused)"
+		}
+		add("own cgroup", cg.id != rootCgroupID, "%s", detail)
 	}
 	if mnt, err := mountOf("bpf"); err != nil {
-		add("bpffs", false, "not mounted (smc attach mounts it)")
+		add("bpffs", false, "not mounted here (smc attach mounts it; ip netns exec hides it, and then only privileged processes use prepared cgroups: prefer nsenter --net)")
 	} else {
 		add("bpffs", true, "mounted at %s", mnt)
 	}
 	if err == nil {
-		if dir, ok := findPins(cg); ok {
-			fd, gerr := objGet(filepath.Join(dir, mapMarks), 0)
+		if dir, ok := findPins(&cg); ok {
+			fd, gerr := objGet(filepath.Join(dir, pinNames[mapMarks]), 0)
 			if gerr != nil {
 				add("prepared cgroup", false, "%s: %v", dir, gerr)
 			} else {
@@ -54,13 +69,30 @@ func Probe() Report {
 		} else {
 			add("prepared cgroup", false, "none for %s or its ancestors (smc attach)", cg.rel)
 		}
+		if fd, err := cgroupDirFD(&cg); err == nil {
+			if progs, err := queryEffective(fd); err == nil {
+				found := classify(progs)
+				switch {
+				case found.version != nil:
+					add("programs", false, "%v", found.version)
+				default:
+					add("programs", true, "%d sock_ops programs run on this cgroup's sockets: %s, %d others",
+						len(progs), map[bool]string{true: "one of them this package's", false: "none of them this package's"}[found.ours != 0], found.foreign)
+				}
+			} else {
+				add("programs", false, "cannot list this cgroup's sock_ops programs: %v", err)
+			}
+			unix.Close(fd)
+		}
 	}
 	caps, err := capEff()
 	switch {
 	case err != nil:
 		add("privileges", false, "%v", err)
-	case caps&(1<<unix.CAP_SYS_ADMIN) != 0 || caps&(1<<unix.CAP_BPF) != 0 && caps&(1<<unix.CAP_NET_ADMIN) != 0:
-		add("privileges", true, "CAP_BPF and CAP_NET_ADMIN: can self-attach")
+	case caps&(1<<unix.CAP_BPF) != 0 && caps&(1<<unix.CAP_NET_ADMIN) != 0 && caps&(1<<unix.CAP_SYS_ADMIN) != 0:
+		add("privileges", true, "CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN: can attach, and join the signalling other processes of the cgroup attached")
+	case caps&(1<<unix.CAP_BPF) != 0 && caps&(1<<unix.CAP_NET_ADMIN) != 0:
+		add("privileges", true, "CAP_BPF and CAP_NET_ADMIN: can attach; without CAP_SYS_ADMIN cannot join another process's signalling, and attaches a second instance")
 	default:
 		add("privileges", false, "no CAP_BPF+CAP_NET_ADMIN: needs a prepared cgroup")
 	}
@@ -81,6 +113,7 @@ func Probe() Report {
 		add("results cache", false, "%v: every result costs a bpf system call", s.cacheErr)
 	}
 	r.Mode = s.Mode()
+	add("conflicts", true, "%s", s.ProbeNote())
 	if c, err := s.Stats(); err == nil {
 		r.Counters = c
 	}
@@ -106,7 +139,7 @@ func capEff() (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range splitLines(string(b)) {
+	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
 			var n uint64
 			_, err := fmt.Sscanf(strings.TrimSpace(v), "%x", &n)

@@ -8,6 +8,14 @@ import "errors"
 // TCP with reason "signalling unavailable".
 var ErrUnavailable = errors.New("smc: signalling unavailable")
 
+// ErrConflict is wrapped (together with [ErrUnavailable]) by the error of a process
+// that found a situation its signalling cannot make exact: an older or newer version
+// of this package's program on its cgroup's sockets, or another program that writes
+// the SMC option into handshakes this process did not mark. Connections are then
+// plain TCP with reason "signalling conflict": announcing SMC could make a peer
+// start a CLC handshake in the stream of an application that does not expect one.
+var ErrConflict = errors.New("smc: signalling conflict")
+
 // ErrNotSupported is wrapped (together with [ErrUnavailable]) on operating systems
 // other than Linux.
 var ErrNotSupported = errors.New("smc: signal: not supported on this operating system")
@@ -33,6 +41,11 @@ type Result struct {
 	// sent (TCP Fast Open), so the handshake's outcome was not known to it. Received
 	// and Sent are then false.
 	PeerUnknown bool
+	// Conflict reports that our SYN carried the option before this package's
+	// program wrote it: another program on the socket writes the same option.
+	// The connection must be treated as plain TCP (the process's Signaller
+	// reports the conflict from then on).
+	Conflict bool
 }
 
 // Negotiated reports whether both ends announced SMC: our handshake packet carried

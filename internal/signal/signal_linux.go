@@ -3,10 +3,8 @@ package signal
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -30,65 +28,85 @@ type Signaller struct {
 	cacheHits atomic.Uint64 // ResultAddr answers taken from slots, if countCacheHits
 	cacheErr  error         // why slots is nil
 
-	// The SYN-ACK records sweeper (sweep_linux.go), when this process may write the
-	// records map.
-	records   int
-	stopSweep chan struct{}
-	sweepDone chan struct{}
+	// The program instance this process uses stays attached while any process
+	// holds its link (see join_linux.go); nil when a pin holds it.
+	lnk    link.Link
+	coll   *ebpf.Collection // objects this process loaded, or nil
+	progID ebpf.ProgramID   // the program's ID, 0 if not known (no privilege to ask)
 
-	// Self-attached only: the loaded objects, closed (detaching) by Close.
-	coll *ebpf.Collection
-	lnk  link.Link
+	// conflict is set, for good, once this process found a situation it cannot
+	// make exact (see conflict_linux.go); conflictErr says which, guarded by mu.
+	conflict    atomic.Bool
+	mu          sync.Mutex
+	conflictErr error
+	probeNote   string // what the conflict probe found or why it could not run
+
+	// The conflict watcher (privileged processes only): the cgroup directory it
+	// queries, and its stop channel.
+	watchFD   int
+	seen      []ebpf.ProgramID // the programs the cgroup's sockets ran, as last seen
+	foreign   int              // how many of them are not this package's
+	stopWatch chan struct{}
+	watchDone chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// Open returns a Signaller for this process. It first looks for objects pinned by
-// [AttachCgroup] for the process's cgroup v2 or its nearest prepared ancestor, which
-// needs no privilege beyond the pinned files' modes. Failing that, a process with
-// CAP_BPF and CAP_NET_ADMIN loads the program and attaches it to its own cgroup for
-// as long as the Signaller is open (nothing is pinned; nothing outlives the process);
-// a process in the root cgroup is refused. Every failure wraps [ErrUnavailable] and
-// names the reason. Open does the work each time; callers open once per process.
+// Open returns a Signaller for this process; callers open once per process. It finds
+// the process's cgroup v2 (by ID inside a cgroup namespace, through a private mount
+// where none is in sight) and then:
+//
+//   - with CAP_BPF and CAP_NET_ADMIN, it joins the instance of the program that
+//     runs on the cgroup's sockets, if there is one (another process of the
+//     cgroup's, an ancestor's, or one prepared with [AttachCgroup]), or else loads
+//     the program and attaches it to the cgroup; the instance stays attached while
+//     any process using it lives;
+//   - without, it opens the maps that [AttachCgroup] pinned for the process's cgroup
+//     or its nearest prepared ancestor, which needs only the pinned files' modes.
+//
+// A process in the root cgroup is refused. An older version of this program on the
+// cgroup's sockets, or another program writing the SMC option on sockets this
+// process did not mark, makes Open fail with an error wrapping [ErrConflict]. Every
+// failure wraps [ErrUnavailable] and names the reason.
 func Open() (*Signaller, error) {
 	cg, err := ownCgroup()
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	if dir, ok := findPins(cg); ok {
-		return openPinned(dir)
-	}
-	if cg.rel == "/" {
-		return nil, unavailable(errors.New("process is in the root cgroup; run smc attach or start it in a child cgroup"))
-	}
-	coll, err := load()
-	if err != nil {
-		return nil, unavailable(fmt.Errorf("no cgroup prepared by smc attach for %s, and loading the program failed: %w", cg.rel, err))
-	}
-	lnk, err := link.AttachCgroup(link.CgroupOptions{
-		Path: cg.dir, Attach: ebpf.AttachCGroupSockOps, Program: coll.Programs[progName],
-	})
-	if err != nil {
-		coll.Close()
-		return nil, unavailable(fmt.Errorf("attaching to cgroup %s: %w", cg.rel, err))
-	}
-	s := &Signaller{marks: -1, counters: -1, children: -1, coll: coll, lnk: lnk, mode: "self-attached to cgroup " + cg.rel}
-	if s.marks, err = dupCloexec(coll.Maps[mapMarks].FD()); err == nil {
-		s.counters, err = dupCloexec(coll.Maps[mapCounters].FD())
-	}
-	if err == nil {
-		s.children, err = dupCloexec(coll.Maps[mapChildren].FD())
+	defer cg.release()
+	s, err := openPrivileged(&cg)
+	if err != nil && !errors.Is(err, ErrConflict) {
+		// Without privilege, or if attaching failed, a prepared cgroup may serve.
+		ps, perr := openPrepared(&cg)
+		switch {
+		case perr == nil:
+			s, err = ps, nil
+		case errors.Is(err, errNoPrivilege):
+			err = perr
+		}
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := s.checkConflict(); err != nil {
 		s.Close()
-		return nil, unavailable(fmt.Errorf("duplicating map fds: %w", err))
+		return nil, err
 	}
-	s.openCache(coll.Maps[mapResults].FD())
-	if fd, err := dupCloexec(coll.Maps[mapRecords].FD()); err == nil {
-		s.startSweeper(fd)
-	}
+	s.startWatcher()
 	return s, nil
+}
+
+// newSignaller returns a Signaller for the maps of an instance, whose fds it takes.
+func newSignaller(marks, counters, children, results int, mode string) *Signaller {
+	s := &Signaller{marks: marks, counters: counters, children: children, mode: mode, watchFD: -1}
+	if results >= 0 {
+		s.openCache(results)
+		unix.Close(results) // the mapping keeps the map
+	} else {
+		s.cacheErr = errors.New("the results cache is not accessible")
+	}
+	return s
 }
 
 // openCache maps the results cache of the map fd; without it, ResultAddr asks the
@@ -116,7 +134,11 @@ func dupCloexec(fd int) (int, error) {
 
 // load loads the maps and the program into the kernel.
 func load() (*ebpf.Collection, error) {
-	coll, err := ebpf.NewCollection(collectionSpec())
+	spec, err := collectionSpec()
+	if err != nil {
+		return nil, err
+	}
+	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
 			return nil, fmt.Errorf("needs CAP_BPF and CAP_NET_ADMIN: %w", err)
@@ -132,34 +154,30 @@ func load() (*ebpf.Collection, error) {
 
 // openPinned opens the maps pinned in dir.
 func openPinned(dir string) (*Signaller, error) {
-	marks, err := objGet(filepath.Join(dir, mapMarks), 0)
+	marks, err := objGet(filepath.Join(dir, pinNames[mapMarks]), 0)
 	if err != nil {
-		return nil, unavailable(fmt.Errorf("opening %s (is this user in the group given to smc attach?): %w", filepath.Join(dir, mapMarks), err))
+		return nil, unavailable(fmt.Errorf("opening %s (is this user in the group given to smc attach?): %w", filepath.Join(dir, pinNames[mapMarks]), err))
 	}
-	counters, err := objGet(filepath.Join(dir, mapCounters), bpfFRdonly)
+	counters, err := objGet(filepath.Join(dir, pinNames[mapCounters]), bpfFRdonly)
 	if err != nil {
 		counters = -1 // counters are for statistics only
 	}
-	// Pins made before the children map existed have a program that clones storage
-	// into children instead: without the map, Result reads storage only.
-	children, err := objGet(filepath.Join(dir, mapChildren), bpfFRdonly)
+	children, err := objGet(filepath.Join(dir, pinNames[mapChildren]), bpfFRdonly)
 	if err != nil {
-		children = -1
+		unix.Close(marks)
+		if counters >= 0 {
+			unix.Close(counters)
+		}
+		return nil, unavailable(fmt.Errorf("opening %s: %w", filepath.Join(dir, pinNames[mapChildren]), err))
 	}
-	s := &Signaller{marks: marks, counters: counters, children: children, mode: "pinned at " + dir}
 	// A shared mapping of a map needs a read-write fd (mmap drops VM_SHARED for
 	// read-only files, and the kernel refuses such a mapping); the mapping itself is
 	// read-only.
-	if fd, err := objGet(filepath.Join(dir, mapResults), 0); err == nil {
-		s.openCache(fd)
-		unix.Close(fd) // the mapping keeps the map
-	} else {
-		s.cacheErr = fmt.Errorf("opening the results cache: %w", err)
+	results, err := objGet(filepath.Join(dir, pinNames[mapResults]), 0)
+	if err != nil {
+		results = -1
 	}
-	if fd, err := objGet(filepath.Join(dir, mapRecords), 0); err == nil {
-		s.startSweeper(fd)
-	}
-	return s, nil
+	return newSignaller(marks, counters, children, results, "pinned at "+dir), nil
 }
 
 // Mode describes how the Signaller was opened: pinned objects or self-attached.
@@ -252,6 +270,7 @@ func decode(v uint32) Result {
 		Sent:        v&resultSent != 0,
 		Received:    v&resultReceived != 0,
 		PeerUnknown: v&resultUnknown != 0,
+		Conflict:    v&resultConflict != 0,
 	}
 }
 
@@ -280,10 +299,11 @@ func readCounters(fd int) (map[string]uint64, error) {
 	return m, nil
 }
 
-// Close releases the maps; a self-attached Signaller also detaches its program.
+// Close releases the maps and this process's hold on the program instance: the
+// last process holding a self-attached instance detaches it.
 func (s *Signaller) Close() error {
 	s.closeOnce.Do(func() {
-		s.stopSweeper()
+		s.stopWatcher()
 		if s.marks >= 0 {
 			unix.Close(s.marks)
 		}
@@ -389,65 +409,4 @@ func objGet(path string, flags uint32) (int, error) {
 	}
 	unix.CloseOnExec(int(fd))
 	return int(fd), nil
-}
-
-// cgroup is a cgroup v2 of this process.
-type cgroup struct {
-	mount string // where cgroup v2 is mounted
-	rel   string // its path below the mount, "/" for the root
-	dir   string // mount + rel
-}
-
-// ownCgroup finds the process's cgroup v2 from /proc/self/mountinfo and
-// /proc/self/cgroup ("0::/path").
-func ownCgroup() (cgroup, error) {
-	mnt, err := mountOf("cgroup2")
-	if err != nil {
-		return cgroup{}, err
-	}
-	b, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return cgroup{}, err
-	}
-	for _, line := range splitLines(string(b)) {
-		if len(line) > 3 && line[:3] == "0::" {
-			rel := filepath.Clean(line[3:])
-			return cgroup{mount: mnt, rel: rel, dir: filepath.Join(mnt, rel)}, nil
-		}
-	}
-	return cgroup{}, errors.New("the process has no cgroup v2 (no 0:: line in /proc/self/cgroup)")
-}
-
-// cgroupID returns the ID of the cgroup at dir: its inode number on cgroup v2.
-func cgroupID(dir string) (uint64, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
-		return 0, err
-	}
-	return st.Ino, nil
-}
-
-// pinDir returns the bpffs directory holding the pins of a prepared cgroup.
-func pinDir(bpffs string, id uint64) string {
-	return filepath.Join(bpffs, "smc", strconv.FormatUint(id, 10))
-}
-
-// findPins returns the pin directory of the nearest prepared cgroup from cg up to the
-// root of the hierarchy.
-func findPins(cg cgroup) (string, bool) {
-	bpffs, err := mountOf("bpf")
-	if err != nil {
-		return "", false
-	}
-	for rel := cg.rel; ; rel = filepath.Dir(rel) {
-		if id, err := cgroupID(filepath.Join(cg.mount, rel)); err == nil {
-			dir := pinDir(bpffs, id)
-			if _, err := os.Stat(filepath.Join(dir, mapMarks)); err == nil || !errors.Is(err, os.ErrNotExist) {
-				return dir, true
-			}
-		}
-		if rel == "/" {
-			return "", false
-		}
-	}
 }

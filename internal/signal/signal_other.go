@@ -53,3 +53,33 @@ func (s *Signaller) AcceptedResult(fd int, local, remote netip.AddrPort) (Result
 func (s *Signaller) CachedResult(local, remote netip.AddrPort, accepted bool) (Result, bool) {
 	return Result{}, false
 }
+
+// Err reports that signalling needs Linux.
+func (s *Signaller) Err() error { return errOther }
+
+// NoteConflict does nothing.
+func (s *Signaller) NoteConflict(err error) {}
+
+// ProbeNote says that nothing was checked.
+func (s *Signaller) ProbeNote() string { return "" }
+
+// Prepared is a prepared cgroup; there are none on other operating systems.
+type Prepared struct {
+	ID     uint64
+	Path   string
+	PinDir string
+	State  string
+}
+
+// ListPrepared reports that signalling needs Linux.
+func ListPrepared() ([]Prepared, error) { return nil, errOther }
+
+// An Instance is a sock_ops program on a cgroup; there are none on other operating
+// systems.
+type Instance struct {
+	ID   uint32
+	Kind string
+}
+
+// Instances reports that signalling needs Linux.
+func Instances(dir string) ([]Instance, error) { return nil, errOther }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -89,8 +90,12 @@ func OwnCgroup() (string, error) {
 	return "", errors.New("smc: testenv: the process has no cgroup v2 entry in /proc/self/cgroup")
 }
 
-// childCgroups counts the child cgroups currently entered, to refuse nesting.
-var childCgroups atomic.Int32
+// childCgroups counts the child cgroups currently entered, to refuse nesting;
+// enteredFrom is the cgroup the process was in before.
+var (
+	childCgroups atomic.Int32
+	enteredFrom  atomic.Pointer[string]
+)
 
 // ChildCgroup creates a fresh child cgroup below the process's current cgroup v2,
 // moves the whole test process (every thread) into it and returns its directory. A
@@ -114,12 +119,14 @@ func ChildCgroup(tb testing.TB) string {
 		childCgroups.Store(0)
 		Require(tb, "a writable cgroup v2 directory", err)
 	}
+	os.Chmod(dir, 0o755) // as cgroups usually are: unprivileged test processes look in
 	pid := []byte(strconv.Itoa(os.Getpid()))
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), pid, 0); err != nil {
 		os.Remove(dir)
 		childCgroups.Store(0)
 		Require(tb, "moving the process into a child cgroup", err)
 	}
+	enteredFrom.Store(&parent)
 	tb.Cleanup(func() {
 		defer childCgroups.Store(0)
 		if err := os.WriteFile(filepath.Join(parent, "cgroup.procs"), pid, 0); err != nil {
@@ -138,3 +145,90 @@ func ChildCgroup(tb testing.TB) string {
 	})
 	return dir
 }
+
+// NewCgroup creates a fresh cgroup v2 below parent and returns its directory, without
+// moving anything into it. An empty parent means the cgroup the test binary started
+// in: not the child cgroup [EnterChildCgroup] or [ChildCgroup] moved it into, where
+// its own signalling may be attached and would run on the new cgroup's sockets too.
+// Start processes in it with [CgroupFD]. A cleanup kills whatever still runs in it
+// (cgroup.kill) and removes it, with every cgroup created below it.
+func NewCgroup(tb testing.TB, parent string) string {
+	tb.Helper()
+	if parent == "" {
+		var err error
+		parent, err = OwnCgroup()
+		Require(tb, "cgroup v2", err)
+		if p := enteredFrom.Load(); p != nil && childCgroups.Load() != 0 {
+			parent = *p
+		}
+	}
+	dir, err := os.MkdirTemp(parent, "smc-cg-")
+	Require(tb, "a writable cgroup v2 directory", err)
+	if err := os.Chmod(dir, 0o755); err != nil { // as cgroups usually are: others look in
+		tb.Fatalf("smc: testenv: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := removeCgroup(dir); err != nil {
+			tb.Errorf("smc: testenv: %v", err)
+		}
+	})
+	return dir
+}
+
+// removeCgroup kills the processes of dir and of every cgroup below it, and removes
+// them, deepest first.
+func removeCgroup(dir string) error {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.IsDir() {
+			if err := removeCgroup(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
+	var err error
+	for range 200 { // killed processes take a moment to leave
+		if err = os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("removing %s: %w", dir, err)
+}
+
+// CgroupFD opens a cgroup directory for exec.Cmd's SysProcAttr.CgroupFD (with
+// UseCgroupFD), which starts a process inside it. A cleanup closes it.
+func CgroupFD(tb testing.TB, dir string) int {
+	tb.Helper()
+	f, err := os.Open(dir)
+	if err != nil {
+		tb.Fatalf("smc: testenv: %v", err)
+	}
+	tb.Cleanup(func() { f.Close() })
+	return int(f.Fd())
+}
+
+// NewNetns creates a named network namespace with loopback up (ip netns add) and
+// returns its name; a cleanup deletes it. Run a process in it with
+// "ip netns exec NAME" or "nsenter --net=/run/netns/NAME".
+func NewNetns(tb testing.TB) string {
+	tb.Helper()
+	RequireRoot(tb)
+	ip := RequireTool(tb, "ip")
+	name := fmt.Sprintf("smc-test-%d-%d", os.Getpid(), netnsSeq.Add(1))
+	if out, err := exec.Command(ip, "netns", "add", name).CombinedOutput(); err != nil {
+		Require(tb, "a network namespace", fmt.Errorf("ip netns add: %v: %s", err, out))
+	}
+	tb.Cleanup(func() {
+		if out, err := exec.Command(ip, "netns", "del", name).CombinedOutput(); err != nil {
+			tb.Errorf("smc: testenv: ip netns del %s: %v: %s", name, err, out)
+		}
+	})
+	if out, err := exec.Command(ip, "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		tb.Fatalf("smc: testenv: bringing lo up in %s: %v: %s", name, err, out)
+	}
+	return name
+}
+
+var netnsSeq atomic.Int32

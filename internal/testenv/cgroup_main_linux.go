@@ -27,12 +27,14 @@ func EnterChildCgroup() (dir string, leave func() error, err error) {
 		childCgroups.Store(0)
 		return "", nil, fmt.Errorf("smc: testenv: %w", err)
 	}
+	os.Chmod(dir, 0o755) // as cgroups usually are: unprivileged test processes look in
 	pid := []byte(strconv.Itoa(os.Getpid()))
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), pid, 0); err != nil {
 		os.Remove(dir)
 		childCgroups.Store(0)
 		return "", nil, fmt.Errorf("smc: testenv: moving the process into %s: %w", dir, err)
 	}
+	enteredFrom.Store(&parent)
 	leave = func() error {
 		defer childCgroups.Store(0)
 		if err := os.WriteFile(filepath.Join(parent, "cgroup.procs"), pid, 0); err != nil {

@@ -21,6 +21,19 @@ const Nobody = 65534
 // runs it; it requires root and setpriv.
 func UnprivilegedTest(tb testing.TB, run string, env ...string) *exec.Cmd {
 	tb.Helper()
+	prefix, bin := Unprivileged(tb)
+	args := append(prefix, bin, "-test.run=^"+run+"$", "-test.count=1", "-test.v")
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = filepath.Dir(bin)
+	cmd.Env = append(os.Environ(), env...)
+	return cmd
+}
+
+// Unprivileged returns the command prefix that runs a program as user and group
+// 65534 with no supplementary groups and no capabilities, and a copy of the test
+// binary that user can run (see [UnprivilegedTest]). It requires root and setpriv.
+func Unprivileged(tb testing.TB) (prefix []string, bin string) {
+	tb.Helper()
 	RequireRoot(tb)
 	setpriv := RequireTool(tb, "setpriv")
 	self, err := os.Executable()
@@ -34,17 +47,13 @@ func UnprivilegedTest(tb testing.TB, run string, env ...string) *exec.Cmd {
 			tb.Fatalf("smc: testenv: %v", err)
 		}
 	}
-	bin := filepath.Join(dir, filepath.Base(self))
+	bin = filepath.Join(dir, filepath.Base(self))
 	if err := copyFile(bin, self); err != nil {
 		tb.Fatalf("smc: testenv: copying the test binary: %v", err)
 	}
-	cmd := exec.Command(setpriv,
+	return []string{setpriv,
 		fmt.Sprintf("--reuid=%d", Nobody), fmt.Sprintf("--regid=%d", Nobody), "--clear-groups",
-		"--inh-caps=-all", "--bounding-set=-all",
-		bin, "-test.run=^"+run+"$", "-test.count=1", "-test.v")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	return cmd
+		"--inh-caps=-all", "--bounding-set=-all"}, bin
 }
 
 func copyFile(dst, src string) error {
