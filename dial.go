@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/smc-go/smc/internal/signal"
 )
 
 // A Dialer connects to TCP addresses and offers SMC when its [Config.Policy] says so
@@ -67,7 +69,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 }
 
 // dialOffer dials offering SMC, as far as the resolved address's policy allows.
-func (d *Dialer) dialOffer(ctx context.Context, s signaller, network, address string) (net.Conn, error) {
+func (d *Dialer) dialOffer(ctx context.Context, s *signal.Signaller, network, address string) (net.Conn, error) {
 	var nd net.Dialer
 	d.netDialer(&nd)
 	policy := d.Config.policy()
@@ -108,10 +110,10 @@ func (d *Dialer) dialOffer(ctx context.Context, s signaller, network, address st
 	if res.Conflict {
 		// Another program wrote the option into our SYN: nothing about this
 		// connection's handshake is ours to trust, and nothing more is offered.
-		s.noteConflict()
+		noteConflict(s)
 		return tc, nil
 	}
-	if !res.advertised() {
+	if !res.Negotiated() {
 		if res.Sent {
 			policy.remember(tc.RemoteAddr().(*net.TCPAddr).AddrPort())
 		}

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/smc-go/smc/internal/signal"
 )
 
 // A ListenConfig creates TCP listeners that offer SMC when its [Config.Policy] says
@@ -97,7 +99,7 @@ func offerListenAddress(p *Policy, address string) bool {
 // advertised SMC would never answer its handshake.
 type listener struct {
 	tl         *net.TCPListener
-	sig        signaller
+	sig        *signal.Signaller
 	config     *Config
 	handshakes atomic.Int64 // server handshakes in progress on this listener's connections
 }
@@ -123,7 +125,7 @@ func (l *listener) Accept() (net.Conn, error) {
 	// TCP_NODELAY), after which the kernel's ESTABLISHED callback has run
 	// (internal/signal: AcceptedResult).
 	res, err := acceptedOf(l.sig, tc)
-	if err != nil || !res.advertised() {
+	if err != nil || !res.Negotiated() {
 		return tc, nil
 	}
 	c := newConn(tc, false, l.config, res)

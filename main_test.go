@@ -42,7 +42,7 @@ func runInChildCgroup(m *testing.M) int {
 	}
 	code := m.Run()
 	if s, err := signalling(); err == nil {
-		s.close() // detach before the cgroup goes
+		s.Close() // detach before the cgroup goes
 	}
 	if err := leave(); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -3,7 +3,6 @@ package smc
 import (
 	"errors"
 	"net"
-	"net/netip"
 	"sync"
 	"syscall"
 
@@ -11,52 +10,26 @@ import (
 )
 
 // sigResult is what the TCP handshake of one connection carried, as recorded by the
-// signalling program.
-type sigResult struct {
-	Marked   bool // this side offered SMC (the socket was marked)
-	Sent     bool // our SYN or SYN-ACK carried the SMC option
-	Received bool // the peer's SYN-ACK or SYN carried it
-	Conflict bool // our SYN already carried the option: another program writes it
-}
+// signalling program: whether this side offered SMC (Marked), whether our SYN or
+// SYN-ACK carried the option (Sent), whether the peer's did (Received), and whether
+// another program had written it into our SYN (Conflict). Negotiated reports both.
+type sigResult = signal.Result
 
-// advertised reports whether both sides announced SMC in the TCP handshake.
-func (r sigResult) advertised() bool { return r.Sent && r.Received }
-
-// A signaller marks sockets before connect/listen and reads back what their
-// handshake carried.
-type signaller interface {
-	mark(fd int) error
-	// result reads the record of a connected socket; local and remote are its
-	// addresses, which let the record be found without a system call.
-	result(fd int, local, remote netip.AddrPort) (sigResult, error)
-	// accepted is result for a socket that net's Accept returned from a marked
-	// listener, whose plain clients have no record.
-	accepted(fd int, local, remote netip.AddrPort) (sigResult, error)
-	// cached answers result (accepted false) or accepted (true) without the
-	// socket's file descriptor, and reports whether it could.
-	cached(local, remote netip.AddrPort, accepted bool) (sigResult, bool)
-	// err reports a conflict found since the signaller was opened (nil if none):
-	// from then on nothing is marked.
-	err() error
-	// noteConflict records a conflict a connection's result showed.
-	noteConflict()
-	close() error
-}
-
+// The process's signalling, opened once by the first connection that may offer SMC.
 var sig struct {
 	once sync.Once
-	s    signaller
+	s    *signal.Signaller
 	err  error
 }
 
-// signalling returns the process's signaller, opened once, or the reason there is
-// none; with none, every connection is plain TCP.
-func signalling() (signaller, error) {
-	sig.once.Do(func() { sig.s, sig.err = openSignaller() })
+// signalling returns the process's signaller, or the reason there is none (or no
+// longer is: a conflict found since); with none, every connection is plain TCP.
+func signalling() (*signal.Signaller, error) {
+	sig.once.Do(func() { sig.s, sig.err = signal.Open() })
 	if sig.err != nil {
 		return nil, sig.err
 	}
-	if err := sig.s.err(); err != nil {
+	if err := sig.s.Err(); err != nil {
 		return nil, err
 	}
 	return sig.s, nil
@@ -82,40 +55,46 @@ func SignallingError() error {
 	return err
 }
 
+// noteConflict records that a connection's SYN carried the SMC option before our
+// program wrote it: from then on the process offers SMC on no connection.
+func noteConflict(s *signal.Signaller) {
+	s.NoteConflict(errors.New("a connection's SYN carried the SMC option before this package's program wrote it"))
+}
+
 // markRaw marks the socket behind c.
-func markRaw(s signaller, c syscall.RawConn) error {
+func markRaw(s *signal.Signaller, c syscall.RawConn) error {
 	var err error
-	if cerr := c.Control(func(fd uintptr) { err = s.mark(int(fd)) }); cerr != nil {
+	if cerr := c.Control(func(fd uintptr) { err = s.Mark(int(fd)) }); cerr != nil {
 		return cerr
 	}
 	return err
 }
 
 // resultOf reads what the handshake of c, a marked client, carried.
-func resultOf(s signaller, c *net.TCPConn) (sigResult, error) {
+func resultOf(s *signal.Signaller, c *net.TCPConn) (sigResult, error) {
 	return readResult(s, c, false)
 }
 
 // acceptedOf reads what the handshake of c, accepted from a marked listener, carried.
-func acceptedOf(s signaller, c *net.TCPConn) (sigResult, error) {
+func acceptedOf(s *signal.Signaller, c *net.TCPConn) (sigResult, error) {
 	return readResult(s, c, true)
 }
 
 // readResult asks the results cache first, which needs only c's addresses, and
 // the kernel, through c's file descriptor, when the cache cannot answer.
-func readResult(s signaller, c *net.TCPConn, accepted bool) (sigResult, error) {
+func readResult(s *signal.Signaller, c *net.TCPConn, accepted bool) (sigResult, error) {
 	la, lok := c.LocalAddr().(*net.TCPAddr)
 	ra, rok := c.RemoteAddr().(*net.TCPAddr)
 	if !lok || !rok {
 		return sigResult{}, syscall.EINVAL // a nil *net.TCPConn
 	}
 	local, remote := la.AddrPort(), ra.AddrPort()
-	if r, ok := s.cached(local, remote, accepted); ok {
+	if r, ok := s.CachedResult(local, remote, accepted); ok {
 		return r, nil
 	}
-	read := s.result
+	read := s.ResultAddr
 	if accepted {
-		read = s.accepted
+		read = s.AcceptedResult
 	}
 	rc, err := c.SyscallConn()
 	if err != nil {

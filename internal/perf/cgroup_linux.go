@@ -1,7 +1,6 @@
 package perf
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/smc-go/smc/internal/signal"
 )
 
 // A Cgroup is a child cgroup v2 that the process moved itself into, so that the
@@ -25,30 +26,16 @@ type Cgroup struct {
 // socket is created: a socket keeps the cgroup it was created in. Without root,
 // without cgroup v2, or in a non-root cgroup it does nothing but say so.
 func EnterCgroup() (*Cgroup, string, error) {
-	mountinfo, err := os.ReadFile("/proc/self/mountinfo")
+	dir, root, err := signal.OwnCgroup()
 	if err != nil {
-		return nil, "unknown: " + err.Error(), nil
+		return nil, "no cgroup v2 in sight (" + err.Error() + "); left alone", nil
 	}
-	mnt, root, ok := parseCgroup2Mount(string(mountinfo))
-	if !ok {
-		return nil, "no cgroup v2 mounted; left alone", nil
-	}
-	self, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return nil, "unknown: " + err.Error(), nil
-	}
-	own, ok := parseOwnCgroup(string(self))
-	if !ok {
-		return nil, "not in a cgroup v2; left alone", nil
-	}
-	if own != "/" {
-		return nil, "in " + own + " (not the root cgroup; the library attaches there itself)", nil
+	if !root {
+		return nil, "in " + dir + " (not the root cgroup; the library attaches there itself)", nil
 	}
 	if os.Geteuid() != 0 {
 		return nil, "in the root cgroup, not root: left alone (smc rows fall back)", nil
 	}
-	// own is relative to the namespace's cgroup root, which the mount's root names.
-	dir := filepath.Join(mnt, strings.TrimPrefix(own, root))
 	removeStaleCgroups(dir)
 	cg, err := enterChildCgroup(dir, fmt.Sprintf("smc-perf-%d", os.Getpid()))
 	if err != nil {
@@ -106,51 +93,6 @@ func (cg *Cgroup) Leave() error {
 		return fmt.Errorf("smc: perf: removing child cgroup: %w", err)
 	}
 	return nil
-}
-
-// parseCgroup2Mount finds the cgroup v2 mount in /proc/self/mountinfo text and
-// returns its mount point and the cgroup path it shows (its root field).
-func parseCgroup2Mount(mountinfo string) (mnt, root string, ok bool) {
-	sc := bufio.NewScanner(strings.NewReader(mountinfo))
-	for sc.Scan() {
-		// 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-		pre, post, found := strings.Cut(sc.Text(), " - ")
-		if !found {
-			continue
-		}
-		pf, qf := strings.Fields(pre), strings.Fields(post)
-		if len(pf) < 5 || len(qf) < 1 || qf[0] != "cgroup2" {
-			continue
-		}
-		return unescapeMountinfo(pf[4]), unescapeMountinfo(pf[3]), true
-	}
-	return "", "", false
-}
-
-// parseOwnCgroup returns the cgroup v2 path ("0::/path") from /proc/self/cgroup text.
-func parseOwnCgroup(procCgroup string) (string, bool) {
-	for _, line := range strings.Split(procCgroup, "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok && strings.HasPrefix(p, "/") {
-			return p, true
-		}
-	}
-	return "", false
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space) of mountinfo fields.
-func unescapeMountinfo(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // PidCPU returns the user and system CPU time of another process, from

@@ -429,3 +429,25 @@ func parseDiagCgroupID(b []byte) (uint64, error) {
 func cgroupDirFD(cg *cgroup) (int, error) {
 	return unix.Open(cg.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 }
+
+// CgroupMount returns where cgroup v2 is mounted, from /proc/self/mountinfo
+// (/sys/fs/cgroup on pure-v2 systems, /sys/fs/cgroup/unified in hybrid mode).
+func CgroupMount() (string, error) { return mountOf("cgroup2") }
+
+// BPFFSMount returns where a bpf file system is mounted, from /proc/self/mountinfo.
+func BPFFSMount() (string, error) { return mountOf("bpf") }
+
+// OwnCgroup returns the directory of this process's cgroup v2 as [Open] finds it
+// (by ID inside a cgroup namespace), and reports whether it is the root of the
+// hierarchy. It fails where no cgroup v2 mount is in sight.
+func OwnCgroup() (dir string, root bool, err error) {
+	cg, err := ownCgroup()
+	if err != nil {
+		return "", false, fmt.Errorf("smc: signal: %w", err)
+	}
+	defer cg.release()
+	if cg.private >= 0 {
+		return "", false, errors.New("smc: signal: no cgroup v2 mount in sight")
+	}
+	return cg.dir, cg.id == rootCgroupID, nil
+}

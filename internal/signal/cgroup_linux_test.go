@@ -57,3 +57,40 @@ func TestParseDiagCgroupID(t *testing.T) {
 		}
 	}
 }
+
+func TestUnescapeMountinfo(t *testing.T) {
+	for in, want := range map[string]string{
+		`/sys/fs/cgroup`:       "/sys/fs/cgroup",
+		`/mnt/cg\040v2`:        "/mnt/cg v2",
+		`/a\134b`:              `/a\b`,
+		`/trailing\04`:         `/trailing\04`,
+		`/not\999octal\040end`: "/not\\999octal end",
+	} {
+		if got := unescape(in); got != want {
+			t.Errorf("unescape(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestMountEntryBelow: a mount shows its root relative to our cgroup namespace's
+// root; only a root at or above it (not "/..") contains our cgroup by path.
+func TestMountEntryBelow(t *testing.T) {
+	tests := []struct {
+		root, rel, want string
+		ok              bool
+	}{
+		{"/", "/a/b", "/m/a/b", true},
+		{"/", "/", "/m", true},
+		{"/a", "/a/b", "/m/b", true},
+		{"/a", "/a", "/m", true},
+		{"/a", "/ab", "", false},
+		{"/..", "/", "", false},
+		{"/../..", "/x", "", false},
+	}
+	for _, tt := range tests {
+		got, ok := mountEntry{root: tt.root, point: "/m"}.below(tt.rel)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("mount root %q, cgroup %q: %q, %v; want %q, %v", tt.root, tt.rel, got, ok, tt.want, tt.ok)
+		}
+	}
+}

@@ -83,3 +83,12 @@ type Instance struct {
 
 // Instances reports that signalling needs Linux.
 func Instances(dir string) ([]Instance, error) { return nil, errOther }
+
+// CgroupMount reports that cgroups need Linux.
+func CgroupMount() (string, error) { return "", errOther }
+
+// BPFFSMount reports that bpffs needs Linux.
+func BPFFSMount() (string, error) { return "", errOther }
+
+// OwnCgroup reports that cgroups need Linux.
+func OwnCgroup() (string, bool, error) { return "", false, errOther }

@@ -14,6 +14,11 @@ import (
 	"time"
 )
 
+// The product code finds mounts and cgroups in one place, internal/signal
+// (CgroupMount, OwnCgroup), which knows cgroup namespaces too. This package cannot
+// import it, because internal/signal's own tests import this package; tests run on
+// the host's cgroup namespace, where the short lookup below is enough.
+
 // Cgroup2Mount returns where the cgroup v2 hierarchy is mounted, read from
 // /proc/self/mountinfo (/sys/fs/cgroup on pure-v2 systems, /sys/fs/cgroup/unified in
 // hybrid mode).
