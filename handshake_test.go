@@ -81,7 +81,7 @@ func rawServer(t *testing.T, raw *net.TCPConn, reply []byte) <-chan []byte {
 // PEERDECL, keeps the peer's diagnosis and loses no byte.
 func TestServerTakesDeclineFirst(t *testing.T) {
 	checkLeaks(t)
-	// As seen from Linux 6.1 (shared/reference/smc-protocol.md §8b).
+	// As seen from Debian's Linux 6.1 (see internal/kernelvm).
 	linuxDecline := []byte{0xe2, 0xd4, 0xc3, 0xd9, 0x04, 0x00, 0x1c, 0x10, 0, 0, 0, 0, 0, 0, 0, 0,
 		0x03, 0x03, 0x00, 0x00, 0, 0, 0, 0, 0xe2, 0xd4, 0xc3, 0xd9}
 	ct, st := tcpPair(t)

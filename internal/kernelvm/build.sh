@@ -2,10 +2,9 @@
 # build.sh OUTDIR — prepare a Debian 6.1 kernel and a busybox initramfs that loads
 # smc.ko and smc_diag.ko, for booting under QEMU with run.sh.
 #
-# Adapted from the team's ../shared/tools/kernel-vm/build.sh. Differences: the
-# image goes to OUTDIR (vmlinuz, initramfs.cpio.gz), not into the cache, so that
-# concurrent users and older copies of init.sh never clobber each other; only the
-# downloaded .deb and its extracted tree are cached, under a lock.
+# The image goes to OUTDIR (vmlinuz, initramfs.cpio.gz), not into the cache, so
+# that concurrent users never clobber each other; only the downloaded .deb and its
+# extracted tree are cached, under a lock.
 #
 # Environment:
 #   SMC_VM_CACHE        cache directory (default /var/cache/smc-kernel-vm when

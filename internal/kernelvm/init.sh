@@ -1,6 +1,5 @@
 #!/bin/busybox sh
-# /init of the kernel VM (build.sh copies it into the initramfs). Adapted from the
-# team's ../shared/tools/kernel-vm/init.sh.
+# /init of the kernel VM (build.sh copies it into the initramfs).
 #
 # It mounts proc, sysfs, devtmpfs, tmpfs, cgroup2 (/sys/fs/cgroup) and bpffs
 # (/sys/fs/bpf), brings lo up, loads the modules build.sh listed, runs

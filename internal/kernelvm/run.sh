@@ -4,7 +4,7 @@
 # Boots the kernel that build.sh prepared in VMDIR under QEMU, with PAYLOADDIR
 # copied into the guest as /payload (it must hold run.sh; put static binaries next
 # to it), prints the serial console on stdout, and exits with the exit code of
-# /payload/run.sh. Adapted from the team's ../shared/tools/kernel-vm/run.sh.
+# /payload/run.sh.
 #
 # Exit codes: the payload's; 124 on timeout (default 120 s); 125 when the VM ended
 # without the exit marker (crash, panic); 2 on usage errors.

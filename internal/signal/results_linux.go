@@ -85,7 +85,7 @@ func (s *Signaller) cached(local, remote netip.AddrPort) (Result, cacheAnswer) {
 		// No recorded socket is live anywhere, so this one is not recorded: the
 		// answer for every plain client of a marked listener while no SMC client is
 		// connected, from the header's line alone (a slot is another cache line and
-		// often a TLB miss: 0.6-1.0 us of an accept here).
+		// often a TLB miss; see BENCHMARKS.md in this directory).
 		return Result{}, cacheAbsent
 	}
 	ports := uint32(local.Port())<<16 | uint32(remote.Port())

@@ -2,8 +2,8 @@ package wire
 
 import "testing"
 
-// TestCodeTable checks every SMC_CLC_DECL_* value of current Linux (smc_clc.h,
-// reference/smc-protocol.md §3) against its name, written out independently of
+// TestCodeTable checks every SMC_CLC_DECL_* value of current Linux
+// (net/smc/smc_clc.h) against its name, written out independently of
 // code.go.
 func TestCodeTable(t *testing.T) {
 	table := []struct {

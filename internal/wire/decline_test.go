@@ -8,7 +8,7 @@ import (
 )
 
 // linuxDeclineV1 is the Decline a Linux 6.1 client without an SMC device sends as
-// its first CLC message (observed, reference/smc-protocol.md §8b).
+// its first CLC message (observed from Debian's Linux 6.1, see internal/kernelvm).
 const linuxDeclineV1 = `
 e2d4c3d9          // eyecatcher "SMCR"
 04                // type: decline

@@ -35,6 +35,6 @@
 //
 // Sources: Linux net/smc/smc_clc.h and smc_clc.c (smc_clc_send_proposal,
 // smc_clc_msg_prop_valid, smc_clc_wait_msg, smc_clc_send_decline,
-// smc_clc_send_confirm_accept), restated in the project's
-// reference/smc-protocol.md §2 and §3.
+// smc_clc_send_confirm_accept), and the messages Debian's Linux 6.1 sends and
+// accepts (internal/kernelvm).
 package wire

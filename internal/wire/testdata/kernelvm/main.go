@@ -1,5 +1,5 @@
 // Command kernelvm checks this package's encodings against the Linux kernel's own
-// SMC code. It runs inside the VM of shared/tools/kernel-vm (Debian's 6.1 kernel
+// SMC code. It runs inside the VM of internal/kernelvm (Debian's 6.1 kernel
 // with smc.ko, no RDMA or ISM device): a kernel AF_SMC listener on 127.0.0.1, and a
 // plain TCP client whose SYN carries the SMC option (marked with internal/signal),
 // which sends CLC messages encoded by internal/wire and checks what the kernel does.
@@ -12,9 +12,10 @@
 // It lives under testdata so that `go build ./...` and `go vet ./...` skip it (it
 // imports internal/signal, which internal/wire itself must not). Run it with:
 //
+//	internal/kernelvm/build.sh /tmp/vm
 //	mkdir -p /tmp/kvm && CGO_ENABLED=0 go build -o /tmp/kvm/kernelvm ./internal/wire/testdata/kernelvm
 //	printf '#!/bin/sh\n/payload/kernelvm\n' > /tmp/kvm/run.sh && chmod +x /tmp/kvm/run.sh
-//	/work/shared/tools/kernel-vm/run.sh /tmp/kvm 300   # exit 0 when every check holds
+//	internal/kernelvm/run.sh /tmp/vm /tmp/kvm 300   # exit 0 when every check holds
 //
 // Observed on 6.1.0-56-amd64 (Debian 6.1.192-2), under TCG, in about 15 s: every
 // check holds; the kernel answers the SMC-D v2 Proposals with a v2 Decline
