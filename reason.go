@@ -65,6 +65,10 @@ func (r Reason) String() string {
 	return wire.Code(r).String()
 }
 
+// MarshalText returns what [Reason.String] returns, so that JSON and expvar show
+// reasons by name, as map keys too.
+func (r Reason) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
 // Local reports whether r is a decision this side made without a peer's word.
 func (r Reason) Local() bool { return r>>24 == 0x7f }
 

@@ -29,6 +29,9 @@ func (m Mode) String() string {
 	return "Mode(" + strconv.Itoa(int(m)) + ")"
 }
 
+// MarshalText returns what [Mode.String] returns, so that JSON shows modes by name.
+func (m Mode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
 // ConnectionState is a snapshot of what a connection negotiated. The zero
 // ConnectionState reports ModeTCP with no reason and HandshakeComplete false: no
 // decision made yet.

@@ -9,9 +9,6 @@ import (
 // fileName is the memfd's name; /proc/PID/fd shows it as "/memfd:smc-registry (deleted)".
 const fileName = "smc-registry"
 
-// initialRecords is how many records a new file holds; it doubles as needed.
-const initialRecords = 64
-
 // create makes the shared file: a memfd sealed against shrinking (so that a reader's
 // mapping can never fault), kept open for the process's life, and mapped for
 // MaxRecords records of which only the first initialRecords exist yet.

@@ -13,6 +13,8 @@ const (
 	MaxRecords  = 1 << 18 // records a file may hold: 32 MiB of address space, mapped as used
 	ReasonSlots = 128     // entries of the reason table, the last one the overflow
 
+	initialRecords = 64 // records a new file holds; it doubles as needed
+
 	offHeaderSize = 8
 	offRecordSize = 12
 	offInUse      = 16
