@@ -136,7 +136,9 @@ func noteSignalling(s *signal.Signaller, err error) {
 	r := processRegistry()
 	if err != nil {
 		r.SetStatus("unavailable: "+err.Error(), 0)
+		noteMemory(r)
 		return
 	}
 	r.SetStatus("works ("+s.Mode()+")", s.MarksMapID())
+	noteMemory(r)
 }
