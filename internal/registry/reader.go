@@ -41,10 +41,10 @@ var ErrGone = errors.New("smc: registry: the connection is gone")
 func (p *Process) parse(mem []byte) error {
 	ne := binary.NativeEndian
 	if len(mem) < HeaderSize || string(mem[:len(Magic)]) != Magic {
-		return errors.New("smc: registry: not a registry (magic)")
+		return errors.New("not a registry (magic)")
 	}
 	if ne.Uint32(mem[offHeaderSize:]) != HeaderSize || ne.Uint32(mem[offRecordSize:]) != RecordSize {
-		return errors.New("smc: registry: another layout version")
+		return errors.New("another layout version")
 	}
 	p.mem = mem
 	p.Instance = ne.Uint64(mem[offInstance:])

@@ -83,7 +83,7 @@ func open(pid int) ([]*Process, error) {
 		p := &Process{PID: pid, Name: name, Sockets: sockets, NetNS: netns}
 		if err := p.parse(mem); err != nil {
 			unix.Munmap(mem)
-			errs = append(errs, fmt.Errorf("pid %d: %w", pid, err))
+			errs = append(errs, fmt.Errorf("smc: registry: pid %d: %w", pid, err))
 			continue
 		}
 		procs = append(procs, p)
