@@ -50,7 +50,7 @@ type LinkInfo struct {
 }
 
 // Info returns a snapshot of the connection. It takes no lock that Read or Write
-// holds, and costs a system call in TCP mode (TCP_INFO). The byte counts of an
+// holds, and costs three system calls in TCP mode (TCP_INFO, SIOCOUTQ, SIOCINQ). The byte counts of an
 // SMC-D connection come from cursors the peer writes too: they are for display.
 // After Close the byte counts are zero.
 func (c *Conn) Info() ConnInfo {

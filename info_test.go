@@ -110,6 +110,9 @@ func TestStats(t *testing.T) {
 		{"client fallback PEERDECL", delta(s1.Client.Fallbacks[ReasonPeerDecl], s0.Client.Fallbacks[ReasonPeerDecl]), 1},
 		{"server fallback MAX_DMB", delta(s1.Server.Fallbacks[ReasonMaxDMB], s0.Server.Fallbacks[ReasonMaxDMB]), 1},
 		{"client fallback PEERNOSMC", delta(s1.Client.Fallbacks[ReasonPeerNoSMC], s0.Client.Fallbacks[ReasonPeerNoSMC]), 0},
+		{"client not sent", delta(s1.Client.NotSent, s0.Client.NotSent), 0},
+		{"server fallbacks", delta(sum(s1.Server.Fallbacks), sum(s0.Server.Fallbacks)), 1},
+		{"client fallbacks", delta(sum(s1.Client.Fallbacks), sum(s0.Client.Fallbacks)), 1},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -123,4 +126,11 @@ func TestStats(t *testing.T) {
 	if err != nil || !strings.Contains(string(b), `"MAX_DMB":`) {
 		t.Errorf("JSON %s (%v) names no MAX_DMB", b, err)
 	}
+}
+
+func sum(m map[Reason]uint64) (n uint64) {
+	for _, v := range m {
+		n += v
+	}
+	return n
 }

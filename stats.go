@@ -47,21 +47,27 @@ type Statistics struct {
 type SideStatistics struct {
 	// Offered counts the connections on which this side offered SMC: dials whose
 	// socket was marked, connections accepted from a listener that offers SMC. It is
-	// PeerNoSMC + Negotiated + the client's fallbacks before negotiation
-	// (NOT_OFFERED: its SYN could not carry the option; SIGNALLING_CONFLICT).
+	// PeerNoSMC + NotSent + Conflicts + Negotiated.
 	Offered uint64
 	// PeerNoSMC counts offered connections whose peer never announced SMC (reason
 	// PEERNOSMC): plain TCP peers.
 	PeerNoSMC uint64
+	// NotSent counts the client's offered connections whose SYN did not carry the
+	// option after all (no room left in it, or its record could not be read), and
+	// Conflicts those whose SYN another program had written it into (reason
+	// SIGNALLING_CONFLICT): both plain TCP, with nothing negotiated. Zero for a server.
+	NotSent, Conflicts uint64
 	// Negotiated counts the connections on which both sides announced SMC: each
-	// runs a CLC handshake.
+	// runs a CLC handshake. SMCD, Fallbacks and Failed count how those handshakes
+	// ended; the rest have not ended yet, or never ran (a server's Conn closed
+	// before its first Read or Write).
 	Negotiated uint64
 	// SMCD counts the CLC handshakes that ended in SMC-D.
 	SMCD uint64
-	// Fallbacks counts the offered connections that ended in TCP for another reason
-	// than PEERNOSMC, by [ConnectionState.Fallback]: PEERDECL when the peer
-	// declined, the local reason when this side did, PEER_NOT_CLC,
-	// HANDSHAKE_LIMIT, and the client's NOT_OFFERED and SIGNALLING_CONFLICT.
+	// Fallbacks counts the negotiated connections that then ended in TCP, by
+	// [ConnectionState.Fallback]: PEERDECL when the peer declined, the local reason
+	// when this side did, PEER_NOT_CLC, HANDSHAKE_LIMIT. Peers that never
+	// announced SMC are not fallbacks: they are PeerNoSMC.
 	Fallbacks map[Reason]uint64
 	// LocalDeclines counts the Declines this side sent, by its reason, and
 	// PeerDeclines those the peer sent, by the peer's diagnosis.
@@ -105,6 +111,8 @@ func sideOf(s registry.Side) SideStatistics {
 	return SideStatistics{
 		Offered:       s.Offered,
 		PeerNoSMC:     s.PeerNoSMC,
+		NotSent:       s.NotSent,
+		Conflicts:     s.Conflicts,
 		Negotiated:    s.Negotiated,
 		SMCD:          s.SMCD,
 		Fallbacks:     reasons(s.Fallbacks),

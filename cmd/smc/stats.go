@@ -125,7 +125,8 @@ func statisticsOf(s registry.Snapshot) smc.Statistics {
 			}
 			return out
 		}
-		return smc.SideStatistics{Offered: d.Offered, PeerNoSMC: d.PeerNoSMC, Negotiated: d.Negotiated, SMCD: d.SMCD,
+		return smc.SideStatistics{Offered: d.Offered, PeerNoSMC: d.PeerNoSMC, NotSent: d.NotSent, Conflicts: d.Conflicts,
+			Negotiated: d.Negotiated, SMCD: d.SMCD,
 			Fallbacks: reasons(d.Fallbacks), LocalDeclines: reasons(d.LocalDeclines), PeerDeclines: reasons(d.PeerDeclines),
 			Failed: d.Failed}
 	}
@@ -173,6 +174,8 @@ func printStatistics(w io.Writer, s smc.Statistics, title string) {
 	row(title, "client", "server")
 	row("offered SMC", s.Client.Offered, s.Server.Offered)
 	row("  peer never announced it (PEERNOSMC)", s.Client.PeerNoSMC, s.Server.PeerNoSMC)
+	row("  our SYN could not carry it", s.Client.NotSent, s.Server.NotSent)
+	row("  another program had written it", s.Client.Conflicts, s.Server.Conflicts)
 	row("  negotiated: a CLC handshake ran", s.Client.Negotiated, s.Server.Negotiated)
 	row("    ended in SMC-D", s.Client.SMCD, s.Server.SMCD)
 	row("    handshake failed", s.Client.Failed, s.Server.Failed)
@@ -192,11 +195,12 @@ func printStatistics(w io.Writer, s smc.Statistics, title string) {
 		}
 		slices.SortFunc(keys, func(a, b smc.Reason) int { return strings.Compare(a.String(), b.String()) })
 		row(title, "", "")
+		indent := title[:len(title)-len(strings.TrimLeft(title, " "))] + "  "
 		for _, k := range keys {
-			row("  "+k.String(), c[k], sv[k])
+			row(indent+k.String(), c[k], sv[k])
 		}
 	}
-	reasons("fell back to TCP, by reason", s.Client.Fallbacks, s.Server.Fallbacks)
+	reasons("    fell back to TCP, by reason", s.Client.Fallbacks, s.Server.Fallbacks)
 	reasons("Declines sent, by reason", s.Client.LocalDeclines, s.Server.LocalDeclines)
 	reasons("Declines received, by the peer's diagnosis", s.Client.PeerDeclines, s.Server.PeerDeclines)
 	one := func(name string, v any) { fmt.Fprintf(w, "%-44s %12v\n", name, v) }

@@ -290,16 +290,9 @@ func nowNanos() int64 { return time.Now().UnixNano() }
 // A Side is a snapshot's counts of one side, as smc.SideStatistics documents them,
 // with reasons by code.
 type Side struct {
-	Offered, PeerNoSMC, Negotiated, SMCD, Failed uint64
-	Fallbacks, LocalDeclines, PeerDeclines       map[uint32]uint64
+	Offered, PeerNoSMC, NotSent, Conflicts, Negotiated, SMCD, Failed uint64
+	Fallbacks, LocalDeclines, PeerDeclines                           map[uint32]uint64
 }
-
-// Codes of the fallbacks the client counts with counters of their own (smc's
-// ReasonNotOffered and ReasonSignallingConflict).
-const (
-	codeNotOffered = 0x7f000002
-	codeConflict   = 0x7f000005
-)
 
 // Side returns the counts of one side.
 func (s Snapshot) Side(role Role) Side {
@@ -307,13 +300,8 @@ func (s Snapshot) Side(role Role) Side {
 	c := &s.Counters
 	if role == Client {
 		d.PeerNoSMC, d.Negotiated, d.SMCD, d.Failed = c[ClientPeerNoSMC], c[ClientNegotiated], c[ClientSMCD], c[ClientFailed]
-		if n := c[ClientNotSent]; n > 0 {
-			d.Fallbacks[codeNotOffered] += n
-		}
-		if n := c[ClientConflict]; n > 0 {
-			d.Fallbacks[codeConflict] += n
-		}
-		d.Offered = d.PeerNoSMC + d.Negotiated + c[ClientNotSent] + c[ClientConflict]
+		d.NotSent, d.Conflicts = c[ClientNotSent], c[ClientConflict]
+		d.Offered = d.PeerNoSMC + d.NotSent + d.Conflicts + d.Negotiated
 	} else {
 		d.PeerNoSMC, d.Negotiated, d.SMCD, d.Failed = c[ServerPeerNoSMC], c[ServerNegotiated], c[ServerSMCD], c[ServerFailed]
 		d.Offered = d.PeerNoSMC + d.Negotiated
