@@ -377,3 +377,27 @@ func TestSmcSSUnprivileged(t *testing.T) {
 		}
 	}
 }
+
+// TestSmcSSNetns: smc ss reads the sockets of processes in another network
+// namespace in that namespace: their connections show their TCP state.
+func TestSmcSSNetns(t *testing.T) {
+	requireProcs(t)
+	bin := buildSMC(t)
+	ns := testenv.NewNetns(t)
+	ipExec := procOptions{wrap: []string{testenv.RequireTool(t, "ip"), "netns", "exec", ns}}
+	cg := testenv.NewCgroup(t, "")
+	server := startProc(t, "server", cg, ipExec)
+	client := startProc(t, "client", cg, ipExec)
+	sa := netip.MustParseAddrPort(server.listen())
+	client.hold(sa.String(), "SMCD NONE")
+	server.expect("accepted ")
+	rows := ssRows(t, nil, bin, []int{server.pid(), client.pid()})
+	if len(rows) != 2 {
+		t.Fatalf("smc ss shows %d connections of the processes in %s, want 2:\n%s", len(rows), ns, dumpRows(rows))
+	}
+	for _, r := range rows {
+		if r.TCPState != "ESTAB" || r.State.Mode != "SMCD" {
+			t.Errorf("connection in network namespace %s: %+v", ns, r)
+		}
+	}
+}
