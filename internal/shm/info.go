@@ -14,9 +14,11 @@ type Counts struct {
 // (two of which the peer writes: they are for display, clamped but not validated); ok
 // is false once the stream is closed. It takes no lock that Read or Write holds.
 func (s *Stream) Counts() (c Counts, ok bool) {
+	// Close sets stClosed under mu before it releases the rings: while mu is held and
+	// it is not set, the cursors are this stream's.
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.unmapped {
+	if s.state.Load()&stClosed != 0 {
 		return Counts{}, false
 	}
 	rp, rc := s.rxh.prod.cursor.Load(), s.rxh.cons.cursor.Load()
