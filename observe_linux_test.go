@@ -290,7 +290,7 @@ func TestSmcSS(t *testing.T) {
 	}
 	text := string(smcCmd(t, nil, nil, bin, "ss", "--pid="+strconv.Itoa(client.pid())))
 	if !strings.Contains(text, "Peer diag") || !strings.Contains(text, fmt.Sprintf("%d/smc.test", client.pid())) ||
-		!strings.Contains(text, "MAX_DMB") || !strings.Contains(text, "4M/4M") {
+		!strings.Contains(text, "MAX_DMB") || !strings.Contains(text, "SMCD") {
 		t.Errorf("smc ss prints:\n%s", text)
 	}
 
