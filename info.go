@@ -63,6 +63,7 @@ func (c *Conn) Info() ConnInfo {
 	}
 	if stream != nil {
 		info.ReceiveRing, info.SendRing = stream.RingSize(), stream.PeerRingSize()
+		info.Link = linkOf(stream)
 		if n, ok := stream.Counts(); ok {
 			info.BytesSent, info.BytesReceived = n.Sent, n.Received
 			info.SendQueued, info.ReceiveQueued = n.SendQueued, n.ReceiveQueued
@@ -71,6 +72,25 @@ func (c *Conn) Info() ConnInfo {
 	}
 	info.BytesSent, info.BytesReceived, info.SendQueued, info.ReceiveQueued = tcpCounts(c.tcp)
 	return info
+}
+
+// A linkedStream is a stream that runs over a link shared by the connections
+// between two processes: its link's ID and the tokens of its two slots, whose low
+// 32 bits are the slots' IDs.
+type linkedStream interface {
+	LinkID() uint64
+	Token() uint64
+	PeerToken() uint64
+}
+
+// linkOf returns the link and slots of a stream that has them, and the zero
+// LinkInfo while each stream has a link of its own.
+func linkOf(s *shm.Stream) LinkInfo {
+	l, ok := any(s).(linkedStream)
+	if !ok {
+		return LinkInfo{}
+	}
+	return LinkInfo{ID: l.LinkID(), Slot: uint32(l.Token()), PeerSlot: uint32(l.PeerToken())}
 }
 
 // connObs is what a Conn keeps so that it can be seen from outside: its record in
@@ -113,6 +133,8 @@ func (c *Conn) recordLocked() registry.Record {
 	}
 	if s := c.stream; s != nil {
 		rec.RxRing, rec.TxRing = uint32(s.RingSize()), uint32(s.PeerRingSize())
+		l := linkOf(s)
+		rec.LinkID, rec.Slot, rec.PeerSlot = l.ID, l.Slot, l.PeerSlot
 		for i, a := range s.CursorAddrs() {
 			rec.Cursors[i] = uint64(a)
 		}

@@ -29,6 +29,10 @@ func TestConnInfo(t *testing.T) {
 			ci.ReceiveRing != DefaultBufferSize || ci.SendRing != DefaultBufferSize || si.ReceiveRing != DefaultBufferSize {
 			t.Fatalf("client %+v, server %+v", ci, si)
 		}
+		if _, linked := any(c.stream).(linkedStream); linked && (ci.Link.ID == 0 || si.Link.ID == 0 ||
+			ci.Link.Slot != si.Link.PeerSlot || si.Link.Slot != ci.Link.PeerSlot) {
+			t.Errorf("links: client %+v, server %+v; want a link, each side's slot the other's peer slot", ci.Link, si.Link)
+		}
 		if ci.BytesSent != 3000 || ci.SendQueued != 3000 || si.BytesReceived != 3000 || si.ReceiveQueued != 3000 {
 			t.Errorf("after a write: client sent %d queued %d, server received %d queued %d; want 3000 each",
 				ci.BytesSent, ci.SendQueued, si.BytesReceived, si.ReceiveQueued)
