@@ -50,6 +50,8 @@ type Conn struct {
 	hsCancel      context.CancelFunc // cancels the running handshake, else nil
 
 	linger atomic.Int64 // seconds as in SetLinger; -1 (the default) is the OS default
+
+	obs connObs // what Info and smc ss show of the Conn (info.go)
 }
 
 // dataPath is what moves the bytes once the handshake is over: the TCP connection
@@ -68,6 +70,7 @@ func newConn(tcp *net.TCPConn, isClient bool, config *Config, res sigResult) *Co
 	c := &Conn{tcp: tcp, isClient: isClient, config: config, signal: res}
 	c.state = ConnectionState{Mode: ModeTCP, Offered: res.Sent, PeerAdvertised: res.Received}
 	c.linger.Store(-1)
+	c.register()
 	return c
 }
 
@@ -179,6 +182,7 @@ func (c *Conn) Close() error {
 		c.hsCancel() // ends a handshake waiting on shared-memory set-up too
 	}
 	c.mu.Unlock()
+	c.unregister() // before the shared memory goes
 	var err error
 	if stream != nil {
 		if c.linger.Load() == 0 {

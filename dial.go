@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/smc-go/smc/internal/registry"
 	"github.com/smc-go/smc/internal/signal"
 )
 
@@ -105,23 +106,29 @@ func (d *Dialer) dialOffer(ctx context.Context, s *signal.Signaller, network, ad
 	if err != nil || !res.Marked {
 		// A concurrent attempt was marked but this one was not, or the record cannot
 		// be read: either way this connection is plain TCP.
+		count(registry.ClientNotSent)
 		return tc, nil
 	}
 	if res.Conflict {
 		// Another program wrote the option into our SYN: nothing about this
 		// connection's handshake is ours to trust, and nothing more is offered.
 		noteConflict(s)
+		count(registry.ClientConflict)
 		return tc, nil
 	}
 	if !res.Negotiated() {
 		if res.Sent {
 			policy.remember(tc.RemoteAddr().(*net.TCPAddr).AddrPort())
+			count(registry.ClientPeerNoSMC)
+		} else {
+			count(registry.ClientNotSent)
 		}
 		return tc, nil
 	}
+	count(registry.ClientNegotiated)
 	conn := newConn(tc, true, d.Config, res)
 	if err := conn.HandshakeContext(ctx); err != nil {
-		tc.Close()
+		conn.Close()
 		return nil, &net.OpError{Op: "dial", Net: network, Source: tc.LocalAddr(), Addr: tc.RemoteAddr(), Err: err}
 	}
 	return conn, nil

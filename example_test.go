@@ -3,12 +3,17 @@ package smc_test
 import (
 	"bufio"
 	"context"
+	"expvar"
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"slices"
+	"time"
 
 	"github.com/smc-go/smc"
 )
@@ -164,4 +169,92 @@ func Example_http() {
 	}
 	fmt.Println(string(body))
 	// Output: GET /hello
+}
+
+// Stats and Conn.Info return plain structs, so exporting them takes a few lines.
+// Here expvar publishes the process's statistics as JSON at /debug/vars (reasons
+// by name), and writeMetrics writes them in Prometheus's text format; it is shown
+// with the statistics of a process that dialed three connections: one to a plain
+// server, one in SMC-D, and one the server declined for lack of memory.
+func ExampleStats() {
+	if expvar.Get("smc") == nil {
+		expvar.Publish("smc", expvar.Func(func() any { return smc.Stats() }))
+	}
+	// A metrics handler would call writeMetrics(w, smc.Stats()).
+	writeMetrics(os.Stdout, smc.Statistics{Client: smc.SideStatistics{
+		Offered: 3, PeerNoSMC: 1, Negotiated: 2, SMCD: 1,
+		Fallbacks:    map[smc.Reason]uint64{smc.ReasonPeerDecl: 1},
+		PeerDeclines: map[smc.Reason]uint64{smc.ReasonMaxDMB: 1},
+	}, OpenSMCD: 1, Links: 1, MemoryInUse: 8 << 20, MemoryLimit: 1 << 30})
+	// Output:
+	// smc_offered_total{side="client"} 3
+	// smc_peer_no_smc_total{side="client"} 1
+	// smc_negotiated_total{side="client"} 2
+	// smc_smcd_total{side="client"} 1
+	// smc_fallbacks_total{side="client",reason="PEERDECL"} 1
+	// smc_peer_declines_total{side="client",reason="MAX_DMB"} 1
+	// smc_offered_total{side="server"} 0
+	// smc_peer_no_smc_total{side="server"} 0
+	// smc_negotiated_total{side="server"} 0
+	// smc_smcd_total{side="server"} 0
+	// smc_handshakes_in_flight 0
+	// smc_connections_open{mode="SMCD"} 1
+	// smc_connections_open{mode="TCP"} 0
+	// smc_shared_memory_bytes 8388608
+	// smc_shared_memory_limit_bytes 1073741824
+}
+
+// writeMetrics writes s in Prometheus's text exposition format.
+func writeMetrics(w io.Writer, s smc.Statistics) {
+	reasons := func(name, side string, m map[smc.Reason]uint64) {
+		for _, r := range slices.Sorted(maps.Keys(m)) {
+			fmt.Fprintf(w, "smc_%s_total{side=%q,reason=%q} %d\n", name, side, r, m[r])
+		}
+	}
+	for _, side := range []struct {
+		name string
+		s    smc.SideStatistics
+	}{{"client", s.Client}, {"server", s.Server}} {
+		fmt.Fprintf(w, "smc_offered_total{side=%q} %d\n", side.name, side.s.Offered)
+		fmt.Fprintf(w, "smc_peer_no_smc_total{side=%q} %d\n", side.name, side.s.PeerNoSMC)
+		fmt.Fprintf(w, "smc_negotiated_total{side=%q} %d\n", side.name, side.s.Negotiated)
+		fmt.Fprintf(w, "smc_smcd_total{side=%q} %d\n", side.name, side.s.SMCD)
+		reasons("fallbacks", side.name, side.s.Fallbacks)
+		reasons("local_declines", side.name, side.s.LocalDeclines)
+		reasons("peer_declines", side.name, side.s.PeerDeclines)
+	}
+	fmt.Fprintf(w, "smc_handshakes_in_flight %d\n", s.HandshakesInFlight)
+	fmt.Fprintf(w, "smc_connections_open{mode=\"SMCD\"} %d\n", s.OpenSMCD)
+	fmt.Fprintf(w, "smc_connections_open{mode=\"TCP\"} %d\n", s.OpenTCP)
+	fmt.Fprintf(w, "smc_shared_memory_bytes %d\n", s.MemoryInUse)
+	fmt.Fprintf(w, "smc_shared_memory_limit_bytes %d\n", s.MemoryLimit)
+}
+
+// Info tells what a connection negotiated and what it carried, in either mode. (A
+// plain *net.TCPConn has no Info: smc.State still tells its mode and reason.)
+func ExampleConn_Info() {
+	ln, err := smc.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			io.Copy(c, c)
+			c.Close()
+		}
+	}()
+	c, err := smc.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintln(c, "hello")
+	bufio.NewReader(c).ReadString('\n')
+	if sc, ok := c.(*smc.Conn); ok { // both ends announced SMC
+		i := sc.Info()
+		fmt.Printf("%v since %v: %d bytes sent, %d received, rings %d/%d\n", i.State.Mode,
+			i.Start.Format(time.TimeOnly), i.BytesSent, i.BytesReceived, i.ReceiveRing, i.SendRing)
+	}
 }

@@ -47,11 +47,13 @@ func (c *Conn) runHandshake(ctx context.Context) error {
 		c.mu.Unlock()
 	})
 	var err error
+	c.noteHandshakeStart()
 	if c.isClient {
 		err = c.clientHandshake(hctx)
 	} else {
 		err = c.serverHandshake(hctx)
 	}
+	c.noteHandshakeEnd(err)
 	stop()
 	c.mu.Lock()
 	c.hsCtx, c.hsDeadline, c.hsCancel = nil, time.Time{}, nil
@@ -138,6 +140,7 @@ func (c *Conn) decline(reason Reason, code wire.Code, version uint8) error {
 	if err := c.writeCLC(d); err != nil {
 		return c.handshakeError(ReasonIntErr, err)
 	}
+	c.countDecline(true, reason)
 	c.logDecision("declined", reason, 0)
 	return c.finishTCP(c.tcp, reason, 0)
 }
@@ -162,20 +165,29 @@ func readErrorReason(err error) Reason {
 
 // peerDeclined settles on TCP after the peer's Decline.
 func (c *Conn) peerDeclined(d *wire.Decline) error {
+	c.countDecline(false, Reason(d.Diagnosis))
 	c.logDecision("peer declined", ReasonPeerDecl, Reason(d.Diagnosis))
 	return c.finishTCP(c.tcp, ReasonPeerDecl, Reason(d.Diagnosis))
 }
 
 // finishTCP completes the handshake in TCP mode.
 func (c *Conn) finishTCP(data dataPath, reason, peer Reason) error {
-	return c.finish(data, ConnectionState{Mode: ModeTCP, Fallback: reason, PeerDiagnosis: peer,
+	err := c.finish(data, ConnectionState{Mode: ModeTCP, Fallback: reason, PeerDiagnosis: peer,
 		Offered: c.signal.Sent, PeerAdvertised: c.signal.Received})
+	if err == nil {
+		c.noteSettled()
+	}
+	return err
 }
 
 // finishSMC completes the handshake in SMC-D mode.
 func (c *Conn) finishSMC(data dataPath) error {
 	c.logDecision("using SMC-D", ReasonNone, 0)
-	return c.finish(data, ConnectionState{Mode: ModeSMCD, Offered: c.signal.Sent, PeerAdvertised: c.signal.Received})
+	err := c.finish(data, ConnectionState{Mode: ModeSMCD, Offered: c.signal.Sent, PeerAdvertised: c.signal.Received})
+	if err == nil {
+		c.noteSettled()
+	}
+	return err
 }
 
 // handshakeError returns the error for a handshake that can go neither way; the

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/smc-go/smc/internal/registry"
 	"github.com/smc-go/smc/internal/signal"
 )
 
@@ -70,7 +71,9 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (ne
 	if err != nil || !marked.Load() {
 		return l, err
 	}
-	return &listener{tl: l.(*net.TCPListener), sig: s, config: lc.Config}, nil
+	ml := &listener{tl: l.(*net.TCPListener), sig: s, config: lc.Config}
+	ml.register()
+	return ml, nil
 }
 
 // offerListenAddress applies the listen rules to an address before it is resolved:
@@ -101,14 +104,18 @@ type listener struct {
 	tl         *net.TCPListener
 	sig        *signal.Signaller
 	config     *Config
-	handshakes atomic.Int64 // server handshakes in progress on this listener's connections
+	handshakes atomic.Int64  // server handshakes in progress on this listener's connections
+	slot       atomic.Uint32 // its record in the process's registry (info.go)
 }
 
 // Addr returns the listener's network address.
 func (l *listener) Addr() net.Addr { return l.tl.Addr() }
 
 // Close stops listening; connections already accepted are not affected.
-func (l *listener) Close() error { return l.tl.Close() }
+func (l *listener) Close() error {
+	l.unregister()
+	return l.tl.Close()
+}
 
 // SetDeadline sets the deadline of Accept, as [net.TCPListener.SetDeadline] does.
 func (l *listener) SetDeadline(t time.Time) error { return l.tl.SetDeadline(t) }
@@ -126,8 +133,10 @@ func (l *listener) Accept() (net.Conn, error) {
 	// (internal/signal: AcceptedResult).
 	res, err := acceptedOf(l.sig, tc)
 	if err != nil || !res.Negotiated() {
+		count(registry.ServerPeerNoSMC)
 		return tc, nil
 	}
+	count(registry.ServerNegotiated)
 	c := newConn(tc, false, l.config, res)
 	c.limit = &l.handshakes
 	return c, nil

@@ -79,6 +79,10 @@ func procMain() int {
 			time.Sleep(10 * time.Millisecond)
 			return 0
 		default:
+			if reply, ok := procMore(f); ok {
+				out <- reply
+				continue
+			}
 			out <- "unknown command " + f[0]
 		}
 	}

@@ -2,6 +2,7 @@ package smc
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/smc-go/smc/internal/wire"
 )
@@ -63,6 +64,31 @@ func (r Reason) String() string {
 		return n
 	}
 	return wire.Code(r).String()
+}
+
+// MarshalText returns what [Reason.String] returns, so that JSON and expvar show
+// reasons by name, as map keys too.
+func (r Reason) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText sets r to the reason [Reason.String] names text, or fails with an
+// error.
+func (r *Reason) UnmarshalText(text []byte) error {
+	s := string(text)
+	if s == "NONE" {
+		*r = ReasonNone
+		return nil
+	}
+	for v := ReasonSignallingUnavailable; v.localName() != ""; v++ {
+		if v.localName() == s {
+			*r = v
+			return nil
+		}
+	}
+	if c, ok := wire.ParseCode(s); ok && c != 0 && Reason(c).localName() == "" {
+		*r = Reason(c)
+		return nil
+	}
+	return fmt.Errorf("smc: unknown reason %q", s)
 }
 
 // Local reports whether r is a decision this side made without a peer's word.

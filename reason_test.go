@@ -2,9 +2,12 @@ package smc
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/smc-go/smc/internal/testenv"
@@ -83,5 +86,41 @@ func TestDeclineErrorAs(t *testing.T) {
 	}
 	if want := "smc: handshake declined: PEERDECL (peer: NOSMCDEV): cause"; err.Error() != want {
 		t.Fatalf("Error() = %q, want %q", err.Error(), want)
+	}
+}
+
+// TestReasonModeText: reasons and modes marshal as their names and back, as JSON
+// map keys too; an unknown name is an error.
+func TestReasonModeText(t *testing.T) {
+	reasons := []Reason{ReasonNone, ReasonPeerNoSMC, ReasonMaxDMB, ReasonPeerDecl, ReasonSignallingUnavailable,
+		ReasonNotOffered, ReasonHandshakeLimit, ReasonPeerNotCLC, ReasonSignallingConflict, 0x0a0b0c0d, 0x7f0000ff}
+	m := map[Reason]uint64{}
+	for i, r := range reasons {
+		m[r] = uint64(i)
+	}
+	b, err := json.Marshal(m)
+	if err != nil || !strings.Contains(string(b), `"PEERNOSMC":1`) {
+		t.Fatalf("JSON %s, %v", b, err)
+	}
+	var back map[Reason]uint64
+	if err := json.Unmarshal(b, &back); err != nil || !maps.Equal(m, back) {
+		t.Errorf("round trip: %v, %v; want %v", back, err, m)
+	}
+	for _, s := range []string{"", "none", "PEERNOSMC ", "0x7f000001", "0x0"} {
+		var r Reason
+		if err := r.UnmarshalText([]byte(s)); err == nil {
+			t.Errorf("UnmarshalText(%q) = %v, want an error", s, r)
+		}
+	}
+	for _, md := range []Mode{ModeTCP, ModeSMCD, Mode(7)} {
+		b, _ := md.MarshalText()
+		var back Mode
+		if err := back.UnmarshalText(b); err != nil || back != md {
+			t.Errorf("mode %v: %q back to %v, %v", md, b, back, err)
+		}
+	}
+	var md Mode
+	if err := md.UnmarshalText([]byte("Mode(300)")); err == nil {
+		t.Error("Mode(300) parsed")
 	}
 }

@@ -25,7 +25,10 @@ var sig struct {
 // signalling returns the process's signaller, or the reason there is none (or no
 // longer is: a conflict found since); with none, every connection is plain TCP.
 func signalling() (*signal.Signaller, error) {
-	sig.once.Do(func() { sig.s, sig.err = signal.Open() })
+	sig.once.Do(func() {
+		sig.s, sig.err = signal.Open()
+		noteSignalling(sig.s, sig.err)
+	})
 	if sig.err != nil {
 		return nil, sig.err
 	}
@@ -59,6 +62,7 @@ func SignallingError() error {
 // program wrote it: from then on the process offers SMC on no connection.
 func noteConflict(s *signal.Signaller) {
 	s.NoteConflict(errors.New("a connection's SYN carried the SMC option before this package's program wrote it"))
+	noteSignalling(s, s.Err())
 }
 
 // markRaw marks the socket behind c.

@@ -1,8 +1,10 @@
 package smc
 
 import (
+	"fmt"
 	"net"
 	"strconv"
+	"strings"
 )
 
 // Mode is the data path a connection uses. The zero Mode is [ModeTCP].
@@ -27,6 +29,26 @@ func (m Mode) String() string {
 		return "SMCD"
 	}
 	return "Mode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// MarshalText returns what [Mode.String] returns, so that JSON shows modes by name.
+func (m Mode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// UnmarshalText sets m to the mode [Mode.String] names text, or fails with an error.
+func (m *Mode) UnmarshalText(text []byte) error {
+	switch s := string(text); s {
+	case "TCP":
+		*m = ModeTCP
+	case "SMCD":
+		*m = ModeSMCD
+	default:
+		n, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(s, "Mode("), ")"), 10, 8)
+		if err != nil || s != "Mode("+strconv.Itoa(int(n))+")" {
+			return fmt.Errorf("smc: unknown mode %q", s)
+		}
+		*m = Mode(n)
+	}
+	return nil
 }
 
 // ConnectionState is a snapshot of what a connection negotiated. The zero

@@ -96,6 +96,29 @@ var zeroValueTests = map[string]func(t *testing.T, typeDoc string){
 			t.Fatalf("zero Reason is %v", r)
 		}
 	},
+	"Statistics": func(t *testing.T, _ string) {
+		var s Statistics
+		if s.Client.Offered != 0 || s.Server.Fallbacks[ReasonPeerDecl] != 0 || s.HandshakesInFlight != 0 {
+			t.Fatalf("zero Statistics count %+v", s)
+		}
+	},
+	"SideStatistics": func(t *testing.T, _ string) {
+		var s SideStatistics
+		if s.Offered != 0 || s.Fallbacks[ReasonMaxDMB] != 0 || len(s.PeerDeclines) != 0 {
+			t.Fatalf("zero SideStatistics count %+v", s)
+		}
+	},
+	"ConnInfo": func(t *testing.T, _ string) {
+		var i ConnInfo
+		if i.State.Mode != ModeTCP || i.State.HandshakeComplete || i.BytesSent != 0 || i.Link != (LinkInfo{}) {
+			t.Fatalf("zero ConnInfo %+v", i)
+		}
+	},
+	"LinkInfo": func(t *testing.T, _ string) {
+		if (LinkInfo{}).ID != 0 {
+			t.Fatal("the zero LinkInfo names a link")
+		}
+	},
 	"DeclineError": func(t *testing.T, _ string) {
 		var e DeclineError
 		var err error = &e

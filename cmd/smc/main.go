@@ -109,11 +109,14 @@ func run(args []string) int {
 	}
 	err := cmd.run(args)
 	var ue usageError
+	var es exitStatus
 	switch {
 	case err == nil, errors.Is(err, errHelp):
 		return 0
 	case errors.As(err, &ue):
 		return 2 // the error and the usage are printed
+	case errors.As(err, &es):
+		return int(es) // smc run: the command's status, already reported by the command
 	}
 	fmt.Fprintln(stderr, err)
 	return 1

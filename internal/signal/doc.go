@@ -146,6 +146,16 @@
 // A socket's cgroup is fixed when it is created: the process must be inside the
 // cgroup before it creates sockets.
 //
+// # What smc ss reads
+//
+// A client whose dial offered SMC and whose peer never announced it holds a plain
+// *net.TCPConn that its process no longer tracks; the program's word in the socket's
+// storage still says so. [TCPSockets] dumps a network namespace's TCP sockets through
+// sock_diag with their tcp_info counters and, given the IDs of socket-storage maps
+// ([Signaller.MarksMapID], which a process records in its registry), each socket's
+// word (INET_DIAG_REQ_SK_BPF_STORAGES, which needs CAP_BPF, and CAP_SYS_ADMIN to open
+// a map by ID).
+//
 // # The results cache
 //
 // [Signaller.Result] costs one bpf(2) system call. [Signaller.ResultAddr] answers

@@ -21,6 +21,7 @@ type Report struct {
 	Mode     string
 	Err      error
 	Counters map[string]uint64 // the program's counters, when readable
+	Advice   []string          // what to do next, in sentences
 }
 
 // String formats the report one check per line, then the verdict.
@@ -46,5 +47,27 @@ func (r Report) String() string {
 	for _, n := range names {
 		fmt.Fprintf(&b, "  %-22s %d\n", n, r.Counters[n])
 	}
+	if len(r.Advice) > 0 {
+		b.WriteString("\nWhat to do:\n")
+		for _, a := range r.Advice {
+			b.WriteString(wrap(a, "  - ", "    ", 88))
+		}
+	}
+	return b.String()
+}
+
+// wrap breaks s into lines of at most width columns, the first starting with
+// first, the others with rest.
+func wrap(s, first, rest string, width int) string {
+	var b strings.Builder
+	line := first
+	for _, w := range strings.Fields(s) {
+		if len(line)+len(w)+1 > width && strings.TrimSpace(line) != strings.TrimSpace(first) {
+			b.WriteString(strings.TrimRight(line, " ") + "\n")
+			line = rest
+		}
+		line += w + " "
+	}
+	b.WriteString(strings.TrimRight(line, " ") + "\n")
 	return b.String()
 }

@@ -92,3 +92,9 @@ func BPFFSMount() (string, error) { return "", errOther }
 
 // OwnCgroup reports that cgroups need Linux.
 func OwnCgroup() (string, bool, error) { return "", false, errOther }
+
+// MarksMapID returns 0 outside Linux.
+func (s *Signaller) MarksMapID() uint32 { return 0 }
+
+// TCPSockets fails outside Linux.
+func TCPSockets(markMaps []uint32) ([]Socket, error, error) { return nil, nil, errOther }

@@ -1,6 +1,9 @@
 package wire
 
-import "fmt"
+import (
+	"fmt"
+	"sync"
+)
 
 // Code is a Linux SMC decline / fallback reason code (SMC_CLC_DECL_*): the peer
 // diagnosis carried in a Decline and the reason a Linux SMC socket reports when it
@@ -141,4 +144,36 @@ func (c Code) name() string {
 		return "ERR_REGBUF"
 	}
 	return ""
+}
+
+// ParseCode returns the code whose name (as String prints it, without the
+// SMC_CLC_DECL_ prefix) is name, or the code written in hexadecimal as String
+// writes an unnamed one ("0x0a0b0c0d"); ok is false for anything else.
+func ParseCode(name string) (c Code, ok bool) {
+	if c, ok := codesByName()[name]; ok {
+		return c, true
+	}
+	var v uint32
+	if n, err := fmt.Sscanf(name, "0x%x", &v); err == nil && n == 1 && name == fmt.Sprintf("%#08x", v) {
+		return Code(v), true
+	}
+	return 0, false
+}
+
+// codesByName maps each named code's name to it.
+var codesByName = sync.OnceValue(func() map[string]Code {
+	m := make(map[string]Code, len(namedCodes))
+	for _, c := range namedCodes {
+		m[c.String()] = c
+	}
+	return m
+})
+
+// namedCodes lists the codes name knows.
+var namedCodes = [...]Code{
+	CodeMem, CodeTimeoutCL, CodeTimeoutAL, CodeCnfErr, CodePeerNoSMC, CodeIPsec, CodeNoSMCDev, CodeNoSMCDDev,
+	CodeNoSMCRDev, CodeNoISM2Supp, CodeNoV2Ext, CodeNoV2DExt, CodeNoSEID, CodeNoSMCD2Dev, CodeNoUEID,
+	CodeReleaseErr, CodeMaxConnErr, CodeMaxLinkErr, CodeModeUnsupp, CodeRMBEEC, CodeOptUnsupp, CodeDiffPrefix,
+	CodeGetVLANErr, CodeISMVLANErr, CodeNoActLink, CodeNoSrvLink, CodeVersMismat, CodeMaxDMB, CodeNoRoute,
+	CodeNoIndirect, CodeSyncErr, CodePeerDecl, CodeIntErr, CodeErrRTok, CodeErrRdyLnk, CodeErrRegBuf,
 }

@@ -59,6 +59,9 @@ func TestCodeTable(t *testing.T) {
 		if seen[tt.name] {
 			t.Errorf("duplicate name %s", tt.name)
 		}
+		if p, ok := ParseCode(tt.name); !ok || p != c {
+			t.Errorf("ParseCode(%q) = %v, %v", tt.name, p, ok)
+		}
 		seen[tt.name] = true
 	}
 	// Historical 4.x values and others print as hex.
@@ -73,6 +76,19 @@ func TestCodeTable(t *testing.T) {
 	}
 	if got := Code(0).String(); got != "0x00000000" {
 		t.Errorf("zero code prints %q", got)
+	}
+	if len(namedCodes) != len(table) {
+		t.Errorf("namedCodes has %d codes, Linux %d", len(namedCodes), len(table))
+	}
+	for _, s := range []string{"0x0a0b0c0d", "0x00000000"} {
+		if c, ok := ParseCode(s); !ok || c.String() != s {
+			t.Errorf("ParseCode(%q) = %v, %v", s, c, ok)
+		}
+	}
+	for _, s := range []string{"", "mem", "0xa0b0c0d", "0x0a0b0c0d ", "7", "NONE"} {
+		if c, ok := ParseCode(s); ok {
+			t.Errorf("ParseCode(%q) = %v", s, c)
+		}
 	}
 	// Spot-check the exported names against their values.
 	if CodePeerNoSMC != 0x03010000 || CodeNoSMCDev != 0x03030000 || CodePeerDecl != 0x05000000 || CodeMaxLinkErr != 0x0303000b {
