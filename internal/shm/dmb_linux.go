@@ -7,15 +7,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// requiredSeals are the seals every DMB carries: its size can never change (so no peer can
-// truncate it under our mapping and make us SIGBUS), and no further seal can be added (so
-// no peer can later forbid our writes). F_SEAL_EXEC is tolerated on top: kernels with
-// vm.memfd_noexec set add it to every memfd.
-const (
-	requiredSeals = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_SEAL
-	optionalSeals = unix.F_SEAL_EXEC
-)
-
 // newDMB creates, seals and maps a DMB with a ring of size bytes, reserving it against the
 // process memory bound.
 func newDMB(size int) (d *dmb, err error) {

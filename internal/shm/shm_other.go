@@ -10,6 +10,8 @@ import (
 func supported() error                                      { return ErrNotSupported }
 func closeFD(int)                                           {}
 func newDMB(int) (*dmb, error)                              { return nil, ErrNotSupported }
+func newSegment(uint16, int, int) (*segment, error)         { return nil, ErrNotSupported }
+func (g *segment) unmap()                                   {}
 func mapPeerDMB(int, int) (*dmb, error)                     { return nil, ErrNotSupported }
 func (d *dmb) closeFD()                                     {}
 func (d *dmb) release()                                     {}
