@@ -21,8 +21,10 @@ func init() { memLimit.Store(DefaultMemoryLimit) }
 // SetMemoryLimit sets the process-wide bound on the bytes of its own pool segments (the
 // shared memory this process allocates, populates and is charged for, headers
 // included) and returns the previous bound. A negative n only reports the current bound.
-// Existing streams are never affected; a new one that needs a new segment beyond the
-// bound fails with [ErrMemoryLimit]. The peer segments a process maps are counted apart
+// Existing streams are never affected. Once the bound is reached (or if it is lowered
+// below what is held), a new stream fails with [ErrMemoryLimit], even if a pool has a
+// free slot; below it, a new stream that needs a new segment fails if the smallest
+// segment would cross the bound. The peer segments a process maps are counted apart
 // ([Counters].PeerMemory) and capped by the same bound, so that no peer can make it map
 // unbounded memory.
 func SetMemoryLimit(n int64) int64 {

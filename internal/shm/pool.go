@@ -237,6 +237,9 @@ func (p *pool) remove(g *segment) {
 		return
 	}
 	delete(p.segs, g.idx)
+	if g.slots == nil {
+		return // a placeholder holding the index of a segment being made
+	}
 	counters.segments.Add(-1)
 	inUse := int64(g.n - g.free)
 	counters.slotsInUse.Add(-inUse)
