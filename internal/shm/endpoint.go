@@ -61,12 +61,12 @@ func CheckDir(dir string) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("smc: shm: endpoint directory %s is not a directory", dir)
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
+	uid, ok := ownerOf(fi)
 	if !ok {
 		return fmt.Errorf("smc: shm: endpoint directory %s: no owner", dir)
 	}
-	if st.Uid != 0 && int(st.Uid) != os.Geteuid() {
-		return fmt.Errorf("smc: shm: endpoint directory %s is owned by uid %d, neither root nor us: refused", dir, st.Uid)
+	if uid != 0 && int(uid) != os.Geteuid() {
+		return fmt.Errorf("smc: shm: endpoint directory %s is owned by uid %d, neither root nor us: refused", dir, uid)
 	}
 	if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0 {
 		return fmt.Errorf("smc: shm: endpoint directory %s is writable by others without the sticky bit (mode %v): refused", dir, fi.Mode())
@@ -492,7 +492,10 @@ func (o *Offer) attach(l *link, tok uint64) bool {
 }
 
 // Wait returns the stream once the client bound its slot to the offer's. If ctx ends
-// first, the offer is cancelled and ctx's error returned.
+// first, the offer is cancelled and ctx's error returned. The offer completes before
+// the client's Connect returns: once the client has said it connected (its CLC
+// Confirm), Wait with a done ctx returns the stream, or an error for a client that
+// never bound.
 func (o *Offer) Wait(ctx context.Context) (*Stream, error) {
 	select {
 	case <-o.done:

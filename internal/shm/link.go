@@ -124,15 +124,17 @@ func (l *link) alive() bool {
 // allocSlot hands out a held own slot of ringSize, growing the pool (a new segment,
 // acknowledged by the peer) when none is free. o, if not nil, is the offer holding it.
 func (l *link) allocSlot(ctx context.Context, ringSize int, o *Offer) (*segment, int, uint64, error) {
+	grew := false
 	for {
 		l.mu.Lock()
 		if l.dead {
 			l.mu.Unlock()
 			return nil, -1, 0, errLinkDown
 		}
-		if memUsed.Load() >= memLimit.Load() {
+		if !grew && memUsed.Load() >= memLimit.Load() {
 			// Once the bound is reached, free slots are not handed out either: the
 			// bound is what the process holds, and it may have been lowered below.
+			// (A segment just made within the bound is ours to use.)
 			l.mu.Unlock()
 			return nil, -1, 0, ErrMemoryLimit
 		}
@@ -174,6 +176,7 @@ func (l *link) allocSlot(ctx context.Context, ringSize int, o *Offer) (*segment,
 		if err != nil {
 			return nil, -1, 0, err
 		}
+		grew = true
 	}
 }
 
@@ -599,10 +602,12 @@ func (l *link) onBind(stok, ctok uint64) error {
 		}
 	}
 	l.mu.Unlock()
-	l.send(newMsg(msgBindAck).u64(ctok).u64(stok).u32(b2u(s != nil)).u32(0), -1)
+	// The offer completes before the client hears of the bind, so a server that reads
+	// the client's CLC Confirm (sent after BINDACK) finds it complete.
 	if s != nil {
 		o.finish(s, nil)
 	}
+	l.send(newMsg(msgBindAck).u64(ctok).u64(stok).u32(b2u(s != nil)).u32(0), -1)
 	return nil
 }
 

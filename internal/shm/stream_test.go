@@ -48,11 +48,14 @@ func pairOn(t testing.TB, e *Endpoint, peer PeerID, aSize, bSize int) (a, b *Str
 	}()
 	a, err = o.Wait(ctx)
 	r := <-ch
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.err != nil {
-		t.Fatal(r.err)
+	if err != nil || r.err != nil {
+		if a != nil {
+			a.Close()
+		}
+		if r.s != nil {
+			r.s.Close()
+		}
+		t.Fatalf("pair: server %v, client %v", err, r.err)
 	}
 	b = r.s
 	t.Cleanup(func() { a.Close(); b.Close() })
