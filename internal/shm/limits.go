@@ -79,11 +79,12 @@ func SetSpin(d time.Duration) time.Duration { return time.Duration(spinNanos.Swa
 // At most max(1, GOMAXPROCS-1) goroutines spin at once in the whole process, so at least
 // one P stays free for the goroutines that will produce what the spinners wait for
 // (with GOMAXPROCS=1 the single spinner yields on every few polls instead).
-func acquireSpin() bool {
+// t is the caller's clock reading, which saves a second one.
+func acquireSpin(t time.Time) bool {
 	if spinNanos.Load() <= 0 {
 		return false
 	}
-	now := time.Now().UnixNano()
+	now := t.UnixNano()
 	if now-slotsAt.Load() > int64(time.Second) {
 		slotsAt.Store(now)
 		spinSlots.Store(int32(max(1, runtime.GOMAXPROCS(0)-1)))

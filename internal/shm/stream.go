@@ -291,6 +291,9 @@ func (s *Stream) advanceRx(n uint64) {
 func (s *Stream) waitRx() error {
 	p0, f0 := s.rx.prod, s.rx.flags
 	h := &s.rxh.prod
+	if s.spin(&s.rw, h, p0, f0, &s.rdl) {
+		return nil
+	}
 	return s.wait(&s.rw, &s.rxh.cons.sleep, &s.rdl, "read", func() bool {
 		return h.cursor.Load() != p0 || h.flags.Load() != f0
 	})
@@ -420,15 +423,62 @@ func (s *Stream) publishProd(n uint64) {
 func (s *Stream) waitTx() error {
 	c0, f0 := s.tx.cons, s.tx.flags
 	h := &s.txh.cons
+	if s.spin(&s.ww, h, c0, f0, &s.wdl) {
+		return nil
+	}
 	return s.wait(&s.ww, &s.txh.prod.sleep, &s.wdl, "write", func() bool {
 		return h.cursor.Load() != c0 || h.flags.Load() != f0
 	})
 }
 
+// spin polls the peer's control line h, if the process spin budget allows, until its
+// cursor or flags differ from c0 and f0 (what the caller last validated), the local state
+// changes, the spin time is up or the deadline in dl passes. It reports whether it saw a
+// change; the caller then rechecks everything, so a spurious true is fine.
+//
+// It is wait's first stage, kept apart so that a wait that the spin ends allocates
+// nothing (wait's closures escape to the netpoller) and reads the clock once per check.
+func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0 uint32, dl *atomic.Int64) bool {
+	// Spins that keep ending in a park are mostly wasted CPU (a peer with think time, or
+	// one whose CPU is taken by another process): after 4 in a row, a waiter spins an
+	// eighth of the budget (still catching a peer that answers at once), except on every
+	// 8th wait, which probes with the full budget; a spin that succeeds restores it.
+	w.waits++
+	start := time.Now()
+	if !acquireSpin(start) {
+		return false
+	}
+	limit := time.Duration(spinNanos.Load())
+	if w.misses >= 4 && w.waits%8 != 0 {
+		limit /= 8
+	}
+	st0 := s.state.Load()
+	for i := 1; ; i++ {
+		if h.cursor.Load() != c0 || h.flags.Load() != f0 || s.state.Load() != st0 {
+			releaseSpin()
+			w.misses = 0
+			return true
+		}
+		if i%64 == 0 {
+			// Yield so that, even with GOMAXPROCS=1, the goroutine we wait for runs.
+			runtime.Gosched()
+			now := time.Now()
+			if now.Sub(start) > limit {
+				break
+			}
+			if d := dl.Load(); d != 0 && now.UnixNano() >= d {
+				break
+			}
+		}
+	}
+	releaseSpin()
+	w.misses = min(w.misses+1, 8)
+	return false
+}
+
 // wait blocks until ready reports true, the local state changes, a kick arrives, or the
-// deadline passes. It first spins (if the process spin budget allows), then announces a
-// sleep in the shared sleep word, rechecks, and parks. Spurious returns are fine: callers
-// loop.
+// deadline passes. It announces a sleep in the shared sleep word, rechecks, and parks
+// (callers spin first, see spin). Spurious returns are fine: callers loop.
 //
 // Parking has two forms. One waiter at a time, the poller, reads the control socket
 // itself through the netpoller (poll), so a peer's wake-up costs one thread wake-up, not
@@ -441,35 +491,6 @@ func (s *Stream) waitTx() error {
 func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op string, ready func() bool) error {
 	st0 := s.state.Load()
 	changed := func() bool { return ready() || s.state.Load() != st0 }
-	// Spins that keep ending in a park are mostly wasted CPU (a peer with think time, or
-	// one whose CPU is taken by another process): after 4 in a row, a waiter spins an
-	// eighth of the budget (still catching a peer that answers at once), except on every
-	// 8th wait, which probes with the full budget; a spin that succeeds restores it.
-	w.waits++
-	if acquireSpin() {
-		limit := time.Duration(spinNanos.Load())
-		if w.misses >= 4 && w.waits%8 != 0 {
-			limit /= 8
-		}
-		start := time.Now()
-		for i := 1; ; i++ {
-			if changed() {
-				releaseSpin()
-				w.misses = 0
-				return nil
-			}
-			if i%64 == 0 {
-				// Yield so that, even with GOMAXPROCS=1, the goroutine we wait for runs.
-				runtime.Gosched()
-				if time.Since(start) > limit || deadlinePassed(dl, op) != nil {
-					break
-				}
-			}
-		}
-		releaseSpin()
-		w.misses = min(w.misses+1, 8)
-	}
-
 	announce := func() bool {
 		w.seq++
 		if w.seq == 0 {
