@@ -41,6 +41,8 @@ type Stream struct {
 
 	state    atomic.Uint32 // st* bits; transitions under mu
 	rdl, wdl atomic.Int64  // read and write deadlines, unix nanoseconds; 0 = none
+	rexp     expiry        // when rdl passed
+	wexp     expiry        // when wdl passed
 	polling  atomic.Bool   // a waiter is reading the control socket (see wait)
 
 	rmu sync.Mutex // serialises readers; guards rx and rw; held by Close while tearing down
@@ -151,7 +153,7 @@ func (s *Stream) PeerRingSize() int { return int(s.tx.size) }
 func (s *Stream) Read(b []byte) (int, error) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
-	if err := deadlinePassed(&s.rdl, "read"); err != nil {
+	if err := s.rexp.check(&s.rdl, "read"); err != nil {
 		return 0, err
 	}
 	for {
@@ -305,7 +307,7 @@ func (s *Stream) waitRx() error {
 func (s *Stream) Write(b []byte) (int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if err := deadlinePassed(&s.wdl, "write"); err != nil {
+	if err := s.wexp.check(&s.wdl, "write"); err != nil {
 		return 0, err
 	}
 	n := 0
@@ -531,6 +533,73 @@ func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op stri
 	}
 }
 
+// expiry records that a deadline (rdl or wdl) has passed, so that Read and Write check
+// their deadline with two atomic loads instead of a clock read, which on some virtual
+// machines costs more than the rest of a small Read. A timer records it when the
+// deadline comes, as the netpoller does for a net.Conn; setDeadline records a deadline
+// that is already past at once. Waiting is bounded by the deadline itself (spin and
+// wait read the clock), so a late timer only lets a call that does not wait proceed a
+// little longer.
+type expiry struct {
+	passed atomic.Int64 // a deadline found passed: the current one, or an older one
+	timer  *time.Timer  // fires when the current deadline passes; guarded by Stream.mu
+}
+
+// check returns a timeout error if the deadline in dl is recorded as passed.
+func (e *expiry) check(dl *atomic.Int64, op string) error {
+	if d := dl.Load(); d != 0 && e.passed.Load() == d {
+		return &timeoutError{op}
+	}
+	return nil
+}
+
+// setExpiryLocked records the new deadline d (already stored in dl) as passed, or arms the
+// timer for it. s.mu must be held.
+func (s *Stream) setExpiryLocked(e *expiry, dl *atomic.Int64, d int64) {
+	if e.timer != nil {
+		e.timer.Stop()
+	}
+	if d == 0 || s.state.Load()&stClosed != 0 {
+		return // no deadline, or close stopped the timers for good
+	}
+	left := time.Duration(d - time.Now().UnixNano())
+	switch {
+	case left <= 0:
+		e.passed.Store(d)
+	case e.timer == nil:
+		e.timer = time.AfterFunc(left, func() { s.expire(e, dl) })
+	default:
+		e.timer.Reset(left)
+	}
+}
+
+// expire is the deadline timer's function. It records the current deadline as passed
+// if the wall clock says so (the deadline may have moved since the timer was armed, or
+// the clock been set back), and otherwise arms the timer again for what is left.
+func (s *Stream) expire(e *expiry, dl *atomic.Int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := dl.Load()
+	if d == 0 || s.state.Load()&stClosed != 0 {
+		return
+	}
+	if left := time.Duration(d - time.Now().UnixNano()); left > 0 {
+		e.timer.Reset(left)
+		return
+	}
+	e.passed.Store(d)
+}
+
+// stopExpiryLocked stops the deadline timers, which would otherwise keep a closed
+// stream reachable until its deadlines. s.mu must be held.
+func (s *Stream) stopExpiryLocked() {
+	for _, e := range []*expiry{&s.rexp, &s.wexp} {
+		if e.timer != nil {
+			e.timer.Stop()
+		}
+	}
+}
+
 // deadlinePassed returns a timeout error if the deadline in dl has passed.
 func deadlinePassed(dl *atomic.Int64, op string) error {
 	if d := dl.Load(); d != 0 && time.Now().UnixNano() >= d {
@@ -717,6 +786,7 @@ func (s *Stream) close(abort bool) error {
 		return errClosed("close")
 	}
 	s.state.Or(stClosed)
+	s.stopExpiryLocked()
 	s.mu.Unlock()
 	s.kick()
 
@@ -766,16 +836,16 @@ func (s *Stream) SetDeadline(t time.Time) error {
 // SetReadDeadline sets the deadline for Read and WriteTo, including calls already
 // blocked. A zero t means no deadline.
 func (s *Stream) SetReadDeadline(t time.Time) error {
-	return s.setDeadline(&s.rdl, s.rw.wake, t)
+	return s.setDeadline(&s.rdl, &s.rexp, s.rw.wake, t)
 }
 
 // SetWriteDeadline sets the deadline for Write and ReadFrom, including calls already
 // blocked. A zero t means no deadline.
 func (s *Stream) SetWriteDeadline(t time.Time) error {
-	return s.setDeadline(&s.wdl, s.ww.wake, t)
+	return s.setDeadline(&s.wdl, &s.wexp, s.ww.wake, t)
 }
 
-func (s *Stream) setDeadline(dl *atomic.Int64, wake chan struct{}, t time.Time) error {
+func (s *Stream) setDeadline(dl *atomic.Int64, e *expiry, wake chan struct{}, t time.Time) error {
 	if s.state.Load()&stClosed != 0 {
 		return errClosed("set deadline")
 	}
@@ -786,7 +856,10 @@ func (s *Stream) setDeadline(dl *atomic.Int64, wake chan struct{}, t time.Time) 
 			d = 1
 		}
 	}
+	s.mu.Lock()
 	dl.Store(d)
+	s.setExpiryLocked(e, dl, d)
+	s.mu.Unlock()
 	kickOne(wake)
 	s.interruptPoll()
 	return nil
