@@ -454,6 +454,18 @@ func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0 uint32, dl *atomic.Int64
 	if w.misses >= 4 && w.waits%8 != 0 {
 		limit /= 8
 	}
+	// Yield every few polls when the goroutine we wait for may need our P: with
+	// GOMAXPROCS=1, or when the peer is in this process (its wake-up readied it on our
+	// P). Otherwise another P is free (spinners are at most GOMAXPROCS-1), and a yield
+	// is a poor way to wait: runtime.Gosched queues us globally, wakes an idle P's
+	// thread to take us and goes through the scheduler, time in which the peer's store
+	// goes unseen. So a spinner whose last spin succeeded (the peer spins too) yields
+	// only now and then, for goroutines queued behind us. After a spin that ended in a
+	// park the peer is likely parked as well, and then the yields stay: the threads
+	// they wake keep the other CPUs busy, and a virtual CPU that idles (halts) makes
+	// the parked peer's wake-up, which our answer waits for, much slower.
+	yieldAll := singleP.Load() || s.local.Load() != nil || w.misses > 0
+	yielded := start
 	st0 := s.state.Load()
 	for i := 1; ; i++ {
 		if h.cursor.Load() != c0 || h.flags.Load() != f0 || s.state.Load() != st0 {
@@ -462,9 +474,11 @@ func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0 uint32, dl *atomic.Int64
 			return true
 		}
 		if i%64 == 0 {
-			// Yield so that, even with GOMAXPROCS=1, the goroutine we wait for runs.
-			runtime.Gosched()
 			now := time.Now()
+			if yieldAll || now.Sub(yielded) >= spinYieldEvery {
+				runtime.Gosched()
+				yielded = now
+			}
 			if now.Sub(start) > limit {
 				break
 			}
