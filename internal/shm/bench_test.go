@@ -4,6 +4,7 @@ import (
 	"flag"
 	"io"
 	"os/exec"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -194,4 +195,63 @@ func BenchmarkHotPath(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkBareRing is the floor under BenchmarkPingPong/goroutines: the same 64-byte
+// round trip over two rings with the DMB layout and the same atomics (the writer loads
+// the consumer cursor, copies, stores its cursor and loads the reader's sleep word; the
+// reader polls the producer cursor, copies, stores its cursor and loads the writer's
+// sleep word), without a Stream: no lock, validation, deadline, spin budget or yield.
+// Both goroutines busy-poll, each on its own thread, so ns/op is what moving those
+// cache lines between two CPUs costs on this machine, which varies with where the host
+// places the virtual CPUs.
+func BenchmarkBareRing(b *testing.B) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		b.Skip("two goroutines busy-poll: needs GOMAXPROCS >= 2")
+	}
+	const size = 1 << 20
+	type ring struct {
+		h    *header
+		data []byte
+	}
+	newRing := func() ring {
+		mem := make([]byte, HeaderSize+size) // a large allocation: page-aligned
+		return ring{headerOf(mem), mem[HeaderSize:]}
+	}
+	write := func(r ring, prod *uint64, p []byte) {
+		for *prod+uint64(len(p))-r.h.cons.cursor.Load() > size {
+		}
+		copy(r.data[*prod&(size-1):], p)
+		*prod += uint64(len(p))
+		r.h.prod.cursor.Store(*prod)
+		_ = r.h.cons.sleep.Load()
+	}
+	read := func(r ring, cons *uint64, p []byte) {
+		for r.h.prod.cursor.Load()-*cons < uint64(len(p)) {
+		}
+		copy(p, r.data[*cons&(size-1):])
+		*cons += uint64(len(p))
+		r.h.cons.cursor.Store(*cons)
+		_ = r.h.prod.sleep.Load()
+	}
+	ping, pong := newRing(), newRing()
+	n := b.N
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 64)
+		var prod, cons uint64
+		for range n {
+			read(ping, &cons, buf)
+			write(pong, &prod, buf)
+		}
+	}()
+	buf := make([]byte, 64)
+	var prod, cons uint64
+	b.ResetTimer()
+	for range n {
+		write(ping, &prod, buf)
+		read(pong, &cons, buf)
+	}
+	<-done
 }
