@@ -4,9 +4,11 @@ import (
 	"flag"
 	"io"
 	"os/exec"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 var benchRings = []int{256 << 10, 1 << 20, 4 << 20}
@@ -165,4 +167,93 @@ func reportCPU(b *testing.B, start time.Duration, child *exec.Cmd) {
 		used += child.ProcessState.UserTime() + child.ProcessState.SystemTime()
 	}
 	b.ReportMetric(float64(used.Nanoseconds())/float64(b.N), "cpu-ns/op")
+}
+
+// BenchmarkHotPath is the software cost of the fast path alone: one goroutine writes 64
+// bytes into a stream and reads them back from the other end, so no call ever waits and
+// no other CPU is involved. ns/op is one Write plus one Read. With "deadline", both ends
+// have read and write deadlines set, as servers usually do.
+func BenchmarkHotPath(b *testing.B) {
+	for _, dl := range []bool{false, true} {
+		name := "nodeadline"
+		if dl {
+			name = "deadline"
+		}
+		b.Run(name, func(b *testing.B) {
+			x, y := pair(b, 1<<20, 1<<20)
+			if dl {
+				x.SetDeadline(time.Now().Add(time.Hour))
+				y.SetDeadline(time.Now().Add(time.Hour))
+			}
+			buf := make([]byte, 64)
+			for b.Loop() {
+				if _, err := x.Write(buf); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := y.Read(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkBareRing is the floor under BenchmarkPingPong/goroutines: the same 64-byte
+// round trip over two rings with the DMB layout and the same atomics (the writer loads
+// the consumer cursor, copies, stores its cursor and loads the reader's sleep word; the
+// reader polls the producer cursor, copies, stores its cursor and loads the writer's
+// sleep word), without a Stream: no lock, validation, deadline, spin budget or yield.
+// Both goroutines busy-poll, each on its own thread, so ns/op is what moving those
+// cache lines between two CPUs costs on this machine, which varies with where the host
+// places the virtual CPUs.
+func BenchmarkBareRing(b *testing.B) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		b.Skip("two goroutines busy-poll: needs GOMAXPROCS >= 2")
+	}
+	const size = 1 << 20
+	type ring struct {
+		h    *header
+		data []byte
+	}
+	newRing := func() ring {
+		const hdr = 4096              // the header in a page of its own, as in a segment's header area
+		mem := make([]byte, hdr+size) // a large allocation: page-aligned
+		return ring{(*header)(unsafe.Pointer(&mem[0])), mem[hdr:]}
+	}
+	write := func(r ring, prod *uint64, p []byte) {
+		for *prod+uint64(len(p))-r.h.cons.cursor.Load() > size {
+		}
+		copy(r.data[*prod&(size-1):], p)
+		*prod += uint64(len(p))
+		r.h.prod.cursor.Store(*prod)
+		_ = r.h.cons.sleep.Load()
+	}
+	read := func(r ring, cons *uint64, p []byte) {
+		for r.h.prod.cursor.Load()-*cons < uint64(len(p)) {
+		}
+		copy(p, r.data[*cons&(size-1):])
+		*cons += uint64(len(p))
+		r.h.cons.cursor.Store(*cons)
+		_ = r.h.prod.sleep.Load()
+	}
+	ping, pong := newRing(), newRing()
+	n := b.N
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 64)
+		var prod, cons uint64
+		for range n {
+			read(ping, &cons, buf)
+			write(pong, &prod, buf)
+		}
+	}()
+	buf := make([]byte, 64)
+	var prod, cons uint64
+	b.ResetTimer()
+	for range n {
+		write(ping, &prod, buf)
+		read(pong, &cons, buf)
+	}
+	<-done
 }

@@ -74,10 +74,16 @@ func reserveIn(used *atomic.Int64, n int64) error {
 // DefaultSpin is the spin time before parking until [SetSpin] changes it.
 const DefaultSpin = 50 * time.Microsecond
 
+// spinYieldEvery is how often a spinner with other Ps free yields anyway, so that a
+// goroutine queued on its P (which other Ps steal only after a while) is not held up
+// for the whole spin.
+const spinYieldEvery = 10 * time.Microsecond
+
 var (
 	spinNanos atomic.Int64 // spin budget per wait; <= 0 disables spinning
 	spinners  atomic.Int32 // goroutines of this process spinning right now
 	spinSlots atomic.Int32 // max(1, GOMAXPROCS-1), refreshed by refreshSlots
+	singleP   atomic.Bool  // GOMAXPROCS is 1, refreshed with spinSlots
 	slotsAt   atomic.Int64 // when spinSlots was last refreshed (unix nanoseconds)
 )
 
@@ -91,14 +97,17 @@ func SetSpin(d time.Duration) time.Duration { return time.Duration(spinNanos.Swa
 // At most max(1, GOMAXPROCS-1) goroutines spin at once in the whole process, so at least
 // one P stays free for the goroutines that will produce what the spinners wait for
 // (with GOMAXPROCS=1 the single spinner yields on every few polls instead).
-func acquireSpin() bool {
+// t is the caller's clock reading, which saves a second one.
+func acquireSpin(t time.Time) bool {
 	if spinNanos.Load() <= 0 {
 		return false
 	}
-	now := time.Now().UnixNano()
+	now := t.UnixNano()
 	if now-slotsAt.Load() > int64(time.Second) {
 		slotsAt.Store(now)
-		spinSlots.Store(int32(max(1, runtime.GOMAXPROCS(0)-1)))
+		procs := runtime.GOMAXPROCS(0)
+		spinSlots.Store(int32(max(1, procs-1)))
+		singleP.Store(procs == 1)
 	}
 	if spinners.Add(1) > spinSlots.Load() {
 		spinners.Add(-1)

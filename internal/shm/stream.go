@@ -45,6 +45,8 @@ type Stream struct {
 	state    atomic.Uint32 // st* bits; transitions under mu
 	closed   chan struct{} // closed by Close: wakes callers waiting for rop or wop
 	rdl, wdl atomic.Int64  // read and write deadlines, unix nanoseconds; 0 = none
+	rexp     expiry        // when rdl passed
+	wexp     expiry        // when wdl passed
 
 	rop chan struct{} // serialises Read and WriteTo, which holds it while w runs (capacity 1)
 	rmu sync.Mutex    // guards rx and rw; held by Read, by WriteTo except while w runs, by Close while tearing down
@@ -168,7 +170,7 @@ func (s *Stream) Read(b []byte) (int, error) {
 	defer s.release(s.rop)
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
-	if err := deadlinePassed(&s.rdl, "read"); err != nil {
+	if err := s.rexp.check(&s.rdl, "read"); err != nil {
 		return 0, err
 	}
 	for {
@@ -411,6 +413,9 @@ func (s *Stream) advanceRx(n uint64) {
 func (s *Stream) waitRx() error {
 	p0, f0 := s.rx.prod, s.rx.flags
 	h := &s.rxh.prod
+	if s.spin(&s.rw, h, p0, f0, &s.rdl) {
+		return nil
+	}
 	return s.wait(&s.rw, &s.rxh.cons.sleep, &s.rdl, "read", func() bool {
 		return h.cursor.Load() != p0 || h.flags.Load() != f0
 	})
@@ -426,7 +431,7 @@ func (s *Stream) Write(b []byte) (int, error) {
 	defer s.release(s.wop)
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if err := deadlinePassed(&s.wdl, "write"); err != nil {
+	if err := s.wexp.check(&s.wdl, "write"); err != nil {
 		return 0, err
 	}
 	n := 0
@@ -591,49 +596,82 @@ func (s *Stream) publishProd(n uint64) {
 func (s *Stream) waitTx() error {
 	c0, f0 := s.tx.cons, s.tx.flags
 	h := &s.txh.cons
+	if s.spin(&s.ww, h, c0, f0, &s.wdl) {
+		return nil
+	}
 	return s.wait(&s.ww, &s.txh.prod.sleep, &s.wdl, "write", func() bool {
 		return h.cursor.Load() != c0 || h.flags.Load() != f0
 	})
 }
 
-// wait blocks until ready reports true, the local state changes, a kick arrives, or the
-// deadline passes. It first spins (if the process spin budget allows), then announces a
-// sleep in the shared sleep word, rechecks, and parks on w.wake, which the link's reader
-// kicks when the peer's WAKE for this slot arrives (or the peer stream itself, when it
-// lives in this process). Local events (close, deadline changes, failures) kick it too.
-// Spurious returns are fine: callers loop.
-func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op string, ready func() bool) error {
-	st0 := s.state.Load()
-	changed := func() bool { return ready() || s.state.Load() != st0 }
+// spin polls the peer's control line h, if the process spin budget allows, until its
+// cursor or flags differ from c0 and f0 (what the caller last validated), the local state
+// changes, the spin time is up or the deadline in dl passes. It reports whether it saw a
+// change; the caller then rechecks everything, so a spurious true is fine.
+//
+// It is wait's first stage, kept apart so that a wait that the spin ends allocates
+// nothing (wait's closures escape to the netpoller) and reads the clock once per check.
+func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0 uint32, dl *atomic.Int64) bool {
 	// Spins that keep ending in a park are mostly wasted CPU (a peer with think time, or
 	// one whose CPU is taken by another process): after 4 in a row, a waiter spins an
 	// eighth of the budget (still catching a peer that answers at once), except on every
 	// 8th wait, which probes with the full budget; a spin that succeeds restores it.
 	w.waits++
-	if acquireSpin() {
-		limit := time.Duration(spinNanos.Load())
-		if w.misses >= 4 && w.waits%8 != 0 {
-			limit /= 8
-		}
-		start := time.Now()
-		for i := 1; ; i++ {
-			if changed() {
-				releaseSpin()
-				w.misses = 0
-				return nil
-			}
-			if i%64 == 0 {
-				// Yield so that, even with GOMAXPROCS=1, the goroutine we wait for runs.
-				runtime.Gosched()
-				if time.Since(start) > limit || deadlinePassed(dl, op) != nil {
-					break
-				}
-			}
-		}
-		releaseSpin()
-		w.misses = min(w.misses+1, 8)
+	start := time.Now()
+	if !acquireSpin(start) {
+		return false
 	}
+	limit := time.Duration(spinNanos.Load())
+	if w.misses >= 4 && w.waits%8 != 0 {
+		limit /= 8
+	}
+	// Yield every few polls when the goroutine we wait for may need our P: with
+	// GOMAXPROCS=1, or when the peer is in this process (its wake-up readied it on our
+	// P). Otherwise another P is free (spinners are at most GOMAXPROCS-1), and a yield
+	// is a poor way to wait: runtime.Gosched queues us globally, wakes an idle P's
+	// thread to take us and goes through the scheduler, time in which the peer's store
+	// goes unseen. So a spinner whose last spin succeeded (the peer spins too) yields
+	// only now and then, for goroutines queued behind us. After a spin that ended in a
+	// park the peer is likely parked as well, and then the yields stay: the threads
+	// they wake keep the other CPUs busy, and a virtual CPU that idles (halts) makes
+	// the parked peer's wake-up, which our answer waits for, much slower.
+	yieldAll := singleP.Load() || s.local.Load() != nil || w.misses > 0
+	yielded := start
+	st0 := s.state.Load()
+	for i := 1; ; i++ {
+		if h.cursor.Load() != c0 || h.flags.Load() != f0 || s.state.Load() != st0 {
+			releaseSpin()
+			w.misses = 0
+			return true
+		}
+		if i%64 == 0 {
+			now := time.Now()
+			if yieldAll || now.Sub(yielded) >= spinYieldEvery {
+				runtime.Gosched()
+				yielded = now
+			}
+			if now.Sub(start) > limit {
+				break
+			}
+			if d := dl.Load(); d != 0 && now.UnixNano() >= d {
+				break
+			}
+		}
+	}
+	releaseSpin()
+	w.misses = min(w.misses+1, 8)
+	return false
+}
 
+// wait blocks until ready reports true, the local state changes, a kick arrives, or the
+// deadline passes. It announces a sleep in the shared sleep word, rechecks, and parks on
+// w.wake (callers spin first, see spin), which the link's reader kicks when the peer's
+// WAKE for this slot arrives (or the peer stream itself, when it lives in this process).
+// Local events (close, deadline changes, failures) kick it too. Spurious returns are
+// fine: callers loop.
+func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op string, ready func() bool) error {
+	st0 := s.state.Load()
+	changed := func() bool { return ready() || s.state.Load() != st0 }
 	w.seq++
 	if w.seq == 0 {
 		w.seq = 1
@@ -662,6 +700,73 @@ func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op stri
 		return nil
 	case <-timeout:
 		return deadlinePassed(dl, op) // nil if the deadline moved meanwhile
+	}
+}
+
+// expiry records that a deadline (rdl or wdl) has passed, so that Read and Write check
+// their deadline with two atomic loads instead of a clock read, which on some virtual
+// machines costs more than the rest of a small Read. A timer records it when the
+// deadline comes, as the netpoller does for a net.Conn; setDeadline records a deadline
+// that is already past at once. Waiting is bounded by the deadline itself (spin and
+// wait read the clock), so a late timer only lets a call that does not wait proceed a
+// little longer.
+type expiry struct {
+	passed atomic.Int64 // a deadline found passed: the current one, or an older one
+	timer  *time.Timer  // fires when the current deadline passes; guarded by Stream.mu
+}
+
+// check returns a timeout error if the deadline in dl is recorded as passed.
+func (e *expiry) check(dl *atomic.Int64, op string) error {
+	if d := dl.Load(); d != 0 && e.passed.Load() == d {
+		return &timeoutError{op}
+	}
+	return nil
+}
+
+// setExpiryLocked records the new deadline d (already stored in dl) as passed, or arms the
+// timer for it. s.mu must be held.
+func (s *Stream) setExpiryLocked(e *expiry, dl *atomic.Int64, d int64) {
+	if e.timer != nil {
+		e.timer.Stop()
+	}
+	if d == 0 || s.state.Load()&stClosed != 0 {
+		return // no deadline, or close stopped the timers for good
+	}
+	left := time.Duration(d - time.Now().UnixNano())
+	switch {
+	case left <= 0:
+		e.passed.Store(d)
+	case e.timer == nil:
+		e.timer = time.AfterFunc(left, func() { s.expire(e, dl) })
+	default:
+		e.timer.Reset(left)
+	}
+}
+
+// expire is the deadline timer's function. It records the current deadline as passed
+// if the wall clock says so (the deadline may have moved since the timer was armed, or
+// the clock been set back), and otherwise arms the timer again for what is left.
+func (s *Stream) expire(e *expiry, dl *atomic.Int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := dl.Load()
+	if d == 0 || s.state.Load()&stClosed != 0 {
+		return
+	}
+	if left := time.Duration(d - time.Now().UnixNano()); left > 0 {
+		e.timer.Reset(left)
+		return
+	}
+	e.passed.Store(d)
+}
+
+// stopExpiryLocked stops the deadline timers, which would otherwise keep a closed
+// stream reachable until its deadlines. s.mu must be held.
+func (s *Stream) stopExpiryLocked() {
+	for _, e := range []*expiry{&s.rexp, &s.wexp} {
+		if e.timer != nil {
+			e.timer.Stop()
+		}
 	}
 }
 
@@ -733,10 +838,10 @@ func (s *Stream) wake(b byte) {
 // linkDown is the link's end as the stream sees it: a peer that had not closed or
 // finished writing vanished (a reset), and a link that ended on a violation fails it.
 func (s *Stream) linkDown(err error, violated bool) {
-	s.state.Or(stHungUp)
 	if violated {
-		s.fail(err)
+		s.fail(err) // before stHungUp: a Read that sees the hang-up first would report a vanished peer
 	}
+	s.state.Or(stHungUp)
 	s.kick()
 }
 
@@ -805,6 +910,7 @@ func (s *Stream) close(abort bool) error {
 	}
 	s.state.Or(stClosed)
 	close(s.closed)
+	s.stopExpiryLocked()
 	s.mu.Unlock()
 	s.kick()
 
@@ -856,16 +962,16 @@ func (s *Stream) SetDeadline(t time.Time) error {
 // SetReadDeadline sets the deadline for Read and WriteTo, including calls already
 // blocked. A zero t means no deadline.
 func (s *Stream) SetReadDeadline(t time.Time) error {
-	return s.setDeadline(&s.rdl, s.rw.wake, t)
+	return s.setDeadline(&s.rdl, &s.rexp, s.rw.wake, t)
 }
 
 // SetWriteDeadline sets the deadline for Write and ReadFrom, including calls already
 // blocked. A zero t means no deadline.
 func (s *Stream) SetWriteDeadline(t time.Time) error {
-	return s.setDeadline(&s.wdl, s.ww.wake, t)
+	return s.setDeadline(&s.wdl, &s.wexp, s.ww.wake, t)
 }
 
-func (s *Stream) setDeadline(dl *atomic.Int64, wake chan struct{}, t time.Time) error {
+func (s *Stream) setDeadline(dl *atomic.Int64, e *expiry, wake chan struct{}, t time.Time) error {
 	if s.state.Load()&stClosed != 0 {
 		return errClosed("set deadline")
 	}
@@ -876,7 +982,10 @@ func (s *Stream) setDeadline(dl *atomic.Int64, wake chan struct{}, t time.Time) 
 			d = 1
 		}
 	}
+	s.mu.Lock()
 	dl.Store(d)
+	s.setExpiryLocked(e, dl, d)
+	s.mu.Unlock()
 	kickOne(wake)
 	return nil
 }

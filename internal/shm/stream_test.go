@@ -270,6 +270,58 @@ func testDeadlines(t *testing.T, pair pairFunc) {
 	}
 }
 
+// TestDeadlinePassesWithData checks the deadline check of a Read or Write that does not
+// wait: a deadline that passes later (recorded by its timer, not read from the clock
+// on every call) fails the call even with data or space available, a deadline moved
+// into the future lets it proceed again, and Close stops the timers.
+func TestDeadlinePassesWithData(t *testing.T) { forEachPairKind(t, testDeadlinePassesWithData) }
+
+func testDeadlinePassesWithData(t *testing.T, pair pairFunc) {
+	a, b := pair(t, MinRingSize, MinRingSize)
+	buf := make([]byte, 10)
+	if _, err := a.Write([]byte("data")); err != nil {
+		t.Fatal(err)
+	}
+	b.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	a.SetWriteDeadline(time.Now().Add(20 * time.Millisecond))
+	time.Sleep(20 * time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, rerr := b.Read(buf[:0]) // a zero-length Read consumes nothing
+		_, werr := a.Write(nil)
+		if isTimeout(rerr) && isTimeout(werr) {
+			break
+		}
+		if rerr != nil && !isTimeout(rerr) || werr != nil && !isTimeout(werr) {
+			t.Fatalf("Read, Write after the deadline: %v, %v", rerr, werr)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Read, Write 5 s after the deadline: %v, %v; want timeouts", rerr, werr)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := b.Read(buf); !isTimeout(err) {
+		t.Fatalf("Read with data after the deadline: %v, want a timeout", err)
+	}
+	b.SetReadDeadline(time.Now().Add(time.Hour))
+	a.SetWriteDeadline(time.Now().Add(time.Hour))
+	if n, err := b.Read(buf); n != 4 || err != nil {
+		t.Fatalf("Read after moving the deadline = %d, %v; want 4, nil", n, err)
+	}
+	if _, err := a.Write([]byte("x")); err != nil {
+		t.Fatalf("Write after moving the deadline: %v", err)
+	}
+	b.Close()
+	a.Close()
+	for _, s := range []*Stream{a, b} {
+		for _, e := range []*expiry{&s.rexp, &s.wexp} {
+			if e.timer != nil && e.timer.Stop() {
+				t.Error("a deadline timer still ran after Close")
+			}
+		}
+	}
+}
+
 func TestConcurrentClose(t *testing.T) { forEachPairKind(t, testConcurrentClose) }
 
 func testConcurrentClose(t *testing.T, pair pairFunc) {

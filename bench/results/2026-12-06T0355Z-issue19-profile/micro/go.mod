@@ -1,0 +1,3 @@
+module micro
+
+go 1.26
