@@ -41,6 +41,11 @@ type Statistics struct {
 	// MemoryInUse is the shared memory this process holds now, in bytes, and
 	// MemoryLimit the bound beyond which new connections fall back with MAX_DMB.
 	MemoryInUse, MemoryLimit int64
+	// WakeupsSent and WakeupsReceived count the wake-ups this process sent to and
+	// received from its peers over shared-memory links: one per waiting Read or
+	// Write of a peer that had to be woken through the kernel (a wait that a spin
+	// ended costs none).
+	WakeupsSent, WakeupsReceived uint64
 }
 
 // SideStatistics count the connections of one side, client or server. The zero
@@ -117,6 +122,8 @@ func statisticsOf(s registry.Snapshot) Statistics {
 		Links:              s.Gauges[registry.Links],
 		MemoryInUse:        s.Gauges[registry.MemoryInUse],
 		MemoryLimit:        s.Gauges[registry.MemoryLimit],
+		WakeupsSent:        s.Counters[registry.WakeupsSent],
+		WakeupsReceived:    s.Counters[registry.WakeupsReceived],
 	}
 	st.HandshakesRefused = st.Server.Fallbacks[ReasonHandshakeLimit]
 	return st
@@ -147,7 +154,11 @@ func sideOf(s registry.Side) SideStatistics {
 // processRegistry returns the process's registry (internal/registry), created on
 // first use: where smc ss and smc stats read this process's counters and
 // connections.
-var processRegistry = sync.OnceValue(registry.New)
+var processRegistry = sync.OnceValue(func() *registry.Registry {
+	r := registry.New()
+	shm.CountWakeups(r.Counter(registry.WakeupsSent), r.Counter(registry.WakeupsReceived))
+	return r
+})
 
 // count adds one to a counter of the process's registry: one atomic add.
 func count(c registry.Counter) { processRegistry().Add(c) }

@@ -139,6 +139,8 @@ func statisticsOf(s registry.Snapshot) smc.Statistics {
 		Links:              s.Gauges[registry.Links],
 		MemoryInUse:        s.Gauges[registry.MemoryInUse],
 		MemoryLimit:        s.Gauges[registry.MemoryLimit],
+		WakeupsSent:        s.Counters[registry.WakeupsSent],
+		WakeupsReceived:    s.Counters[registry.WakeupsReceived],
 	}
 	st.HandshakesRefused = st.Server.Fallbacks[smc.ReasonHandshakeLimit]
 	return st
@@ -213,7 +215,7 @@ func printStatistics(w io.Writer, s smc.Statistics, title string) {
 	if s.MemoryLimit > 0 {
 		one("shared memory bound", bytesText(s.MemoryLimit))
 	}
-	one("wake-ups sent, received", "not counted")
+	one("wake-ups sent, received", fmt.Sprintf("%d, %d", s.WakeupsSent, s.WakeupsReceived))
 }
 
 // bytesText prints a byte count in binary units.

@@ -61,7 +61,8 @@ const (
 	_
 	_
 	_
-	// Reserved for wake-ups (counted once the data path's wake-ups are per link).
+	// Wake-ups sent to and received from peers over links (internal/shm counts them
+	// in these words).
 	WakeupsSent
 	WakeupsReceived
 	NumCounters = iota

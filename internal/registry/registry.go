@@ -68,6 +68,10 @@ func (r *Registry) word64(off int) *atomic.Uint64 {
 // Add adds one to counter c.
 func (r *Registry) Add(c Counter) { r.counters[c].Add(1) }
 
+// Counter returns counter c's word, for a package that counts without importing this
+// one (internal/shm's wake-ups).
+func (r *Registry) Counter(c Counter) *atomic.Uint64 { return &r.counters[c] }
+
 // Gauge returns gauge g, to add to or store.
 func (r *Registry) Gauge(g Gauge) *atomic.Int64 { return &r.gauges[g] }
 

@@ -274,6 +274,7 @@ func (l *link) wake(tok uint64, bits byte) {
 		m := msg(b[:0]).bytes([]byte{msgWake, 0, 0, 0, 0, 0, 0, 0}).u32(1).u32(0).u64(tok).u32(uint32(bits)).u32(0)
 		err := l.trySend(m, -1)
 		if err == nil {
+			wakeupsSent.Load().Add(1)
 			return
 		}
 		if !isAgain(err) {
@@ -322,6 +323,7 @@ func (l *link) flush() {
 		case len(l.wakes) > 0:
 			m = newMsg(msgWake)
 			n := min(len(l.wakes), maxWakeBatch)
+			wakeupsSent.Load().Add(uint64(n)) // counted as handed over: a failed send ends the link
 			m = m.u32(uint32(n)).u32(0)
 			for tok, bits := range l.wakes {
 				if n == 0 {
@@ -434,6 +436,7 @@ func (l *link) onWake(body []byte) error {
 		}
 	}
 	l.mu.Unlock()
+	wakeupsRcv.Load().Add(uint64(n))
 	for _, s := range kick[:k] {
 		s.kick()
 	}

@@ -279,11 +279,34 @@ type Counters struct {
 	SlotsFree          int64  // own slots free in pools
 	MemoryInUse        int64  // bytes of own segments (what SetMemoryLimit bounds)
 	PeerMemory         int64  // bytes of peer segments mapped
+	WakeupsSent        uint64 // wake-ups this process sent to peers over links, ever
+	WakeupsReceived    uint64 // wake-ups it received over links, ever
 }
 
 var counters struct {
 	links, segments, peerSegments, slotsInUse, slotsFree atomic.Int64
 	linksOpened, segmentsMade, peerSegmentsMapped        atomic.Uint64
+}
+
+// Wake-up counts live in words that CountWakeups may move into a shared registry, so
+// that another process (smc stats) reads them as they change, with no copying.
+var (
+	ownWakeups              [2]atomic.Uint64
+	wakeupsSent, wakeupsRcv atomic.Pointer[atomic.Uint64]
+)
+
+func init() {
+	wakeupsSent.Store(&ownWakeups[0])
+	wakeupsRcv.Store(&ownWakeups[1])
+}
+
+// CountWakeups makes the process count the wake-ups it sends and receives over links
+// in sent and received from now on, carrying over what was counted before. The words
+// must stay valid for the life of the process. Wake-ups between two streams of one
+// process are calls, not messages, and are not counted.
+func CountWakeups(sent, received *atomic.Uint64) {
+	sent.Add(wakeupsSent.Swap(sent).Load())
+	received.Add(wakeupsRcv.Swap(received).Load())
 }
 
 // ReadCounters returns the process's link and pool counters now.
@@ -299,5 +322,7 @@ func ReadCounters() Counters {
 		SlotsFree:          counters.slotsFree.Load(),
 		MemoryInUse:        memUsed.Load(),
 		PeerMemory:         peerUsed.Load(),
+		WakeupsSent:        wakeupsSent.Load().Load(),
+		WakeupsReceived:    wakeupsRcv.Load().Load(),
 	}
 }

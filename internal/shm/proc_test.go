@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -157,6 +158,46 @@ func TestCrossProcessEcho(t *testing.T) {
 	if err != nil || string(got) != string(want) {
 		t.Fatalf("echo: %d bytes, %v", len(got), err)
 	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v", err)
+	}
+}
+
+// TestWakeupsCounted: with a peer process that thinks before it answers, our Read
+// parks and is woken over the link, and the peer's Read parks too and is woken by our
+// Write: both directions are counted, and only in the counters CountWakeups named.
+func TestWakeupsCounted(t *testing.T) {
+	defer checkLeaks(t)()
+	var sent, received atomic.Uint64
+	CountWakeups(&sent, &received)
+	e, err := Listen(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	s, cmd := startChild(t, e, "slowecho", 64<<10)
+	defer s.Close()
+	s0, r0 := sent.Load(), received.Load()
+	buf := make([]byte, 64)
+	for range 20 {
+		if _, err := s.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(s, buf); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond) // the child parks in its Read meanwhile
+	}
+	if got := received.Load() - r0; got == 0 {
+		t.Errorf("no wake-up received: our Read waited 200 µs per request past the spin")
+	}
+	if got := sent.Load() - s0; got == 0 {
+		t.Errorf("no wake-up sent: the child's Read waited 1 ms per request past its spin")
+	}
+	if c := ReadCounters(); c.WakeupsSent != sent.Load() || c.WakeupsReceived != received.Load() {
+		t.Errorf("ReadCounters says %d/%d wake-ups, the words %d/%d", c.WakeupsSent, c.WakeupsReceived, sent.Load(), received.Load())
+	}
+	s.CloseWrite()
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("child: %v", err)
 	}
