@@ -26,8 +26,13 @@ Transports: tcp (net), unix (net, unix socket), smc (smc.Dial <-> smc.Listen),
 smc-fallback (two rows: smc client -> net server, net client -> smc server).
 Scenarios: pingpong (64 B..64 KiB round trips), bulk (64 KiB and 1 MiB writes),
 rr (1 KiB request/response over 1 and 16 connections), short (connect, one 1 KiB
-request/response, close), idle (CPU of both processes while an open connection
-is idle, after one round trip).
+request/response, close), setup (connections one after the other: time and CPU
+of each side until the client can write and the server can read), idle (CPU of
+both processes while an open connection is idle, after one round trip).
+Measured only when named (or with "all"), as they take longer: idlemem (memory
+per open idle connection of both processes, after 64 B and after a full lap of
+the default ring each way, --idle-conns of them), many (1 KiB
+request/response over --many-conns concurrent connections).
 
 As root in the root cgroup v2, smc perf moves itself into a child cgroup for the
 run (the library attaches its signalling only there) and removes it on exit.
@@ -51,11 +56,13 @@ func runPerf(args []string) error {
 		fmt.Fprint(fs.Output(), perfUsage)
 		fs.PrintDefaults()
 	}
-	scenarios := fs.String("scenario", "all", "comma-separated scenarios: "+strings.Join(perf.Scenarios, ",")+" or all")
+	scenarios := fs.String("scenario", "default", "comma-separated scenarios: "+strings.Join(perf.Scenarios, ",")+", default ("+strings.Join(perf.DefaultScenarios, ",")+") or all")
 	transports := fs.String("transport", "all", "comma-separated transports: "+strings.Join(perf.Transports, ",")+" or all")
 	duration := fs.Duration("duration", 250*time.Millisecond, "time per transport, scenario and round")
 	rounds := fs.Int("rounds", 3, "round-robin rounds; each figure is the median over rounds")
 	shortConc := fs.Int("short-concurrency", 32, "concurrent clients in the short-connection scenario")
+	idleConns := fs.Int("idle-conns", 1000, "connections the idlemem scenario holds open")
+	manyConns := fs.Int("many-conns", 1000, "concurrent connections of the many scenario")
 	asJSON := fs.Bool("json", false, "print one JSON object per result row instead of a table")
 	jsonOut := fs.String("json-out", "", "also write one JSON object per result row to this file")
 	quick := fs.Bool("quick", false, "a tiny run of everything that checks the harness works (figures meaningless)")
@@ -68,11 +75,13 @@ func runPerf(args []string) error {
 	}
 	o := perf.Options{
 		Duration: *duration, Rounds: *rounds, ShortConc: *shortConc,
+		IdleConns: *idleConns, ManyConns: *manyConns,
 		JSON: *asJSON, JSONOut: *jsonOut, Out: stdout,
 	}
 	var err error
 	// "core" named these scenarios when smc perf also ran the lab's.
-	if o.Scenarios, err = perf.PickList(*scenarios, perf.Scenarios, map[string][]string{"core": perf.Scenarios}); err != nil {
+	aliases := map[string][]string{"default": perf.DefaultScenarios, "core": perf.DefaultScenarios}
+	if o.Scenarios, err = perf.PickList(*scenarios, perf.Scenarios, aliases); err != nil {
 		for _, lab := range []string{"wrk", "shmipc"} {
 			if slices.Contains(strings.Split(*scenarios, ","), lab) {
 				err = fmt.Errorf("%s moved to the benchmark lab: go run ./bench/lab --scenario=%s", lab, lab)
@@ -84,7 +93,17 @@ func runPerf(args []string) error {
 		return usageErrorf(fs, "smc: perf: --transport: %w", err)
 	}
 	if *quick {
-		o = perf.QuickOptions(o)
+		quick := perf.QuickOptions(o)
+		// Connection counts given explicitly stay, so that a quick run can check them.
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "idle-conns":
+				quick.IdleConns = o.IdleConns
+			case "many-conns":
+				quick.ManyConns = o.ManyConns
+			}
+		})
+		o = quick
 	}
 	if err := o.Check(); err != nil {
 		return usageErrorf(fs, "%w", err)

@@ -56,12 +56,47 @@ func TestClientServer(t *testing.T) {
 				t.Errorf("no row for %v on %s", sh, tr)
 			case r.Error != "" || r.Rounds != o.Rounds || r.Mode != "":
 				t.Errorf("%v on %s: %+v", sh, tr, r)
-			case sh.Scenario != "idle" && (r.VsTCP <= 0 || r.OpsPerSec <= 0):
+			case sh.Scenario == "idle":
+				if r.CPUUnit != "ms/s" {
+					t.Errorf("%v on %s: idle row in %q", sh, tr, r.CPUUnit)
+				}
+			case sh.Scenario == "idlemem":
+				// In one process both sides' memory is the same, so only the
+				// shape of the row is checked here; cmd/smc's test checks figures.
+				if r.Conns != o.IdleConns || r.CPUUnit != "" || r.OpsPerSec != 0 || r.MemVsTCP < 0 {
+					t.Errorf("%v on %s: not an idlemem row: %+v", sh, tr, r)
+				}
+			case r.VsTCP <= 0 || r.OpsPerSec <= 0:
 				t.Errorf("%v on %s: not measured against tcp: %+v", sh, tr, r)
-			case sh.Scenario == "idle" && r.CPUUnit != "ms/s":
-				t.Errorf("%v on %s: idle row in %q", sh, tr, r.CPUUnit)
+			case sh.Scenario == "setup":
+				// Set-up rows time every connection and pair CPU per connection.
+				if r.P50us <= 0 || r.P99us < r.P50us || r.ClientCPU <= 0 || r.ServerCPU <= 0 || r.CPUVsTCP <= 0 || r.CPUUnit != "us/op" {
+					t.Errorf("%v on %s: set-up not timed: %+v", sh, tr, r)
+				}
+			case sh.Scenario == "many" && (r.Conns != o.ManyConns || r.ClientCPU <= 0 || r.CPUVsTCP <= 0):
+				t.Errorf("%v on %s: %+v", sh, tr, r)
 			}
 		}
+	}
+}
+
+// TestCellCounts checks how the counts of smc.Stats before and after a cell
+// become the states its connections ended in.
+func TestCellCounts(t *testing.T) {
+	before := map[string]int64{"offered": 10, "negotiated": 8, "SMCD": 5, "TCP/PEERNOSMC": 2, "TCP/MAX_DMB": 1}
+	after := map[string]int64{"offered": 110, "negotiated": 105, "SMCD": 80, "TCP/PEERNOSMC": 4, "TCP/MAX_DMB": 20, "failed": 1}
+	// 120 connections: 100 offered, 20 not; of the offered, 2 PEERNOSMC and 97
+	// negotiated, of which 75 SMCD, 19 MAX_DMB and 1 failed ended: 2 unfinished.
+	got := CellCounts(before, after, 120)
+	want := map[string]int64{"SMCD": 75, "TCP/PEERNOSMC": 2, "TCP/MAX_DMB": 19, "failed": 1, "TCP/NOT_OFFERED": 20, "unfinished": 2}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("CellCounts = %v; want %v", got, want)
+	}
+	if s := JoinCounts(got); s != "SMCD×75+TCP/NOT_OFFERED×20+TCP/MAX_DMB×19+TCP/PEERNOSMC×2+unfinished×2+failed×1" {
+		t.Errorf("JoinCounts = %q", s)
+	}
+	if s := JoinCounts(nil); s != "unknown" {
+		t.Errorf("JoinCounts(nil) = %q", s)
 	}
 }
 
