@@ -18,13 +18,16 @@ import (
 // last header, and summed over batches until they reach d; each dial's time
 // until its header was written is a latency sample. The connections of a batch
 // are then closed, outside the measurement, and the next batch starts once the
-// server has closed them too, so that no tear-down overlaps a measurement. The
+// server has closed them too (and every other connection), so that no tear-down
+// overlaps a measurement. The
 // server's CPU includes answering the control polls that wait for the batch's
 // headers (about one per batch).
 func (c *Client) runSetup(ctx context.Context, dial func(context.Context) (net.Conn, error), d time.Duration) CellResult {
 	hdr := header(nil, opHold, 0, 0)
 	held := func(n int64) func(ServerStats) bool { return func(st ServerStats) bool { return st.Held == n } }
-	if _, err := c.ctl.waitServer(ctx, 10*time.Second, "no held connection", held(0)); err != nil {
+	// Open counts a connection until the server's Close has returned.
+	closed := func(st ServerStats) bool { return st.Held == 0 && st.Open == 0 }
+	if _, err := c.ctl.waitServer(ctx, 10*time.Second, "no open connection", closed); err != nil {
 		return CellResult{Err: err}
 	}
 	var (
@@ -68,7 +71,7 @@ func (c *Client) runSetup(ctx context.Context, dial func(context.Context) (net.C
 		res.ServerCPU += time.Duration(srv1.CPUNanos - srv0.CPUNanos)
 		res.Ops += setupBatch
 		closeAll()
-		if _, err := c.ctl.waitServer(ctx, 10*time.Second, "no held connection", held(0)); err != nil {
+		if _, err := c.ctl.waitServer(ctx, 10*time.Second, "no open connection", closed); err != nil {
 			return CellResult{Err: err}
 		}
 	}
