@@ -413,6 +413,7 @@ func CoreRow(group string, sh Shape, t *Transport, res []CellResult) *Row {
 			crss, srss = append(crss, m.ClientRSS), append(srss, m.ServerRSS)
 			cpss, spss = append(cpss, m.ClientPSS), append(spss, m.ServerPSS)
 			row.perRound[len(row.perRound)-1] = m.ClientPSS + m.ServerPSS
+			row.ShmAtStart = max(row.ShmAtStart, m.ShmAtStart)
 			if m.HasCgroup {
 				cgrp = append(cgrp, m.Cgroup)
 				row.perRoundCgroup[len(row.perRoundCgroup)-1] = m.Cgroup

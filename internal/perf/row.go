@@ -59,6 +59,11 @@ type Row struct {
 	// so that less is better (unlike VsTCP).
 	MemVsTCP   float64 `json:"mem_vs_tcp,omitempty"`
 	MemcgVsTCP float64 `json:"memcg_vs_tcp,omitempty"`
+	// ShmAtStart is the most shared memory (bytes, smc.Stats of both processes)
+	// that earlier connections still held when a round's baseline was read,
+	// after waiting up to 10 s for it to be returned: memory the round's
+	// connections may have reused, which its figures then leave out.
+	ShmAtStart int64 `json:"shm_at_start,omitempty"`
 	// VsTCP is this row's main figure against the tcp row of the same shape in the
 	// same run, oriented so that more than 1 is better: p50 latency (tcp/this),
 	// throughput or rate (this/tcp). It is the median of the per-round ratios, each
@@ -165,6 +170,9 @@ func (p *printer) row(r *Row) {
 			if r.MemcgVsTCP > 0 {
 				vs += fmt.Sprintf(", memcg %.2fx", r.MemcgVsTCP)
 			}
+		}
+		if r.ShmAtStart > 0 {
+			vs += fmt.Sprintf(" [%s of shared memory held before]", bytesString(float64(r.ShmAtStart)))
 		}
 		fmt.Fprintf(p.w, "%s per conn: pss %s (cli %s srv %s) rss %s memcg %s%s\n", head,
 			bytesString(r.MemPSS), bytesString(r.ClientPSS), bytesString(r.ServerPSS), bytesString(r.MemRSS), cg, vs)

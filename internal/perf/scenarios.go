@@ -89,17 +89,31 @@ type MemResult struct {
 	// kernel memory, TCP socket memory included); valid only with HasCgroup.
 	Cgroup    float64
 	HasCgroup bool
+	// ShmAtStart is the shared memory the two processes still held (smc.Stats)
+	// when the baseline was read: memory the connections may have reused, and
+	// so left out of the figures. Zero when every earlier ring was gone.
+	ShmAtStart int64
 }
+
+// shmQuiet bounds the wait of an idlemem cell for the shared memory of earlier
+// connections to be returned: a library may keep freed rings for reuse a while.
+const shmQuiet = 10 * time.Second
 
 // runIdleMem opens sh.Conns connections one after the other; on each it passes
 // sh.Size bytes each way once, through a small buffer on both sides, and then
 // leaves it open and idle for d. It reports the memory the two processes gained
 // per connection (see [MemResult]).
 func (c *Client) runIdleMem(ctx context.Context, dial func(context.Context) (net.Conn, error), sh Shape, d time.Duration) CellResult {
-	// The connections of earlier cells are closed first: their memory is not ours.
+	// The connections of earlier cells are closed first, and their shared memory
+	// returned if it is within shmQuiet: their memory is not ours.
 	if _, err := c.ctl.waitServer(ctx, 10*time.Second, "no open connection", func(st ServerStats) bool { return st.Open == 0 }); err != nil {
 		return CellResult{Err: err}
 	}
+	st, err := c.ctl.waitServer(ctx, shmQuiet, "", func(st ServerStats) bool { return st.ShmInUse == 0 && smc.Stats().MemoryInUse == 0 })
+	if err != nil && ctx.Err() != nil {
+		return CellResult{Err: err}
+	}
+	shmAtStart := st.ShmInUse + smc.Stats().MemoryInUse
 	before, err := c.memory()
 	if err != nil {
 		return CellResult{Err: err}
@@ -143,6 +157,7 @@ func (c *Client) runIdleMem(ctx context.Context, dial func(context.Context) (net
 	if before.hasCgroup && after.hasCgroup {
 		m.Cgroup, m.HasCgroup = float64(after.cgroup-before.cgroup)/n, true
 	}
+	m.ShmAtStart = shmAtStart
 	return CellResult{Ops: int64(sh.Conns), Elapsed: time.Since(t0), Mem: m}
 }
 

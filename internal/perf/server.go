@@ -87,6 +87,9 @@ type ServerStats struct {
 	// cell's figures are the difference of two answers.
 	Accepted map[string]int64 `json:"accepted"`
 	Counts   map[string]int64 `json:"counts"`
+	// ShmInUse is the shared memory the server process holds now, as
+	// smc.Stats reports it.
+	ShmInUse int64 `json:"shm_in_use"`
 }
 
 // ServerMemory is the server's answer to "mem": the memory of its process
@@ -321,10 +324,11 @@ func (s *server) handleControl(c net.Conn) {
 		case "info":
 			resp = s.info
 		case "stats":
+			sst := smc.Stats()
 			st := ServerStats{
 				CPUNanos: ProcessCPU().Nanoseconds(), States: map[string]map[string]int{},
 				Held: s.held.Load(), Open: s.open.Load(),
-				Accepted: map[string]int64{}, Counts: SideCounts(smc.Stats().Server),
+				Accepted: map[string]int64{}, Counts: SideCounts(sst.Server), ShmInUse: sst.MemoryInUse,
 			}
 			for name, sm := range s.samplers {
 				if m := sm.Take(req.Reset); m != nil {
