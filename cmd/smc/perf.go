@@ -36,6 +36,8 @@ request/response over --many-conns concurrent connections).
 
 As root in the root cgroup v2, smc perf moves itself into a child cgroup for the
 run (the library attaches its signalling only there) and removes it on exit.
+With idlemem, as root, client and server also run in a memory cgroup of their own
+(cgroup v1's memory controller, TCP memory accounted), removed on exit.
 The comparisons with wrk and nginx and with shmipc-go are in the benchmark lab:
 go run ./bench/lab -h (from the repository).
 
@@ -65,7 +67,7 @@ func runPerf(args []string) error {
 	manyConns := fs.Int("many-conns", 1000, "concurrent connections of the many scenario")
 	asJSON := fs.Bool("json", false, "print one JSON object per result row instead of a table")
 	jsonOut := fs.String("json-out", "", "also write one JSON object per result row to this file")
-	quick := fs.Bool("quick", false, "a tiny run of everything that checks the harness works (figures meaningless)")
+	quick := fs.Bool("quick", false, "a tiny run of the selected scenarios that checks the harness works (figures meaningless)")
 	control := fs.String("control", "", "client mode: control address of an \"smc perf server\"")
 	if err := parseFlags(fs, args); err != nil {
 		return err
