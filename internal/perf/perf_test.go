@@ -11,9 +11,11 @@ import (
 	"testing"
 )
 
-// TestClientServer runs the core scenarios of a quick run over tcp and the Unix
-// socket against a server in this process, and checks that every shape gets a
-// measured row with a ratio against tcp.
+// TestClientServer runs every scenario of a quick run over tcp, the Unix socket
+// and smc falling back on either side against a server in this process, and
+// checks that every shape gets a measured row with a ratio against tcp, and that
+// the rows that count connections count each one on the smc side, in TCP mode
+// (with or without signalling, a fallback transport never reaches SMC-D).
 func TestClientServer(t *testing.T) {
 	s, err := newServer(ServerOptions{Control: "127.0.0.1:0", Host: "127.0.0.1"}, "test")
 	if err != nil {
@@ -21,7 +23,7 @@ func TestClientServer(t *testing.T) {
 	}
 	defer s.close()
 	var out bytes.Buffer
-	o := QuickOptions(Options{Scenarios: Scenarios, Transports: []string{"tcp", "unix"}, JSON: true, Out: &out})
+	o := QuickOptions(Options{Scenarios: Scenarios, Transports: []string{"tcp", "unix", "smc-fallback"}, JSON: true, Out: &out})
 	ctx := context.Background()
 	c, err := NewClient(ctx, s.control.Addr().String(), o)
 	if err != nil {
@@ -45,16 +47,21 @@ func TestClientServer(t *testing.T) {
 		}
 		rows[fmt.Sprintf("%s/%d/%d/%s", r.Scenario, r.Size, r.Conns, r.Transport)] = r
 	}
-	if len(rows) != 2*len(c.shapes()) {
-		t.Errorf("%d rows for %d shapes on 2 transports", len(rows), len(c.shapes()))
+	transports := []string{"tcp", "unix", "smc-fallback/client", "smc-fallback/server"}
+	if len(rows) != len(transports)*len(c.shapes()) {
+		t.Errorf("%d rows for %d shapes on %d transports", len(rows), len(c.shapes()), len(transports))
 	}
 	for _, sh := range c.shapes() {
-		for _, tr := range []string{"tcp", "unix"} {
+		for _, tr := range transports {
 			r, ok := rows[fmt.Sprintf("%s/%d/%d/%s", sh.Scenario, sh.Size, sh.Conns, tr)]
+			fallback := strings.HasPrefix(tr, "smc-fallback")
+			if ok {
+				checkFallbackCounts(t, sh, tr, o, r)
+			}
 			switch {
 			case !ok:
 				t.Errorf("no row for %v on %s", sh, tr)
-			case r.Error != "" || r.Rounds != o.Rounds || r.Mode != "":
+			case r.Error != "" || r.Rounds != o.Rounds || fallback != strings.HasPrefix(r.Mode, "TCP/"):
 				t.Errorf("%v on %s: %+v", sh, tr, r)
 			case sh.Scenario == "idle":
 				if r.CPUUnit != "ms/s" {
@@ -77,6 +84,40 @@ func TestClientServer(t *testing.T) {
 				t.Errorf("%v on %s: %+v", sh, tr, r)
 			}
 		}
+	}
+}
+
+// checkFallbackCounts checks the counts of a row of TestClientServer: none for
+// tcp and unix and the scenarios that sample; for the smc side of a fallback
+// row, every connection in a TCP state, as many as the scenario made where it
+// makes a fixed number, and whole batches in setup.
+func checkFallbackCounts(t *testing.T, sh Shape, tr string, o Options, r Row) {
+	t.Helper()
+	counts := r.ClientCounts
+	if tr == "smc-fallback/server" {
+		counts = r.ServerCounts
+	}
+	if !strings.HasPrefix(tr, "smc-fallback") || !countScenarios[sh.Scenario] {
+		if r.ClientCounts != nil || r.ServerCounts != nil {
+			t.Errorf("%v on %s: counts %v %v", sh, tr, r.ClientCounts, r.ServerCounts)
+		}
+		return
+	}
+	var n int64
+	for k, v := range counts {
+		if !strings.HasPrefix(k, "TCP/") {
+			t.Errorf("%v on %s: %d connections in state %s", sh, tr, v, k)
+		}
+		n += v
+	}
+	want := int64(o.Rounds * sh.Conns)
+	switch {
+	case n == 0:
+		t.Errorf("%v on %s: no connection counted: %+v", sh, tr, r)
+	case (sh.Scenario == "idlemem" || sh.Scenario == "many") && n != want:
+		t.Errorf("%v on %s: %d connections counted, want %d", sh, tr, n, want)
+	case sh.Scenario == "setup" && n%setupBatch != 0:
+		t.Errorf("%v on %s: %d connections counted, not whole batches", sh, tr, n)
 	}
 }
 
