@@ -370,7 +370,7 @@ type CellResult struct {
 func CoreRow(group string, sh Shape, t *Transport, res []CellResult) *Row {
 	row := &Row{Group: group, Scenario: sh.Scenario, Size: sh.Size, Conns: sh.Conns, Transport: t.Name}
 	var rate, p50, p99, gbps, ccpu, scpu []float64
-	var crss, srss, cpss, spss, cgrp []float64
+	var crss, srss, cpss, spss, pte, cgrp []float64
 	cs, ss := map[string]int{}, map[string]int{}
 	cc, sc := map[string]int64{}, map[string]int64{}
 	countCPU := countScenarios[sh.Scenario]
@@ -412,6 +412,7 @@ func CoreRow(group string, sh Shape, t *Transport, res []CellResult) *Row {
 			m := r.Mem
 			crss, srss = append(crss, m.ClientRSS), append(srss, m.ServerRSS)
 			cpss, spss = append(cpss, m.ClientPSS), append(spss, m.ServerPSS)
+			pte = append(pte, m.PTE)
 			row.perRound[len(row.perRound)-1] = m.ClientPSS + m.ServerPSS
 			row.ShmAtStart = max(row.ShmAtStart, m.ShmAtStart)
 			if m.HasCgroup {
@@ -457,7 +458,7 @@ func CoreRow(group string, sh Shape, t *Transport, res []CellResult) *Row {
 		row.ClientRSS, row.ServerRSS = Median(crss), Median(srss)
 		row.ClientPSS, row.ServerPSS = Median(cpss), Median(spss)
 		row.MemRSS, row.MemPSS = row.ClientRSS+row.ServerRSS, row.ClientPSS+row.ServerPSS
-		row.MemCgroup = Median(cgrp)
+		row.MemPTE, row.MemCgroup = Median(pte), Median(cgrp)
 	default:
 		row.CPUUnit = "us/op"
 	}

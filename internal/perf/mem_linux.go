@@ -21,6 +21,10 @@ import (
 type Memory struct {
 	RSS int64 `json:"rss"` // bytes
 	PSS int64 `json:"pss"` // bytes
+	// PTE is the memory of the process's page tables (VmPTE of
+	// /proc/<pid>/status): kernel memory, in neither RSS nor PSS, that grows with
+	// every mapping touched.
+	PTE int64 `json:"pte"`
 }
 
 // SelfMemory collects garbage, returns free memory to the system, and reads the
@@ -60,7 +64,22 @@ func PidMemory(pid int) (Memory, error) {
 	if found != 2 {
 		return Memory{}, fmt.Errorf("smc: perf: no Rss and Pss in /proc/%d/smaps_rollup", pid)
 	}
-	return m, nil
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return Memory{}, fmt.Errorf("smc: perf: %w", err)
+	}
+	for _, line := range strings.Split(string(st), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmPTE:"); ok {
+			f := strings.Fields(v)
+			if len(f) == 2 && f[1] == "kB" {
+				if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+					m.PTE = kb << 10
+					return m, nil
+				}
+			}
+		}
+	}
+	return Memory{}, fmt.Errorf("smc: perf: no VmPTE in /proc/%d/status", pid)
 }
 
 // A MemCgroup is a child memory cgroup (cgroup v1's memory controller) that the

@@ -8,6 +8,7 @@ import "errors"
 type Memory struct {
 	RSS int64 `json:"rss"`
 	PSS int64 `json:"pss"`
+	PTE int64 `json:"pte"`
 }
 
 // SelfMemory fails: there is no /proc.

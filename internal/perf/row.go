@@ -45,10 +45,13 @@ type Row struct {
 	// The idlemem scenario's figures: what client and server gained per open,
 	// idle connection, in bytes (medians over rounds). MemRSS and MemPSS are the
 	// sums of the two sides'; a page both map counts twice in MemRSS and once in
-	// MemPSS. MemCgroup is the gain of the memory cgroup both run in, kernel
-	// memory and TCP socket memory included (zero where none was read).
+	// MemPSS. MemPTE is the growth of both processes' page tables, which
+	// neither counts. MemCgroup is the gain of the memory cgroup both run in,
+	// kernel memory (page tables too) and TCP socket memory included (zero where
+	// none was read).
 	MemRSS    float64 `json:"mem_rss,omitempty"`
 	MemPSS    float64 `json:"mem_pss,omitempty"`
+	MemPTE    float64 `json:"mem_pte,omitempty"`
 	MemCgroup float64 `json:"mem_cgroup,omitempty"`
 	ClientRSS float64 `json:"client_rss,omitempty"`
 	ServerRSS float64 `json:"server_rss,omitempty"`
@@ -174,8 +177,8 @@ func (p *printer) row(r *Row) {
 		if r.ShmAtStart > 0 {
 			vs += fmt.Sprintf(" [%s of shared memory held before]", bytesString(float64(r.ShmAtStart)))
 		}
-		fmt.Fprintf(p.w, "%s per conn: pss %s (cli %s srv %s) rss %s memcg %s%s\n", head,
-			bytesString(r.MemPSS), bytesString(r.ClientPSS), bytesString(r.ServerPSS), bytesString(r.MemRSS), cg, vs)
+		fmt.Fprintf(p.w, "%s per conn: pss %s (cli %s srv %s) rss %s pte %s memcg %s%s\n", head,
+			bytesString(r.MemPSS), bytesString(r.ClientPSS), bytesString(r.ServerPSS), bytesString(r.MemRSS), bytesString(r.MemPTE), cg, vs)
 		return
 	}
 	var result, p99 string

@@ -85,6 +85,8 @@ func (c *Client) runSetup(ctx context.Context, dial func(context.Context) (net.C
 type MemResult struct {
 	ClientRSS, ServerRSS float64
 	ClientPSS, ServerPSS float64
+	// PTE is the growth of both processes' page tables.
+	PTE float64
 	// Cgroup is the gain of the memory cgroup both processes run in (user and
 	// kernel memory, TCP socket memory included); valid only with HasCgroup.
 	Cgroup    float64
@@ -153,6 +155,7 @@ func (c *Client) runIdleMem(ctx context.Context, dial func(context.Context) (net
 		ServerRSS: float64(after.server.RSS-before.server.RSS) / n,
 		ClientPSS: float64(after.client.PSS-before.client.PSS) / n,
 		ServerPSS: float64(after.server.PSS-before.server.PSS) / n,
+		PTE:       float64(after.client.PTE-before.client.PTE+after.server.PTE-before.server.PTE) / n,
 	}
 	if before.hasCgroup && after.hasCgroup {
 		m.Cgroup, m.HasCgroup = float64(after.cgroup-before.cgroup)/n, true
