@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -69,11 +70,19 @@ func runPerf(args []string) error {
 	jsonOut := fs.String("json-out", "", "also write one JSON object per result row to this file")
 	quick := fs.Bool("quick", false, "a tiny run of the selected scenarios that checks the harness works (figures meaningless)")
 	control := fs.String("control", "", "client mode: control address of an \"smc perf server\"")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the client to `FILE`.client and, in the local mode, of the server to FILE.server")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageErrorf(fs, "smc: perf: unexpected argument %q", fs.Arg(0))
+	}
+	if *cpuProfile != "" {
+		stopProfile, err := startCPUProfile(*cpuProfile + ".client")
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
 	}
 	o := perf.Options{
 		Duration: *duration, Rounds: *rounds, ShortConc: *shortConc,
@@ -127,7 +136,30 @@ func runPerf(args []string) error {
 		}()
 		return perf.RunClient(ctx, *control, o, cgNote)
 	}
-	return perf.Run(ctx, o, "perf", "server", "--exit-on-stdin")
+	serverArgs := []string{"perf", "server", "--exit-on-stdin"}
+	if *cpuProfile != "" {
+		serverArgs = append(serverArgs, "--cpuprofile="+*cpuProfile+".server")
+	}
+	return perf.Run(ctx, o, serverArgs...)
+}
+
+// startCPUProfile starts profiling this process's CPU into the file name; the
+// function it returns stops and writes the profile.
+func startCPUProfile(name string) (func(), error) {
+	f, err := os.Create(name)
+	if err != nil {
+		return nil, fmt.Errorf("smc: perf: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("smc: perf: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintln(stderr, err)
+		}
+	}, nil
 }
 
 // runPerfServer is "smc perf server".
@@ -146,11 +178,19 @@ flags:
 	control := fs.String("control", "127.0.0.1:0", "address of the control listener")
 	host := fs.String("host", "127.0.0.1", "address the benchmark listeners bind to")
 	exitOnStdin := fs.Bool("exit-on-stdin", false, "exit when standard input reaches EOF (used by the local mode)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to `FILE`")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageErrorf(fs, "smc: perf server: unexpected argument %q", fs.Arg(0))
+	}
+	if *cpuProfile != "" {
+		stopProfile, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
 	}
 	// An interrupt ends the server through Serve's clean-up, which moves the
 	// process out of its child cgroup and removes it.

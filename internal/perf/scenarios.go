@@ -16,8 +16,9 @@ import (
 // *smc.Conn, its handshake is over and it can read). CPU of both processes and
 // the time are measured around each batch, from its first dial to the server's
 // last header, and summed over batches until they reach d; each dial's time
-// until its header was written is a latency sample. The connections of a batch
-// are then closed, outside the measurement, and the next batch starts once the
+// until its header was written is a latency sample. The server does not read
+// from a connection after its header. The connections of a batch are then
+// closed, outside the measurement, and the next batch starts once the
 // server has closed them too (and every other connection), so that no tear-down
 // overlaps a measurement. The
 // server's CPU includes answering the control polls that wait for the batch's
@@ -40,7 +41,10 @@ func (c *Client) runSetup(ctx context.Context, dial func(context.Context) (net.C
 		}
 		conns = conns[:0]
 	}
-	defer closeAll()
+	defer func() {
+		closeAll()
+		c.ctl.release() // a failed batch's connections are not left held
+	}()
 	for res.Elapsed < d {
 		if err := ctx.Err(); err != nil {
 			return CellResult{Err: err}
@@ -71,6 +75,9 @@ func (c *Client) runSetup(ctx context.Context, dial func(context.Context) (net.C
 		res.ServerCPU += time.Duration(srv1.CPUNanos - srv0.CPUNanos)
 		res.Ops += setupBatch
 		closeAll()
+		if err := c.ctl.release(); err != nil {
+			return CellResult{Err: err}
+		}
 		if _, err := c.ctl.waitServer(ctx, 10*time.Second, "no open connection", closed); err != nil {
 			return CellResult{Err: err}
 		}

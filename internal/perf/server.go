@@ -29,8 +29,10 @@ import (
 // opEcho: the server reads req bytes and answers resp bytes, until EOF.
 // opSink: the server reads until EOF, then writes the byte count (uint64) and closes.
 // opHold: the server counts the connection as held once it has read the header
-// (for an *smc.Conn: once its handshake has ended and it can read), then reads
-// until EOF and closes.
+// (for an *smc.Conn: once its handshake has ended and it can read), then waits,
+// without reading, for the control command "release" (or its own end) and
+// closes: a blocked Read would spend CPU of its own (an SMC-D Read spins before
+// it parks) inside the set-up's measurement.
 // opPass: the server reads req bytes and answers resp bytes once, through a small
 // buffer, then reads until EOF: a connection that passed data and then idles,
 // holding no buffer of the harness's.
@@ -100,7 +102,7 @@ type ServerMemory struct {
 }
 
 type request struct {
-	Cmd   string `json:"cmd"` // "info", "stats", "mem", "quit"
+	Cmd   string `json:"cmd"` // "info", "stats", "mem", "release", "quit"
 	Reset bool   `json:"reset,omitempty"`
 }
 
@@ -212,10 +214,12 @@ type server struct {
 	samplers map[string]*StateSampler
 	quit     chan struct{}
 	quitOnce sync.Once
+	relMu    sync.Mutex
+	rel      chan struct{} // closed by "release": the held connections close
 }
 
 func newServer(o ServerOptions, cgNote string) (s *server, err error) {
-	s = &server{data: map[string]net.Listener{}, samplers: map[string]*StateSampler{}, accepted: map[string]*atomic.Int64{}, quit: make(chan struct{})}
+	s = &server{data: map[string]net.Listener{}, samplers: map[string]*StateSampler{}, accepted: map[string]*atomic.Int64{}, quit: make(chan struct{}), rel: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -287,6 +291,7 @@ func newServer(o ServerOptions, cgNote string) (s *server, err error) {
 func (s *server) stop() { s.quitOnce.Do(func() { close(s.quit) }) }
 
 func (s *server) close() {
+	s.stop() // held connections end too
 	if s.control != nil {
 		s.control.Close()
 	}
@@ -345,6 +350,12 @@ func (s *server) handleControl(c net.Conn) {
 				sm.Error = err.Error()
 			}
 			resp = sm
+		case "release":
+			s.relMu.Lock()
+			close(s.rel)
+			s.rel = make(chan struct{})
+			s.relMu.Unlock()
+			resp = map[string]string{}
 		case "quit":
 			s.stop()
 			resp = map[string]string{}
@@ -416,13 +427,14 @@ func (s *server) handleData(c net.Conn, sm *StateSampler) {
 		}
 		c.Write(binary.BigEndian.AppendUint64(nil, total))
 	case opHold:
+		s.relMu.Lock()
+		rel := s.rel
+		s.relMu.Unlock()
 		s.held.Add(1)
 		defer s.held.Add(-1)
-		var b [1]byte
-		for {
-			if _, err := c.Read(b[:]); err != nil {
-				return
-			}
+		select {
+		case <-rel:
+		case <-s.quit:
 		}
 	case opPass:
 		if req < 0 || req > maxSize || resp < 0 || resp > maxSize {
@@ -568,6 +580,12 @@ func (pc *control) mem() (Memory, error) {
 		return Memory{}, errors.New(sm.Error)
 	}
 	return sm.Mem, nil
+}
+
+// release tells the server to close its held connections.
+func (pc *control) release() error {
+	var resp map[string]string
+	return pc.call(request{Cmd: "release"}, &resp)
 }
 
 // waitServer polls the server's stats until cond holds, for at most limit.
