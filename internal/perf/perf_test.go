@@ -210,3 +210,23 @@ func TestMedianCI95(t *testing.T) {
 		t.Fatalf("coverage %.3f over %d samples of 40, want about 0.95-0.97", c, trials)
 	}
 }
+
+// TestPrintMemRow checks the table line of an idlemem row: per-connection
+// memory of both sides, the multiple of TCP's, and what was held before.
+func TestPrintMemRow(t *testing.T) {
+	var out bytes.Buffer
+	p := &printer{w: &out}
+	p.row(&Row{Scenario: "idlemem", Size: 64, Conns: 1000, Transport: "smc", Mode: "SMCD×3000",
+		MemPSS: 48 << 10, ClientPSS: 16 << 10, ServerPSS: 32 << 10, MemRSS: 2 << 20, MemPTE: 512, MemCgroup: 60 << 10,
+		MemVsTCP: 20, MemcgVsTCP: 6, ShmAtStart: 136 << 10})
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want a header and a row, got %q", out.String())
+	}
+	for _, want := range []string{"idlemem", "SMCD×3000", "pss 48.0KiB (cli 16.0KiB srv 32.0KiB)", "rss 2.00MiB", "pte 512B",
+		"memcg 60.0KiB", "vs tcp: pss 20.00x, memcg 6.00x", "[136.0KiB of shared memory held before]"} {
+		if !strings.Contains(lines[1], want) {
+			t.Errorf("row %q lacks %q", lines[1], want)
+		}
+	}
+}
