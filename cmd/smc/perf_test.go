@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smc-go/smc"
 	"github.com/smc-go/smc/internal/perf"
 	"github.com/smc-go/smc/internal/testenv"
 )
@@ -72,13 +73,14 @@ func decodeRows(t *testing.T, r io.Reader) map[string]perf.Row {
 	return rows
 }
 
-// TestPerfQuick builds the smc command and runs "smc perf --quick --json" end to
-// end, as CI does: a server child process, every transport and core scenario. It
-// checks the rows parse and carry what they must; the figures themselves are not
-// judged.
+// TestPerfQuick builds the smc command and runs "smc perf --quick --json
+// --scenario=all" end to end: a server child process, every transport and
+// scenario. It checks the rows parse and carry what they must, and counts the
+// connections of the scenarios that count them; the figures themselves are not
+// judged, except that the SMC-D connections of idlemem hold memory.
 func TestPerfQuick(t *testing.T) {
 	bin := buildSMC(t)
-	cmd := exec.Command(bin, "perf", "--quick", "--json")
+	cmd := exec.Command(bin, "perf", "--quick", "--json", "--scenario=all")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -96,7 +98,10 @@ func TestPerfQuick(t *testing.T) {
 		{"bulk", 64 << 10, 1}, {"bulk", 1 << 20, 1},
 		{"rr", 1 << 10, 1}, {"rr", 1 << 10, 16},
 		{"short", 1 << 10, 8},
+		{"setup", 0, 1},
 		{"idle", 64, 1},
+		{"idlemem", 64, 16}, {"idlemem", smc.DefaultBufferSize, 16},
+		{"many", 1 << 10, 32},
 	}
 	if len(rows) != len(shapes)*len(transports) {
 		t.Errorf("%d rows, want %d", len(rows), len(shapes)*len(transports))
@@ -116,12 +121,18 @@ func TestPerfQuick(t *testing.T) {
 				if r.Rounds != 2 || r.CPUUnit != "ms/s" || r.OpsPerSec != 0 {
 					t.Errorf("%s: not measured over 2 rounds: %+v", key, r)
 				}
+			case sh.scenario == "idlemem":
+				if r.Rounds != 2 || r.CPUUnit != "" || r.OpsPerSec != 0 {
+					t.Errorf("%s: not measured over 2 rounds: %+v", key, r)
+				}
 			case r.Rounds != 2 || r.OpsPerSec <= 0 || r.ClientCPU <= 0 || r.CPUUnit == "":
 				t.Errorf("%s: not measured over 2 rounds: %+v", key, r)
 			case sh.scenario == "pingpong" && (r.P50us <= 0 || r.P99us < r.P50us):
 				t.Errorf("%s: bad latency percentiles: %+v", key, r)
 			case sh.scenario == "bulk" && r.GBps <= 0:
 				t.Errorf("%s: no throughput: %+v", key, r)
+			case sh.scenario == "setup" && (r.P50us <= 0 || r.ServerCPU <= 0 || r.CPUVsTCP <= 0):
+				t.Errorf("%s: set-up not timed: %+v", key, r)
 			case r.VsTCP <= 0:
 				t.Errorf("%s: no ratio against tcp: %+v", key, r)
 			}
@@ -129,8 +140,24 @@ func TestPerfQuick(t *testing.T) {
 			if smcSide := strings.HasPrefix(tr, "smc"); smcSide != (r.Mode != "") {
 				t.Errorf("%s: mode %q for transport %s", key, r.Mode, tr)
 			}
+			checkCounts(t, key, sh.scenario, sh.conns, tr, r)
 		}
 	}
+	// With signalling, the smc rows are SMC-D, and an SMC-D connection that
+	// passed a full lap of its rings each way holds at least one ring.
+	t.Run("smcd", func(t *testing.T) {
+		testenv.RequireBPF(t)
+		for _, sh := range shapes {
+			key := fmt.Sprintf("%s/%d/%d/smc", sh.scenario, sh.size, sh.conns)
+			r := rows[key]
+			if !strings.HasPrefix(r.Mode, "SMCD") {
+				t.Errorf("%s: mode %q", key, r.Mode)
+			}
+			if sh.scenario == "idlemem" && sh.size == smc.DefaultBufferSize && r.MemPSS < float64(sh.size) {
+				t.Errorf("%s: %.0f bytes of PSS per connection after a lap of a %d-byte ring", key, r.MemPSS, sh.size)
+			}
+		}
+	})
 	// The child cgroup, if one was made, is gone.
 	if mnt, err := testenv.Cgroup2Mount(); err == nil {
 		name := fmt.Sprintf("smc-perf-%d", cmd.Process.Pid)
@@ -139,6 +166,41 @@ func TestPerfQuick(t *testing.T) {
 				t.Errorf("child cgroup left behind: %v", matches)
 			}
 		}
+	}
+}
+
+// checkCounts checks the counts of every connection in the rows of the
+// scenarios that count them: each smc side counts as many connections as were
+// made (exactly, where the scenario makes a fixed number), and the two sides of
+// an smc row count the same number.
+func checkCounts(t *testing.T, key, scenario string, conns int, tr string, r perf.Row) {
+	t.Helper()
+	counted := map[string]bool{"short": true, "setup": true, "idlemem": true, "many": true}
+	if !counted[scenario] {
+		if r.ClientCounts != nil || r.ServerCounts != nil {
+			t.Errorf("%s: counts in a row that samples: %+v", key, r)
+		}
+		return
+	}
+	sum := func(m map[string]int64) (n int64) {
+		for _, v := range m {
+			n += v
+		}
+		return n
+	}
+	cli, srv := sum(r.ClientCounts), sum(r.ServerCounts)
+	clientSide, serverSide := tr == "smc" || tr == "smc-fallback/client", tr == "smc" || tr == "smc-fallback/server"
+	if clientSide != (cli > 0) || serverSide != (srv > 0) {
+		t.Errorf("%s: client counts %v, server counts %v", key, r.ClientCounts, r.ServerCounts)
+	}
+	if tr == "smc" && cli != srv {
+		t.Errorf("%s: the client counted %d connections, the server %d", key, cli, srv)
+	}
+	if n := int64(r.Rounds * conns); (scenario == "idlemem" || scenario == "many") && (clientSide && cli != n || serverSide && srv != n) {
+		t.Errorf("%s: counted %d/%d connections (client/server), want %d", key, cli, srv, n)
+	}
+	if scenario == "setup" && (cli%32 != 0 || srv%32 != 0) {
+		t.Errorf("%s: set-up counted %d/%d connections, not whole batches of 32", key, cli, srv)
 	}
 }
 

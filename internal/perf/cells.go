@@ -59,7 +59,9 @@ func runEcho(ctx context.Context, dial func(context.Context) (net.Conn, error), 
 			}
 			for {
 				s := time.Now()
-				if s.After(end) {
+				// Every connection makes at least one round trip, so that a cell
+				// whose goroutines start late on a loaded machine measures something.
+				if n > 0 && s.After(end) {
 					break
 				}
 				if _, err := conn.Write(buf); err != nil {
@@ -157,7 +159,7 @@ func runBulk(ctx context.Context, dial func(context.Context) (net.Conn, error), 
 	t0 := time.Now()
 	conn.SetDeadline(t0.Add(d + 10*time.Second))
 	var total, ops int64
-	for time.Since(t0) < d {
+	for ops == 0 || time.Since(t0) < d { // at least one write, however late it starts
 		n, err := conn.Write(buf)
 		total += int64(n)
 		if err != nil {
@@ -200,7 +202,7 @@ func runShort(ctx context.Context, dial func(context.Context) (net.Conn, error),
 			req = append(req, make([]byte, sh.Size)...)
 			resp := make([]byte, sh.Size)
 			var n int64
-			for time.Now().Before(end) {
+			for first := true; first || time.Now().Before(end); first = false { // one try at least
 				if err := shortOnce(ctx, dial, req, resp); err != nil {
 					errs.Add(1)
 					lastErr.Store(err)

@@ -9,17 +9,27 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/smc-go/smc"
 	"golang.org/x/sys/unix"
 )
 
-// The core scenarios and the transports, in table order.
+// The core scenarios and the transports, in table order. DefaultScenarios is
+// what a run measures unless told otherwise: the slow scenarios, which open
+// hundreds of connections per cell, are measured when named (or with "all").
 var (
-	Scenarios  = []string{"pingpong", "bulk", "rr", "short", "idle"}
-	Transports = []string{"tcp", "unix", "smc", "smc-fallback"}
+	Scenarios        = []string{"pingpong", "bulk", "rr", "short", "setup", "idle", "idlemem", "many"}
+	DefaultScenarios = []string{"pingpong", "bulk", "rr", "short", "setup", "idle"}
+	Transports       = []string{"tcp", "unix", "smc", "smc-fallback"}
 )
+
+// setupBatch is how many connections the setup scenario opens, one after the
+// other, before it closes them: the close of a connection is left out of the
+// figures, and the connections of a batch must fit the process's shared-memory
+// bound at the largest default ring.
+const setupBatch = 32
 
 // Options is what a client run measures and how it prints.
 type Options struct {
@@ -27,18 +37,24 @@ type Options struct {
 	Transports []string      // a selection of Transports, in any order
 	Duration   time.Duration // per cell and round
 	Rounds     int
-	ShortConc  int       // concurrent clients of the short scenario
-	JSON       bool      // print one JSON object per row instead of a table
-	JSONOut    string    // also write one JSON object per row to this file
-	Quick      bool      // a harness check: the header says the figures are meaningless
-	Out        io.Writer // where rows go; notes go there too, or to standard error with JSON
-	Name       string    // what the header calls the run; empty means "smc perf"
+	ShortConc  int // concurrent clients of the short scenario
+	IdleConns  int // connections the idlemem scenario holds open
+	ManyConns  int // concurrent connections of the many scenario
+	// Memcg is the memory cgroup client and server run in, whose charge the
+	// idlemem scenario reads; nil reads none.
+	Memcg   *MemCgroup
+	JSON    bool      // print one JSON object per row instead of a table
+	JSONOut string    // also write one JSON object per row to this file
+	Quick   bool      // a harness check: the header says the figures are meaningless
+	Out     io.Writer // where rows go; notes go there too, or to standard error with JSON
+	Name    string    // what the header calls the run; empty means "smc perf"
 }
 
 // QuickOptions returns o with the tiny cells of a harness check.
 func QuickOptions(o Options) Options {
 	o.Quick = true
 	o.Duration, o.Rounds, o.ShortConc = 15*time.Millisecond, 2, 8
+	o.IdleConns, o.ManyConns = 16, 32
 	return o
 }
 
@@ -46,6 +62,9 @@ func QuickOptions(o Options) Options {
 func (o Options) Check() error {
 	if o.Rounds < 1 || o.Duration <= 0 || o.ShortConc < 1 {
 		return errors.New("smc: perf: --rounds, --duration and --short-concurrency must be positive")
+	}
+	if (slices.Contains(o.Scenarios, "idlemem") && o.IdleConns < 1) || (slices.Contains(o.Scenarios, "many") && o.ManyConns < 1) {
+		return errors.New("smc: perf: --idle-conns and --many-conns must be positive")
 	}
 	return nil
 }
@@ -68,18 +87,33 @@ func Run(ctx context.Context, o Options, serverArgs ...string) error {
 			fmt.Fprintln(os.Stderr, err)
 		}
 	}()
+	// Only the memory scenario needs a memory cgroup of its own; the server,
+	// started next, inherits it.
+	memNote := ""
+	if slices.Contains(o.Scenarios, "idlemem") {
+		mcg, note, err := EnterMemCgroup()
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := mcg.Leave(); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
+		}()
+		o.Memcg, memNote = mcg, "memory cgroup: "+note
+	}
 	srv, err := StartServer(serverArgs...)
 	if err != nil {
 		return err
 	}
-	defer srv.Stop()
-	return RunClient(ctx, srv.Control, o, cgNote)
+	defer srv.Stop() // before the cgroups are left: deferred calls run last first
+	return RunClient(ctx, srv.Control, o, cgNote, memNote)
 }
 
 // RunClient is the client mode of smc perf: it measures o against the server at
 // the control address and prints the table. cgNote says what the caller did about
 // cgroups ([EnterCgroup]'s note).
-func RunClient(ctx context.Context, control string, o Options, cgNote string) error {
+func RunClient(ctx context.Context, control string, o Options, cgNote string, notes ...string) error {
 	if err := o.Check(); err != nil {
 		return err
 	}
@@ -88,7 +122,13 @@ func RunClient(ctx context.Context, control string, o Options, cgNote string) er
 		return err
 	}
 	defer c.Close()
-	c.Header(cgNote)
+	var hn []string
+	for _, n := range notes {
+		if n != "" {
+			hn = append(hn, n)
+		}
+	}
+	c.Header(cgNote, hn...)
 	if err := c.RunCore(ctx); err != nil {
 		return err
 	}
@@ -266,8 +306,16 @@ func (c *Client) shapes() []Shape {
 			shapes = append(shapes, Shape{"rr", 1 << 10, 1}, Shape{"rr", 1 << 10, 16})
 		case "short":
 			shapes = append(shapes, Shape{"short", 1 << 10, c.o.ShortConc})
+		case "setup":
+			shapes = append(shapes, Shape{"setup", 0, 1})
 		case "idle":
 			shapes = append(shapes, Shape{"idle", 64, 1})
+		case "idlemem":
+			// A little data, then a full lap of the default ring each way: a
+			// ring's pages are resident only once data has passed through them.
+			shapes = append(shapes, Shape{"idlemem", 64, c.o.IdleConns}, Shape{"idlemem", smc.DefaultBufferSize, c.o.IdleConns})
+		case "many":
+			shapes = append(shapes, Shape{"many", 1 << 10, c.o.ManyConns})
 		}
 	}
 	return shapes
@@ -309,18 +357,32 @@ type CellResult struct {
 	ServerCPU    time.Duration
 	ClientStates map[string]int // sampled states of the smc client side
 	ServerStates map[string]int // sampled states of the server's listener
-	Errors       int64          // failed operations that did not stop the measurement
-	Err          error          // what stopped the measurement
+	// ClientCounts and ServerCounts count every connection of the cell by the
+	// state it ended in, from smc.Stats of each side ([CellCounts]).
+	ClientCounts map[string]int64
+	ServerCounts map[string]int64
+	Mem          *MemResult // idlemem: memory per connection
+	Errors       int64      // failed operations that did not stop the measurement
+	Err          error      // what stopped the measurement
 }
 
 // CoreRow reduces the rounds of one shape and transport to a row of medians.
 func CoreRow(group string, sh Shape, t *Transport, res []CellResult) *Row {
 	row := &Row{Group: group, Scenario: sh.Scenario, Size: sh.Size, Conns: sh.Conns, Transport: t.Name}
 	var rate, p50, p99, gbps, ccpu, scpu []float64
+	var crss, srss, cpss, spss, pte, cgrp []float64
 	cs, ss := map[string]int{}, map[string]int{}
+	cc, sc := map[string]int64{}, map[string]int64{}
+	countCPU := countScenarios[sh.Scenario]
 	for _, r := range res {
 		row.Errors += r.Errors
 		row.perRound, row.perRoundP99 = append(row.perRound, 0), append(row.perRoundP99, 0)
+		if countCPU {
+			row.perRoundCPU = append(row.perRoundCPU, 0)
+		}
+		if sh.Scenario == "idlemem" {
+			row.perRoundCgroup = append(row.perRoundCgroup, 0)
+		}
 		if r.Err != nil {
 			row.Error = r.Err.Error()
 			continue
@@ -331,13 +393,32 @@ func CoreRow(group string, sh Shape, t *Transport, res []CellResult) *Row {
 		for k, v := range r.ServerStates {
 			ss[k] += v
 		}
+		for k, v := range r.ClientCounts {
+			cc[k] += v
+		}
+		for k, v := range r.ServerCounts {
+			sc[k] += v
+		}
 		if r.Ops == 0 || r.Elapsed <= 0 {
 			continue
 		}
 		row.Rounds++
-		if sh.Scenario == "idle" {
+		switch sh.Scenario {
+		case "idle":
 			ccpu = append(ccpu, r.ClientCPU.Seconds()*1e3/r.Elapsed.Seconds())
 			scpu = append(scpu, r.ServerCPU.Seconds()*1e3/r.Elapsed.Seconds())
+			continue
+		case "idlemem":
+			m := r.Mem
+			crss, srss = append(crss, m.ClientRSS), append(srss, m.ServerRSS)
+			cpss, spss = append(cpss, m.ClientPSS), append(spss, m.ServerPSS)
+			pte = append(pte, m.PTE)
+			row.perRound[len(row.perRound)-1] = m.ClientPSS + m.ServerPSS
+			row.ShmAtStart = max(row.ShmAtStart, m.ShmAtStart)
+			if m.HasCgroup {
+				cgrp = append(cgrp, m.Cgroup)
+				row.perRoundCgroup[len(row.perRoundCgroup)-1] = m.Cgroup
+			}
 			continue
 		}
 		rate = append(rate, float64(r.Ops)/r.Elapsed.Seconds())
@@ -349,8 +430,11 @@ func CoreRow(group string, sh Shape, t *Transport, res []CellResult) *Row {
 			ccpu = append(ccpu, r.ClientCPU.Seconds()/gib)
 			scpu = append(scpu, r.ServerCPU.Seconds()/gib)
 		} else {
-			ccpu = append(ccpu, float64(r.ClientCPU.Microseconds())/float64(r.Ops))
-			scpu = append(scpu, float64(r.ServerCPU.Microseconds())/float64(r.Ops))
+			ccpu = append(ccpu, float64(r.ClientCPU.Nanoseconds())/1e3/float64(r.Ops))
+			scpu = append(scpu, float64(r.ServerCPU.Nanoseconds())/1e3/float64(r.Ops))
+			if countCPU {
+				row.perRoundCPU[len(row.perRoundCPU)-1] = ccpu[len(ccpu)-1] + scpu[len(scpu)-1]
+			}
 		}
 		if len(r.Lat) > 0 {
 			slices.Sort(r.Lat)
@@ -370,11 +454,51 @@ func CoreRow(group string, sh Shape, t *Transport, res []CellResult) *Row {
 		row.CPUUnit = "s/GiB"
 	case "idle":
 		row.CPUUnit = "ms/s"
+	case "idlemem":
+		row.ClientRSS, row.ServerRSS = Median(crss), Median(srss)
+		row.ClientPSS, row.ServerPSS = Median(cpss), Median(spss)
+		row.MemRSS, row.MemPSS = row.ClientRSS+row.ServerRSS, row.ClientPSS+row.ServerPSS
+		row.MemPTE, row.MemCgroup = Median(pte), Median(cgrp)
 	default:
 		row.CPUUnit = "us/op"
 	}
 	setModes(row, t, cs, ss)
+	if countScenarios[sh.Scenario] {
+		row.ClientCounts, row.ServerCounts = nilIfEmpty(cc), nilIfEmpty(sc)
+		setCountModes(row, t)
+	}
 	return row
+}
+
+// countScenarios are the scenarios whose rows count every connection by the
+// state it ended in (from smc.Stats), rather than sample the states of a few,
+// and whose rows pair CPU per connection against tcp: those where what
+// set-up costs, and how many connections get SMC-D, is the point.
+var countScenarios = map[string]bool{"short": true, "setup": true, "idlemem": true, "many": true}
+
+func nilIfEmpty(m map[string]int64) map[string]int64 {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+// setCountModes sets the mode columns from the counts of every connection.
+func setCountModes(row *Row, t *Transport) {
+	if t.clientSMC {
+		row.ClientMode = JoinCounts(row.ClientCounts)
+	}
+	if t.serverSMC {
+		row.ServerMode = JoinCounts(row.ServerCounts)
+	}
+	switch {
+	case t.clientSMC && t.serverSMC && row.ClientMode != row.ServerMode:
+		row.Mode = "c:" + row.ClientMode + " s:" + row.ServerMode
+	case t.clientSMC:
+		row.Mode = row.ClientMode
+	case t.serverSMC:
+		row.Mode = row.ServerMode
+	}
 }
 
 // setModes fills the mode columns from the states the smc side(s) reported.
@@ -403,14 +527,20 @@ func setModes(row *Row, t *Transport, cs, ss map[string]int) {
 
 // Cell measures one shape on one transport once.
 func (c *Client) Cell(ctx context.Context, sh Shape, t *Transport) (res CellResult) {
-	if _, err := c.ctl.stats(true); err != nil {
+	srvBase, err := c.ctl.stats(true)
+	if err != nil {
 		return CellResult{Err: err}
 	}
+	cliBase := SideCounts(smc.Stats().Client)
 	sampler := NewStateSampler()
+	var dials atomic.Int64
 	dial := func(ctx context.Context) (net.Conn, error) {
 		conn, err := t.dial(ctx)
-		if err == nil && t.clientSMC {
-			sampler.Sample(conn)
+		if err == nil {
+			dials.Add(1)
+			if t.clientSMC {
+				sampler.Sample(conn)
+			}
 		}
 		return conn, err
 	}
@@ -429,6 +559,7 @@ func (c *Client) Cell(ctx context.Context, sh Shape, t *Transport) (res CellResu
 		cpu1 = ProcessCPU()
 		srv1, stopErr = c.ctl.stats(false)
 	}
+	selfTimed := false // the scenario measures CPU itself, or none
 	switch sh.Scenario {
 	case "bulk":
 		res = runBulk(ctx, dial, sh.Size, c.o.Duration, start, stop)
@@ -436,18 +567,36 @@ func (c *Client) Cell(ctx context.Context, sh Shape, t *Transport) (res CellResu
 		res = runShort(ctx, dial, sh, c.o.Duration, start, stop)
 	case "idle":
 		res = runIdle(ctx, dial, sh.Size, c.o.Duration, start, stop)
+	case "setup":
+		res, selfTimed = c.runSetup(ctx, dial, c.o.Duration), true
+	case "idlemem":
+		res, selfTimed = c.runIdleMem(ctx, dial, sh, c.o.Duration), true
 	default:
 		res = runEcho(ctx, dial, sh, c.o.Duration, start, stop, sh.Scenario == "pingpong")
 	}
 	if res.Err != nil {
 		return res
 	}
-	if stopErr != nil {
-		return CellResult{Err: stopErr}
+	if !selfTimed {
+		if stopErr != nil {
+			return CellResult{Err: stopErr}
+		}
+		res.ClientCPU = cpu1 - cpu0
+		res.ServerCPU = time.Duration(srv1.CPUNanos - srv0.CPUNanos)
 	}
-	res.ClientCPU = cpu1 - cpu0
-	res.ServerCPU = time.Duration(srv1.CPUNanos - srv0.CPUNanos)
+	// The counts are taken once the cell is over: every connection of it has
+	// ended its handshake by then (the server's, at its first read).
+	end, err := c.ctl.stats(false)
+	if err != nil {
+		return CellResult{Err: err}
+	}
 	res.ClientStates = sampler.Take(false)
-	res.ServerStates = srv1.States[t.listener]
+	res.ServerStates = end.States[t.listener]
+	if t.clientSMC {
+		res.ClientCounts = CellCounts(cliBase, SideCounts(smc.Stats().Client), dials.Load())
+	}
+	if t.serverSMC {
+		res.ServerCounts = CellCounts(srvBase.Counts, end.Counts, end.Accepted[t.listener]-srvBase.Accepted[t.listener])
+	}
 	return res
 }

@@ -11,9 +11,11 @@ import (
 	"testing"
 )
 
-// TestClientServer runs the core scenarios of a quick run over tcp and the Unix
-// socket against a server in this process, and checks that every shape gets a
-// measured row with a ratio against tcp.
+// TestClientServer runs every scenario of a quick run over tcp, the Unix socket
+// and smc falling back on either side against a server in this process, and
+// checks that every shape gets a measured row with a ratio against tcp, and that
+// the rows that count connections count each one on the smc side, in TCP mode
+// (with or without signalling, a fallback transport never reaches SMC-D).
 func TestClientServer(t *testing.T) {
 	s, err := newServer(ServerOptions{Control: "127.0.0.1:0", Host: "127.0.0.1"}, "test")
 	if err != nil {
@@ -21,7 +23,7 @@ func TestClientServer(t *testing.T) {
 	}
 	defer s.close()
 	var out bytes.Buffer
-	o := QuickOptions(Options{Scenarios: Scenarios, Transports: []string{"tcp", "unix"}, JSON: true, Out: &out})
+	o := QuickOptions(Options{Scenarios: Scenarios, Transports: []string{"tcp", "unix", "smc-fallback"}, JSON: true, Out: &out})
 	ctx := context.Background()
 	c, err := NewClient(ctx, s.control.Addr().String(), o)
 	if err != nil {
@@ -45,23 +47,97 @@ func TestClientServer(t *testing.T) {
 		}
 		rows[fmt.Sprintf("%s/%d/%d/%s", r.Scenario, r.Size, r.Conns, r.Transport)] = r
 	}
-	if len(rows) != 2*len(c.shapes()) {
-		t.Errorf("%d rows for %d shapes on 2 transports", len(rows), len(c.shapes()))
+	transports := []string{"tcp", "unix", "smc-fallback/client", "smc-fallback/server"}
+	if len(rows) != len(transports)*len(c.shapes()) {
+		t.Errorf("%d rows for %d shapes on %d transports", len(rows), len(c.shapes()), len(transports))
 	}
 	for _, sh := range c.shapes() {
-		for _, tr := range []string{"tcp", "unix"} {
+		for _, tr := range transports {
 			r, ok := rows[fmt.Sprintf("%s/%d/%d/%s", sh.Scenario, sh.Size, sh.Conns, tr)]
+			fallback := strings.HasPrefix(tr, "smc-fallback")
+			if ok {
+				checkFallbackCounts(t, sh, tr, o, r)
+			}
 			switch {
 			case !ok:
 				t.Errorf("no row for %v on %s", sh, tr)
-			case r.Error != "" || r.Rounds != o.Rounds || r.Mode != "":
+			case r.Error != "" || r.Rounds != o.Rounds || fallback != strings.HasPrefix(r.Mode, "TCP/"):
 				t.Errorf("%v on %s: %+v", sh, tr, r)
-			case sh.Scenario != "idle" && (r.VsTCP <= 0 || r.OpsPerSec <= 0):
+			case sh.Scenario == "idle":
+				if r.CPUUnit != "ms/s" {
+					t.Errorf("%v on %s: idle row in %q", sh, tr, r.CPUUnit)
+				}
+			case sh.Scenario == "idlemem":
+				// In one process both sides' memory is the same, so only the
+				// shape of the row is checked here; cmd/smc's test checks figures.
+				if r.Conns != o.IdleConns || r.CPUUnit != "" || r.OpsPerSec != 0 || r.MemVsTCP < 0 {
+					t.Errorf("%v on %s: not an idlemem row: %+v", sh, tr, r)
+				}
+			case r.VsTCP <= 0 || r.OpsPerSec <= 0:
 				t.Errorf("%v on %s: not measured against tcp: %+v", sh, tr, r)
-			case sh.Scenario == "idle" && r.CPUUnit != "ms/s":
-				t.Errorf("%v on %s: idle row in %q", sh, tr, r.CPUUnit)
+			case sh.Scenario == "setup":
+				// Set-up rows time every connection and pair CPU per connection.
+				if r.P50us <= 0 || r.P99us < r.P50us || r.ClientCPU <= 0 || r.ServerCPU <= 0 || r.CPUVsTCP <= 0 || r.CPUUnit != "us/op" {
+					t.Errorf("%v on %s: set-up not timed: %+v", sh, tr, r)
+				}
+			case sh.Scenario == "many" && (r.Conns != o.ManyConns || r.ClientCPU <= 0 || r.CPUVsTCP <= 0):
+				t.Errorf("%v on %s: %+v", sh, tr, r)
 			}
 		}
+	}
+}
+
+// checkFallbackCounts checks the counts of a row of TestClientServer: none for
+// tcp and unix and the scenarios that sample; for the smc side of a fallback
+// row, every connection in a TCP state, as many as the scenario made where it
+// makes a fixed number, and whole batches in setup.
+func checkFallbackCounts(t *testing.T, sh Shape, tr string, o Options, r Row) {
+	t.Helper()
+	counts := r.ClientCounts
+	if tr == "smc-fallback/server" {
+		counts = r.ServerCounts
+	}
+	if !strings.HasPrefix(tr, "smc-fallback") || !countScenarios[sh.Scenario] {
+		if r.ClientCounts != nil || r.ServerCounts != nil {
+			t.Errorf("%v on %s: counts %v %v", sh, tr, r.ClientCounts, r.ServerCounts)
+		}
+		return
+	}
+	var n int64
+	for k, v := range counts {
+		if !strings.HasPrefix(k, "TCP/") {
+			t.Errorf("%v on %s: %d connections in state %s", sh, tr, v, k)
+		}
+		n += v
+	}
+	want := int64(o.Rounds * sh.Conns)
+	switch {
+	case n == 0:
+		t.Errorf("%v on %s: no connection counted: %+v", sh, tr, r)
+	case (sh.Scenario == "idlemem" || sh.Scenario == "many") && n != want:
+		t.Errorf("%v on %s: %d connections counted, want %d", sh, tr, n, want)
+	case sh.Scenario == "setup" && n%setupBatch != 0:
+		t.Errorf("%v on %s: %d connections counted, not whole batches", sh, tr, n)
+	}
+}
+
+// TestCellCounts checks how the counts of smc.Stats before and after a cell
+// become the states its connections ended in.
+func TestCellCounts(t *testing.T) {
+	before := map[string]int64{"offered": 10, "negotiated": 8, "SMCD": 5, "TCP/PEERNOSMC": 2, "TCP/MAX_DMB": 1}
+	after := map[string]int64{"offered": 110, "negotiated": 105, "SMCD": 80, "TCP/PEERNOSMC": 4, "TCP/MAX_DMB": 20, "failed": 1}
+	// 120 connections: 100 offered, 20 not; of the offered, 2 PEERNOSMC and 97
+	// negotiated, of which 75 SMCD, 19 MAX_DMB and 1 failed ended: 2 unfinished.
+	got := CellCounts(before, after, 120)
+	want := map[string]int64{"SMCD": 75, "TCP/PEERNOSMC": 2, "TCP/MAX_DMB": 19, "failed": 1, "TCP/NOT_OFFERED": 20, "unfinished": 2}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("CellCounts = %v; want %v", got, want)
+	}
+	if s := JoinCounts(got); s != "SMCD×75+TCP/NOT_OFFERED×20+TCP/MAX_DMB×19+TCP/PEERNOSMC×2+unfinished×2+failed×1" {
+		t.Errorf("JoinCounts = %q", s)
+	}
+	if s := JoinCounts(nil); s != "unknown" {
+		t.Errorf("JoinCounts(nil) = %q", s)
 	}
 }
 
@@ -132,5 +208,25 @@ func TestMedianCI95(t *testing.T) {
 	}
 	if c := float64(covered) / trials; c < 0.93 || c > 0.99 {
 		t.Fatalf("coverage %.3f over %d samples of 40, want about 0.95-0.97", c, trials)
+	}
+}
+
+// TestPrintMemRow checks the table line of an idlemem row: per-connection
+// memory of both sides, the multiple of TCP's, and what was held before.
+func TestPrintMemRow(t *testing.T) {
+	var out bytes.Buffer
+	p := &printer{w: &out}
+	p.row(&Row{Scenario: "idlemem", Size: 64, Conns: 1000, Transport: "smc", Mode: "SMCD×3000",
+		MemPSS: 48 << 10, ClientPSS: 16 << 10, ServerPSS: 32 << 10, MemRSS: 2 << 20, MemPTE: 512, MemCgroup: 60 << 10,
+		MemVsTCP: 20, MemcgVsTCP: 6, ShmAtStart: 136 << 10})
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want a header and a row, got %q", out.String())
+	}
+	for _, want := range []string{"idlemem", "SMCD×3000", "pss 48.0KiB (cli 16.0KiB srv 32.0KiB)", "rss 2.00MiB", "pte 512B",
+		"memcg 60.0KiB", "vs tcp: pss 20.00x, memcg 6.00x", "[136.0KiB of shared memory held before]"} {
+		if !strings.Contains(lines[1], want) {
+			t.Errorf("row %q lacks %q", lines[1], want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package perf
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,28 +24,59 @@ type Row struct {
 	// Mode is the mode and fallback reason the smc side actually obtained, as
 	// smc.State reports it ("TCP/SIGNALLING_UNAVAILABLE", "SMCD"); empty for rows
 	// without an smc side. ClientMode and ServerMode are the two sides' views.
-	Mode       string  `json:"mode,omitempty"`
-	ClientMode string  `json:"client_mode,omitempty"`
-	ServerMode string  `json:"server_mode,omitempty"`
-	Rounds     int     `json:"rounds"`
-	OpsPerSec  float64 `json:"ops_per_sec,omitempty"` // round trips, requests, connections or writes per second
-	P50us      float64 `json:"p50_us,omitempty"`
-	P99us      float64 `json:"p99_us,omitempty"`
-	GBps       float64 `json:"gb_per_sec,omitempty"` // bulk: 10^9 bytes per second
+	// In the scenarios short, setup, idlemem and many, the modes count every
+	// connection of every round ("SMCD×1000+TCP/MAX_DMB×200"), from smc.Stats of
+	// each side, and ClientCounts and ServerCounts hold those counts.
+	Mode         string           `json:"mode,omitempty"`
+	ClientMode   string           `json:"client_mode,omitempty"`
+	ServerMode   string           `json:"server_mode,omitempty"`
+	ClientCounts map[string]int64 `json:"client_counts,omitempty"`
+	ServerCounts map[string]int64 `json:"server_counts,omitempty"`
+	Rounds       int              `json:"rounds"`
+	OpsPerSec    float64          `json:"ops_per_sec,omitempty"` // round trips, requests, connections or writes per second
+	P50us        float64          `json:"p50_us,omitempty"`
+	P99us        float64          `json:"p99_us,omitempty"`
+	GBps         float64          `json:"gb_per_sec,omitempty"` // bulk: 10^9 bytes per second
 	// ClientCPU and ServerCPU are the CPU time (user+system, getrusage RUSAGE_SELF)
 	// each process spent per unit of CPUUnit.
 	ClientCPU float64 `json:"client_cpu,omitempty"`
 	ServerCPU float64 `json:"server_cpu,omitempty"`
 	CPUUnit   string  `json:"cpu_unit,omitempty"` // "us/op", "s/GiB", or "ms/s" (idle: CPU ms per wall second)
+	// The idlemem scenario's figures: what client and server gained per open,
+	// idle connection, in bytes (medians over rounds). MemRSS and MemPSS are the
+	// sums of the two sides'; a page both map counts twice in MemRSS and once in
+	// MemPSS. MemPTE is the growth of both processes' page tables, which
+	// neither counts. MemCgroup is the gain of the memory cgroup both run in,
+	// kernel memory (page tables too) and TCP socket memory included (zero where
+	// none was read).
+	MemRSS    float64 `json:"mem_rss,omitempty"`
+	MemPSS    float64 `json:"mem_pss,omitempty"`
+	MemPTE    float64 `json:"mem_pte,omitempty"`
+	MemCgroup float64 `json:"mem_cgroup,omitempty"`
+	ClientRSS float64 `json:"client_rss,omitempty"`
+	ServerRSS float64 `json:"server_rss,omitempty"`
+	ClientPSS float64 `json:"client_pss,omitempty"`
+	ServerPSS float64 `json:"server_pss,omitempty"`
+	// MemVsTCP and MemcgVsTCP are MemPSS and MemCgroup against the tcp row's, as
+	// the median of the per-round ratios, this/tcp: a multiple of TCP's memory,
+	// so that less is better (unlike VsTCP).
+	MemVsTCP   float64 `json:"mem_vs_tcp,omitempty"`
+	MemcgVsTCP float64 `json:"memcg_vs_tcp,omitempty"`
+	// ShmAtStart is the most shared memory (bytes, smc.Stats of both processes)
+	// that earlier connections still held when a round's baseline was read,
+	// after waiting up to 10 s for it to be returned: memory the round's
+	// connections may have reused, which its figures then leave out.
+	ShmAtStart int64 `json:"shm_at_start,omitempty"`
 	// VsTCP is this row's main figure against the tcp row of the same shape in the
 	// same run, oriented so that more than 1 is better: p50 latency (tcp/this),
 	// throughput or rate (this/tcp). It is the median of the per-round ratios, each
 	// taken between measurements made back to back, which cancels the drift of a
 	// shared machine better than a ratio of medians. P99VsTCP is the same for p99.
 	VsTCP float64 `json:"vs_tcp,omitempty"`
-	// CPUVsTCP, in the wrk group, is the paired ratio of CPU time per request
-	// (tcp/this, both processes where both are measured, else the client's): the
-	// cost of the smc side, steadier than the rate on a shared machine.
+	// CPUVsTCP, in the wrk group and the core rows of short, setup and many, is
+	// the paired ratio of CPU time per request or connection (tcp/this, both
+	// processes where both are measured, else the client's): the cost of the smc
+	// side, steadier than the rate on a shared machine.
 	CPUVsTCP float64 `json:"cpu_vs_tcp,omitempty"`
 	// VsTCPCI95, in the wrk group, is a 95% confidence interval of VsTCP, from
 	// the order statistics of the per-round ratios (the sign test's interval for
@@ -64,8 +96,9 @@ type Row struct {
 
 	// perRound and perRoundP99 hold the main figure (and p99) of each round in
 	// round order, zero where a round failed; they feed VsTCP. perRoundCPU holds
-	// the CPU per operation of each round, for CPUVsTCP.
-	perRound, perRoundP99, perRoundCPU []float64
+	// the CPU per operation of each round, for CPUVsTCP; perRoundCgroup the
+	// memory cgroup's gain per connection of each idlemem round.
+	perRound, perRoundP99, perRoundCPU, perRoundCgroup []float64
 }
 
 // SetRounds sets the per-round figures that [SetVsTCP] and [Row.PerRoundCPU]
@@ -128,6 +161,24 @@ func (p *printer) row(r *Row) {
 		return
 	case r.Error != "":
 		fmt.Fprintf(p.w, "%s error: %s\n", head, r.Error)
+		return
+	case r.Scenario == "idlemem":
+		cg := "-"
+		if r.MemCgroup != 0 {
+			cg = bytesString(r.MemCgroup)
+		}
+		vs := ""
+		if r.MemVsTCP > 0 {
+			vs = fmt.Sprintf("; vs tcp: pss %.2fx", r.MemVsTCP)
+			if r.MemcgVsTCP > 0 {
+				vs += fmt.Sprintf(", memcg %.2fx", r.MemcgVsTCP)
+			}
+		}
+		if r.ShmAtStart > 0 {
+			vs += fmt.Sprintf(" [%s of shared memory held before]", bytesString(float64(r.ShmAtStart)))
+		}
+		fmt.Fprintf(p.w, "%s per conn: pss %s (cli %s srv %s) rss %s pte %s memcg %s%s\n", head,
+			bytesString(r.MemPSS), bytesString(r.ClientPSS), bytesString(r.ServerPSS), bytesString(r.MemRSS), bytesString(r.MemPTE), cg, vs)
 		return
 	}
 	var result, p99 string
@@ -195,6 +246,17 @@ func sizeString(n int) string {
 	return fmt.Sprintf("%dB", n)
 }
 
+// bytesString prints a byte count per connection.
+func bytesString(b float64) string {
+	switch {
+	case b >= 1<<20 || b <= -1<<20:
+		return fmt.Sprintf("%.2fMiB", b/(1<<20))
+	case b >= 1<<10 || b <= -1<<10:
+		return fmt.Sprintf("%.1fKiB", b/(1<<10))
+	}
+	return fmt.Sprintf("%.0fB", b)
+}
+
 func micros(us float64) string {
 	switch {
 	case us >= 10000:
@@ -250,8 +312,33 @@ func JoinStates(m map[string]int) string {
 	return strings.Join(parts, "+")
 }
 
+// JoinCounts names the states of a count of connections, most frequent first,
+// each with its count ("SMCD×3000", "SMCD×381+TCP/MAX_DMB×2619").
+func JoinCounts(m map[string]int64) string {
+	if len(m) == 0 {
+		return "unknown"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int {
+		if c := cmp.Compare(m[b], m[a]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s×%d", k, m[k])
+	}
+	return strings.Join(parts, "+")
+}
+
 // SetVsTCP fills VsTCP (and P99VsTCP for latency rows) of rows of one shape
-// from the tcp row among them: the median of the per-round ratios.
+// from the tcp row among them: the median of the per-round ratios. For the core
+// rows that pair CPU per connection, it fills CPUVsTCP; for idlemem rows,
+// MemVsTCP and MemcgVsTCP instead of VsTCP.
 func SetVsTCP(rows []*Row) {
 	var base *Row
 	for _, r := range rows {
@@ -267,9 +354,17 @@ func SetVsTCP(rows []*Row) {
 		if r.Error != "" || r.Unavailable != "" {
 			continue
 		}
+		if r.Scenario == "idlemem" {
+			r.MemVsTCP = PairedRatio(r.perRound, base.perRound, false)
+			r.MemcgVsTCP = PairedRatio(r.perRoundCgroup, base.perRoundCgroup, false)
+			continue
+		}
 		r.VsTCP = PairedRatio(r.perRound, base.perRound, lowerIsBetter)
 		if lowerIsBetter {
 			r.P99VsTCP = PairedRatio(r.perRoundP99, base.perRoundP99, true)
+		}
+		if r.Group == "core" && countScenarios[r.Scenario] {
+			r.CPUVsTCP = PairedRatio(r.perRoundCPU, base.perRoundCPU, true)
 		}
 	}
 }

@@ -28,11 +28,23 @@ import (
 //
 // opEcho: the server reads req bytes and answers resp bytes, until EOF.
 // opSink: the server reads until EOF, then writes the byte count (uint64) and closes.
+// opHold: the server counts the connection as held once it has read the header
+// (for an *smc.Conn: once its handshake has ended and it can read), then waits,
+// without reading, for the control command "release" (or its own end) and
+// closes: a blocked Read would spend CPU of its own (an SMC-D Read spins before
+// it parks) inside the set-up's measurement.
+// opPass: the server reads req bytes and answers resp bytes once, through a small
+// buffer, then reads until EOF: a connection that passed data and then idles,
+// holding no buffer of the harness's.
 const (
 	headerLen = 16
 	opEcho    = 1
 	opSink    = 2
+	opHold    = 3
+	opPass    = 4
 	maxSize   = 16 << 20
+	// passChunk is the buffer opPass copies through, on both sides.
+	passChunk = 16 << 10
 	// samples is how many connections per listener and measurement have their
 	// state recorded; sampling keeps smc.State's cost out of the figures.
 	samples = 64
@@ -67,10 +79,30 @@ type ServerInfo struct {
 type ServerStats struct {
 	CPUNanos int64                     `json:"cpu_ns"`
 	States   map[string]map[string]int `json:"states"`
+	// Held is how many opHold connections have had their header read and are
+	// not closed yet; Open how many benchmark connections the server has not
+	// closed yet.
+	Held int64 `json:"held"`
+	Open int64 `json:"open"`
+	// Accepted counts the connections each listener accepted, and Counts is the
+	// server side of smc.Stats as [SideCounts] flattens it: both only grow, so a
+	// cell's figures are the difference of two answers.
+	Accepted map[string]int64 `json:"accepted"`
+	Counts   map[string]int64 `json:"counts"`
+	// ShmInUse is the shared memory the server process holds now, as
+	// smc.Stats reports it.
+	ShmInUse int64 `json:"shm_in_use"`
+}
+
+// ServerMemory is the server's answer to "mem": the memory of its process
+// after a garbage collection that returned free memory to the system.
+type ServerMemory struct {
+	Mem   Memory `json:"mem"`
+	Error string `json:"error,omitempty"`
 }
 
 type request struct {
-	Cmd   string `json:"cmd"` // "info", "stats", "quit"
+	Cmd   string `json:"cmd"` // "info", "stats", "mem", "release", "quit"
 	Reset bool   `json:"reset,omitempty"`
 }
 
@@ -172,6 +204,9 @@ func Serve(ctx context.Context, o ServerOptions) error {
 
 type server struct {
 	info     ServerInfo
+	held     atomic.Int64
+	open     atomic.Int64
+	accepted map[string]*atomic.Int64
 	dir      string
 	control  net.Listener
 	data     map[string]net.Listener
@@ -179,10 +214,12 @@ type server struct {
 	samplers map[string]*StateSampler
 	quit     chan struct{}
 	quitOnce sync.Once
+	relMu    sync.Mutex
+	rel      chan struct{} // closed by "release": the held connections close
 }
 
 func newServer(o ServerOptions, cgNote string) (s *server, err error) {
-	s = &server{data: map[string]net.Listener{}, samplers: map[string]*StateSampler{}, quit: make(chan struct{})}
+	s = &server{data: map[string]net.Listener{}, samplers: map[string]*StateSampler{}, accepted: map[string]*atomic.Int64{}, quit: make(chan struct{}), rel: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -212,6 +249,7 @@ func newServer(o ServerOptions, cgNote string) (s *server, err error) {
 		}
 		s.data[name] = ln
 		s.samplers[name] = NewStateSampler()
+		s.accepted[name] = new(atomic.Int64)
 	}
 	if s.control, err = net.Listen("tcp", o.Control); err != nil {
 		return nil, fmt.Errorf("smc: perf server: control listener: %w", err)
@@ -232,7 +270,7 @@ func newServer(o ServerOptions, cgNote string) (s *server, err error) {
 		Signalling: sigNote, Cgroup: cgNote,
 	}
 	for _, name := range []string{"tcp", "unix", "smc"} {
-		go s.serveData(s.data[name], s.samplers[name])
+		go s.serveData(s.data[name], s.samplers[name], s.accepted[name])
 	}
 	if o.HTTP {
 		hello := []byte("hello\n")
@@ -253,6 +291,7 @@ func newServer(o ServerOptions, cgNote string) (s *server, err error) {
 func (s *server) stop() { s.quitOnce.Do(func() { close(s.quit) }) }
 
 func (s *server) close() {
+	s.stop() // held connections end too
 	if s.control != nil {
 		s.control.Close()
 	}
@@ -290,13 +329,33 @@ func (s *server) handleControl(c net.Conn) {
 		case "info":
 			resp = s.info
 		case "stats":
-			st := ServerStats{CPUNanos: ProcessCPU().Nanoseconds(), States: map[string]map[string]int{}}
+			sst := smc.Stats()
+			st := ServerStats{
+				CPUNanos: ProcessCPU().Nanoseconds(), States: map[string]map[string]int{},
+				Held: s.held.Load(), Open: s.open.Load(),
+				Accepted: map[string]int64{}, Counts: SideCounts(sst.Server), ShmInUse: sst.MemoryInUse,
+			}
 			for name, sm := range s.samplers {
 				if m := sm.Take(req.Reset); m != nil {
 					st.States[name] = m
 				}
+				st.Accepted[name] = s.accepted[name].Load()
 			}
 			resp = st
+		case "mem":
+			var sm ServerMemory
+			m, err := SelfMemory()
+			sm.Mem = m
+			if err != nil {
+				sm.Error = err.Error()
+			}
+			resp = sm
+		case "release":
+			s.relMu.Lock()
+			close(s.rel)
+			s.rel = make(chan struct{})
+			s.relMu.Unlock()
+			resp = map[string]string{}
 		case "quit":
 			s.stop()
 			resp = map[string]string{}
@@ -310,7 +369,7 @@ func (s *server) handleControl(c net.Conn) {
 }
 
 // serveData accepts benchmark connections until ln is closed.
-func (s *server) serveData(ln net.Listener, sm *StateSampler) {
+func (s *server) serveData(ln net.Listener, sm *StateSampler, accepted *atomic.Int64) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -320,12 +379,17 @@ func (s *server) serveData(ln net.Listener, sm *StateSampler) {
 			time.Sleep(5 * time.Millisecond) // e.g. EMFILE: let connections drain
 			continue
 		}
-		go handleData(c, sm)
+		accepted.Add(1)
+		s.open.Add(1)
+		go func() {
+			defer s.open.Add(-1)
+			s.handleData(c, sm)
+		}()
 	}
 }
 
 // handleData runs the server side of one benchmark connection.
-func handleData(c net.Conn, sm *StateSampler) {
+func (s *server) handleData(c net.Conn, sm *StateSampler) {
 	defer c.Close()
 	var h [headerLen]byte
 	if _, err := io.ReadFull(c, h[:]); err != nil || string(h[:4]) != "SMCP" {
@@ -362,7 +426,51 @@ func handleData(c net.Conn, sm *StateSampler) {
 			}
 		}
 		c.Write(binary.BigEndian.AppendUint64(nil, total))
+	case opHold:
+		s.relMu.Lock()
+		rel := s.rel
+		s.relMu.Unlock()
+		s.held.Add(1)
+		defer s.held.Add(-1)
+		select {
+		case <-rel:
+		case <-s.quit:
+		}
+	case opPass:
+		if req < 0 || req > maxSize || resp < 0 || resp > maxSize {
+			return
+		}
+		if err := passData(c, req, resp); err != nil {
+			return
+		}
+		var b [1]byte // a connection that idles holds no buffer of ours
+		for {
+			if _, err := c.Read(b[:]); err != nil {
+				return
+			}
+		}
 	}
+}
+
+// passData reads in bytes from c, then writes out bytes to it, through a
+// passChunk buffer that is garbage once it returns.
+func passData(c net.Conn, in, out int) error {
+	buf := make([]byte, min(passChunk, max(in, out, 1)))
+	for in > 0 {
+		n, err := c.Read(buf[:min(len(buf), in)])
+		in -= n
+		if err != nil {
+			return err
+		}
+	}
+	for out > 0 {
+		n, err := c.Write(buf[:min(len(buf), out)])
+		out -= n
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ProcessCPU returns the user and system CPU time this process has used.
@@ -460,4 +568,41 @@ func (pc *control) stats(reset bool) (ServerStats, error) {
 	var st ServerStats
 	err := pc.call(request{Cmd: "stats", Reset: reset}, &st)
 	return st, err
+}
+
+// mem asks the server for its memory after a collection.
+func (pc *control) mem() (Memory, error) {
+	var sm ServerMemory
+	if err := pc.call(request{Cmd: "mem"}, &sm); err != nil {
+		return Memory{}, err
+	}
+	if sm.Error != "" {
+		return Memory{}, errors.New(sm.Error)
+	}
+	return sm.Mem, nil
+}
+
+// release tells the server to close its held connections.
+func (pc *control) release() error {
+	var resp map[string]string
+	return pc.call(request{Cmd: "release"}, &resp)
+}
+
+// waitServer polls the server's stats until cond holds, for at most limit.
+func (pc *control) waitServer(ctx context.Context, limit time.Duration, what string, cond func(ServerStats) bool) (ServerStats, error) {
+	deadline := time.Now().Add(limit)
+	for pause := 100 * time.Microsecond; ; pause = min(2*pause, 5*time.Millisecond) {
+		st, err := pc.stats(false)
+		if err != nil || cond(st) {
+			return st, err
+		}
+		if time.Now().After(deadline) {
+			return st, fmt.Errorf("smc: perf: the server did not reach %s within %v (held %d, open %d)", what, limit, st.Held, st.Open)
+		}
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return st, ctx.Err()
+		}
+	}
 }

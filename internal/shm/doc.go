@@ -84,7 +84,8 @@
 //	BINDACK{clientSlot, serverSlot, st} st: bound, refused, or client ring too large; an
 //	                                    offer completes before its BINDACK is sent,
 //	                                    and the client's Connect returns only after it
-//	RELEASE{slot}                       the sender never touches the receiver's slot again
+//	RELEASE{slot}                       the sender never touches the receiver's slot again;
+//	                                    it also wakes the stream still open on that slot
 //	WAKE{n, n × {slot, bits}}           wake the receiver's streams of these slots
 //
 // Writes on a link never block the writer: a message that does not fit the socket
@@ -167,10 +168,11 @@
 // The link is the liveness signal: when the peer process dies, the kernel closes its
 // end, and the link's reader sees EOF at once; streams that are waiting fail with a reset
 // unless the peer's "closed" flag (or "done writing", for reads) was published before.
-// Close publishes the flags, wakes the peer, and then sends RELEASE for the peer's slot;
-// WriteTo and ReadFrom copy straight between a ring and their io.Writer or io.Reader
-// without holding a lock Close takes, and a Close during such a copy leaves the RELEASE
-// to the copy's end. The root package can also call [Stream.Abort] when its TCP
+// Close publishes the flags and then sends RELEASE for the peer's slot, which also wakes
+// the peer's stream (one message per close, not a WAKE and a RELEASE); WriteTo and
+// ReadFrom copy straight between a ring and their io.Writer or io.Reader without holding
+// a lock Close takes, and a Close during such a copy sends a WAKE at once and leaves the
+// RELEASE to the copy's end. The root package can also call [Stream.Abort] when its TCP
 // connection reports a reset.
 //
 // # Threat model

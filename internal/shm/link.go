@@ -563,7 +563,9 @@ func (l *link) onSegDelAck(body []byte) error {
 }
 
 // onRelease records that the peer will never touch our slot tok again; a slot whose
-// stream closed already is zeroed and freed.
+// stream closed already is zeroed and freed. The peer closed its stream before it
+// released, and sends no WAKE for that close: a stream still open on the slot is kicked
+// here, so that its Read sees the end of the data and its Write the peer gone.
 func (l *link) onRelease(tok uint64) error {
 	l.mu.Lock()
 	g, i, sl := l.pool.lookup(tok)
@@ -572,10 +574,14 @@ func (l *link) onRelease(tok uint64) error {
 		return nil // a stale token: only the peer's own bookkeeping is wrong
 	}
 	sl.released = true
+	s := sl.stream
 	if sl.state == slotClosed {
 		l.freeLocked(g, i)
 	}
 	l.mu.Unlock()
+	if s != nil {
+		s.kick()
+	}
 	return nil
 }
 

@@ -935,7 +935,14 @@ func (s *Stream) close(abort bool) error {
 	}
 	s.unmapped = true
 	s.mu.Unlock()
-	s.wake(wakeData | wakeSpace)
+	// A peer in this process is kicked at once. Over the link, the RELEASE that
+	// streamClosed sends wakes the peer's stream as well (see onRelease), which saves a
+	// message and the peer's reader a wake-up on every close; only a release deferred
+	// behind a WriteTo or ReadFrom needs a WAKE of its own now.
+	local := s.local.Load() != nil
+	if local {
+		s.wake(wakeData | wakeSpace)
+	}
 
 	// The peer is told we never touch its slot again only after the flags are published
 	// (and our own slot is freed only once the peer said the same), and after a w or r
@@ -947,6 +954,8 @@ func (s *Stream) close(abort bool) error {
 	s.mu.Unlock()
 	if release {
 		s.link.streamClosed(s)
+	} else if !local {
+		s.link.wake(s.peerTok, wakeData|wakeSpace)
 	}
 	return nil
 }
