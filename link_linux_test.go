@@ -1,0 +1,559 @@
+package smc
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smc-go/smc/internal/testenv"
+)
+
+// The acceptance tests of link groups (issue 18), with real processes: the test
+// binary again as server and client processes (startProc), driven with the commands
+// of link_proc_linux_test.go. Each names what it needs through requireProcs, so it
+// skips with a reason, and fails under SMC_REQUIRE_PRIVILEGED=1.
+
+// expectWithin is expect with a bound of d instead of 15 s, for commands that open
+// or move a lot.
+func (p *proc) expectWithin(want string, d time.Duration) string {
+	p.t.Helper()
+	var other []string
+	defer func() {
+		for _, l := range other {
+			p.lines <- l
+		}
+	}()
+	timeout := time.After(d)
+	for {
+		select {
+		case l, ok := <-p.lines:
+			if !ok {
+				p.t.Fatalf("%s exited while the test waited for %q", p.name, want)
+			}
+			if strings.HasPrefix(l, want) {
+				return l
+			}
+			other = append(other, l)
+		case <-timeout:
+			p.t.Fatalf("%s: no %q within %v (other lines: %q)", p.name, want, d, other)
+		}
+	}
+}
+
+// call sends a command and decodes the JSON of its answer, which starts with word.
+func call[T any](p *proc, cmd, word string, d time.Duration) T {
+	p.t.Helper()
+	if _, err := fmt.Fprintln(p.in, cmd); err != nil {
+		p.t.Fatalf("%s: %s: %v", p.name, cmd, err)
+	}
+	l := p.expectWithin(word+" ", d)
+	var v T
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(l, word+" ")), &v); err != nil {
+		p.t.Fatalf("%s: %s: %q: %v", p.name, cmd, l, err)
+	}
+	return v
+}
+
+// lserve starts an lserve echo server in p and returns its address.
+func (p *proc) lserve(args ...string) string {
+	p.t.Helper()
+	l := p.do(strings.Join(append([]string{"lserve"}, args...), " "), "lserving ")
+	addr := strings.TrimPrefix(l, "lserving ")
+	if strings.HasPrefix(addr, "error") {
+		p.t.Fatalf("%s: %s", p.name, l)
+	}
+	return addr
+}
+
+func (p *proc) counters() procCounters {
+	p.t.Helper()
+	return call[procCounters](p, "counters", "counters", 15*time.Second)
+}
+
+func (p *proc) srvStats() srvStats {
+	p.t.Helper()
+	return call[srvStats](p, "lstats", "lstats", 15*time.Second)
+}
+
+// open makes p dial n connections with the extra arguments args and keep them.
+func (p *proc) open(addr string, n int, args string, d time.Duration) openStats {
+	p.t.Helper()
+	return call[openStats](p, fmt.Sprintf("open addr=%s n=%d %s", addr, n, args), "opened", d)
+}
+
+// waitCounters polls p's counters until ok accepts them, for up to d; it returns
+// the last ones and whether ok accepted them.
+func (p *proc) waitCounters(d time.Duration, ok func(procCounters) bool) (procCounters, bool) {
+	p.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		c := p.counters()
+		if ok(c) {
+			return c, true
+		}
+		if time.Now().After(deadline) {
+			return c, false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitServer polls an lserve server's tallies until ok accepts them, for up to d.
+func (p *proc) waitServer(d time.Duration, ok func(srvStats) bool) (srvStats, bool) {
+	p.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		s := p.srvStats()
+		if ok(s) {
+			return s, true
+		}
+		if time.Now().After(deadline) {
+			return s, false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// wantAllSMCD checks that every one of n connections was in SMC-D and echoed intact.
+func wantAllSMCD(t *testing.T, who string, st openStats, n int) {
+	t.Helper()
+	if st.Modes["SMCD NONE"] != n || st.Intact != n || st.Errors != 0 {
+		t.Errorf("%s: %d of %d connections in SMCD, %d echoed intact, %d errors (first: %q); modes %v",
+			who, st.Modes["SMCD NONE"], n, st.Intact, st.Errors, st.FirstError, st.Modes)
+	}
+}
+
+// TestLinkTenThousand: 10,000 SMC connections held open at once between two
+// processes, all in SMC-D over links, each echoing its own data intact while all
+// are open.
+func TestLinkTenThousand(t *testing.T) {
+	requireProcs(t)
+	const n = 10000
+	cg := testenv.NewCgroup(t, "")
+	server := startProc(t, "server", cg, procOptions{})
+	client := startProc(t, "client", cg, procOptions{})
+	// A connection costs each side one descriptor, its TCP socket, with a link
+	// carrying its data; the process needs a few hundred more of its own.
+	for _, p := range []*proc{server, client} {
+		got := p.do("rlimit n=40000", "rlimit")
+		if lim, err := strconv.Atoi(strings.TrimPrefix(got, "rlimit ")); err != nil || lim < n+500 {
+			testenv.Require(t, "RLIMIT_NOFILE above the connections", fmt.Errorf("%s: %s", p.name, got))
+		}
+	}
+	addr := server.lserve()
+	opened := client.open(addr, n, "size=1024 conc=64", 5*time.Minute)
+	t.Logf("opened %d connections in %d ms: %v", n, opened.Millis, opened.Modes)
+	wantAllSMCD(t, "opening", opened, n)
+	if s, ok := server.waitServer(30*time.Second, func(s srvStats) bool { return s.Open == n }); !ok ||
+		s.Accepted["SMCD NONE"] != n {
+		t.Errorf("server: %d open, accepted %v, failed %d (%q), want %d open in SMCD", s.Open, s.Accepted, s.Failed, s.Errors, n)
+	}
+	// Every connection works while all of them are open.
+	again := call[openStats](client, "echoall size=4096 conc=64", "echoed", 5*time.Minute)
+	t.Logf("echoed on all in %d ms", again.Millis)
+	wantAllSMCD(t, "echo with all open", again, n)
+	for _, p := range []*proc{server, client} {
+		c := p.counters().Counters
+		t.Logf("%s: %+v", p.name, c)
+		if c.Links != 1 || c.SlotsInUse < n {
+			t.Errorf("%s: %d links and %d slots in use with %d connections open, want 1 link and at least %d slots",
+				p.name, c.Links, c.SlotsInUse, n, n)
+		}
+	}
+	if got := client.do("closeall", "closed"); got != "closed "+strconv.Itoa(n) {
+		t.Errorf("client: %q", got)
+	}
+}
+
+// TestLinkMemoryLimit: the process bound set with SetMemoryLimit holds. Within it
+// connections are SMC-D; beyond it they fall back with MAX_DMB, and their data is
+// intact; once connections close, new ones get SMC-D again. The bound is set on the
+// server (which declines) and on the client (which falls back on its own).
+func TestLinkMemoryLimit(t *testing.T) {
+	requireProcs(t)
+	// A bound that holds a few default rings, and more connections than it holds.
+	const limit = 16 << 20
+	n := min(2*limit/DefaultBufferSize+8, 600)
+	for _, side := range []string{"server", "client"} {
+		t.Run("bound on the "+side, func(t *testing.T) {
+			cg := testenv.NewCgroup(t, "")
+			server := startProc(t, "server", cg, procOptions{})
+			client := startProc(t, "client", cg, procOptions{})
+			bounded := server
+			if side == "client" {
+				bounded = client
+			}
+			got := bounded.do(fmt.Sprintf("setmem n=%d", limit), "setmem")
+			if f := strings.Fields(got); len(f) != 3 || f[2] != strconv.Itoa(limit) || f[1] == "0" {
+				t.Fatalf("%s: %q, want the previous bound, then %d", side, got, limit)
+			}
+			addr := server.lserve()
+			st := client.open(addr, n, "size=4096 conc=1", time.Minute)
+			t.Logf("order %s, modes %v", st.Order, st.Modes)
+			if st.Intact != n || st.Errors != 0 {
+				t.Errorf("%d of %d echoes intact, %d errors (first: %q)", st.Intact, n, st.Errors, st.FirstError)
+			}
+			within := strings.Count(st.Order, "D")
+			if within == 0 || within == n || strings.TrimLeft(st.Order, "D") != strings.Repeat("T", n-within) {
+				t.Errorf("connections in order (D SMCD, T TCP, E error): %s; want SMCD within the bound, then TCP", st.Order)
+			}
+			// The side that hits its bound says MAX_DMB; the other hears its Decline.
+			srvWant, cliWant := "TCP MAX_DMB", "TCP PEERDECL"
+			if side == "client" {
+				srvWant, cliWant = "TCP PEERDECL", "TCP MAX_DMB"
+			}
+			if st.Modes[cliWant] != n-within {
+				t.Errorf("client modes %v, want %d in %s", st.Modes, n-within, cliWant)
+			}
+			if s, _ := server.waitServer(10*time.Second, func(s srvStats) bool { return s.Open == n }); s.Accepted[srvWant] != n-within {
+				t.Errorf("server accepted %v, want %d in %s", s.Accepted, n-within, srvWant)
+			}
+			c := bounded.counters()
+			t.Logf("%s with %d in SMCD: %+v", side, within, c.Counters)
+			if c.MemoryInUse > limit || c.Counters.MemoryInUse > limit {
+				t.Errorf("%s: %d bytes in use (counters: %d), over the bound of %d", side, c.MemoryInUse, c.Counters.MemoryInUse, limit)
+			}
+			client.do("closeall", "closed")
+			bounded.waitCounters(10*time.Second, func(c procCounters) bool { return c.Counters.SlotsInUse == 0 })
+			if again := client.open(addr, 1, "size=4096", 30*time.Second); again.Modes["SMCD NONE"] != 1 || again.Intact != 1 {
+				t.Errorf("after the connections closed: %+v, want SMCD again", again)
+			}
+		})
+	}
+}
+
+// TestLinkPeerKilled: when one process is SIGKILLed, the survivor's connections to
+// it fail at once with a reset (not EOF, not a hang), and once it has closed them it
+// holds no link, no peer segment and no slot.
+func TestLinkPeerKilled(t *testing.T) {
+	requireProcs(t)
+	const n = 50
+	released := func(c procCounters) bool {
+		return c.Counters.Links == 0 && c.Counters.PeerSegments == 0 && c.Counters.SlotsInUse == 0
+	}
+	t.Run("client killed", func(t *testing.T) {
+		cg := testenv.NewCgroup(t, "")
+		server := startProc(t, "server", cg, procOptions{})
+		client := startProc(t, "client", cg, procOptions{})
+		addr := server.lserve()
+		wantAllSMCD(t, "client", client.open(addr, n, "size=65536 conc=8", time.Minute), n)
+		server.waitServer(10*time.Second, func(s srvStats) bool { return s.Open == n })
+		t.Logf("server before: %+v", server.counters().Counters)
+		client.kill()
+		// The server's echo loops sit in Read; each must end with a reset.
+		s, ok := server.waitServer(10*time.Second, func(s srvStats) bool { return s.Open == 0 })
+		if !ok || s.Ended["reset"] != n {
+			t.Errorf("server after the kill: %d still open, ended %v (errors %q), want %d resets", s.Open, s.Ended, s.Errors, n)
+		}
+		if c, ok := server.waitCounters(10*time.Second, released); !ok {
+			t.Errorf("server after closing its connections: %+v, want no link, peer segment or slot in use", c.Counters)
+		}
+	})
+	t.Run("server killed", func(t *testing.T) {
+		cg := testenv.NewCgroup(t, "")
+		server := startProc(t, "server", cg, procOptions{})
+		client := startProc(t, "client", cg, procOptions{})
+		addr := server.lserve()
+		wantAllSMCD(t, "client", client.open(addr, n, "size=65536 conc=8", time.Minute), n)
+		t.Logf("client before: %+v", client.counters().Counters)
+		fmt.Fprintln(client.in, "readall secs=10")
+		time.Sleep(300 * time.Millisecond) // let the Reads block
+		server.kill()
+		var r readStats
+		l := client.expectWithin("readall ", 30*time.Second)
+		if err := json.Unmarshal([]byte(strings.TrimPrefix(l, "readall ")), &r); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		if r.Ended["reset"] != n || r.MaxMillis > 5000 {
+			t.Errorf("client Reads after the kill: %v, the slowest after %d ms (errors %q), want %d resets at once",
+				r.Ended, r.MaxMillis, r.Errors, n)
+		}
+		client.do("closeall", "closed")
+		if c, ok := client.waitCounters(10*time.Second, released); !ok {
+			t.Errorf("client after closing its connections: %+v, want no link, peer segment or slot in use", c.Counters)
+		}
+	})
+}
+
+// TestLinkShortReuse: 1000 short connections in a row between two processes share
+// one link: one link opened, and no new memfd or mapping per connection, on both
+// sides.
+func TestLinkShortReuse(t *testing.T) {
+	requireProcs(t)
+	const n = 1000
+	const few = 4 // segments a pool may grow by: a small constant, not one per connection
+	cg := testenv.NewCgroup(t, "")
+	server := startProc(t, "server", cg, procOptions{})
+	client := startProc(t, "client", cg, procOptions{})
+	addr := server.lserve()
+	before := map[*proc]procCounters{server: server.counters(), client: client.counters()}
+	st := call[openStats](client, fmt.Sprintf("short addr=%s n=%d size=1024", addr, n), "short", 3*time.Minute)
+	t.Logf("%d short connections in %d ms", n, st.Millis)
+	wantAllSMCD(t, "short connections", st, n)
+	for _, p := range []*proc{server, client} {
+		b, a := before[p].Counters, p.counters().Counters
+		t.Logf("%s: before %+v, after %+v", p.name, b, a)
+		if d := a.LinksOpened - b.LinksOpened; d != 1 {
+			t.Errorf("%s: %d links opened for %d connections in a row, want 1", p.name, d, n)
+		}
+		if d := a.SegmentsMade - b.SegmentsMade; d > few {
+			t.Errorf("%s: %d segments made for %d connections, want at most %d", p.name, d, n, few)
+		}
+		if d := a.PeerSegmentsMapped - b.PeerSegmentsMapped; d > few {
+			t.Errorf("%s: %d peer segments mapped for %d connections, want at most %d", p.name, d, n, few)
+		}
+	}
+}
+
+// TestLinkOversizedRing: a peer announcing a ring larger than this side accepts
+// (its own BufferSize, at least the 64 KiB default) is declined: the connection
+// falls back to TCP with a reason and its data intact, and nothing of the peer is
+// mapped. Either side may be the one announcing it.
+func TestLinkOversizedRing(t *testing.T) {
+	requireProcs(t)
+	const huge = 512 << 20
+	for _, big := range []string{"client", "server"} {
+		t.Run(big+" announces 512 MiB", func(t *testing.T) {
+			cg := testenv.NewCgroup(t, "")
+			server := startProc(t, "server", cg, procOptions{})
+			client := startProc(t, "client", cg, procOptions{})
+			var addr, dialArgs string
+			decider := server
+			if big == "client" {
+				addr, dialArgs = server.lserve(), fmt.Sprintf("buf=%d", huge)
+			} else {
+				addr, decider = server.lserve(fmt.Sprintf("buf=%d", huge)), client
+			}
+			st := client.open(addr, 1, "size=65536 "+dialArgs, 30*time.Second)
+			if st.Intact != 1 || st.Modes["SMCD NONE"] != 0 || st.Modes["TCP NONE"] != 0 {
+				t.Errorf("client: %+v, want TCP with a reason and the echo intact", st)
+			}
+			s, _ := server.waitServer(10*time.Second, func(s srvStats) bool { return s.Open == 1 })
+			if s.Accepted["SMCD NONE"] != 0 {
+				t.Errorf("server accepted %v, want TCP", s.Accepted)
+			}
+			c := decider.counters()
+			t.Logf("client %v, server %v; %s: %+v", st.Modes, s.Accepted, decider.name, c)
+			if c.Counters.PeerSegmentsMapped != 0 || c.Counters.PeerMemory != 0 || c.MaxMemfdMap > huge/2 {
+				t.Errorf("%s mapped its peer's segments: %+v, largest memfd mapping %d bytes", decider.name, c.Counters, c.MaxMemfdMap)
+			}
+		})
+	}
+}
+
+// TestLinkMemoryCgroup: a client that leaks connections cannot raise the charge of
+// the server's memory cgroup. The server runs in a memory cgroup limited to 128 MiB
+// (the v1 memory controller here), the client in another; the client opens 60
+// connections, moves 8 MiB each way on each and never closes them. The server must
+// survive (with 4 MiB rings that the writer faulted in, it was OOM-killed after about
+// 30), and its charge may grow by the slots it owns, not by what its peer made it map.
+func TestLinkMemoryCgroup(t *testing.T) {
+	requireProcs(t)
+	const limit, n, size = 128 << 20, 60, 8 << 20
+	const slack = 32 << 20 // the server's heap, goroutines and kernel objects
+	srvMem := testenv.MemoryCgroupV1(t, limit)
+	cliMem := testenv.MemoryCgroupV1(t, 0)
+	cg := testenv.NewCgroup(t, "")
+	server := startProc(t, "server", cg, procOptions{})
+	client := startProc(t, "client", cg, procOptions{})
+	for p, dir := range map[*proc]string{server: srvMem, client: cliMem} {
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(p.pid())), 0); err != nil {
+			t.Fatalf("moving %s into %s: %v", p.name, dir, err)
+		}
+	}
+	addr := server.lserve("ebuf=65536")
+	server.counters()
+	base := readInt(t, filepath.Join(srvMem, "memory.usage_in_bytes"))
+	st := client.open(addr, n, fmt.Sprintf("size=%d conc=4", size), 4*time.Minute)
+	oom := readOOMKills(t, srvMem)
+	if server.cmd.ProcessState != nil || oom > 0 || !alive(server.pid()) {
+		t.Fatalf("the server died (%d OOM kills in its memory cgroup); the client: %v intact %d, errors %d (first: %q)",
+			oom, st.Modes, st.Intact, st.Errors, st.FirstError)
+	}
+	c := server.counters()
+	now := readInt(t, filepath.Join(srvMem, "memory.usage_in_bytes"))
+	peak := readInt(t, filepath.Join(srvMem, "memory.max_usage_in_bytes"))
+	t.Logf("client: %v in %d ms; server charge %d -> %d (peak %d), server counters %+v",
+		st.Modes, st.Millis, base, now, peak, c.Counters)
+	wantAllSMCD(t, "client", st, n)
+	if grew := now - base; grew > c.Counters.MemoryInUse+slack {
+		t.Errorf("the server's charge grew by %d bytes, more than the %d bytes of segments it owns (+%d)",
+			grew, c.Counters.MemoryInUse, slack)
+	}
+}
+
+func readInt(t *testing.T, path string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return n
+}
+
+// readOOMKills returns the oom_kill count of a v1 memory cgroup.
+func readOOMKills(t *testing.T, dir string) int {
+	b, _ := os.ReadFile(filepath.Join(dir, "memory.oom_control"))
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "oom_kill "); ok {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
+	}
+	return 0
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z") && !strings.HasPrefix(rest, "X")
+}
+
+// unixListeners returns the listening Unix sockets of process pid as path and type
+// (/proc/net/unix's: 1 stream, 5 seqpacket).
+func unixListeners(t *testing.T, pid int) map[string]string {
+	t.Helper()
+	inodes := map[string]bool{}
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
+		if ino, ok := strings.CutPrefix(l, "socket:["); ok && err == nil {
+			inodes[strings.TrimSuffix(ino, "]")] = true
+		}
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/unix", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, l := range strings.Split(string(b), "\n")[1:] {
+		// Num RefCount Protocol Flags Type St Inode Path
+		f := strings.Fields(l)
+		if len(f) >= 8 && inodes[f[6]] && f[3] == "00010000" {
+			out[f[7]] = strings.TrimLeft(f[4], "0")
+		}
+	}
+	return out
+}
+
+// TestLinkRendezvousFlood: 1024 idle connections from another user to the server's
+// rendezvous sockets do not stop a legitimate client from attaching: it gets SMC-D.
+func TestLinkRendezvousFlood(t *testing.T) {
+	requireProcs(t)
+	cg := testenv.NewCgroup(t, "")
+	server := startProc(t, "server", cg, procOptions{})
+	addr := server.lserve()
+	// A first client makes the server set up its rendezvous.
+	warm := startProc(t, "first-client", cg, procOptions{})
+	wantAllSMCD(t, "first client", warm.open(addr, 1, "", 30*time.Second), 1)
+	socks := unixListeners(t, server.pid())
+	if len(socks) == 0 {
+		t.Fatalf("the server (pid %d) has no listening Unix socket", server.pid())
+	}
+	flooder := startProc(t, "flooder", cg, procOptions{unprivileged: true})
+	for path, typ := range socks {
+		fs := call[floodStats](flooder, fmt.Sprintf("flood path=%s type=%s n=1024", path, typ), "flooded", 2*time.Minute)
+		t.Logf("uid %d holds %d idle connections to %s (first error %q)", testenv.Nobody, fs.Connected, path, fs.FirstError)
+	}
+	client := startProc(t, "client", cg, procOptions{})
+	wantAllSMCD(t, "a new client during the flood", client.open(addr, 1, "", 30*time.Second), 1)
+}
+
+// TestLinkImpostor: a process that replaces the server's socket file in EndpointDir
+// with its own listener never receives the application's data: the client's Dial does
+// not end in SMC-D through it, and the data reaches the server (over TCP) or the
+// Dial fails.
+func TestLinkImpostor(t *testing.T) {
+	requireProcs(t)
+	const pattern = "APPLICATION-DATA-7f3a9c-"
+	dir := t.TempDir()
+	cg := testenv.NewCgroup(t, "")
+	server := startProc(t, "server", cg, procOptions{})
+	addr := server.lserve("dir=" + dir)
+	// A first client makes the server create its socket file; the client under test
+	// comes later, with no link to the server yet.
+	warm := startProc(t, "first-client", cg, procOptions{})
+	wantAllSMCD(t, "first client", warm.open(addr, 1, "dir="+dir, 30*time.Second), 1)
+	impostor := startProc(t, "impostor", cg, procOptions{})
+	if got := impostor.do("impostor dir="+dir, "impostor"); got == "impostor 0" || strings.HasPrefix(got, "impostor error") {
+		t.Fatalf("impostor: %q: no socket file of the server to replace in %s", got, dir)
+	}
+	client := startProc(t, "client", cg, procOptions{})
+	st := client.open(addr, 1, "size=262144 secs=5 dir="+dir+" pat="+pattern, time.Minute)
+	seen := call[impStats](impostor, "impreport pat="+pattern, "impreport", 30*time.Second)
+	t.Logf("client: %+v; the impostor saw %+v", st, seen)
+	if seen.PatternHits != 0 {
+		t.Errorf("the impostor received the application's data (%d hits)", seen.PatternHits)
+	}
+	if st.Modes["SMCD NONE"] != 0 && st.Intact == 0 {
+		t.Errorf("the client's Dial ended in SMCD through the impostor: %+v", st)
+	}
+	if st.Modes["SMCD NONE"] == 0 && st.Intact == 0 && len(st.Modes) != 0 {
+		t.Errorf("the client fell back but its data did not reach the server: %+v", st)
+	}
+}
+
+// TestLinkNetns: SMC-D between two network namespaces (joined by a veth pair with
+// test-local addresses) through a shared EndpointDir, with a client Policy that
+// offers SMC to the server's address. Without a shared directory the client falls
+// back with PEER_UNREACHABLE.
+func TestLinkNetns(t *testing.T) {
+	requireProcs(t)
+	ip := testenv.RequireTool(t, "ip")
+	nsA, nsB := testenv.NewNetns(t), testenv.NewNetns(t)
+	k := os.Getpid()%200 + 20
+	va, vb := fmt.Sprintf("smcva%d", k), fmt.Sprintf("smcvb%d", k)
+	srvIP := netip.AddrFrom4([4]byte{10, 213, byte(k), 1})
+	cliIP := netip.AddrFrom4([4]byte{10, 213, byte(k), 2})
+	for _, args := range [][]string{
+		{"link", "add", va, "netns", nsA, "type", "veth", "peer", "name", vb, "netns", nsB},
+		{"-n", nsA, "addr", "add", srvIP.String() + "/24", "dev", va},
+		{"-n", nsB, "addr", "add", cliIP.String() + "/24", "dev", vb},
+		{"-n", nsA, "link", "set", va, "up"},
+		{"-n", nsB, "link", "set", vb, "up"},
+	} {
+		if out, err := exec.Command(ip, args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	in := func(ns string) procOptions { return procOptions{wrap: []string{ip, "netns", "exec", ns}} }
+	offer := "offer=" + netip.PrefixFrom(srvIP, 24).String()
+	cg := testenv.NewCgroup(t, "")
+	t.Run("shared EndpointDir", func(t *testing.T) {
+		dir := t.TempDir()
+		server := startProc(t, "server", cg, in(nsA))
+		client := startProc(t, "client", cg, in(nsB))
+		addr := server.lserve("addr="+srvIP.String()+":0", "dir="+dir)
+		st := client.open(addr, 4, "size=262144 dir="+dir+" "+offer, time.Minute)
+		wantAllSMCD(t, "client in the other namespace", st, 4)
+		if s, _ := server.waitServer(10*time.Second, func(s srvStats) bool { return s.Open == 4 }); s.Accepted["SMCD NONE"] != 4 {
+			t.Errorf("server accepted %v, want 4 in SMCD", s.Accepted)
+		}
+	})
+	t.Run("no shared directory", func(t *testing.T) {
+		server := startProc(t, "server", cg, in(nsA))
+		client := startProc(t, "client", cg, in(nsB))
+		addr := server.lserve("addr=" + srvIP.String() + ":0")
+		st := client.open(addr, 1, "size=65536 "+offer, time.Minute)
+		if st.Modes["TCP PEER_UNREACHABLE"] != 1 || st.Intact != 1 {
+			t.Errorf("client: %+v, want TCP PEER_UNREACHABLE and the echo intact", st)
+		}
+	})
+}
