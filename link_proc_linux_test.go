@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,13 +31,24 @@ import (
 //
 //	lserve [addr= dir= buf= ebuf=]  -> "lserving ADDR": an echo server that keeps
 //	                                   tallies instead of one line per connection
+//	                                   (with first=N: each connection echoes N bytes
+//	                                   and is then parked, with no goroutine, for
+//	                                   round; a process under the race detector may
+//	                                   not have 10,000 goroutines)
 //	lstats                          -> "lstats {srvStats}"
+//	round from= to= [size=]         -> "round K": echo size bytes once on the parked
+//	                                   connections from..to-1 (by remote port), in
+//	                                   the background
+//	roundwait                       -> "rounded {openStats}" once the round is over
 //	open addr= n= [size= conc= dir= buf= offer= pat= secs=]
 //	                                -> "opened {openStats}": n connections dialed with
 //	                                   smc.Dialer, each echoing size bytes (of pat
 //	                                   repeated, or random) within secs, all kept
 //	echoall [size= conc=]           -> "echoed {openStats}": every kept connection
 //	                                   echoes again, all of them open at once
+//	echorange from= to= [size= conc=]
+//	                                -> "echoed {openStats}": echoall on the kept
+//	                                   connections from..to-1 (by local port)
 //	readall [secs=]                 -> "readall {readStats}": a Read on every kept
 //	                                   connection, how each ended
 //	closeall                        -> "closed N"
@@ -66,7 +78,7 @@ func procLink(f []string) (string, bool) {
 	}
 	switch f[0] {
 	case "lserve":
-		addr, err := linkServe(kv["addr"], linkConfig(kv), num("ebuf", 4<<10))
+		addr, err := linkServe(kv["addr"], linkConfig(kv), num("ebuf", 4<<10), num("first", 0))
 		if err != nil {
 			return "lserving error " + err.Error(), true
 		}
@@ -78,6 +90,13 @@ func procLink(f []string) (string, bool) {
 			time.Duration(num("secs", 60))*time.Second)), true
 	case "echoall":
 		return "echoed " + jsonOf(echoAll(num("size", 1024), num("conc", 32))), true
+	case "round":
+		return "round " + strconv.Itoa(startRound(num("from", 0), num("to", 0), num("size", 1024))), true
+	case "roundwait":
+		round.wg.Wait()
+		return "rounded " + jsonOf(round.st), true
+	case "echorange":
+		return "echoed " + jsonOf(echoRange(num("from", 0), num("to", 0), num("size", 1024), num("conc", 32))), true
 	case "readall":
 		return "readall " + jsonOf(readAll(time.Duration(num("secs", 10))*time.Second)), true
 	case "closeall":
@@ -187,7 +206,7 @@ func snapshotSrv() srvStats {
 
 // linkServe listens with cfg and echoes every connection with a buffer of ebuf bytes
 // (small, so that thousands of idle connections cost little heap).
-func linkServe(addr string, cfg *Config, ebuf int) (string, error) {
+func linkServe(addr string, cfg *Config, ebuf, first int) (string, error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -202,19 +221,19 @@ func linkServe(addr string, cfg *Config, ebuf int) (string, error) {
 			if err != nil {
 				return
 			}
-			go serveLink(c, ebuf)
+			go serveLink(c, ebuf, first)
 		}
 	}()
 	return ln.Addr().String(), nil
 }
 
-func serveLink(c net.Conn, ebuf int) {
-	defer c.Close()
+func serveLink(c net.Conn, ebuf, first int) {
 	if sc, ok := c.(*Conn); ok {
 		c.SetDeadline(time.Now().Add(30 * time.Second))
 		err := sc.Handshake()
 		c.SetDeadline(time.Time{})
 		if err != nil {
+			c.Close()
 			srv.mu.Lock()
 			srv.st.Failed++
 			srv.st.note(err)
@@ -227,6 +246,21 @@ func serveLink(c net.Conn, ebuf int) {
 	srv.st.Accepted[fmt.Sprintf("%v %v", st.Mode, st.Fallback)]++
 	srv.st.Open++
 	srv.mu.Unlock()
+	if first > 0 {
+		err := echoOnce(c, first)
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		if err != nil {
+			srv.st.Open--
+			srv.st.Ended[classify(err)]++
+			srv.st.note(err)
+			c.Close()
+			return
+		}
+		parked = append(parked, c)
+		return
+	}
+	defer c.Close()
 	buf := make([]byte, ebuf)
 	var err error
 	for {
@@ -250,6 +284,62 @@ func serveLink(c net.Conn, ebuf int) {
 		srv.st.note(err)
 	}
 	srv.mu.Unlock()
+}
+
+// parked are the connections of an lserve first=N server, guarded by srv.mu.
+var parked []net.Conn
+
+// echoOnce reads n bytes and writes them back.
+func echoOnce(c net.Conn, n int) error {
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
+	defer c.SetDeadline(time.Time{})
+	b := make([]byte, n)
+	if _, err := io.ReadFull(c, b); err != nil {
+		return err
+	}
+	_, err := c.Write(b)
+	return err
+}
+
+// byPort sorts connections by the port of their remote (server) or local (client)
+// address: the same order on both ends of loopback connections.
+func byPort(cs []net.Conn, remote bool) []net.Conn {
+	port := func(c net.Conn) int {
+		a := c.LocalAddr()
+		if remote {
+			a = c.RemoteAddr()
+		}
+		ap, _ := netip.ParseAddrPort(a.String())
+		return int(ap.Port())
+	}
+	slices.SortFunc(cs, func(a, b net.Conn) int { return port(a) - port(b) })
+	return cs
+}
+
+// round is the echo round a parked server runs.
+var round struct {
+	wg sync.WaitGroup
+	mu sync.Mutex
+	st openStats
+}
+
+func startRound(from, to, size int) int {
+	srv.mu.Lock()
+	cs := byPort(append([]net.Conn(nil), parked...), true)
+	srv.mu.Unlock()
+	from, to = min(max(from, 0), len(cs)), min(max(to, 0), len(cs))
+	round.st = openStats{Modes: map[string]int{}}
+	for _, c := range cs[from:to] {
+		round.wg.Add(1)
+		go func() {
+			defer round.wg.Done()
+			err := echoOnce(c, size)
+			round.mu.Lock()
+			round.st.add(modeOf(c), err)
+			round.mu.Unlock()
+		}()
+	}
+	return to - from
 }
 
 // openStats tally the connections of open, echoall or short.
@@ -375,6 +465,30 @@ func echoAll(size, conc int) openStats {
 	sem := make(chan struct{}, max(conc, 1))
 	var wg sync.WaitGroup
 	for _, c := range keptConns() {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			err := echo(c, size, "", time.Minute)
+			mu.Lock()
+			st.add(modeOf(c), err)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	st.Millis = time.Since(start).Milliseconds()
+	return st
+}
+
+func echoRange(from, to, size, conc int) openStats {
+	start := time.Now()
+	cs := byPort(keptConns(), false)
+	from, to = min(max(from, 0), len(cs)), min(max(to, 0), len(cs))
+	st := openStats{Modes: map[string]int{}}
+	var mu sync.Mutex
+	sem := make(chan struct{}, max(conc, 1))
+	var wg sync.WaitGroup
+	for _, c := range cs[from:to] {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
