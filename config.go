@@ -4,18 +4,19 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/smc-go/smc/internal/shm"
 	"github.com/smc-go/smc/internal/wire"
 )
 
 // Defaults used when a [Config] field is zero.
 const (
 	// DefaultBufferSize is the size of each side's shared-memory receive buffer (DMB)
-	// ring. Bulk transfers gain from a larger ring up to this size, while small
-	// round trips do not depend on it (internal/shm's bulk benchmark; the figures
-	// are in BENCHMARKS.md). It costs little where it is not used: memory is touched
-	// only as data passes (a ring is mapped ahead of the data on its first lap), and
-	// beyond the process's shared-memory bound new connections stay TCP (MAX_DMB).
-	DefaultBufferSize = 4 << 20
+	// ring: Linux SMC's default, so that thousands of connections fit a process's
+	// bound. Each process allocates the rings it receives into, in pools it reuses
+	// across connections (see [SetMemoryLimit]); beyond its shared-memory bound new
+	// connections stay TCP (MAX_DMB). A larger Config.BufferSize serves bulk
+	// transfers.
+	DefaultBufferSize = 64 << 10
 	// DefaultHandshakeTimeout bounds the SMC handshake of a connection, as Linux's
 	// CLC_WAIT_TIME (6 s) bounds each of its waits for a CLC message.
 	DefaultHandshakeTimeout = 6 * time.Second
@@ -30,7 +31,10 @@ const (
 type Config struct {
 	// BufferSize is the size in bytes of the receive buffer (DMB) this side
 	// offers; it is rounded up to a power of two of at least 16 KiB, at most
-	// 512 MiB (the largest size SMC-D's CLC messages can express).
+	// 512 MiB (the largest size SMC-D's CLC messages can express). It also bounds
+	// the peer's buffer this side accepts: at most the larger of BufferSize and
+	// [DefaultBufferSize]; a peer offering more is declined (MAX_DMB) before
+	// anything is mapped.
 	BufferSize int
 
 	// HandshakeTimeout bounds the SMC handshake (the CLC exchange and the
@@ -48,7 +52,12 @@ type Config struct {
 	// EndpointDir, if set, is a directory where this process's shared-memory
 	// endpoint has its Unix socket, so that peers in other network namespaces that
 	// share the directory can attach. Empty means the abstract socket namespace:
-	// peers in the same network namespace only. Both sides must agree.
+	// peers in the same network namespace only. Both sides must agree. The
+	// directory must be owned by root or by this process's user, and nobody else
+	// may be able to swap files in it (group- or world-writable only with the
+	// sticky bit); otherwise Dial and Listen fail. For processes of different users,
+	// use a root-owned directory with the sticky bit: socket files are mode 0666,
+	// and each link proves which process serves it.
 	EndpointDir string
 
 	// Logger, if set, receives debug records of handshake decisions. The package
@@ -71,6 +80,17 @@ func (c *Config) bufferSize() int {
 		return DefaultBufferSize
 	}
 	return wire.BufferSize(compressedSize(c.BufferSize))
+}
+
+// maxPeerBuffer is the largest peer ring this side maps.
+func (c *Config) maxPeerBuffer() int { return max(c.bufferSize(), DefaultBufferSize) }
+
+// checkEndpointDir refuses an EndpointDir others could swap files in.
+func (c *Config) checkEndpointDir() error {
+	if c == nil || c.EndpointDir == "" {
+		return nil
+	}
+	return shm.CheckDir(c.EndpointDir)
 }
 
 func (c *Config) endpointDir() string {

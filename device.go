@@ -49,7 +49,8 @@ var localGID = sync.OnceValues(func() ([2]uint64, error) {
 })
 
 // The device's shared memory: one shm.Endpoint per process and endpoint directory,
-// created on first use, through which clients attach to this process's DMBs.
+// created on first use, through which client processes set up their links to this
+// one.
 var endpoints struct {
 	mu sync.Mutex
 	m  map[string]*shm.Endpoint // guarded by mu: Config.EndpointDir → endpoint
@@ -73,10 +74,15 @@ func endpoint(dir string) (*shm.Endpoint, error) {
 	return ep, nil
 }
 
-// shmReason maps a failure to set up shared memory to a decline reason.
+// shmReason maps a failure to set up shared memory to a decline reason: the
+// process bound, or a peer buffer larger than this side maps, is MAX_DMB; a server
+// endpoint not reachable from here is PEER_UNREACHABLE (sent as NOSMCDDEV).
 func shmReason(err error) Reason {
-	if errors.Is(err, shm.ErrMemoryLimit) {
+	switch {
+	case errors.Is(err, shm.ErrMemoryLimit), errors.Is(err, shm.ErrBadSize):
 		return ReasonMaxDMB
+	case errors.Is(err, shm.ErrUnreachable):
+		return ReasonPeerUnreachable
 	}
 	return ReasonNoSMCDDev
 }
@@ -87,9 +93,10 @@ func compressedSize(size int) uint8 {
 	return c
 }
 
-// connectSMC attaches to the server's offered DMB.
+// connectSMC binds a slot of this process's pool to the server's offered slot, over
+// the link the Accept names (set up first if this process has none with that ID).
 func connectSMC(ctx context.Context, cfg *Config, a *wire.AcceptConfirm) (*shm.Stream, error) {
-	return shm.Connect(ctx, shm.Addr(cfg.endpointDir(), a.LinkID), a.DMBToken, cfg.bufferSize(), wire.BufferSize(a.DMBESize))
+	return shm.Connect(ctx, cfg.endpointDir(), a.LinkID, a.DMBToken, cfg.bufferSize(), wire.BufferSize(a.DMBESize), cfg.maxPeerBuffer())
 }
 
 var _ dataPath = (*shm.Stream)(nil)

@@ -55,6 +55,9 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 	if err := checkNetwork(network); err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 	}
+	if err := d.Config.checkEndpointDir(); err != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+	}
 	if s, err := signalling(); err == nil && d.Config.policy().offerLiteral(address) {
 		return d.dialOffer(ctx, s, network, address)
 	}

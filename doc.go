@@ -15,6 +15,16 @@
 // no wrapper, no extra goroutine and no extra system call on its data path. [State]
 // still reports its [Mode] and the [Reason] it fell back.
 //
+// # Shared memory
+//
+// SMC-D connections between two processes share one link: a Unix socket between
+// them, set up by their first connection and proven to reach the process that
+// answered the handshake, over which each side lends the other buffers (rings) from a
+// pool it allocates and pays for itself. Later connections take free buffers of the
+// pools: no new socket, memory or mapping. [SetMemoryLimit] bounds a process's pools
+// (beyond it, connections fall back to TCP with [ReasonMaxDMB]) and [MemoryInUse]
+// reports them; [Config.BufferSize] sizes a connection's buffer.
+//
 // # Privileges
 //
 // Announcing SMC needs the eBPF program attached to the process's cgroup v2. A

@@ -22,10 +22,14 @@ type clientHandshakeState struct {
 // clientHandshake runs the client side: Proposal → Accept → Confirm, or a Decline
 // from either side, after which the connection is plain TCP.
 //
-// The Proposal offers only SMC-D v2 with this host's GID. The server's Accept
-// names its DMB (token, size) and its shared-memory endpoint (the link ID); the
-// client attaches to it before sending the Confirm, so that once the server reads
-// the Confirm both DMBs are mapped and data written by either side is never lost.
+// The Proposal offers only SMC-D v2 with this host's GID, and carries this
+// process's random identity in its PeerID (Linux uses that field, the system ID,
+// only for SMC-R link groups). The server's Accept names a link (its ID: the
+// server's endpoint and the link's index) and, in the DMB token, the server's slot
+// on that link, or the secret of a new link; the client sets the link up if needed
+// and binds a slot of its own to the server's before sending the Confirm, which
+// names that slot. So once the server reads the Confirm both slots are bound and
+// data written by either side is never lost.
 func (c *Conn) clientHandshake(ctx context.Context) error {
 	hs := clientHandshakeState{c: c, ctx: ctx}
 	defer hs.cleanup()
@@ -89,9 +93,14 @@ func (hs *clientHandshakeState) cleanup() {
 	}
 }
 
-// decline declines the server's Accept with reason.
+// decline declines the server's Accept with reason. A server endpoint this side
+// cannot reach is, to the server, what Linux calls NOSMCDDEV.
 func (hs *clientHandshakeState) decline(reason Reason) error {
-	return hs.c.decline(reason, wire.Code(reason), wire.Version2)
+	code := wire.Code(reason)
+	if reason == ReasonPeerUnreachable {
+		code = wire.CodeNoSMCDDev
+	}
+	return hs.c.decline(reason, code, wire.Version2)
 }
 
 // proposal returns the client's Proposal: SMC-D v2 only, with this host's device.
@@ -100,6 +109,7 @@ func (hs *clientHandshakeState) proposal() *wire.Proposal {
 		TypeV1:      wire.SMCTypeN,
 		TypeV2:      wire.SMCTypeD,
 		Release:     1,
+		PeerID:      [8]byte(shm.ProcessID()),
 		UEIDs:       []wire.EID{localEID},
 		FeatureMask: 1, // Emulated-ISM: 128-bit GIDs as two entries
 		GIDs:        wire.GIDEntries(wire.ISMDevice{CHID: localCHID, GID: hs.gid[0], GIDExt: hs.gid[1]}),
@@ -120,13 +130,13 @@ func (hs *clientHandshakeState) checkAccept() Reason {
 }
 
 // confirm returns the Confirm that answers the server's Accept once the client
-// has attached to its DMB.
+// has bound its slot to the server's: it names the client's slot.
 func (hs *clientHandshakeState) confirm() *wire.AcceptConfirm {
 	return &wire.AcceptConfirm{
 		Type:     wire.TypeConfirm,
 		GID:      hs.gid[0],
 		GIDExt:   hs.gid[1],
-		DMBToken: hs.accept.DMBToken,
+		DMBToken: hs.stream.Token(),
 		DMBESize: compressedSize(hs.stream.RingSize()),
 		LinkID:   hs.accept.LinkID,
 		CHID:     localCHID,

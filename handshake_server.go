@@ -26,7 +26,8 @@ type serverHandshakeState struct {
 
 // serverHandshake runs the server side: it waits for the client's first CLC
 // message and answers a Proposal it can serve with an Accept naming a freshly
-// offered DMB, or declines. Linux rules apply where they say something: a Decline as
+// offered slot (or, for a client process without a link to this one, a new link's
+// secret), or declines. Linux rules apply where they say something: a Decline as
 // the first message (what a Linux client with no SMC device sends) means plain TCP
 // with PEERDECL and no answer; a Decline is never answered with a Decline.
 //
@@ -79,7 +80,7 @@ func (hs *serverHandshakeState) handshake() error {
 	if err != nil {
 		return hs.decline(ReasonNoSMCDDev)
 	}
-	if hs.offer, err = ep.Offer(c.config.bufferSize()); err != nil {
+	if hs.offer, err = ep.Offer(hs.ctx, shm.PeerID(p.PeerID), c.config.bufferSize(), c.config.maxPeerBuffer()); err != nil {
 		return hs.decline(shmReason(err))
 	}
 	hs.accept = &wire.AcceptConfirm{
@@ -88,7 +89,7 @@ func (hs *serverHandshakeState) handshake() error {
 		GIDExt:   hs.gid[1],
 		DMBToken: hs.offer.Token(),
 		DMBESize: compressedSize(c.config.bufferSize()),
-		LinkID:   ep.ID(),
+		LinkID:   hs.offer.LinkID(),
 		CHID:     localCHID,
 		EID:      localEID,
 		FCE:      firstContact(),
@@ -113,12 +114,18 @@ func (hs *serverHandshakeState) handshake() error {
 	if !hs.answers(confirm) {
 		return c.handshakeError(ReasonIntErr, errors.New("smc: CLC confirm does not answer our accept"))
 	}
-	// The client attached to the offer before it sent the Confirm, so Wait returns
-	// at once unless the client is broken. Wait consumes the offer either way.
+	// The client's Connect returned, and it sent the Confirm, only after the offer
+	// completed: a client that confirms without having bound is broken, and is not
+	// waited for. Wait consumes the offer either way.
 	offer := hs.offer
 	hs.offer = nil
-	if hs.stream, err = offer.Wait(hs.ctx); err != nil {
+	now, cancel := context.WithCancel(hs.ctx)
+	cancel()
+	if hs.stream, err = offer.Wait(now); err != nil {
 		return c.handshakeError(ReasonIntErr, fmt.Errorf("smc: client confirmed without attaching: %w", err))
+	}
+	if confirm.DMBToken != hs.stream.PeerToken() {
+		return c.handshakeError(ReasonIntErr, errors.New("smc: CLC confirm names another buffer than the client bound"))
 	}
 	if hs.stream.PeerRingSize() != wire.BufferSize(confirm.DMBESize) {
 		return c.handshakeError(ReasonIntErr, errors.New("smc: CLC confirm announces another buffer size than the client attached"))
@@ -185,11 +192,12 @@ func (hs *serverHandshakeState) checkProposal(p *wire.Proposal) Reason {
 	return ReasonNoUEID
 }
 
-// answers reports whether m is the Confirm of our Accept: same DMB and endpoint,
-// from this host's device, with our EID.
+// answers reports whether m is the Confirm of our Accept: same link, from this
+// host's device, with our EID. Its DMB token names the client's own slot, checked
+// once the client's bind is known.
 func (hs *serverHandshakeState) answers(m *wire.AcceptConfirm) bool {
 	a := hs.accept
-	return m.Type == wire.TypeConfirm && m.DMBToken == a.DMBToken && m.LinkID == a.LinkID &&
+	return m.Type == wire.TypeConfirm && m.LinkID == a.LinkID &&
 		m.GID == hs.gid[0] && m.GIDExt == hs.gid[1] && m.CHID == localCHID && m.EID == localEID
 }
 

@@ -74,23 +74,11 @@ func (c *Conn) Info() ConnInfo {
 	return info
 }
 
-// A linkedStream is a stream that runs over a link shared by the connections
-// between two processes: its link's ID and the tokens of its two slots, whose low
-// 32 bits are the slots' IDs.
-type linkedStream interface {
-	LinkID() uint64
-	Token() uint64
-	PeerToken() uint64
-}
-
-// linkOf returns the link and slots of a stream that has them, and the zero
-// LinkInfo while each stream has a link of its own.
+// linkOf returns the link a stream runs over, shared by the connections between
+// two processes, and its two slots: the low 32 bits of their tokens (segment << 16 |
+// slot; the high 32 bits are the slot's generation).
 func linkOf(s *shm.Stream) LinkInfo {
-	l, ok := any(s).(linkedStream)
-	if !ok {
-		return LinkInfo{}
-	}
-	return LinkInfo{ID: l.LinkID(), Slot: uint32(l.Token()), PeerSlot: uint32(l.PeerToken())}
+	return LinkInfo{ID: uint64(s.LinkID()), Slot: uint32(s.Token()), PeerSlot: uint32(s.PeerToken())}
 }
 
 // connObs is what a Conn keeps so that it can be seen from outside: its record in
@@ -163,7 +151,6 @@ func (c *Conn) noteSettled() {
 	c.obs.open = registry.OpenTCP
 	if c.stream != nil {
 		c.obs.open = registry.OpenSMCD
-		r.Gauge(registry.Links).Add(1)
 		noteMemory(r)
 	}
 	r.Gauge(c.obs.open).Add(1)
@@ -184,16 +171,16 @@ func (c *Conn) unregister() {
 	if open >= 0 {
 		r.Gauge(open).Add(-1)
 		if open == registry.OpenSMCD {
-			r.Gauge(registry.Links).Add(-1)
 			noteMemory(r)
 		}
 	}
 }
 
-// noteMemory copies the process's shared memory in use and its bound into the
-// registry, where smc stats reads them: when a connection's shared memory comes or
-// goes.
+// noteMemory copies the process's links, its shared memory in use and its bound
+// into the registry, where smc stats reads them: when a connection's shared memory
+// comes or goes.
 func noteMemory(r *registry.Registry) {
+	r.Gauge(registry.Links).Store(shm.ReadCounters().Links)
 	r.Gauge(registry.MemoryInUse).Store(shm.MemoryInUse())
 	r.Gauge(registry.MemoryLimit).Store(shm.SetMemoryLimit(-1))
 }

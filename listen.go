@@ -43,6 +43,9 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (ne
 	if err := checkNetwork(network); err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
 	}
+	if err := lc.Config.checkEndpointDir(); err != nil {
+		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
+	}
 	nlc := net.ListenConfig{Control: lc.Control, KeepAlive: lc.KeepAlive, KeepAliveConfig: lc.KeepAliveConfig}
 	s, err := signalling()
 	policy := lc.Config.policy()

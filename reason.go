@@ -51,6 +51,7 @@ const (
 	ReasonHandshakeLimit        Reason = 0x7f000003 // too many server handshakes in progress (Linux limit_smc_hs)
 	ReasonPeerNotCLC            Reason = 0x7f000004 // the peer advertised SMC but sent no CLC message
 	ReasonSignallingConflict    Reason = 0x7f000005 // another program on the cgroup's sockets makes announcing SMC unsafe
+	ReasonPeerUnreachable       Reason = 0x7f000006 // the server's shared-memory endpoint is not reachable from here (another network namespace without a shared EndpointDir)
 )
 
 // String returns the Linux name of the code without its SMC_CLC_DECL_ prefix (for

@@ -15,6 +15,8 @@ func (r Reason) localName() string {
 		return "PEER_NOT_CLC"
 	case ReasonSignallingConflict:
 		return "SIGNALLING_CONFLICT"
+	case ReasonPeerUnreachable:
+		return "PEER_UNREACHABLE"
 	}
 	return ""
 }

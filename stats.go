@@ -34,8 +34,9 @@ type Statistics struct {
 	// OpenSMCD and OpenTCP are the *Conn connections open now whose handshake
 	// ended in each mode.
 	OpenSMCD, OpenTCP int64
-	// Links is the number of shared-memory links in use: each SMC-D connection has
-	// a link of its own.
+	// Links is the number of shared-memory links open now: one per pair of
+	// processes with SMC-D connections between them (in either role), kept for a
+	// while after their last connection closed so that the next one reuses it.
 	Links int64
 	// MemoryInUse is the shared memory this process holds now, in bytes, and
 	// MemoryLimit the bound beyond which new connections fall back with MAX_DMB.
@@ -81,8 +82,29 @@ type SideStatistics struct {
 func Stats() Statistics {
 	st := statisticsOf(processRegistry().Snapshot())
 	st.MemoryInUse, st.MemoryLimit = shm.MemoryInUse(), shm.SetMemoryLimit(-1)
+	st.Links = shm.ReadCounters().Links
 	return st
 }
+
+// SetMemoryLimit sets this process's bound on shared memory, in bytes, and returns
+// the previous bound; a negative n only reports it. The bound covers the pools this
+// process receives into: memory it allocates, faults in and is charged for (its
+// memory cgroup pays for it, never the peer's). The peers' pools it maps are capped
+// by the same bound, apart. Beyond the bound a new connection that needs more pool
+// falls back to TCP with [ReasonMaxDMB]; existing connections are never affected.
+// The default is 1 GiB.
+func SetMemoryLimit(n int64) int64 {
+	old := shm.SetMemoryLimit(n)
+	if n >= 0 {
+		noteMemory(processRegistry())
+	}
+	return old
+}
+
+// MemoryInUse returns the shared memory this process holds now, in bytes: its own
+// pools, which [SetMemoryLimit] bounds. A pool keeps freed buffers for reuse and
+// shrinks back a few seconds after a burst.
+func MemoryInUse() int64 { return shm.MemoryInUse() }
 
 // statisticsOf turns a registry snapshot into Statistics.
 func statisticsOf(s registry.Snapshot) Statistics {

@@ -62,8 +62,21 @@ func TestHostileControlArea(t *testing.T) {
 			h.rxh.cons.cursor.Store(math.MaxUint64)
 		}, write},
 		{"unknown consumer flag", func(v, h *Stream) { h.rxh.cons.flags.Store(0xffff0000) }, write},
-		{"garbage control message", func(v, h *Stream) { h.ctrl.Write([]byte{0xff, 0xee}) }, read},
-		{"unknown wake bits", func(v, h *Stream) { h.ctrl.Write([]byte{0x80}) }, read},
+		{"garbage link message", func(v, h *Stream) { h.link.conn.Write([]byte{0xff, 0xee}) }, read},
+		{"unknown link message type", func(v, h *Stream) { h.link.conn.Write(newMsg(99).u64(0)) }, read},
+		{"unknown wake bits", func(v, h *Stream) {
+			h.link.conn.Write(newMsg(msgWake).u32(1).u32(0).u64(v.ownTok).u32(0x80).u32(0))
+		}, read},
+		{"wake count beyond the message", func(v, h *Stream) {
+			h.link.conn.Write(newMsg(msgWake).u32(2).u32(0).u64(v.ownTok).u32(1).u32(0))
+		}, read},
+		{"descriptor on a wake", func(v, h *Stream) {
+			fd := memfd(nil, 4096, 0)
+			h.link.conn.WriteMsgUnix(newMsg(msgWake).u32(1).u32(0).u64(v.ownTok).u32(1).u32(0), unix.UnixRights(fd), nil)
+			unix.Close(fd)
+		}, read},
+		{"acknowledgement of an unknown segment", func(v, h *Stream) { h.link.conn.Write(newMsg(msgSegAck).u32(999).u32(1)) }, read},
+		{"bind acknowledgement to a server", func(v, h *Stream) { h.link.conn.Write(newMsg(msgBindAck).u64(1).u64(2).u32(1).u32(0)) }, read},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -122,11 +135,11 @@ func TestHostileGarbage(t *testing.T) {
 					return
 				default:
 				}
-				for _, m := range [][]byte{h.txd.mem[:256], h.rxd.mem[:256]} {
+				for _, m := range [][]byte{slotHeader(h.peerSeg, h.peerIdx), slotHeader(h.own, h.ownIdx)} {
 					off := rng.IntN(len(m)/4) * 4
 					binary.LittleEndian.PutUint32(m[off:], rng.Uint32()>>rng.IntN(32))
 				}
-				h.txd.ring[rng.IntN(len(h.txd.ring))] = byte(rng.Uint32())
+				h.txRing[rng.IntN(len(h.txRing))] = byte(rng.Uint32())
 			}
 		}()
 		var rerr, werr error
@@ -159,140 +172,314 @@ func TestHostileGarbage(t *testing.T) {
 	}
 }
 
-// memfd returns a memfd of total bytes with the given seals added.
+func slotHeader(g *segment, i int) []byte { return g.mem[i*SlotHeaderSize : (i+1)*SlotHeaderSize] }
+
+// memfd returns a memfd of total bytes with the given seals added; t may be nil.
 func memfd(t *testing.T, total int64, seals int) int {
-	t.Helper()
 	fd, err := unix.MemfdCreate("hostile", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err == nil {
+		err = unix.Ftruncate(fd, total)
+	}
+	if err == nil && seals != 0 {
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals)
+	}
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Ftruncate(fd, total); err != nil {
-		t.Fatal(err)
-	}
-	if seals != 0 {
-		if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
-			t.Fatal(err)
+		if t == nil {
+			panic(err)
 		}
+		t.Fatal(err)
 	}
 	return fd
 }
 
-func sendRaw(t *testing.T, addr string, msg []byte, fds ...int) *net.UnixConn {
+// rawClient is a hand-driven client of an endpoint: it speaks the link protocol byte by
+// byte, to present whatever a hostile client would.
+type rawClient struct {
+	t   *testing.T
+	c   *net.UnixConn
+	buf []byte
+	oob []byte
+}
+
+func dialRaw(t *testing.T, addr string) *rawClient {
 	t.Helper()
 	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: addr, Net: "unixpacket"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	return &rawClient{t: t, c: c, buf: make([]byte, maxMsgLen+1), oob: make([]byte, oobSpace)}
+}
+
+func (r *rawClient) send(m []byte, fds ...int) {
+	r.t.Helper()
 	var oob []byte
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
-	if _, _, err := c.WriteMsgUnix(msg, oob, nil); err != nil {
-		t.Fatal(err)
+	if _, _, err := r.c.WriteMsgUnix(m, oob, nil); err != nil {
+		r.t.Fatal(err)
 	}
-	for _, fd := range fds {
-		unix.Close(fd)
-	}
-	return c
+	closeFDs(fds)
 }
 
-// TestHostileClient presents bad tokens, descriptors and messages to a server's endpoint.
-func TestHostileClient(t *testing.T) {
+// recv returns the next message (its descriptors closed), or nil at EOF.
+func (r *rawClient) recv() []byte {
+	r.t.Helper()
+	n, fds, err := readMsg(r.c, r.buf, r.oob)
+	closeFDs(fds)
+	if errors.Is(err, errLinkDown) {
+		return nil
+	}
+	if err != nil {
+		r.t.Fatalf("raw client: %v", err)
+	}
+	return r.buf[:n]
+}
+
+// wantEOF checks that the server closed the connection without sending anything more.
+func (r *rawClient) wantEOF() {
+	r.t.Helper()
+	for {
+		m := r.recv()
+		if m == nil {
+			return
+		}
+		if m[0] != msgSegAck && m[0] != msgSegDel && m[0] != msgWake {
+			r.t.Fatalf("server sent message type %d where it should have closed the link", m[0])
+		}
+	}
+}
+
+// setUp runs HELLO/AUTH/PROOF with the offer's secret, acknowledges the server's
+// segment without mapping it, and returns the founding slot from READY.
+func (r *rawClient) setUp(o *Offer) uint64 {
+	r.t.Helper()
+	var secret [8]byte
+	binary.LittleEndian.PutUint64(secret[:], o.Token())
+	nc := make([]byte, nonceLen)
+	r.send(newMsg(msgHello).u32(linkVersion).u32(o.LinkID()).bytes(nc))
+	m := r.recv()
+	if m == nil || m[0] != msgAuth {
+		r.t.Fatalf("no AUTH: %v", m)
+	}
+	ns := append([]byte(nil), m[msgHdrLen:msgHdrLen+nonceLen]...)
+	r.send(newMsg(msgProof).bytes(proof(secret, 'c', nc, ns, 0)))
+	for {
+		m := r.recv()
+		switch {
+		case m == nil:
+			r.t.Fatal("server closed the link during set-up")
+		case m[0] == msgSeg:
+			r.send(newMsg(msgSegAck).u32(u32of(m[msgHdrLen:])).u32(1))
+		case m[0] == msgReady:
+			return u64of(m[msgHdrLen:])
+		default:
+			r.t.Fatalf("unexpected message type %d during set-up", m[0])
+		}
+	}
+}
+
+func offer(t *testing.T, e *Endpoint, peer PeerID, size int) *Offer {
+	t.Helper()
+	o, err := e.Offer(context.Background(), peer, size, MaxRingSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(o.Cancel)
+	return o
+}
+
+func waitFails(t *testing.T, o *Offer, d time.Duration) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	s, err := o.Wait(ctx)
+	if err == nil {
+		s.Close()
+		t.Fatal("the offer was bound by a hostile client")
+	}
+	return err
+}
+
+// TestHostileClientSetUp presents bad link set-ups to an endpoint: the server answers
+// nothing but a closed socket, and the offer stays open for its real client.
+func TestHostileClientSetUp(t *testing.T) {
+	defer checkLeaks(t)()
+	e, err := Listen(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	o := offer(t, e, PeerID{1}, MinRingSize)
+	hello := func() []byte { return newMsg(msgHello).u32(linkVersion).u32(o.LinkID()).bytes(make([]byte, nonceLen)) }
+	for _, tt := range []struct {
+		name string
+		msg  func() []byte
+		fds  func() []int
+	}{
+		{"unknown link", func() []byte {
+			return newMsg(msgHello).u32(linkVersion).u32(o.LinkID() + 1).bytes(make([]byte, nonceLen))
+		}, nil},
+		{"another endpoint's link", func() []byte {
+			return newMsg(msgHello).u32(linkVersion).u32(o.LinkID() ^ 1<<16).bytes(make([]byte, nonceLen))
+		}, nil},
+		{"bad version", func() []byte { m := hello(); m[8] = 9; return m }, nil},
+		{"reserved header bits", func() []byte { m := hello(); m[3] = 1; return m }, nil},
+		{"long message", func() []byte { return append(hello(), 0) }, nil},
+		{"short message", func() []byte { return hello()[:20] }, nil},
+		{"proof first", func() []byte { return newMsg(msgProof).bytes(make([]byte, proofLen)) }, nil},
+		{"descriptor on the hello", hello, func() []int { return []int{memfd(t, 4096, 0)} }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := dialRaw(t, e.Addr())
+			var fds []int
+			if tt.fds != nil {
+				fds = tt.fds()
+			}
+			r.send(tt.msg(), fds...)
+			r.wantEOF()
+		})
+	}
+	t.Run("wrong proof", func(t *testing.T) {
+		r := dialRaw(t, e.Addr())
+		r.send(hello())
+		if m := r.recv(); m == nil || m[0] != msgAuth {
+			t.Fatal("no AUTH for a hello naming a pending link")
+		}
+		r.send(newMsg(msgProof).bytes(make([]byte, proofLen)))
+		r.wantEOF()
+	})
+	t.Run("silence", func(t *testing.T) {
+		r := dialRaw(t, e.Addr())
+		start := time.Now()
+		r.wantEOF()
+		if d := time.Since(start); d > 3*time.Second {
+			t.Fatalf("a silent connection was kept %v", d)
+		}
+	})
+	// After all that, the real client still gets the offer.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cs := make(chan *Stream, 1)
+	go func() {
+		s, _ := Connect(ctx, "", o.LinkID(), o.Token(), MinRingSize, MinRingSize, MaxRingSize)
+		cs <- s
+	}()
+	s, err := o.Wait(ctx)
+	if c := <-cs; c != nil {
+		c.Close()
+	}
+	if err != nil {
+		t.Fatalf("the real client after hostile ones: %v", err)
+	}
+	s.Close()
+}
+
+// TestHostileClientLink sends bad messages and descriptors over an established link: each
+// costs the client its link (the server closes it and the offer fails), never the server
+// more.
+func TestHostileClientLink(t *testing.T) {
 	defer checkLeaks(t)()
 	const size = MinRingSize
-	good := int64(HeaderSize + size)
+	good := segmentSize(size, 1)
 	tmp, err := os.CreateTemp(t.TempDir(), "notmemfd")
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmp.Truncate(good)
 	tmp.Close()
+	seg := func(ring, n int) []byte { return newMsg(msgSeg).u32(1).u32(uint32(ring)).u32(uint32(n)).u32(0) }
 	tests := []struct {
 		name string
-		msg  func(token uint64) []byte
+		msg  []byte
 		fds  func() []int
-		// pending: the message is rejected before its token is looked at, so the offer
-		// stays open (and times out here); otherwise the offer fails with a violation.
-		pending bool
 	}{
-		{"unsealed memfd", helloFor(size), func() []int { return []int{memfd(t, good, 0)} }, false},
-		{"memfd that can shrink", helloFor(size), func() []int { return []int{memfd(t, good, unix.F_SEAL_GROW|unix.F_SEAL_SEAL)} }, false},
-		{"memfd that can be resealed", helloFor(size), func() []int { return []int{memfd(t, good, unix.F_SEAL_GROW|unix.F_SEAL_SHRINK)} }, false},
-		{"write-sealed memfd", helloFor(size), func() []int { return []int{memfd(t, good, requiredSeals|unix.F_SEAL_WRITE)} }, false},
-		{"wrong size", helloFor(size), func() []int { return []int{memfd(t, good+4096, requiredSeals)} }, false},
-		{"declared size differs", helloFor(2 * size), func() []int { return []int{memfd(t, good, requiredSeals)} }, false},
-		{"not a memfd: regular file", helloFor(size), func() []int {
+		{"unsealed memfd", seg(size, 1), func() []int { return []int{memfd(t, good, 0)} }},
+		{"memfd that can shrink", seg(size, 1), func() []int { return []int{memfd(t, good, unix.F_SEAL_GROW|unix.F_SEAL_SEAL)} }},
+		{"memfd that can be resealed", seg(size, 1), func() []int { return []int{memfd(t, good, unix.F_SEAL_GROW|unix.F_SEAL_SHRINK)} }},
+		{"write-sealed memfd", seg(size, 1), func() []int { return []int{memfd(t, good, requiredSeals|unix.F_SEAL_WRITE)} }},
+		{"wrong size", seg(size, 1), func() []int { return []int{memfd(t, good+4096, requiredSeals)} }},
+		{"declared slots differ", seg(size, 2), func() []int { return []int{memfd(t, good, requiredSeals)} }},
+		{"ring not a power of two", seg(size+1, 1), func() []int { return []int{memfd(t, good, requiredSeals)} }},
+		{"too many slots", seg(size, maxSegSlots+1), func() []int { return []int{memfd(t, good, requiredSeals)} }},
+		{"not a memfd: regular file", seg(size, 1), func() []int {
 			fd, _ := unix.Open(tmp.Name(), unix.O_RDWR|unix.O_CLOEXEC, 0)
 			return []int{fd}
-		}, false},
-		{"not a memfd: pipe", helloFor(size), func() []int {
+		}},
+		{"not a memfd: pipe", seg(size, 1), func() []int {
 			var p [2]int
 			unix.Pipe2(p[:], unix.O_CLOEXEC)
 			unix.Close(p[1])
 			return p[:1]
-		}, false},
-		{"read-only memfd", helloFor(size), func() []int {
+		}},
+		{"read-only memfd", seg(size, 1), func() []int {
 			fd := memfd(t, good, requiredSeals)
 			defer unix.Close(fd)
 			ro, _ := unix.Open("/proc/self/fd/"+itoa(fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 			return []int{ro}
-		}, false},
-		{"two descriptors", helloFor(size), func() []int {
-			return []int{memfd(t, good, requiredSeals), memfd(t, good, requiredSeals)}
-		}, true},
-		{"many descriptors", helloFor(size), func() []int {
+		}},
+		{"two descriptors", seg(size, 1), func() []int { return []int{memfd(t, good, requiredSeals), memfd(t, good, requiredSeals)} }},
+		{"many descriptors", seg(size, 1), func() []int {
 			var fds []int
 			for range 20 {
 				fds = append(fds, memfd(t, good, requiredSeals))
 			}
 			return fds
-		}, true},
-		{"no descriptor", helloFor(size), func() []int { return nil }, true},
-		{"long message", func(token uint64) []byte { return append(helloFor(size)(token), 0) }, func() []int { return []int{memfd(t, good, requiredSeals)} }, true},
-		{"bad version", func(token uint64) []byte { b := helloFor(size)(token); b[4] = 9; return b }, func() []int { return []int{memfd(t, good, requiredSeals)} }, true},
-		{"wrong token", func(token uint64) []byte { return helloFor(size)(token + 1) }, func() []int { return []int{memfd(t, good, requiredSeals)} }, true},
+		}},
+		{"segment without descriptor", seg(size, 1), nil},
+		{"segment index beyond 16 bits", newMsg(msgSeg).u32(1 << 16).u32(size).u32(1).u32(0), func() []int { return []int{memfd(t, good, requiredSeals)} }},
+		{"descriptor on a bind", newMsg(msgBind).u64(1).u64(2), func() []int { return []int{memfd(t, good, requiredSeals)} }},
+		{"ready to a server", newMsg(msgReady).u64(1), nil},
+		{"unknown type", newMsg(200).u64(0), nil},
+		{"segment acknowledgement not 0 or 1", newMsg(msgSegAck).u32(0).u32(2), nil},
+		{"withdrawal of an unknown segment", newMsg(msgSegDel).u32(77).u32(0), nil},
 	}
 	e, err := Listen(Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	for _, tt := range tests {
+	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o, err := e.Offer(size)
-			if err != nil {
-				t.Fatal(err)
+			o := offer(t, e, PeerID{2, byte(i)}, size)
+			r := dialRaw(t, e.Addr())
+			if r.setUp(o) == 0 {
+				t.Fatal("READY refused the founding slot")
 			}
-			c := sendRaw(t, e.Addr(), tt.msg(o.Token()), tt.fds()...)
-			defer c.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-			defer cancel()
-			s, err := o.Wait(ctx)
-			switch {
-			case err == nil:
-				s.Close()
-				t.Fatal("offer accepted a hostile client")
-			case tt.pending && !errors.Is(err, context.DeadlineExceeded):
-				t.Fatalf("offer: %v, want it still pending", err)
-			case !tt.pending && !isViolation(err):
-				t.Fatalf("offer: %v, want a protocol violation", err)
+			var fds []int
+			if tt.fds != nil {
+				fds = tt.fds()
 			}
-			// The server answers a hostile client with nothing but a closed socket.
-			c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			n, _, _, _, err := c.ReadMsgUnix(make([]byte, 64), make([]byte, 64))
-			if n != 0 {
-				t.Fatalf("server sent %d bytes to a hostile client (%v)", n, err)
+			r.send(tt.msg, fds...)
+			r.wantEOF()
+			if err := waitFails(t, o, 5*time.Second); !errors.Is(err, errLinkDown) {
+				t.Fatalf("offer: %v, want the link's end", err)
 			}
 		})
 	}
+	t.Run("bind of a stale slot", func(t *testing.T) {
+		o := offer(t, e, PeerID{3}, size)
+		r := dialRaw(t, e.Addr())
+		tok := r.setUp(o)
+		r.send(newMsg(msgBind).u64(tok ^ 1<<40).u64(makeToken(1, 0, 0)))
+		m := r.recv()
+		if m == nil || m[0] != msgBindAck || u32of(m[msgHdrLen+16:]) != 0 {
+			t.Fatalf("bind of a stale slot: answer %v, want a refusal", m)
+		}
+		// The link survives a refused bind: the real slot is still on offer, but the
+		// client slot must be one the server mapped.
+		r.send(newMsg(msgBind).u64(tok).u64(makeToken(1, 9, 0)))
+		if m := r.recv(); m == nil || m[0] != msgBindAck || u32of(m[msgHdrLen+16:]) != 0 {
+			t.Fatalf("bind to an unmapped client slot: answer %v, want a refusal", m)
+		}
+		waitFails(t, o, 100*time.Millisecond)
+	})
 }
 
-func helloFor(size int) func(uint64) []byte {
-	return func(token uint64) []byte { return hello{token: token, size: uint64(size)}.append(nil) }
-}
-
-// TestTokenBinding checks that a wrong token gets nothing and consumes nothing, and that a
-// token works once.
+// TestTokenBinding checks that a wrong secret proves nothing and consumes nothing, that
+// a secret sets a link up once, and that a cancelled offer's secret is dead.
 func TestTokenBinding(t *testing.T) {
 	defer checkLeaks(t)()
 	const size = MinRingSize
@@ -301,18 +488,15 @@ func TestTokenBinding(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	o, err := e.Offer(size)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := offer(t, e, PeerID{4}, size)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := Connect(ctx, e.Addr(), o.Token()+1, size, size); err == nil {
-		t.Fatal("wrong token connected")
+	if _, err := Connect(ctx, "", o.LinkID(), o.Token()+1, size, size, MaxRingSize); !errors.Is(err, ErrNotProven) {
+		t.Fatalf("wrong secret: %v, want ErrNotProven", err)
 	}
 	errc := make(chan error, 1)
 	go func() {
-		s, err := Connect(ctx, e.Addr(), o.Token(), size, size)
+		s, err := Connect(ctx, "", o.LinkID(), o.Token(), size, size, MaxRingSize)
 		if err == nil {
 			defer s.Close()
 		}
@@ -320,73 +504,77 @@ func TestTokenBinding(t *testing.T) {
 	}()
 	s, err := o.Wait(ctx)
 	if err != nil {
-		t.Fatalf("right token after a wrong one: %v", err)
+		t.Fatalf("right secret after a wrong one: %v", err)
 	}
 	defer s.Close()
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Connect(ctx, e.Addr(), o.Token(), size, size); err == nil {
-		t.Fatal("a token worked twice")
+	if _, err := Connect(ctx, "", o.LinkID(), o.Token(), size, size, MaxRingSize); err == nil {
+		t.Fatal("a secret worked twice")
 	}
-	// A cancelled offer's token is dead too, and its memory released.
-	o2, err := e.Offer(size)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o2 := offer(t, e, PeerID{5}, size)
 	o2.Cancel()
-	if _, err := Connect(ctx, e.Addr(), o2.Token(), size, size); err == nil {
-		t.Fatal("a cancelled token connected")
+	if _, err := Connect(ctx, "", o2.LinkID(), o2.Token(), size, size, MaxRingSize); err == nil {
+		t.Fatal("a cancelled offer's secret set a link up")
 	}
 	if _, err := o2.Wait(ctx); !errors.Is(err, ErrOfferClosed) {
 		t.Fatalf("Wait after Cancel: %v", err)
 	}
 }
 
-// TestHostileServer answers a client's hello with bad descriptors.
+// TestHostileServer answers a client's hello with garbage, a proof made without the
+// secret, or nothing: Connect fails by its context and writes nothing.
 func TestHostileServer(t *testing.T) {
 	defer checkLeaks(t)()
 	const size = MinRingSize
-	good := int64(HeaderSize + size)
 	for _, tt := range []struct {
 		name  string
-		reply func() ([]byte, []int)
+		reply func(hello []byte) []byte
 	}{
-		{"unsealed", func() ([]byte, []int) { return helloFor(size)(0), []int{memfd(t, good, 0)} }},
-		{"wrong size", func() ([]byte, []int) { return helloFor(2 * size)(0), []int{memfd(t, 2*good, requiredSeals)} }},
-		{"nonzero token", func() ([]byte, []int) { return helloFor(size)(7), []int{memfd(t, good, requiredSeals)} }},
-		{"silence", func() ([]byte, []int) { return nil, nil }},
+		{"garbage", func([]byte) []byte { return []byte{1, 2, 3} }},
+		{"proof without the secret", func([]byte) []byte {
+			return newMsg(msgAuth).bytes(make([]byte, nonceLen)).bytes(make([]byte, proofLen))
+		}},
+		{"ready at once", func([]byte) []byte { return newMsg(msgReady).u64(1) }},
+		{"silence", func([]byte) []byte { return nil }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			addr := Addr("", uint32(rand.Uint32()))
-			ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: addr, Net: "unixpacket"})
+			id := uint16(rand.Uint32())
+			ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: Addr("", id), Net: "unixpacket"})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer ln.Close()
+			got := make(chan []byte, 8)
 			go func() {
+				defer close(got)
 				c, err := ln.AcceptUnix()
 				if err != nil {
 					return
 				}
 				defer c.Close()
-				_, fd, err := readHello(c)
-				if err == nil {
-					unix.Close(fd)
+				buf := make([]byte, 1024)
+				c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				n, err := c.Read(buf)
+				if err != nil {
+					return
 				}
-				msg, fds := tt.reply()
-				if msg != nil {
-					c.WriteMsgUnix(msg, unix.UnixRights(fds...), nil)
+				if m := tt.reply(buf[:n]); m != nil {
+					c.Write(m)
 				}
-				for _, fd := range fds {
-					unix.Close(fd)
+				for {
+					n, err := c.Read(buf)
+					if err != nil || n == 0 {
+						return
+					}
+					got <- append([]byte(nil), buf[:n]...)
 				}
-				time.Sleep(300 * time.Millisecond)
 			}()
-			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
 			start := time.Now()
-			s, err := Connect(ctx, addr, 1, size, size)
+			s, err := Connect(ctx, "", uint32(id)<<16|1, 12345, size, size, MaxRingSize)
 			if err == nil {
 				s.Close()
 				t.Fatal("client accepted a hostile server")
@@ -394,54 +582,116 @@ func TestHostileServer(t *testing.T) {
 			if time.Since(start) > 2*time.Second {
 				t.Fatalf("Connect took %v past its context", time.Since(start))
 			}
+			ln.Close()
+			for m := range got {
+				t.Fatalf("the client sent message type %d to a server that proved nothing", m[0])
+			}
 		})
 	}
 }
 
-// TestSealedDMB checks what the peer cannot do to a DMB we created.
-func TestSealedDMB(t *testing.T) {
-	d, err := newDMB(MinRingSize)
+// TestSealedSegment checks what the peer cannot do to a segment we created.
+func TestSealedSegment(t *testing.T) {
+	g, err := newSegment(0, MinRingSize, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.release()
-	if err := unix.Ftruncate(d.fd, 0); err == nil {
-		t.Fatal("a DMB could be truncated")
+	defer g.unmap()
+	if err := unix.Ftruncate(g.fd, 0); err == nil {
+		t.Fatal("a segment could be truncated")
 	}
-	if err := unix.Ftruncate(d.fd, HeaderSize+2*MinRingSize); err == nil {
-		t.Fatal("a DMB could be grown")
+	if err := unix.Ftruncate(g.fd, 2*segmentSize(MinRingSize, 2)); err == nil {
+		t.Fatal("a segment could be grown")
 	}
-	if _, err := unix.FcntlInt(uintptr(d.fd), unix.F_ADD_SEALS, unix.F_SEAL_WRITE); err == nil {
-		t.Fatal("a DMB could be sealed against writes")
+	if _, err := unix.FcntlInt(uintptr(g.fd), unix.F_ADD_SEALS, unix.F_SEAL_WRITE); err == nil {
+		t.Fatal("a segment could be sealed against writes")
 	}
 }
 
+// TestMemoryLimit checks the process bound on own segments: a new link is refused at
+// Offer, a pool that cannot grow refuses the connection, and what fits still works.
 func TestMemoryLimit(t *testing.T) {
 	defer checkLeaks(t)()
-	defer SetMemoryLimit(SetMemoryLimit(MemoryInUse() + 3*(HeaderSize+MinRingSize)))
+	one := segmentSize(MinRingSize, 1)
+	// Both ends live in this process: room for one segment each.
+	defer SetMemoryLimit(SetMemoryLimit(MemoryInUse() + 2*one))
 	e, err := Listen(Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	o1, err := e.Offer(MinRingSize)
+	if _, err := e.Offer(context.Background(), PeerID{6}, 4*MinRingSize, MaxRingSize); !errors.Is(err, ErrMemoryLimit) {
+		t.Fatalf("Offer of a new link beyond the bound: %v", err)
+	}
+	a, b := pairOn(t, e, PeerID{6}, MinRingSize, MinRingSize)
+	defer a.Close()
+	defer b.Close()
+	if _, err := e.Offer(context.Background(), PeerID{6}, MinRingSize, MaxRingSize); !errors.Is(err, ErrMemoryLimit) {
+		t.Fatalf("Offer on a full pool beyond the bound: %v", err)
+	}
+	if c := ReadCounters(); c.MemoryInUse != MemoryInUse() || c.PeerMemory < 2*one {
+		t.Fatalf("counters %+v: both segments are mapped by the peer too", c)
+	}
+}
+
+// TestOversizedRing checks that a side maps no peer ring larger than it accepts.
+func TestOversizedRing(t *testing.T) {
+	defer checkLeaks(t)()
+	e, err := Listen(Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer o1.Cancel()
-	if _, err := e.Offer(4 * MinRingSize); !errors.Is(err, ErrMemoryLimit) {
-		t.Fatalf("Offer beyond the limit: %v", err)
-	}
+	defer e.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := Connect(ctx, e.Addr(), o1.Token(), 4*MinRingSize, MinRingSize); !errors.Is(err, ErrMemoryLimit) {
-		t.Fatalf("Connect beyond the limit: %v", err)
+	// A new link: the client refuses before it connects.
+	o := offer(t, e, PeerID{7}, 64<<10)
+	c0 := ReadCounters()
+	if _, err := Connect(ctx, "", o.LinkID(), o.Token(), MinRingSize, 64<<10, 16<<10); !errors.Is(err, ErrBadSize) {
+		t.Fatalf("Connect to a larger ring than accepted: %v, want ErrBadSize", err)
 	}
-	o2, err := e.Offer(2 * MinRingSize) // fits in what is left
+	if c := ReadCounters(); c.PeerSegmentsMapped != c0.PeerSegmentsMapped || c.LinksOpened != c0.LinksOpened {
+		t.Fatal("something was mapped or a link set up for a refused ring")
+	}
+	o.Cancel()
+	// An existing link whose client accepts 16 KiB rings: the server's 64 KiB segment
+	// is refused, so its offer fails, and the client mapped nothing of it.
+	o = offer(t, e, PeerID{8}, 16<<10)
+	type res struct {
+		s   *Stream
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		s, err := Connect(ctx, "", o.LinkID(), o.Token(), 16<<10, 16<<10, 16<<10)
+		ch <- res{s, err}
+	}()
+	s, err := o.Wait(ctx)
 	if err != nil {
-		t.Fatalf("Offer within the limit: %v", err)
+		t.Fatal(err)
 	}
-	o2.Cancel()
+	defer s.Close()
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer r.s.Close()
+	c0 = ReadCounters()
+	if _, err := e.Offer(ctx, PeerID{8}, 64<<10, MaxRingSize); !errors.Is(err, ErrBadSize) {
+		t.Fatalf("Offer of a ring the client does not accept: %v, want ErrBadSize", err)
+	}
+	if c := ReadCounters(); c.PeerSegmentsMapped != c0.PeerSegmentsMapped {
+		t.Fatal("the client mapped a segment of rings larger than it accepts")
+	}
+	// And the other way: a client ring larger than the offer accepts is not bound.
+	o2, err := e.Offer(ctx, PeerID{8}, 16<<10, 16<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o2.Cancel()
+	if _, err := Connect(ctx, "", o2.LinkID(), o2.Token(), 64<<10, 16<<10, MaxRingSize); err == nil {
+		t.Fatal("a client ring larger than the server accepts was bound")
+	}
 }
 
 // FuzzHostileStream drives a real stream pair: the input is a script of 64-bit stores a

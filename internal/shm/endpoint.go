@@ -2,11 +2,14 @@ package shm
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -17,54 +20,120 @@ import (
 type Config struct {
 	// Dir, if not empty, is a directory in which the endpoint creates its socket file
 	// (see [Addr]), so that peers in other network namespaces sharing the directory can
-	// connect. Empty means a socket in the abstract namespace, reachable from the same
-	// network namespace only.
+	// connect. It must pass [CheckDir]. Empty means a socket in the abstract namespace,
+	// reachable from the same network namespace only.
 	Dir string
 
-	// HandshakeTimeout bounds the server side of one fd exchange, from connection to
-	// reply. Zero means 5 seconds.
+	// HandshakeTimeout bounds a connection to the endpoint from its accept to the
+	// client's proof. Zero means 1 second: an honest client answers at once.
 	HandshakeTimeout time.Duration
 }
 
+// Caps on connections to an endpoint that have not proven anything yet, per peer uid
+// (SO_PEERCRED) and in all: beyond them a new connection is closed at once. A stranger
+// holding its uid's share cannot stop another uid's clients.
+const (
+	maxPendingPerUID = 8
+	maxPending       = 128
+)
+
 // Addr returns the address of the endpoint with the given ID under dir (see
-// [Config.Dir]). It lets a client derive the address from the 4-byte ID a server sends.
-func Addr(dir string, id uint32) string {
-	name := fmt.Sprintf("smc-%08x", id)
+// [Config.Dir]). A client derives it from the top 16 bits of a link ID.
+func Addr(dir string, id uint16) string {
+	name := fmt.Sprintf("smc-%04x", id)
 	if dir == "" {
 		return "@smc-go/shm/" + name
 	}
 	return filepath.Join(dir, name+".sock")
 }
 
-// An Endpoint is a process's listener for fd exchanges: the Unix socket through which
-// clients holding a token from one of its [Offer]s attach to a server's DMB. A process
-// needs one, created lazily.
-type Endpoint struct {
-	cfg  Config
-	id   uint32
-	addr string
-	ln   *net.UnixListener
-	wg   sync.WaitGroup // the accept loop and the handshakes in progress
-
-	mu     sync.Mutex // guards the fields below
-	offers map[uint64]*Offer
-	conns  map[*net.UnixConn]struct{} // handshakes in progress
-	closed bool
+// CheckDir reports whether dir may hold endpoint sockets: a directory owned by root or
+// by this process's effective uid, that nobody else can swap files in (not writable by
+// group or others, unless it has the sticky bit, as /tmp does). For processes of
+// different uids to meet, use a root-owned directory with the sticky bit: the socket
+// files themselves are mode 0666, and the link's proof (not the file's owner) tells a
+// client it reached the server it dialed.
+func CheckDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("smc: shm: endpoint directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("smc: shm: endpoint directory %s is not a directory", dir)
+	}
+	uid, ok := ownerOf(fi)
+	if !ok {
+		return fmt.Errorf("smc: shm: endpoint directory %s: no owner", dir)
+	}
+	if uid != 0 && int(uid) != os.Geteuid() {
+		return fmt.Errorf("smc: shm: endpoint directory %s is owned by uid %d, neither root nor us: refused", dir, uid)
+	}
+	if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0 {
+		return fmt.Errorf("smc: shm: endpoint directory %s is writable by others without the sticky bit (mode %v): refused", dir, fi.Mode())
+	}
+	return nil
 }
 
-// Listen creates an endpoint with a random ID. It does no I/O beyond creating the socket.
+// PeerID is a process's identity in the CLC Proposal (its PeerID field): random, per
+// process. A server keeps one link per client PeerID.
+type PeerID [8]byte
+
+var processID = func() (id PeerID) {
+	rand.Read(id[:])
+	return id
+}()
+
+// ProcessID returns this process's PeerID.
+func ProcessID() PeerID { return processID }
+
+// An Endpoint is a process's Unix seqpacket listener for links: clients that received
+// a link ID and a secret in a CLC Accept connect to it, prove they hold the secret, and
+// then run their streams over that connection. A process needs one per directory,
+// created lazily.
+type Endpoint struct {
+	cfg  Config
+	id   uint16
+	addr string
+	ln   *net.UnixListener
+	wg   sync.WaitGroup // the accept loop and the connections being set up
+
+	mu        sync.Mutex // guards the fields below
+	closed    bool
+	pending   map[uint16]*pendingLink  // link index → a new link's founding offer
+	links     map[uint16]*link         // link index → established link
+	byPeer    map[PeerID]*link         // client process → the link its offers use
+	conns     map[*net.UnixConn]uint32 // connections being set up → their peer uid
+	perUID    map[uint32]int           // connections being set up per peer uid
+	nextIndex uint16
+}
+
+// pendingLink is a link announced in an Accept that its client has not set up yet.
+type pendingLink struct {
+	index  uint16
+	secret [8]byte
+	peer   PeerID
+	offer  *Offer
+}
+
+// Listen creates an endpoint with a random 16-bit ID (retrying while the address is
+// taken). It does no I/O beyond creating the socket.
 func Listen(cfg Config) (*Endpoint, error) {
 	if err := supported(); err != nil {
 		return nil, err
 	}
 	if cfg.HandshakeTimeout <= 0 {
-		cfg.HandshakeTimeout = 5 * time.Second
+		cfg.HandshakeTimeout = time.Second
+	}
+	if cfg.Dir != "" {
+		if err := CheckDir(cfg.Dir); err != nil {
+			return nil, err
+		}
 	}
 	var lastErr error
-	for range 8 {
-		var b [4]byte
+	for range 64 {
+		var b [2]byte
 		rand.Read(b[:])
-		id := binary.LittleEndian.Uint32(b[:])
+		id := binary.LittleEndian.Uint16(b[:])
 		addr := Addr(cfg.Dir, id)
 		ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: addr, Net: "unixpacket"})
 		if errors.Is(err, syscall.EADDRINUSE) {
@@ -74,13 +143,20 @@ func Listen(cfg Config) (*Endpoint, error) {
 		if err != nil {
 			return nil, fmt.Errorf("smc: shm: listen %s: %w", addr, err)
 		}
+		if cfg.Dir != "" {
+			// Any uid may connect: who may use a link is decided by its proof.
+			if err := os.Chmod(addr, 0o666); err != nil {
+				ln.Close()
+				return nil, fmt.Errorf("smc: shm: listen %s: %w", addr, err)
+			}
+		}
+		var ix [2]byte
+		rand.Read(ix[:])
 		e := &Endpoint{
-			cfg:    cfg,
-			id:     id,
-			addr:   addr,
-			ln:     ln,
-			offers: make(map[uint64]*Offer),
-			conns:  make(map[*net.UnixConn]struct{}),
+			cfg: cfg, id: id, addr: addr, ln: ln,
+			pending: make(map[uint16]*pendingLink), links: make(map[uint16]*link),
+			byPeer: make(map[PeerID]*link), conns: make(map[*net.UnixConn]uint32),
+			perUID: make(map[uint32]int), nextIndex: binary.LittleEndian.Uint16(ix[:]),
 		}
 		e.wg.Add(1)
 		go e.acceptLoop()
@@ -89,14 +165,21 @@ func Listen(cfg Config) (*Endpoint, error) {
 	return nil, fmt.Errorf("smc: shm: listen: %w", lastErr)
 }
 
-// ID returns the endpoint's 32-bit ID; Addr(cfg.Dir, ID()) is its address.
-func (e *Endpoint) ID() uint32 { return e.id }
+// ID returns the endpoint's 16-bit ID: the top half of its link IDs.
+func (e *Endpoint) ID() uint16 { return e.id }
 
-// Addr returns the address clients pass to [Connect].
+// Addr returns the endpoint's address.
 func (e *Endpoint) Addr() string { return e.addr }
 
+func (e *Endpoint) isClosed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closed
+}
+
 // Close stops the endpoint: its socket is removed, pending offers fail with
-// [ErrOfferClosed], handshakes in progress are cut. Established streams are unaffected.
+// [ErrOfferClosed], connections being set up are cut. Established streams are
+// unaffected; their links end as soon as they have no slot in use.
 func (e *Endpoint) Close() error {
 	e.mu.Lock()
 	if e.closed {
@@ -104,15 +187,28 @@ func (e *Endpoint) Close() error {
 		return errClosed("close endpoint")
 	}
 	e.closed = true
-	offers := e.offers
-	e.offers = nil
+	var offers []*Offer
+	for _, p := range e.pending {
+		offers = append(offers, p.offer)
+	}
 	for c := range e.conns {
 		c.Close()
+	}
+	var idle []*link
+	for _, l := range e.links {
+		idle = append(idle, l)
 	}
 	e.mu.Unlock()
 	err := e.ln.Close()
 	for _, o := range offers {
-		o.finish(nil, ErrOfferClosed)
+		o.Cancel()
+	}
+	for _, l := range idle {
+		l.mu.Lock()
+		if l.used == 0 {
+			l.armIdleLocked()
+		}
+		l.mu.Unlock()
 	}
 	e.wg.Wait()
 	if err != nil {
@@ -121,8 +217,33 @@ func (e *Endpoint) Close() error {
 	return nil
 }
 
-// maxHandshakes bounds the fd exchanges an endpoint serves at once.
-const maxHandshakes = 1024
+// forget removes an ended link.
+func (e *Endpoint) forget(l *link) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ix := uint16(l.id)
+	if e.links[ix] == l {
+		delete(e.links, ix)
+	}
+	for p, pl := range e.byPeer {
+		if pl == l {
+			delete(e.byPeer, p)
+		}
+	}
+}
+
+// newIndexLocked returns a link index in use neither by a link nor a pending one;
+// indexes are handed out in turn, so not reused quickly.
+func (e *Endpoint) newIndexLocked() (uint16, bool) {
+	for range 1 << 16 {
+		ix := e.nextIndex
+		e.nextIndex++
+		if e.links[ix] == nil && e.pending[ix] == nil {
+			return ix, true
+		}
+	}
+	return 0, false
+}
 
 func (e *Endpoint) acceptLoop() {
 	defer e.wg.Done()
@@ -136,109 +257,245 @@ func (e *Endpoint) acceptLoop() {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		uid, ok := peerUID(c)
 		e.mu.Lock()
-		if e.closed || len(e.conns) >= maxHandshakes {
-			// Past the bound, a flood of strangers costs them their connection, not
-			// us a goroutine each for HandshakeTimeout.
+		if !ok || e.closed || len(e.conns) >= maxPending || e.perUID[uid] >= maxPendingPerUID {
+			// Beyond its uid's share a stranger's connection costs it the connection,
+			// not us a goroutine.
 			e.mu.Unlock()
 			c.Close()
 			continue
 		}
-		e.conns[c] = struct{}{}
+		e.conns[c] = uid
+		e.perUID[uid]++
 		e.wg.Add(1)
 		e.mu.Unlock()
 		go e.serve(c)
 	}
 }
 
-// serve runs the server side of one fd exchange. Nothing is sent back before the client's
-// token matched a pending offer; the token is then consumed, whatever happens next.
+// untrack removes c from the connections being set up; false if Close cut it.
+func (e *Endpoint) untrack(c *net.UnixConn) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	uid, ok := e.conns[c]
+	if ok {
+		delete(e.conns, c)
+		if e.perUID[uid]--; e.perUID[uid] <= 0 {
+			delete(e.perUID, uid)
+		}
+	}
+	return ok && !e.closed
+}
+
+// proof computes the link proofs: HMAC-SHA256 keyed with the link secret, over the
+// role letter, both nonces and, for the server's proof, its pidfs inode.
+func proof(secret [8]byte, role byte, nc, ns []byte, ino uint64) []byte {
+	m := hmac.New(sha256.New, secret[:])
+	m.Write([]byte{role})
+	m.Write(nc)
+	m.Write(ns)
+	if role == 's' {
+		m.Write(binary.LittleEndian.AppendUint64(nil, ino))
+	}
+	return m.Sum(nil)
+}
+
+// serve sets up one link, server side: HELLO → AUTH → PROOF, then the founding offer's
+// slot and READY. A connection that fails anything is closed without a word.
 func (e *Endpoint) serve(c *net.UnixConn) {
 	defer e.wg.Done()
-	// untrack removes c from the handshakes Close would cut; it reports false if Close
-	// has already cut it.
-	untrack := func() bool {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		delete(e.conns, c)
-		return !e.closed
-	}
-	c.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
-	h, fd, err := readHello(c)
-	if err != nil {
-		untrack()
-		c.Close() // nothing to tell a stranger
+	l, p := e.authenticate(c)
+	e.untrack(c)
+	if l == nil {
+		c.Close()
 		return
+	}
+	o := p.offer
+	go l.readLoop()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_, _, tok, err := l.allocSlot(ctx, o.size, o)
+	cancel()
+	if err == nil && !o.attach(l, tok) {
+		l.releaseHeld(tok, o)
+		err = ErrOfferClosed
+	}
+	if err != nil {
+		tok = 0
+		o.finish(nil, err)
+	}
+	l.send(newMsg(msgReady).u64(tok), -1)
+}
+
+// authenticate runs the proof exchange on c and, if the client proved it holds the
+// secret of a pending link, returns the new link (registered) and that pending link.
+func (e *Endpoint) authenticate(c *net.UnixConn) (*link, *pendingLink) {
+	c.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
+	buf := make([]byte, maxMsgLen+1)
+	oob := make([]byte, oobSpace)
+	body, ok := readSetup(c, buf, oob, msgHello)
+	if !ok || u32of(body) != linkVersion {
+		return nil, nil
+	}
+	linkID := u32of(body[4:])
+	nc := append([]byte(nil), body[8:8+nonceLen]...)
+	if uint16(linkID>>16) != e.id {
+		return nil, nil
+	}
+	ix := uint16(linkID)
+	e.mu.Lock()
+	p := e.pending[ix]
+	e.mu.Unlock()
+	if p == nil {
+		return nil, nil
+	}
+	ns := make([]byte, nonceLen)
+	rand.Read(ns)
+	if _, err := c.Write(newMsg(msgAuth).bytes(ns).bytes(proof(p.secret, 's', nc, ns, selfPidfdIno()))); err != nil {
+		return nil, nil
+	}
+	body, ok = readSetup(c, buf, oob, msgProof)
+	if !ok || !hmac.Equal(body, proof(p.secret, 'c', nc, ns, 0)) {
+		return nil, nil
 	}
 	e.mu.Lock()
-	o := e.offers[h.token]
-	delete(e.offers, h.token)
+	if e.closed || e.pending[ix] != p {
+		e.mu.Unlock()
+		return nil, nil
+	}
+	delete(e.pending, ix)
 	e.mu.Unlock()
-	var d *dmb
-	if o != nil {
-		d = o.claim()
-	}
-	if d == nil {
-		closeFD(fd)
-		untrack()
-		c.Close()
-		return
-	}
-	s, err := exchange(c, d, fd, int(h.size), false)
-	if !untrack() && err == nil {
-		s.Abort() // the endpoint closed under the handshake and cut c
-		s, err = nil, ErrOfferClosed
-	}
+	c.SetDeadline(time.Time{})
+	l, err := newLink(c, true, linkID, p.offer.maxPeer)
 	if err != nil {
-		c.Close()
+		p.offer.finish(nil, err)
+		return nil, nil
 	}
-	o.finish(s, err)
+	l.ep = e
+	e.mu.Lock()
+	e.links[ix] = l
+	if e.byPeer[p.peer] == nil {
+		e.byPeer[p.peer] = l
+	}
+	e.mu.Unlock()
+	return l, p
 }
 
-// An Offer is a server's DMB waiting for the client that holds its token.
+// readSetup reads one set-up message of type t, which carries no descriptor, and
+// returns its body.
+func readSetup(c *net.UnixConn, buf, oob []byte, t byte) ([]byte, bool) {
+	n, fds, err := readMsg(c, buf, oob)
+	if err != nil {
+		return nil, false
+	}
+	if len(fds) > 0 {
+		closeFDs(fds)
+		return nil, false
+	}
+	body, err := checkMsg(buf[:n])
+	if err != nil || buf[0] != t {
+		return nil, false
+	}
+	return body, true
+}
+
+// An Offer is a server's slot (or, for a new link, the link's secret) waiting for the
+// client's BIND.
 type Offer struct {
-	e     *Endpoint
-	token uint64
-	done  chan struct{}
+	e       *Endpoint
+	linkID  uint32
+	token   uint64 // what the Accept carries: the slot's token, or the new link's secret
+	size    int
+	maxPeer int
+	done    chan struct{}
 
-	mu      sync.Mutex // guards the fields below
-	d       *dmb       // own DMB until a handshake claims it
-	claimed bool       // a handshake took the offer out of the endpoint's table
-	s       *Stream    // result, once done is closed
-	err     error      // result, once done is closed
-	taken   bool       // Wait returned s to the caller
+	mu     sync.Mutex // guards the fields below
+	closed bool       // Cancel was called
+	l      *link      // the link of the held slot, once there is one
+	tok    uint64     // the held slot's token
+	s      *Stream    // result, once done is closed
+	err    error      // result, once done is closed
+	taken  bool       // Wait returned s to the caller
 }
 
-// Offer allocates a DMB with a ring of size bytes (a power of two, see [MinRingSize]) and
-// a one-time random token for it. The client that presents the token through [Connect]
-// gets the stream; the token is valid once, until [Offer.Cancel] or the end of the
-// context passed to [Offer.Wait]. It fails with [ErrMemoryLimit] beyond the process bound.
-func (e *Endpoint) Offer(size int) (*Offer, error) {
-	d, err := newDMB(size)
-	if err != nil {
-		return nil, err
+// Offer reserves a slot with a ring of size bytes (a power of two, see [MinRingSize])
+// for the client process peer: on the link to that process if there is one, else for a
+// new link, announced with a one-time random secret. The client presents the offer's
+// link ID and token (from the CLC Accept) to [Connect]. maxPeer is the largest client
+// ring this side accepts. ctx bounds the growth of the pool. It fails with
+// [ErrMemoryLimit] beyond the process bound.
+func (e *Endpoint) Offer(ctx context.Context, peer PeerID, size, maxPeer int) (*Offer, error) {
+	if !validRingSize(size) {
+		return nil, ErrBadSize
 	}
-	o := &Offer{e: e, d: d, done: make(chan struct{})}
+	o := &Offer{e: e, size: size, maxPeer: maxPeer, done: make(chan struct{})}
+	e.mu.Lock()
+	l := e.byPeer[peer]
+	closed := e.closed
+	e.mu.Unlock()
+	if closed {
+		return nil, errClosed("offer")
+	}
+	if l != nil {
+		l.raiseMaxPeer(maxPeer)
+		_, _, tok, err := l.allocSlot(ctx, size, o)
+		switch {
+		case err == nil:
+			o.linkID, o.token, o.l, o.tok = l.id, tok, l, tok
+			return o, nil
+		case !errors.Is(err, errLinkDown):
+			return nil, err
+		}
+	}
+	// A new link: its founding slot is made once the client has proven itself. Refuse
+	// now what could not be made then.
+	if memUsed.Load()+segmentSize(size, 1) > memLimit.Load() {
+		return nil, ErrMemoryLimit
+	}
+	p := &pendingLink{peer: peer, offer: o}
+	rand.Read(p.secret[:])
+	if p.secret == ([8]byte{}) {
+		p.secret[0] = 1
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		d.release()
 		return nil, errClosed("offer")
 	}
-	for o.token == 0 || e.offers[o.token] != nil {
-		var b [8]byte
-		rand.Read(b[:])
-		o.token = binary.LittleEndian.Uint64(b[:])
+	ix, ok := e.newIndexLocked()
+	if !ok {
+		return nil, ErrMemoryLimit
 	}
-	e.offers[o.token] = o
+	p.index = ix
+	e.pending[ix] = p
+	o.linkID = uint32(e.id)<<16 | uint32(ix)
+	o.token = binary.LittleEndian.Uint64(p.secret[:])
 	return o, nil
 }
 
-// Token returns the one-time token the client must present.
+// LinkID returns the link ID the Accept carries: endpoint ID << 16 | link index.
+func (o *Offer) LinkID() uint32 { return o.linkID }
+
+// Token returns the token the Accept carries: the server slot's token on an existing
+// link, the new link's one-time secret otherwise.
 func (o *Offer) Token() uint64 { return o.token }
 
-// Wait returns the stream once a client presented the token and the DMBs were exchanged.
-// If ctx ends first, the offer is cancelled and ctx's error returned.
+// attach records the founding slot of a new link; false if the offer was cancelled.
+func (o *Offer) attach(l *link, tok uint64) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return false
+	}
+	o.l, o.tok = l, tok
+	return true
+}
+
+// Wait returns the stream once the client bound its slot to the offer's. If ctx ends
+// first, the offer is cancelled and ctx's error returned. The offer completes before
+// the client's Connect returns: once the client has said it connected (its CLC
+// Confirm), Wait with a done ctx returns the stream, or an error for a client that
+// never bound.
 func (o *Offer) Wait(ctx context.Context) (*Stream, error) {
 	select {
 	case <-o.done:
@@ -262,44 +519,38 @@ func (o *Offer) Wait(ctx context.Context) (*Stream, error) {
 	return o.s, nil
 }
 
-// Cancel withdraws the offer and releases its DMB. A handshake already past the token
-// check is aborted. After Wait has returned the stream, Cancel does nothing.
+// Cancel withdraws the offer and frees its slot; a BIND arriving later is refused.
+// After Wait has returned the stream, Cancel does nothing.
 func (o *Offer) Cancel() {
+	o.mu.Lock()
+	o.closed = true
+	l, tok := o.l, o.tok
+	o.mu.Unlock()
 	e := o.e
 	e.mu.Lock()
-	if e.offers[o.token] == o {
-		delete(e.offers, o.token)
+	for ix, p := range e.pending {
+		if p.offer == o {
+			delete(e.pending, ix)
+		}
 	}
 	e.mu.Unlock()
+	if l != nil {
+		l.releaseHeld(tok, o)
+	}
 	o.finish(nil, ErrOfferClosed)
 }
 
-// claim hands the offer's DMB to a handshake; it returns nil if the offer already finished.
-func (o *Offer) claim() *dmb {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	select {
-	case <-o.done:
-		return nil
-	default:
-	}
-	o.claimed = true
-	d := o.d
-	o.d = nil
-	return d
-}
-
-// finish records the first outcome. A later outcome means a cancellation raced with the
-// handshake: a stream nobody can own any more is aborted.
+// finish records the first outcome. A later stream means a cancellation raced with the
+// bind: a stream nobody can own any more is aborted.
 func (o *Offer) finish(s *Stream, err error) {
 	o.mu.Lock()
 	select {
 	case <-o.done:
 		var orphan *Stream
 		switch {
-		case s != nil: // the handshake finished after a cancellation
+		case s != nil: // bound after a cancellation
 			orphan = s
-		case !o.taken && o.s != nil: // cancelled after the handshake, before Wait
+		case !o.taken && o.s != nil: // cancelled after the bind, before Wait
 			orphan, o.s, o.err = o.s, nil, err
 		}
 		o.mu.Unlock()
@@ -309,149 +560,158 @@ func (o *Offer) finish(s *Stream, err error) {
 		return
 	default:
 	}
-	if !o.claimed {
-		o.d.release() // never handed to a handshake
-		o.d = nil
-	}
 	o.s, o.err = s, err
 	close(o.done)
 	o.mu.Unlock()
 }
 
-// Connect is the client side: it creates a DMB with a ring of size bytes, connects to the
-// endpoint at addr, presents token with the DMB's memfd, and maps the server's DMB, which
-// must have a ring of peerSize bytes (announced in the CLC Accept). ctx bounds the
-// exchange. It fails with [ErrMemoryLimit] beyond the process bound.
-func Connect(ctx context.Context, addr string, token uint64, size, peerSize int) (*Stream, error) {
+// ErrUnreachable is returned by [Connect] when no endpoint listens at the address a link
+// ID names: the server is not reachable through shared memory from here (another
+// network namespace without a shared directory, or it exited).
+var ErrUnreachable = errors.New("smc: shm: peer endpoint not reachable")
+
+// ErrNotProven is returned by [Connect] when the endpoint it reached could not prove it
+// holds the link's secret: not the server that sent the Accept. Nothing was written to it.
+var ErrNotProven = errors.New("smc: shm: the endpoint did not prove it is the server")
+
+// Connect is the client side: given the link ID and token of a CLC Accept, it binds a
+// new slot of its own (ring of size bytes) to the server's slot (ring of peerSize bytes,
+// at most maxPeer) over the link to that server, setting the link up first if this
+// process has none with that ID (the token is then the link's secret). It returns once
+// the server acknowledged the bind. dir is the endpoint directory ("" for abstract
+// sockets). It fails with [ErrMemoryLimit] beyond the process bound, [ErrBadSize] for a
+// peer ring beyond maxPeer (nothing mapped), [ErrUnreachable] and [ErrNotProven].
+func Connect(ctx context.Context, dir string, linkID uint32, token uint64, size, peerSize, maxPeer int) (*Stream, error) {
 	if err := supported(); err != nil {
 		return nil, err
 	}
-	if !validRingSize(peerSize) {
+	if !validRingSize(size) || !validRingSize(peerSize) || peerSize > maxPeer {
 		return nil, ErrBadSize
 	}
-	d, err := newDMB(size)
+	key := clientKey{Addr(dir, uint16(linkID>>16)), linkID}
+	stok := token
+	l := lookupClientLink(key)
+	if l != nil && !l.alive() {
+		l = nil
+	}
+	if l == nil {
+		var err error
+		if l, stok, err = dialLink(ctx, dir, key, token, maxPeer); err != nil {
+			return nil, err
+		}
+	}
+	l.raiseMaxPeer(maxPeer)
+	l.mu.Lock()
+	pg, _ := l.peerSlot(stok, maxPeer)
+	ok := pg != nil && pg.ringSize == peerSize
+	l.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: the server's slot %#x is not a %d-byte ring on link %#x", ErrBadSize, stok, peerSize, linkID)
+	}
+	_, _, ctok, err := l.allocSlot(ctx, size, nil)
 	if err != nil {
 		return nil, err
 	}
-	var dialer net.Dialer
-	conn, err := dialer.DialContext(ctx, "unixpacket", addr)
+	w := &bindWait{ch: make(chan bindResult, 1), peerTok: stok}
+	l.mu.Lock()
+	if l.dead {
+		l.mu.Unlock()
+		return nil, errLinkDown
+	}
+	l.binds[ctok] = w
+	l.mu.Unlock()
+	l.send(newMsg(msgBind).u64(stok).u64(ctok), -1)
+	select {
+	case r := <-w.ch:
+		return r.s, r.err
+	case <-ctx.Done():
+		l.mu.Lock()
+		if l.binds[ctok] == w {
+			w.abandoned = true // the slot stays held until the answer or the link's end
+			l.mu.Unlock()
+			return nil, fmt.Errorf("smc: shm: connect: %w", ctx.Err())
+		}
+		l.mu.Unlock()
+		r := <-w.ch
+		return r.s, r.err
+	}
+}
+
+// dialLink sets up a new link, client side: HELLO → AUTH (checked against the secret
+// and the pidfs inode of the process we reached) → PROOF, then waits for READY with
+// the founding offer's slot.
+func dialLink(ctx context.Context, dir string, key clientKey, token uint64, maxPeer int) (*link, uint64, error) {
+	if dir != "" {
+		if err := CheckDir(dir); err != nil {
+			return nil, 0, err
+		}
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unixpacket", key.addr)
 	if err != nil {
-		d.release()
-		return nil, fmt.Errorf("smc: shm: connect %s: %w", addr, err)
+		if unreachable(err) {
+			return nil, 0, fmt.Errorf("%w: %s: %v", ErrUnreachable, key.addr, err)
+		}
+		return nil, 0, fmt.Errorf("smc: shm: connect %s: %w", key.addr, err)
 	}
 	c := conn.(*net.UnixConn)
-	if dl, ok := ctx.Deadline(); ok {
-		c.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	if err := writeHello(c, hello{token: token, size: uint64(size)}, d.fd); err != nil {
-		d.release()
-		c.Close()
-		return nil, fmt.Errorf("smc: shm: connect %s: %w", addr, err)
-	}
-	d.closeFD()
-	h, fd, err := readHello(c)
-	if err != nil {
-		d.release()
+	fail := func(err error) (*link, uint64, error) {
 		c.Close()
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return nil, fmt.Errorf("smc: shm: connect %s: %w", addr, err)
+		return nil, 0, fmt.Errorf("smc: shm: connect %s: %w", key.addr, err)
 	}
-	if h.token != 0 || h.size != uint64(peerSize) {
-		closeFD(fd)
-		d.release()
-		c.Close()
-		return nil, violation("server replied token %#x, ring size %d (want 0, %d)", h.token, h.size, peerSize)
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(aLongTimeAgo) })
+	defer stop()
+	var secret [8]byte
+	binary.LittleEndian.PutUint64(secret[:], token)
+	nc := make([]byte, nonceLen)
+	rand.Read(nc)
+	if _, err := c.Write(newMsg(msgHello).u32(linkVersion).u32(key.id).bytes(nc)); err != nil {
+		return fail(err)
+	}
+	buf := make([]byte, maxMsgLen+1)
+	oob := make([]byte, oobSpace)
+	body, ok := readSetup(c, buf, oob, msgAuth)
+	if !ok {
+		return fail(ErrNotProven)
+	}
+	ns := body[:nonceLen]
+	if !hmac.Equal(body[nonceLen:], proof(secret, 's', nc, ns, peerPidfdIno(c))) {
+		return fail(ErrNotProven)
+	}
+	if _, err := c.Write(newMsg(msgProof).bytes(proof(secret, 'c', nc, ns, 0))); err != nil {
+		return fail(err)
 	}
 	if !stop() {
-		closeFD(fd)
-		d.release()
-		c.Close()
-		return nil, fmt.Errorf("smc: shm: connect %s: %w", addr, ctx.Err())
+		return fail(ctx.Err())
 	}
-	s, err := exchange(c, d, fd, peerSize, true)
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	return s, nil
-}
-
-// exchange maps the peer's DMB (fd, validated), sends our own DMB on the server side, and
-// starts the stream. It takes ownership of d and fd in every case; c only on success.
-func exchange(c *net.UnixConn, d *dmb, fd, peerSize int, client bool) (*Stream, error) {
-	peer, err := mapPeerDMB(fd, peerSize)
-	if err != nil {
-		d.release()
-		return nil, err
-	}
-	if !client {
-		if err := writeHello(c, hello{size: uint64(len(d.ring))}, d.fd); err != nil {
-			d.release()
-			peer.release()
-			return nil, fmt.Errorf("smc: shm: handshake reply: %w", err)
-		}
-	}
-	d.closeFD()
 	c.SetDeadline(time.Time{})
-	s, err := newStream(c, d, peer)
+	l, err := newLink(c, false, key.id, maxPeer)
 	if err != nil {
-		d.release()
-		peer.release()
-		return nil, err
+		return fail(err)
 	}
-	return s, nil
+	l.key = key
+	ready := make(chan uint64, 1)
+	l.ready = ready
+	go l.readLoop()
+	select {
+	case tok, ok := <-ready:
+		if ok && tok != 0 {
+			addClientLink(l)
+			return l, tok, nil
+		}
+		l.shutdown(nil)
+		return nil, 0, ErrOfferClosed
+	case <-ctx.Done():
+		l.shutdown(nil)
+		return nil, 0, fmt.Errorf("smc: shm: connect %s: %w", key.addr, ctx.Err())
+	}
 }
 
-// The fd-exchange message, one per direction, carrying one memfd in SCM_RIGHTS:
-//
-//	0  4  magic "SMCs"
-//	4  2  version (1)
-//	6  2  reserved (0)
-//	8  8  token (client → server), 0 (server → client)
-//	16 8  ring size of the sender's DMB
-//
-// Little-endian; both ends are on one host anyway.
-const (
-	helloLen     = 24
-	helloVersion = 1
-	helloMagic   = "SMCs"
-)
-
-type hello struct {
-	token uint64
-	size  uint64
-}
-
-func (h hello) append(b []byte) []byte {
-	b = append(b, helloMagic...)
-	b = binary.LittleEndian.AppendUint16(b, helloVersion)
-	b = binary.LittleEndian.AppendUint16(b, 0)
-	b = binary.LittleEndian.AppendUint64(b, h.token)
-	return binary.LittleEndian.AppendUint64(b, h.size)
-}
-
-// parseHello parses a message body strictly: exact length, magic, version, zero reserved
-// bits, a valid ring size.
-func parseHello(b []byte) (hello, error) {
-	if len(b) != helloLen {
-		return hello{}, violation("handshake message of %d bytes, want %d", len(b), helloLen)
-	}
-	if string(b[:4]) != helloMagic {
-		return hello{}, violation("handshake magic %q", b[:4])
-	}
-	if v := binary.LittleEndian.Uint16(b[4:]); v != helloVersion {
-		return hello{}, violation("handshake version %d", v)
-	}
-	if r := binary.LittleEndian.Uint16(b[6:]); r != 0 {
-		return hello{}, violation("handshake reserved bits %#x", r)
-	}
-	h := hello{token: binary.LittleEndian.Uint64(b[8:]), size: binary.LittleEndian.Uint64(b[16:])}
-	if h.size > MaxRingSize || !validRingSize(int(h.size)) {
-		return hello{}, violation("handshake ring size %d", h.size)
-	}
-	return h, nil
-}
+// aLongTimeAgo is a deadline that has always passed (and is not the zero time).
+var aLongTimeAgo = time.Unix(1, 0)

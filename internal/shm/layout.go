@@ -5,11 +5,9 @@ import (
 	"unsafe"
 )
 
-// Sizes of a DMB. A DMB is HeaderSize bytes of control area followed by a ring of a
-// power-of-two size in [MinRingSize, MaxRingSize]; the memfd holding it is exactly
-// HeaderSize+ring bytes long.
+// Ring sizes: a slot's ring is a power of two in [MinRingSize, MaxRingSize] (see pool.go
+// for the layout of the segments that hold them).
 const (
-	HeaderSize  = 4096
 	MinRingSize = 4 << 10
 	MaxRingSize = 1 << 30
 )
@@ -28,7 +26,7 @@ const (
 	fKnown         = fDone | fClosed | fAbort
 )
 
-// Wake-up messages travel as one byte on the stream's control socket.
+// Wake-up bits, carried per slot in a WAKE link message.
 const (
 	wakeData  byte = 1 << 0 // the receiver's ring has new data (informational: see Stream.poll)
 	wakeSpace byte = 1 << 1 // the sender's ring has room again (informational)
@@ -45,7 +43,7 @@ type line struct {
 	_      [128 - 16]byte
 }
 
-// header is the control area at the start of every DMB. The owner of the DMB is the
+// header is the control area of a slot. The owner of the slot is the
 // receiver of the data in its ring.
 type header struct {
 	prod line // written by the peer (the producer), read by the owner
@@ -61,26 +59,7 @@ var (
 	_ [128 - unsafe.Offsetof(header{}.cons)]byte
 )
 
-// headerOf returns the control area overlaid on a mapped DMB of at least HeaderSize bytes.
-// The mapping is page-aligned, so every atomic word is naturally aligned.
-func headerOf(mem []byte) *header {
-	return (*header)(unsafe.Pointer(&mem[0]))
-}
-
 // validRingSize reports whether n is an acceptable ring size.
 func validRingSize(n int) bool {
 	return n >= MinRingSize && n <= MaxRingSize && n&(n-1) == 0
-}
-
-// dmb is one mapped DMB: a sealed memfd of HeaderSize+ring bytes, mapped MAP_SHARED
-// (created by newDMB, or received from the peer and mapped by mapPeerDMB).
-type dmb struct {
-	mem  []byte // the whole mapping: header then ring
-	ring []byte // mem[HeaderSize:]
-	fd   int    // the memfd while it still has to be sent to the peer, else -1
-	ino  uint64 // the memfd's inode number: with the peer's, it names the stream in this process
-
-	// populated is how much of the ring, from its start, is known to be mapped in this
-	// process (see prefault); guarded by the lock of the direction that uses the ring.
-	populated uint64
 }

@@ -6,21 +6,27 @@ import (
 	"time"
 )
 
-// DefaultMemoryLimit is the process-wide bound on shared memory (own DMBs plus mapped peer
-// DMBs) until [SetMemoryLimit] changes it.
+// DefaultMemoryLimit is the process-wide bound on own pool memory until
+// [SetMemoryLimit] changes it.
 const DefaultMemoryLimit = 1 << 30
 
 var (
 	memLimit atomic.Int64 // bytes; see SetMemoryLimit
-	memUsed  atomic.Int64 // bytes of DMBs currently reserved by this process
+	memUsed  atomic.Int64 // bytes of own segments this process holds
+	peerUsed atomic.Int64 // bytes of peer segments this process has mapped
 )
 
 func init() { memLimit.Store(DefaultMemoryLimit) }
 
-// SetMemoryLimit sets the process-wide bound on the bytes of DMBs (own and mapped peer
-// DMBs, headers included) that may exist at once, and returns the previous bound. A
-// negative n only reports the current bound. Existing streams are never affected; new
-// ones fail with [ErrMemoryLimit] while the bound would be exceeded.
+// SetMemoryLimit sets the process-wide bound on the bytes of its own pool segments (the
+// shared memory this process allocates, populates and is charged for, headers
+// included) and returns the previous bound. A negative n only reports the current bound.
+// Existing streams are never affected. Once the bound is reached (or if it is lowered
+// below what is held), a new stream fails with [ErrMemoryLimit], even if a pool has a
+// free slot; below it, a new stream that needs a new segment fails if the smallest
+// segment would cross the bound. The peer segments a process maps are counted apart
+// ([Counters].PeerMemory) and capped by the same bound, so that no peer can make it map
+// unbounded memory.
 func SetMemoryLimit(n int64) int64 {
 	if n < 0 {
 		return memLimit.Load()
@@ -28,23 +34,30 @@ func SetMemoryLimit(n int64) int64 {
 	return memLimit.Swap(n)
 }
 
-// MemoryInUse returns the bytes of DMBs this process currently holds.
+// MemoryInUse returns the bytes of own pool segments this process holds.
 func MemoryInUse() int64 { return memUsed.Load() }
 
-// reserve accounts n bytes against the process bound.
-func reserve(n int64) error {
+// reserve accounts n bytes of own segments against the process bound.
+func reserve(n int64) error { return reserveIn(&memUsed, n) }
+
+func unreserve(n int64) { memUsed.Add(-n) }
+
+// reservePeer accounts n bytes of a peer segment against the cap on mapped peer memory.
+func reservePeer(n int64) error { return reserveIn(&peerUsed, n) }
+
+func unreservePeer(n int64) { peerUsed.Add(-n) }
+
+func reserveIn(used *atomic.Int64, n int64) error {
 	for {
-		used := memUsed.Load()
-		if used+n > memLimit.Load() {
+		u := used.Load()
+		if u+n > memLimit.Load() {
 			return ErrMemoryLimit
 		}
-		if memUsed.CompareAndSwap(used, used+n) {
+		if used.CompareAndSwap(u, u+n) {
 			return nil
 		}
 	}
 }
-
-func unreserve(n int64) { memUsed.Add(-n) }
 
 // Spinning. A waiting goroutine first polls the control line for a bounded time before it
 // parks: a wake-up through the kernel costs 20+ µs on a 2-vCPU VM (reference/numbers.md),

@@ -1,10 +1,12 @@
 package shm
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -18,7 +20,7 @@ import (
 const childEnv = "SMC_SHM_CHILD"
 
 // TestHelperProcess is the child side of the cross-process tests and benchmarks. It
-// connects to SMC_SHM_ADDR with SMC_SHM_TOKEN and plays the role named by SMC_SHM_CHILD:
+// connects over link SMC_SHM_LINK with SMC_SHM_TOKEN and plays the role named by SMC_SHM_CHILD:
 // "echo" echoes until EOF, "slowecho" too but waits 200 µs before each reply, "sink" reads until EOF then writes one byte, "source" writes
 // until it fails.
 func TestHelperProcess(t *testing.T) {
@@ -38,11 +40,20 @@ func runChild(role string) error {
 	if d, err := time.ParseDuration(os.Getenv("SMC_SHM_SPIN")); err == nil {
 		SetSpin(d)
 	}
+	switch role {
+	case "multi":
+		return runMulti()
+	case "relay":
+		return runRelay()
+	case "stranger":
+		return runStranger()
+	}
 	token, _ := strconv.ParseUint(os.Getenv("SMC_SHM_TOKEN"), 10, 64)
+	linkID, _ := strconv.ParseUint(os.Getenv("SMC_SHM_LINK"), 10, 32)
 	size, _ := strconv.Atoi(os.Getenv("SMC_SHM_SIZE"))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := Connect(ctx, os.Getenv("SMC_SHM_ADDR"), token, size, size)
+	s, err := Connect(ctx, "", uint32(linkID), token, size, size, MaxRingSize)
 	if err != nil {
 		return err
 	}
@@ -97,14 +108,14 @@ func runChild(role string) error {
 // startChild starts the test binary as a peer in role and returns our side of the stream.
 func startChild(tb testing.TB, e *Endpoint, role string, size int) (*Stream, *exec.Cmd) {
 	tb.Helper()
-	o, err := e.Offer(size)
+	o, err := e.Offer(context.Background(), PeerID{}, size, MaxRingSize)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
 	cmd.Env = append(os.Environ(),
 		childEnv+"="+role,
-		"SMC_SHM_ADDR="+e.Addr(),
+		"SMC_SHM_LINK="+strconv.FormatUint(uint64(o.LinkID()), 10),
 		"SMC_SHM_TOKEN="+strconv.FormatUint(o.Token(), 10),
 		"SMC_SHM_SIZE="+strconv.Itoa(size),
 		"SMC_SHM_SPIN="+time.Duration(spinNanos.Load()).String(),
@@ -193,5 +204,85 @@ func TestPeerKilled(t *testing.T) {
 			}
 			cmd.Wait()
 		})
+	}
+}
+
+// runMulti connects one stream per "linkID token" line on stdin and echoes on each; it
+// prints "ok" after each connect, and runs until killed.
+func runMulti() error {
+	size, _ := strconv.Atoi(os.Getenv("SMC_SHM_SIZE"))
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		var id uint32
+		var tok uint64
+		if _, err := fmt.Sscan(sc.Text(), &id, &tok); err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		s, err := Connect(ctx, "", id, tok, size, size, MaxRingSize)
+		cancel()
+		if err != nil {
+			return err
+		}
+		go io.Copy(s, s)
+		fmt.Println("ok")
+	}
+	select {}
+}
+
+// runRelay is an impostor that replaced the socket file a client looks for: it forwards
+// every message, descriptors included, between the client and the real endpoint, and
+// prints how many messages the client sent it, once the client hung up.
+func runRelay() error {
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: os.Getenv("SMC_SHM_RELAY_FROM"), Net: "unixpacket"})
+	if err != nil {
+		return err
+	}
+	fmt.Println("listening")
+	c, err := ln.AcceptUnix()
+	if err != nil {
+		return err
+	}
+	s, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: os.Getenv("SMC_SHM_RELAY_TO"), Net: "unixpacket"})
+	if err != nil {
+		return err
+	}
+	fwd := func(from, to *net.UnixConn) int {
+		n := 0
+		buf, oob := make([]byte, 4096), make([]byte, 4096)
+		for {
+			k, oobn, _, _, err := from.ReadMsgUnix(buf, oob)
+			if err != nil || k == 0 {
+				to.Close()
+				return n
+			}
+			n++
+			to.WriteMsgUnix(buf[:k], oob[:oobn], nil)
+		}
+	}
+	go fwd(s, c)
+	fmt.Println(fwd(c, s))
+	return nil
+}
+
+// runStranger keeps opening idle connections to SMC_SHM_ADDR, holding the last 1024,
+// and prints "held" once it opened the first 1024; it runs until killed.
+func runStranger() error {
+	var conns []*net.UnixConn
+	for i := 0; ; i++ {
+		c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: os.Getenv("SMC_SHM_ADDR"), Net: "unixpacket"})
+		if err == nil {
+			conns = append(conns, c)
+		}
+		if len(conns) > 1024 {
+			conns[0].Close()
+			conns = conns[1:]
+		}
+		if i == 1024 {
+			fmt.Println("held")
+		}
+		if i >= 1024 {
+			time.Sleep(time.Millisecond)
+		}
 	}
 }

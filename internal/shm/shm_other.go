@@ -7,15 +7,23 @@ import (
 	"syscall"
 )
 
-func supported() error                                      { return ErrNotSupported }
-func closeFD(int)                                           {}
-func newDMB(int) (*dmb, error)                              { return nil, ErrNotSupported }
-func mapPeerDMB(int, int) (*dmb, error)                     { return nil, ErrNotSupported }
-func (d *dmb) closeFD()                                     {}
-func (d *dmb) release()                                     {}
-func (d *dmb) prefault(uint64, bool)                        {}
-func (s *Stream) wake(byte)                                 {}
-func (s *Stream) readWakeups(func(bool) bool) (bool, error) { return true, ErrNotSupported }
-func readHello(*net.UnixConn) (hello, int, error)           { return hello{}, -1, ErrNotSupported }
-func writeHello(*net.UnixConn, hello, int) error            { return ErrNotSupported }
-func samePeerProcess(syscall.RawConn) bool                  { return false }
+func supported() error                                          { return ErrNotSupported }
+func closeFD(int)                                               {}
+func closeFDs([]int)                                            {}
+func dupFD(int) (int, error)                                    { return -1, ErrNotSupported }
+func isAgain(error) bool                                        { return false }
+func samePeerProcess(syscall.RawConn) bool                      { return false }
+func peerUID(*net.UnixConn) (uint32, bool)                      { return 0, false }
+func sendRaw(int, []byte, int) error                            { return ErrNotSupported }
+func (l *link) trySend(msg, int) error                          { return ErrNotSupported }
+func readMsg(*net.UnixConn, []byte, []byte) (int, []int, error) { return 0, nil, ErrNotSupported }
+func selfPidfdIno() uint64                                      { return 0 }
+func peerPidfdIno(*net.UnixConn) uint64                         { return 0 }
+func unreachable(error) bool                                    { return false }
+func newSegment(uint16, int, int) (*segment, error)             { return nil, ErrNotSupported }
+func mapPeerSegment(int, uint16, int, int) (*segment, error)    { return nil, ErrNotSupported }
+func (g *segment) closeFD()                                     {}
+func (g *segment) unmap()                                       {}
+func (g *segment) unmapPeer()                                   {}
+
+var oobSpace = 0

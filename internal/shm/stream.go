@@ -3,11 +3,9 @@ package shm
 import (
 	"fmt"
 	"io"
-	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -16,12 +14,12 @@ const (
 	stReadClosed  uint32 = 1 << iota // CloseRead was called
 	stWriteClosed                    // CloseWrite was called
 	stClosed                         // Close or Abort was called
-	stHungUp                         // the control socket reported EOF or an error
+	stHungUp                         // the link ended under the stream
 	stFailed                         // Stream.err is set: reset or protocol violation
 )
 
-// A Stream is one full-duplex byte stream over two DMBs: it receives into its own DMB and
-// sends into the peer's. It has the semantics of a TCP connection: partial reads, io.EOF
+// A Stream is one full-duplex byte stream over two slots of a link: it receives into a
+// slot of its own pool and sends into a slot of the peer's. It has the semantics of a TCP connection: partial reads, io.EOF
 // after the peer's CloseWrite, backpressure when the peer's ring is full, deadlines on
 // every blocking call, reset errors (wrapping syscall.ECONNRESET) after the peer aborted,
 // died or broke the protocol, and errors wrapping net.ErrClosed after Close.
@@ -30,18 +28,22 @@ const (
 // A Stream has no addresses of its own: the root package wraps it with those of the TCP
 // connection that negotiated it.
 type Stream struct {
-	ctrl *net.UnixConn   // wake-ups and liveness; closed by Close
-	rc   syscall.RawConn // ctrl's raw connection, for non-blocking wake-up sends
+	link    *link
+	own     *segment // own segment: data arrives in its slot ownIdx
+	ownIdx  int
+	ownTok  uint64
+	peerSeg *segment // peer segment: data goes to its slot peerIdx
+	peerIdx int
+	peerTok uint64
 
-	rxd, txd *dmb    // own DMB (data arrives here) and the peer's DMB (data goes there)
-	rxh, txh *header // their control areas
+	rxRing, txRing []byte  // own slot's ring (data arrives here), the peer slot's (data goes there)
+	rxh, txh       *header // their control areas
 
 	local    atomic.Pointer[Stream] // the peer's Stream when it lives in this process, else nil
 	localKey localKey               // this stream's entry in localPeers, if any
 
 	state    atomic.Uint32 // st* bits; transitions under mu
 	rdl, wdl atomic.Int64  // read and write deadlines, unix nanoseconds; 0 = none
-	polling  atomic.Bool   // a waiter is reading the control socket (see wait)
 
 	rmu sync.Mutex // serialises readers; guards rx and rw; held by Close while tearing down
 	rx  rxCursor
@@ -53,9 +55,9 @@ type Stream struct {
 
 	mu       sync.Mutex // guards the fields below and state transitions
 	err      error      // sticky terminal error once stFailed is set
-	pubP     uint32     // flags published in the peer's DMB producer line (txh.prod.flags)
+	pubP     uint32     // flags published in the peer slot's producer line (txh.prod.flags)
 	pubC     uint32     // flags published in our consumer line (rxh.cons.flags)
-	unmapped bool       // the DMBs are gone: publish nothing
+	unmapped bool       // the slots are no longer ours: publish nothing
 }
 
 // waiter is one direction's parking state.
@@ -68,40 +70,43 @@ type waiter struct {
 	timer  *time.Timer   // reused deadline timer
 }
 
-// newStream starts a stream over an established control socket and two mapped DMBs. It
-// takes ownership of all three.
-func newStream(ctrl *net.UnixConn, rx, tx *dmb) (*Stream, error) {
-	rc, err := ctrl.SyscallConn()
-	if err != nil {
-		return nil, fmt.Errorf("smc: shm: control socket: %w", err)
-	}
+// newStream starts a stream over own slot (g, i) and peer slot (pg, pi) of link l;
+// l.mu is held.
+func newStream(l *link, g *segment, i int, tok uint64, pg *segment, pi int, ptok uint64) *Stream {
 	s := &Stream{
-		ctrl: ctrl,
-		rc:   rc,
-		rxd:  rx,
-		txd:  tx,
-		rxh:  headerOf(rx.mem),
-		txh:  headerOf(tx.mem),
-		rx:   rxCursor{size: uint64(len(rx.ring))},
-		tx:   txCursor{size: uint64(len(tx.ring))},
-		rw:   waiter{wake: make(chan struct{}, 1)},
-		ww:   waiter{wake: make(chan struct{}, 1)},
+		link: l, own: g, ownIdx: i, ownTok: tok, peerSeg: pg, peerIdx: pi, peerTok: ptok,
+		rxRing: g.ring(i), txRing: pg.ring(pi), rxh: g.header(i), txh: pg.header(pi),
+		rx: rxCursor{size: uint64(g.ringSize)},
+		tx: txCursor{size: uint64(pg.ringSize)},
+		rw: waiter{wake: make(chan struct{}, 1)},
+		ww: waiter{wake: make(chan struct{}, 1)},
 	}
-	if samePeerProcess(rc) {
-		s.linkLocal(localKeyOf(rx.ino, tx.ino))
+	if l.local {
+		s.linkLocal(localKeyOf(slotKey{g.ino, tok}, slotKey{pg.ino, ptok}))
 	}
-	return s, nil
+	return s
 }
+
+// LinkID returns the ID of the link the stream runs over (endpoint ID << 16 | link index).
+func (s *Stream) LinkID() uint32 { return s.link.id }
+
+// Token returns the token of the stream's own slot, the one it receives into.
+func (s *Stream) Token() uint64 { return s.ownTok }
+
+// PeerToken returns the token of the peer's slot, the one the stream sends into.
+func (s *Stream) PeerToken() uint64 { return s.peerTok }
 
 // In-process peers. When both ends of a stream live in one process (tests, a program
 // talking to itself), wake-ups go straight to the peer's wait channels instead of through
-// the socket and the netpoller, whose round trip costs a thread wake-up each time. Both
-// ends name the stream by the inode numbers of its two memfds, which they both hold.
+// the link and its reader goroutine. Both ends name the stream by its two slots: the
+// inode of each slot's memfd, which both ends hold, and the slot's token.
 
-type localKey struct{ lo, hi uint64 }
+type slotKey struct{ ino, tok uint64 }
 
-func localKeyOf(a, b uint64) localKey {
-	if a > b {
+type localKey struct{ lo, hi slotKey }
+
+func localKeyOf(a, b slotKey) localKey {
+	if a.ino > b.ino || a.ino == b.ino && a.tok > b.tok {
 		a, b = b, a
 	}
 	return localKey{a, b}
@@ -256,12 +261,9 @@ func (s *Stream) pollRx() error {
 // cursor.
 func (s *Stream) consume(b []byte) int {
 	n := min(uint64(len(b)), s.rx.avail())
-	if s.rx.cons < s.rx.size {
-		s.rxd.prefault(min(s.rx.cons+n, s.rx.size), false)
-	}
 	off := s.rx.cons & (s.rx.size - 1)
-	c := copy(b[:n], s.rxd.ring[off:])
-	copy(b[c:n], s.rxd.ring)
+	c := copy(b[:n], s.rxRing[off:])
+	copy(b[c:n], s.rxRing)
 	s.advanceRx(n)
 	return int(n)
 }
@@ -392,12 +394,9 @@ func (s *Stream) pollTx() error {
 
 // produce copies p (at most the free space) into the peer's ring and publishes it.
 func (s *Stream) produce(p []byte) {
-	if s.tx.prod < s.tx.size {
-		s.txd.prefault(min(s.tx.prod+uint64(len(p)), s.tx.size), true)
-	}
 	off := s.tx.prod & (s.tx.size - 1)
-	c := copy(s.txd.ring[off:], p)
-	copy(s.txd.ring, p[c:])
+	c := copy(s.txRing[off:], p)
+	copy(s.txRing, p[c:])
 	s.publishProd(uint64(len(p)))
 }
 
@@ -427,17 +426,10 @@ func (s *Stream) waitTx() error {
 
 // wait blocks until ready reports true, the local state changes, a kick arrives, or the
 // deadline passes. It first spins (if the process spin budget allows), then announces a
-// sleep in the shared sleep word, rechecks, and parks. Spurious returns are fine: callers
-// loop.
-//
-// Parking has two forms. One waiter at a time, the poller, reads the control socket
-// itself through the netpoller (poll), so a peer's wake-up costs one thread wake-up, not
-// a netpoller wake of a separate reader goroutine and then a hand-off to the waiter. A
-// waiter of the other direction that finds the role taken parks on w.wake; the poller
-// kicks it on every wake-up it reads, and when it leaves the role, so that it takes the
-// role over. Local events (close, deadline changes, failures) kick the channels and
-// interrupt the poller (kick). With an in-process peer, whose wake-ups are kicks, every
-// waiter parks on its channel.
+// sleep in the shared sleep word, rechecks, and parks on w.wake, which the link's reader
+// kicks when the peer's WAKE for this slot arrives (or the peer stream itself, when it
+// lives in this process). Local events (close, deadline changes, failures) kick it too.
+// Spurious returns are fine: callers loop.
 func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op string, ready func() bool) error {
 	st0 := s.state.Load()
 	changed := func() bool { return ready() || s.state.Load() != st0 }
@@ -470,23 +462,14 @@ func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op stri
 		w.misses = min(w.misses+1, 8)
 	}
 
-	announce := func() bool {
-		w.seq++
-		if w.seq == 0 {
-			w.seq = 1
-		}
-		sleep.Store(w.seq)
-		return changed() // recheck after announcing: the peer may have missed the announcement
+	w.seq++
+	if w.seq == 0 {
+		w.seq = 1
 	}
+	sleep.Store(w.seq)
 	defer sleep.Store(0)
-	if announce() {
+	if changed() { // recheck after announcing: the peer may have missed the announcement
 		return nil
-	}
-	if s.local.Load() == nil && s.polling.CompareAndSwap(false, true) {
-		err := s.poll(s.other(w), dl, op, changed, announce)
-		s.polling.Store(false)
-		kickOne(s.other(w).wake) // a waiter parked while we polled takes the role over
-		return err
 	}
 	var timeout <-chan time.Time
 	if d := dl.Load(); d != 0 {
@@ -558,77 +541,32 @@ func (s *Stream) publishLocked(pf, cf uint32) {
 	}
 }
 
-// other returns the waiter of the other direction.
-func (s *Stream) other(w *waiter) *waiter {
-	if w == &s.rw {
-		return &s.ww
-	}
-	return &s.rw
-}
-
-// poll is the poller's park: it reads wake-ups from the control socket until ready
-// reports true, the peer hangs up or breaks the protocol, the deadline passes, or kick
-// interrupts it. Each wake-up read kicks the channel waiter of the other direction, since
-// wake-ups do not say whom they are for (and may have been dropped, see wake). Only the
-// poller reads the socket, and only while its caller holds rmu or wmu, so Close, which
-// takes both, never closes the socket under it.
-//
-// After reading wake-ups, poll parks again only after announce has announced a new sleep
-// (and rechecked): the peer sends one wake-up per announced sleep, so one that woke us
-// for data we had already seen, or for the other direction, would otherwise leave us
-// asleep under a number the peer has already rung.
-//
-// The control socket's read deadline is the poller's own deadline, and kick moves it into
-// the past to interrupt. A kick whose interruption is overwritten when the deadline is
-// set here is not lost: the event it reports was published before it, so ready (checked
-// first thing in readWakeups) or the second load of the deadline sees it.
-func (s *Stream) poll(other *waiter, dl *atomic.Int64, op string, ready, announce func() bool) error {
-	d := dl.Load()
-	var t time.Time
-	if d != 0 {
-		t = time.Unix(0, d)
-		if !time.Now().Before(t) {
-			return &timeoutError{op}
-		}
-	}
-	s.ctrl.SetReadDeadline(t)
-	if dl.Load() != d {
-		return nil // moved while we set it: its kick may have come before, so start again
-	}
-	hungUp, err := s.readWakeups(func(woken bool) bool {
-		if woken {
-			kickOne(other.wake)
-			return announce()
-		}
-		return ready()
-	})
-	switch {
-	case err != nil:
-		s.fail(err) // the poller holds rmu or wmu, so the mappings are still there
-	case hungUp:
-		s.state.Or(stHungUp)
-		s.kick()
-	}
-	return deadlinePassed(dl, op)
-}
-
-// kick wakes local waiters so that they re-examine the stream, and interrupts the poller.
+// kick wakes local waiters so that they re-examine the stream.
 func (s *Stream) kick() {
 	kickOne(s.rw.wake)
 	kickOne(s.ww.wake)
-	s.interruptPoll()
 }
 
-// interruptPoll makes a blocked poller return (spuriously) by moving the control socket's
-// read deadline into the past; the poller sets it again before every poll.
-func (s *Stream) interruptPoll() {
-	if s.polling.Load() {
-		s.ctrl.SetReadDeadline(aLongTimeAgo)
+// wake asks the peer to wake its waiting Read or Write: straight through its channels
+// when it lives in this process, else with a WAKE on the link, which never blocks nor
+// loses it.
+func (s *Stream) wake(b byte) {
+	if p := s.local.Load(); p != nil {
+		p.kick()
+		return
 	}
+	s.link.wake(s.peerTok, b)
 }
 
-// aLongTimeAgo is a deadline that has always passed (and is not the zero time).
-var aLongTimeAgo = time.Unix(1, 0)
+// linkDown is the link's end as the stream sees it: a peer that had not closed or
+// finished writing vanished (a reset), and a link that ended on a violation fails it.
+func (s *Stream) linkDown(err error, violated bool) {
+	s.state.Or(stHungUp)
+	if violated {
+		s.fail(err)
+	}
+	s.kick()
+}
 
 func kickOne(c chan struct{}) {
 	select {
@@ -648,7 +586,6 @@ func (s *Stream) CloseWrite() error {
 	s.state.Or(stWriteClosed)
 	s.mu.Unlock()
 	kickOne(s.ww.wake)
-	s.interruptPoll()
 	s.wmu.Lock() // after any Write in progress, so fDone follows its last cursor
 	defer s.wmu.Unlock()
 	s.mu.Lock()
@@ -668,7 +605,6 @@ func (s *Stream) CloseRead() error {
 	s.state.Or(stReadClosed)
 	s.mu.Unlock()
 	kickOne(s.rw.wake)
-	s.interruptPoll()
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	s.mu.Lock()
@@ -681,8 +617,8 @@ func (s *Stream) CloseRead() error {
 // Close closes both directions. The peer reads what was written, then io.EOF; its Writes
 // fail with EPIPE. If unread data from the peer remains, Close aborts instead, like TCP
 // (which sends a RST) and Linux SMC (peer_conn_abort). Blocked Reads and Writes return
-// promptly with an error wrapping net.ErrClosed, as do all later calls. Every mapping and
-// file descriptor of the stream is released before Close returns.
+// promptly with an error wrapping net.ErrClosed, as do all later calls. Close never waits
+// for the peer: the stream's own slot returns to its pool once the peer released it.
 func (s *Stream) Close() error { return s.close(false) }
 
 // Abort closes the stream abortively, like Close with SO_LINGER 0 on TCP: the peer's Reads
@@ -722,15 +658,10 @@ func (s *Stream) close(abort bool) error {
 	s.mu.Unlock()
 	s.wake(wakeData | wakeSpace)
 
-	// Closing the socket only after the flags are published lets the peer tell an orderly
-	// close from a death.
+	// The peer is told we never touch its slot again only after the flags are published
+	// (and our own slot is freed only once the peer said the same).
 	s.unlinkLocal()
-	err := s.ctrl.Close()
-	s.rxd.release()
-	s.txd.release()
-	if err != nil {
-		return fmt.Errorf("smc: shm: close: %w", err)
-	}
+	s.link.streamClosed(s)
 	return nil
 }
 
@@ -767,6 +698,5 @@ func (s *Stream) setDeadline(dl *atomic.Int64, wake chan struct{}, t time.Time) 
 	}
 	dl.Store(d)
 	kickOne(wake)
-	s.interruptPoll()
 	return nil
 }

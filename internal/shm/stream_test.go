@@ -15,7 +15,8 @@ import (
 )
 
 // pair returns two connected streams in this process, both over real memfds exchanged
-// through a real Endpoint: a is the server side (ring aSize), b the client (ring bSize).
+// through a real Endpoint over a new link: a is the server side (ring aSize), b the
+// client (ring bSize).
 func pair(t testing.TB, aSize, bSize int) (a, b *Stream) {
 	t.Helper()
 	e, err := Listen(Config{})
@@ -23,36 +24,46 @@ func pair(t testing.TB, aSize, bSize int) (a, b *Stream) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	o, err := e.Offer(aSize)
+	return pairOn(t, e, ProcessID(), aSize, bSize)
+}
+
+// pairOn is pair through endpoint e, for client peer: over the link e has with it, if
+// any.
+func pairOn(t testing.TB, e *Endpoint, peer PeerID, aSize, bSize int) (a, b *Stream) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	o, err := e.Offer(ctx, peer, aSize, MaxRingSize)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	type res struct {
 		s   *Stream
 		err error
 	}
 	ch := make(chan res, 1)
 	go func() {
-		s, err := Connect(ctx, e.Addr(), o.Token(), bSize, aSize)
+		s, err := Connect(ctx, "", o.LinkID(), o.Token(), bSize, aSize, MaxRingSize)
 		ch <- res{s, err}
 	}()
 	a, err = o.Wait(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	r := <-ch
-	if r.err != nil {
-		t.Fatal(r.err)
+	if err != nil || r.err != nil {
+		if a != nil {
+			a.Close()
+		}
+		if r.s != nil {
+			r.s.Close()
+		}
+		t.Fatalf("pair: server %v, client %v", err, r.err)
 	}
 	b = r.s
 	t.Cleanup(func() { a.Close(); b.Close() })
 	return a, b
 }
 
-// socketPair is pair without the in-process shortcut: wake-ups travel through the control
-// socket and the netpoller, as between two processes.
+// socketPair is pair without the in-process shortcut: wake-ups travel over the link's
+// socket and its reader, as between two processes.
 func socketPair(t testing.TB, aSize, bSize int) (a, b *Stream) {
 	t.Helper()
 	a, b = pair(t, aSize, bSize)

@@ -1,0 +1,919 @@
+package shm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// DefaultLinkIdle is how long a server keeps a link after its last stream closed,
+// waiting for the next connection between the same two processes to reuse it, until
+// [SetLinkIdle] changes it.
+const DefaultLinkIdle = 30 * time.Second
+
+var linkIdle atomic.Int64
+
+// segmentIdle is how long an own segment stays entirely free before it is withdrawn
+// (beyond the pool's floor), so that a pool shrinks back after a burst.
+var segmentIdle atomic.Int64
+
+func init() {
+	linkIdle.Store(int64(DefaultLinkIdle))
+	segmentIdle.Store(int64(5 * time.Second))
+}
+
+// SetLinkIdle sets how long an unused link stays (see [DefaultLinkIdle]) for links that
+// become unused from now on, and returns the previous value.
+func SetLinkIdle(d time.Duration) time.Duration { return time.Duration(linkIdle.Swap(int64(d))) }
+
+// errLinkDown reports that a link ended under an operation.
+var errLinkDown = errors.New("smc: shm: link closed")
+
+// A link is one authenticated Unix seqpacket connection between a client process and a
+// server process's endpoint, carrying many streams: each side's pool, the peer
+// segments it mapped, and the streams over their slots. One reader goroutine reads
+// its messages; writes never block the writer (see send).
+type link struct {
+	id      uint32
+	server  bool
+	conn    *net.UnixConn
+	rc      syscall.RawConn
+	local   bool         // the peer is this very process: wake-ups need no system call
+	ep      *Endpoint    // server side: the endpoint that accepted it
+	key     clientKey    // client side: its entry in clientLinks
+	maxPeer atomic.Int64 // largest peer ring this side maps on this link
+	done    chan struct{}
+
+	mu      sync.Mutex
+	dead    bool
+	err     error                // why it ended
+	pool    pool                 // own slots
+	peer    map[uint16]*segment  // peer segments mapped
+	segAcks map[uint16]chan bool // own segments waiting for SEGACK
+	binds   map[uint64]*bindWait // client: own slot token → the Connect waiting for BINDACK
+	ready   chan uint64          // client: READY while the link is being set up, else nil
+	used    int                  // own slots not free
+	idleT   *time.Timer          // server: ends the link when it stayed unused
+	shrinkT *time.Timer          // withdraws idle segments
+
+	wmu      sync.Mutex
+	wdead    bool
+	queue    []outMsg        // messages that could not be sent at once, in order
+	wakes    map[uint64]byte // wake-ups that could not be sent at once, by slot
+	flushing bool            // a flush goroutine runs
+}
+
+type outMsg struct {
+	b  msg
+	fd int // a descriptor to pass (owned by the queue), or -1
+}
+
+type bindWait struct {
+	ch        chan bindResult // capacity 1
+	peerTok   uint64
+	abandoned bool // the Connect gave up: a stream bound later is aborted
+}
+
+type bindResult struct {
+	s   *Stream
+	err error
+}
+
+func newLink(c *net.UnixConn, server bool, id uint32, maxPeer int) (*link, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	l := &link{
+		id: id, server: server, conn: c, rc: rc, done: make(chan struct{}),
+		pool: newPool(), peer: make(map[uint16]*segment), segAcks: make(map[uint16]chan bool),
+		binds: make(map[uint64]*bindWait), wakes: make(map[uint64]byte),
+	}
+	l.local = samePeerProcess(rc)
+	l.maxPeer.Store(int64(maxPeer))
+	counters.links.Add(1)
+	counters.linksOpened.Add(1)
+	return l, nil
+}
+
+// raiseMaxPeer lets this link map peer rings up to n bytes from now on.
+func (l *link) raiseMaxPeer(n int) {
+	for {
+		v := l.maxPeer.Load()
+		if int64(n) <= v || l.maxPeer.CompareAndSwap(v, int64(n)) {
+			return
+		}
+	}
+}
+
+// alive reports whether the link still runs.
+func (l *link) alive() bool {
+	select {
+	case <-l.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// allocSlot hands out a held own slot of ringSize, growing the pool (a new segment,
+// acknowledged by the peer) when none is free. o, if not nil, is the offer holding it.
+func (l *link) allocSlot(ctx context.Context, ringSize int, o *Offer) (*segment, int, uint64, error) {
+	grew := false
+	for {
+		l.mu.Lock()
+		if l.dead {
+			l.mu.Unlock()
+			return nil, -1, 0, errLinkDown
+		}
+		if !grew && memUsed.Load() >= memLimit.Load() {
+			// Once the bound is reached, free slots are not handed out either: the
+			// bound is what the process holds, and it may have been lowered below.
+			// (A segment just made within the bound is ours to use.)
+			l.mu.Unlock()
+			return nil, -1, 0, ErrMemoryLimit
+		}
+		if g, i := l.pool.take(ringSize); g != nil {
+			l.used++
+			if l.idleT != nil {
+				l.idleT.Stop()
+			}
+			g.slots[i].offer = o
+			tok := makeToken(g.slots[i].gen, g.idx, i)
+			l.mu.Unlock()
+			return g, i, tok, nil
+		}
+		if ch := l.pool.growing[ringSize]; ch != nil {
+			l.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return nil, -1, 0, ctx.Err()
+			}
+		}
+		idx, ok := l.pool.newIndex()
+		if !ok {
+			l.mu.Unlock()
+			return nil, -1, 0, ErrMemoryLimit
+		}
+		ch := make(chan struct{})
+		l.pool.growing[ringSize] = ch
+		// Hold the index: a placeholder the pool never hands slots out of.
+		l.pool.segs[idx] = &segment{idx: idx, ringSize: ringSize, deleting: true}
+		n := nextSegSlots(ringSize, l.pool.count(ringSize))
+		l.mu.Unlock()
+		err := l.grow(ctx, idx, ringSize, n)
+		l.mu.Lock()
+		delete(l.pool.growing, ringSize)
+		close(ch)
+		l.mu.Unlock()
+		if err != nil {
+			return nil, -1, 0, err
+		}
+		grew = true
+	}
+}
+
+// grow creates a segment of n slots (fewer if the process bound allows no more), sends
+// it to the peer and waits for its SEGACK.
+func (l *link) grow(ctx context.Context, idx uint16, ringSize, n int) error {
+	var g *segment
+	var err error
+	for ; n >= 1; n /= 2 {
+		if g, err = newSegment(idx, ringSize, n); !errors.Is(err, ErrMemoryLimit) {
+			break
+		}
+	}
+	l.mu.Lock()
+	if l.pool.segs[idx] != nil && l.pool.segs[idx].mem == nil {
+		delete(l.pool.segs, idx) // the placeholder
+	}
+	if err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	if l.dead {
+		l.mu.Unlock()
+		g.unmap()
+		return errLinkDown
+	}
+	l.pool.add(g)
+	ack := make(chan bool, 1)
+	l.segAcks[idx] = ack
+	fd := g.fd
+	g.fd = -1 // the send owns it now
+	l.mu.Unlock()
+	l.send(newMsg(msgSeg).u32(uint32(idx)).u32(uint32(ringSize)).u32(uint32(g.n)).u32(0), fd)
+	select {
+	case ok := <-ack:
+		if !ok {
+			return fmt.Errorf("%w: the peer refused a segment of %d-byte rings", ErrBadSize, ringSize)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err() // the SEGACK, when it comes, still adds the segment to the pool
+	case <-l.done:
+		return errLinkDown
+	}
+}
+
+// send sends a message, without ever blocking: if the socket buffer is full it is
+// queued, in order, and a flush goroutine sends it once the socket is writable. It takes
+// ownership of fd (-1 for none). A failed send ends the link (its reader sees the
+// closed socket).
+func (l *link) send(m msg, fd int) {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if l.wdead {
+		closeFD(fd)
+		return
+	}
+	if len(l.queue) == 0 {
+		err := l.trySend(m, fd)
+		if err == nil {
+			closeFD(fd)
+			return
+		}
+		if !isAgain(err) {
+			closeFD(fd)
+			l.breakLocked()
+			return
+		}
+	}
+	if fd >= 0 {
+		// The queue keeps its own descriptor, so that nobody closes it under a flush.
+		fd2, err := dupFD(fd)
+		closeFD(fd)
+		if err != nil {
+			l.breakLocked()
+			return
+		}
+		fd = fd2
+	}
+	l.queue = append(l.queue, outMsg{m, fd})
+	l.startFlushLocked()
+}
+
+// wake asks the peer to wake its stream of slot tok, without ever blocking or losing
+// the wake-up: one that cannot be sent now is kept in a set, by slot, and sent by the
+// flush goroutine.
+func (l *link) wake(tok uint64, bits byte) {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if l.wdead {
+		return
+	}
+	if len(l.queue) == 0 && len(l.wakes) == 0 {
+		var b [msgHdrLen + 8 + wakeEntryLen]byte
+		m := msg(b[:0]).bytes([]byte{msgWake, 0, 0, 0, 0, 0, 0, 0}).u32(1).u32(0).u64(tok).u32(uint32(bits)).u32(0)
+		err := l.trySend(m, -1)
+		if err == nil {
+			return
+		}
+		if !isAgain(err) {
+			l.breakLocked()
+			return
+		}
+	}
+	l.wakes[tok] |= bits
+	l.startFlushLocked()
+}
+
+// breakLocked ends the link's sending after a send failed; l.wmu is held.
+func (l *link) breakLocked() {
+	l.wdead = true
+	for _, q := range l.queue {
+		closeFD(q.fd)
+	}
+	l.queue = nil
+	clear(l.wakes)
+	l.conn.Close()
+}
+
+func (l *link) startFlushLocked() {
+	if !l.flushing {
+		l.flushing = true
+		go l.flush()
+	}
+}
+
+// flush sends the queued messages in order, then the pending wake-ups in batches,
+// waiting in the netpoller for the socket to drain; it ends when nothing is left.
+func (l *link) flush() {
+	for {
+		l.wmu.Lock()
+		if l.wdead {
+			l.flushing = false
+			l.wmu.Unlock()
+			return
+		}
+		var m msg
+		fd := -1
+		head := false
+		switch {
+		case len(l.queue) > 0:
+			m, fd, head = l.queue[0].b, l.queue[0].fd, true
+		case len(l.wakes) > 0:
+			m = newMsg(msgWake)
+			n := min(len(l.wakes), maxWakeBatch)
+			m = m.u32(uint32(n)).u32(0)
+			for tok, bits := range l.wakes {
+				if n == 0 {
+					break
+				}
+				m = m.u64(tok).u32(uint32(bits)).u32(0)
+				delete(l.wakes, tok)
+				n--
+			}
+		default:
+			l.flushing = false
+			l.wmu.Unlock()
+			return
+		}
+		l.wmu.Unlock()
+		var serr error
+		werr := l.rc.Write(func(sfd uintptr) bool {
+			serr = sendRaw(int(sfd), m, fd)
+			return !isAgain(serr)
+		})
+		l.wmu.Lock()
+		if werr != nil || serr != nil {
+			l.breakLocked()
+			l.flushing = false
+			l.wmu.Unlock()
+			return
+		}
+		if head {
+			closeFD(fd)
+			l.queue = l.queue[1:]
+		}
+		l.wmu.Unlock()
+	}
+}
+
+// readLoop is the link's reader: it handles every message until the link ends.
+func (l *link) readLoop() {
+	buf := make([]byte, maxMsgLen+1)
+	oob := make([]byte, oobSpace)
+	for {
+		n, fds, err := readMsg(l.conn, buf, oob)
+		if err == nil {
+			err = l.handle(buf[:n], fds)
+		} else {
+			closeFDs(fds)
+		}
+		if err != nil {
+			l.shutdown(err)
+			return
+		}
+	}
+}
+
+// handle handles one message; it owns fds.
+func (l *link) handle(b []byte, fds []int) error {
+	body, err := checkMsg(b)
+	if err == nil && len(fds) > 0 && b[0] != msgSeg {
+		err = violation("link message type %d carried %d descriptors", b[0], len(fds))
+	}
+	if err != nil {
+		closeFDs(fds)
+		return err
+	}
+	switch b[0] {
+	case msgWake:
+		return l.onWake(body)
+	case msgSeg:
+		return l.onSeg(body, fds)
+	case msgSegAck:
+		return l.onSegAck(body)
+	case msgSegDel:
+		return l.onSegDel(body)
+	case msgSegDelAck:
+		return l.onSegDelAck(body)
+	case msgRelease:
+		return l.onRelease(u64of(body))
+	case msgBind:
+		if l.server {
+			return l.onBind(u64of(body), u64of(body[8:]))
+		}
+	case msgBindAck:
+		if !l.server {
+			return l.onBindAck(body)
+		}
+	case msgReady:
+		if !l.server {
+			return l.onReady(u64of(body))
+		}
+	}
+	return violation("unexpected link message type %d", b[0])
+}
+
+func (l *link) onWake(body []byte) error {
+	n := int(u32of(body))
+	var kick [maxWakeBatch]*Stream
+	k := 0
+	l.mu.Lock()
+	for i := range n {
+		e := body[8+i*wakeEntryLen:]
+		bits := u32of(e[8:])
+		if bits == 0 || bits&^uint32(wakeKnown) != 0 || u32of(e[12:]) != 0 {
+			l.mu.Unlock()
+			return violation("wake entry with bits %#x", bits)
+		}
+		// A token of an earlier use of the slot is stale and ignored: wake-ups may
+		// still be queued when the slot is released.
+		if _, _, sl := l.pool.lookup(u64of(e)); sl != nil && sl.stream != nil {
+			kick[k] = sl.stream
+			k++
+		}
+	}
+	l.mu.Unlock()
+	for _, s := range kick[:k] {
+		s.kick()
+	}
+	return nil
+}
+
+// onSeg maps a peer segment, or refuses it (a ring larger than this side accepts, the
+// cap on peer memory or on segments); a memfd that fails validation is a violation.
+func (l *link) onSeg(body []byte, fds []int) error {
+	if len(fds) != 1 {
+		closeFDs(fds)
+		return violation("segment message carried %d descriptors", len(fds))
+	}
+	idx, err := idx32(body)
+	if err == nil {
+		err = zero32(body[12:])
+	}
+	if err != nil {
+		closeFDs(fds)
+		return err
+	}
+	ringSize, n := u32of(body[4:]), u32of(body[8:])
+	l.mu.Lock()
+	dup := l.peer[idx] != nil
+	full := len(l.peer) >= maxSegments
+	l.mu.Unlock()
+	if dup {
+		closeFDs(fds)
+		return violation("segment %d announced twice", idx)
+	}
+	ok := !full && int64(ringSize) <= l.maxPeer.Load()
+	var g *segment
+	if ok {
+		g, err = mapPeerSegment(fds[0], idx, int(ringSize), int(n))
+		var pe *ProtocolError
+		if errors.As(err, &pe) {
+			return err
+		}
+		ok = err == nil
+	} else {
+		closeFDs(fds)
+	}
+	if ok {
+		l.mu.Lock()
+		l.peer[idx] = g
+		l.mu.Unlock()
+	}
+	l.send(newMsg(msgSegAck).u32(uint32(idx)).u32(b2u(ok)), -1)
+	return nil
+}
+
+func (l *link) onSegAck(body []byte) error {
+	idx, err := idx32(body)
+	if err != nil {
+		return err
+	}
+	ok, err := bool32(body[4:])
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	g := l.pool.segs[idx]
+	ack := l.segAcks[idx]
+	if g == nil || ack == nil {
+		l.mu.Unlock()
+		return violation("acknowledgement of unknown segment %d", idx)
+	}
+	delete(l.segAcks, idx)
+	if ok {
+		g.acked = true
+	} else {
+		l.pool.remove(g)
+		g.unmap()
+	}
+	l.mu.Unlock()
+	ack <- ok
+	return nil
+}
+
+// onSegDel forgets a peer segment the owner withdrew: unmapped now, or once the last
+// stream of ours writing into one of its slots closed (an owner withdrawing a slot in
+// use only hurts the streams it shares with us).
+func (l *link) onSegDel(body []byte) error {
+	idx, err := idx32(body)
+	if err == nil {
+		err = zero32(body[4:])
+	}
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	g := l.peer[idx]
+	if g == nil {
+		l.mu.Unlock()
+		return violation("withdrawal of unknown segment %d", idx)
+	}
+	delete(l.peer, idx)
+	g.deleted = true
+	if g.refs == 0 {
+		g.unmapPeer()
+	}
+	l.mu.Unlock()
+	l.send(newMsg(msgSegDelAck).u32(uint32(idx)).u32(0), -1)
+	return nil
+}
+
+func (l *link) onSegDelAck(body []byte) error {
+	idx, err := idx32(body)
+	if err == nil {
+		err = zero32(body[4:])
+	}
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	g := l.pool.segs[idx]
+	if g == nil || !g.deleting || g.mem == nil {
+		return violation("acknowledged withdrawal of segment %d, which was not withdrawn", idx)
+	}
+	l.pool.remove(g)
+	g.unmap()
+	return nil
+}
+
+// onRelease records that the peer will never touch our slot tok again; a slot whose
+// stream closed already is zeroed and freed.
+func (l *link) onRelease(tok uint64) error {
+	l.mu.Lock()
+	g, i, sl := l.pool.lookup(tok)
+	if sl == nil || sl.state == slotFree {
+		l.mu.Unlock()
+		return nil // a stale token: only the peer's own bookkeeping is wrong
+	}
+	sl.released = true
+	if sl.state == slotClosed {
+		l.freeLocked(g, i)
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+// freeLocked zeroes and frees an own slot; l.mu is held.
+func (l *link) freeLocked(g *segment, i int) {
+	l.pool.put(g, i, time.Now())
+	l.used--
+	if g.free == g.n {
+		l.armShrinkLocked()
+	}
+	if l.used == 0 {
+		l.armIdleLocked()
+	}
+}
+
+// onBind (server) binds the offer holding server slot stok to the client's slot ctok,
+// answers BINDACK, and completes the offer.
+func (l *link) onBind(stok, ctok uint64) error {
+	l.mu.Lock()
+	g, i, sl := l.pool.lookup(stok)
+	var s *Stream
+	var o *Offer
+	if sl != nil && sl.state == slotHeld && sl.offer != nil {
+		if pg, pi := l.peerSlot(ctok, sl.offer.maxPeer); pg != nil {
+			o = sl.offer
+			s = l.bindLocked(g, i, stok, pg, pi, ctok)
+		}
+	}
+	l.mu.Unlock()
+	// The offer completes before the client hears of the bind, so a server that reads
+	// the client's CLC Confirm (sent after BINDACK) finds it complete.
+	if s != nil {
+		o.finish(s, nil)
+	}
+	l.send(newMsg(msgBindAck).u64(ctok).u64(stok).u32(b2u(s != nil)).u32(0), -1)
+	return nil
+}
+
+// peerSlot returns the peer segment and slot index a peer token names, if the segment
+// is mapped, the slot exists and its ring is at most maxRing bytes; l.mu is held.
+func (l *link) peerSlot(tok uint64, maxRing int) (*segment, int) {
+	gen, si, i := splitToken(tok)
+	pg := l.peer[si]
+	if gen == 0 || pg == nil || pg.deleted || i >= pg.n || pg.ringSize > maxRing {
+		return nil, -1
+	}
+	return pg, i
+}
+
+// bindLocked starts the stream of own slot (g, i) and peer slot (pg, pi); l.mu is held.
+func (l *link) bindLocked(g *segment, i int, tok uint64, pg *segment, pi int, ptok uint64) *Stream {
+	s := newStream(l, g, i, tok, pg, pi, ptok)
+	sl := &g.slots[i]
+	sl.state, sl.stream, sl.offer = slotBound, s, nil
+	pg.refs++
+	return s
+}
+
+// onBindAck (client) completes the Connect waiting for the bind of own slot ctok.
+func (l *link) onBindAck(body []byte) error {
+	ctok, stok := u64of(body), u64of(body[8:])
+	ok, err := bool32(body[16:])
+	if err == nil {
+		err = zero32(body[20:])
+	}
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	w := l.binds[ctok]
+	if w == nil || w.peerTok != stok {
+		l.mu.Unlock()
+		return violation("bind acknowledgement for slots %#x, %#x, which were not bound", ctok, stok)
+	}
+	delete(l.binds, ctok)
+	g, i, sl := l.pool.lookup(ctok)
+	var res bindResult
+	switch {
+	case sl == nil || sl.state != slotHeld:
+		res.err = errLinkDown // cannot happen: a held slot stays held until here
+	case !ok:
+		res.err = ErrOfferClosed
+		l.freeLocked(g, i)
+	default:
+		pg, pi := l.peerSlot(stok, int(l.maxPeer.Load()))
+		if pg == nil {
+			l.mu.Unlock()
+			return violation("bound to server slot %#x, which it withdrew", stok)
+		}
+		res.s = l.bindLocked(g, i, ctok, pg, pi, stok)
+	}
+	abandoned := w.abandoned
+	l.mu.Unlock()
+	if abandoned {
+		if res.s != nil {
+			res.s.Abort()
+		}
+		return nil
+	}
+	w.ch <- res
+	return nil
+}
+
+func (l *link) onReady(tok uint64) error {
+	l.mu.Lock()
+	ch := l.ready
+	l.ready = nil
+	l.mu.Unlock()
+	if ch == nil {
+		return violation("unexpected ready message")
+	}
+	ch <- tok
+	return nil
+}
+
+// streamClosed is Close's last step: the stream's own slot waits for the peer's
+// RELEASE (or is freed if that came, or the link is dead), and the peer is told we
+// never touch its slot again.
+func (l *link) streamClosed(s *Stream) {
+	l.mu.Lock()
+	sl := &s.own.slots[s.ownIdx]
+	if sl.stream == s {
+		sl.state, sl.stream = slotClosed, nil
+		if l.dead || sl.released {
+			l.freeLocked(s.own, s.ownIdx)
+		}
+	}
+	pg := s.peerSeg
+	pg.refs--
+	if pg.deleted && pg.refs == 0 {
+		pg.unmapPeer()
+	}
+	dead := l.dead
+	fin := dead && l.used == 0
+	l.mu.Unlock()
+	if !dead {
+		l.send(newMsg(msgRelease).u64(s.peerTok), -1)
+	}
+	if fin {
+		l.finish()
+	}
+}
+
+// releaseHeld frees an own slot held by an offer or a connect that will not bind it.
+func (l *link) releaseHeld(tok uint64, o *Offer) {
+	l.mu.Lock()
+	g, i, sl := l.pool.lookup(tok)
+	if sl != nil && sl.state == slotHeld && sl.offer == o {
+		l.freeLocked(g, i)
+	}
+	fin := l.dead && l.used == 0
+	l.mu.Unlock()
+	if fin {
+		l.finish()
+	}
+}
+
+// armIdleLocked (server) schedules the end of a link that has no slot in use.
+func (l *link) armIdleLocked() {
+	if !l.server || l.dead {
+		return
+	}
+	d := time.Duration(linkIdle.Load())
+	if l.ep != nil && l.ep.isClosed() {
+		d = 0
+	}
+	if l.idleT == nil {
+		l.idleT = time.AfterFunc(d, l.idleCheck)
+	} else {
+		l.idleT.Reset(d)
+	}
+}
+
+func (l *link) idleCheck() {
+	l.mu.Lock()
+	idle := l.used == 0 && !l.dead
+	l.mu.Unlock()
+	if idle {
+		l.shutdown(nil)
+	}
+}
+
+func (l *link) armShrinkLocked() {
+	if l.dead {
+		return
+	}
+	d := time.Duration(segmentIdle.Load())
+	if l.shrinkT == nil {
+		l.shrinkT = time.AfterFunc(d, l.shrink)
+	} else {
+		l.shrinkT.Reset(d)
+	}
+}
+
+// shrink withdraws own segments that stayed entirely free for segmentIdle.
+func (l *link) shrink() {
+	l.mu.Lock()
+	if l.dead {
+		l.mu.Unlock()
+		return
+	}
+	d := time.Duration(segmentIdle.Load())
+	idle := l.pool.idle(time.Now().Add(-d))
+	for _, g := range idle {
+		g.deleting = true
+	}
+	if len(l.pool.idle(time.Now().Add(time.Hour))) > 0 {
+		l.shrinkT.Reset(d) // segments that became free since
+	}
+	l.mu.Unlock()
+	for _, g := range idle {
+		l.send(newMsg(msgSegDel).u32(uint32(g.idx)).u32(0), -1)
+	}
+}
+
+// shutdown ends the link: the socket is closed (the peer sees EOF), waiting offers and
+// connects fail, streams see the peer vanished unless they saw it close, and once no
+// stream uses a slot every segment is unmapped. err is why (nil: idle, or EOF).
+func (l *link) shutdown(err error) {
+	l.mu.Lock()
+	if l.dead {
+		l.mu.Unlock()
+		return
+	}
+	l.dead, l.err = true, err
+	close(l.done)
+	if l.idleT != nil {
+		l.idleT.Stop()
+	}
+	if l.shrinkT != nil {
+		l.shrinkT.Stop()
+	}
+	var streams []*Stream
+	var offers []*Offer
+	for _, g := range l.pool.segs {
+		for i := range g.slots {
+			sl := &g.slots[i]
+			switch sl.state {
+			case slotBound:
+				streams = append(streams, sl.stream)
+			case slotHeld:
+				if sl.offer != nil {
+					offers = append(offers, sl.offer)
+				}
+				l.freeLocked(g, i)
+			case slotClosed:
+				l.freeLocked(g, i)
+			}
+		}
+	}
+	binds := l.binds
+	l.binds = nil
+	if l.ready != nil {
+		close(l.ready)
+		l.ready = nil
+	}
+	fin := l.used == 0
+	l.mu.Unlock()
+
+	l.wmu.Lock()
+	if !l.wdead {
+		l.breakLocked()
+	}
+	l.wmu.Unlock()
+	counters.links.Add(-1)
+	if l.ep != nil {
+		l.ep.forget(l)
+	} else {
+		forgetClientLink(l)
+	}
+	for _, w := range binds {
+		if !w.abandoned {
+			w.ch <- bindResult{err: errLinkDown}
+		}
+	}
+	for _, o := range offers {
+		o.finish(nil, errLinkDown)
+	}
+	var pe *ProtocolError
+	violated := errors.As(err, &pe)
+	for _, s := range streams {
+		s.linkDown(err, violated)
+	}
+	if fin {
+		l.finish()
+	}
+}
+
+// finish unmaps every segment of a dead link once no slot is in use.
+func (l *link) finish() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, g := range l.pool.segs {
+		l.pool.remove(g)
+		if g.mem != nil {
+			g.unmap()
+		}
+	}
+	for _, g := range l.peer {
+		g.unmapPeer()
+	}
+	clear(l.peer)
+}
+
+func b2u(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Client links, by endpoint address and link ID.
+type clientKey struct {
+	addr string
+	id   uint32
+}
+
+var clientLinks struct {
+	mu sync.Mutex
+	m  map[clientKey]*link
+}
+
+func lookupClientLink(k clientKey) *link {
+	clientLinks.mu.Lock()
+	defer clientLinks.mu.Unlock()
+	return clientLinks.m[k]
+}
+
+func addClientLink(l *link) {
+	clientLinks.mu.Lock()
+	defer clientLinks.mu.Unlock()
+	if clientLinks.m == nil {
+		clientLinks.m = make(map[clientKey]*link)
+	}
+	clientLinks.m[l.key] = l
+}
+
+func forgetClientLink(l *link) {
+	clientLinks.mu.Lock()
+	defer clientLinks.mu.Unlock()
+	if clientLinks.m[l.key] == l {
+		delete(clientLinks.m, l.key)
+	}
+}

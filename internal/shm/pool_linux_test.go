@@ -1,0 +1,169 @@
+package shm
+
+import (
+	"errors"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// resident counts the pages of b that are present (mincore). For a memfd that means in
+// the file, whichever process put them there.
+func resident(t *testing.T, b []byte) int {
+	t.Helper()
+	vec := make([]byte, (len(b)+4095)/4096)
+	_, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), uintptr(unsafe.Pointer(unsafe.SliceData(vec))))
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	n := 0
+	for _, v := range vec {
+		n += int(v & 1)
+	}
+	return n
+}
+
+func TestTokens(t *testing.T) {
+	for _, c := range []struct {
+		gen  uint32
+		seg  uint16
+		slot int
+	}{{1, 0, 0}, {0xffffffff, 0xffff, 63}, {7, 300, 5}} {
+		tok := makeToken(c.gen, c.seg, c.slot)
+		if uint32(tok)&0xffff != uint32(c.slot) || uint16(tok>>16) != c.seg {
+			t.Errorf("token %#x: low 32 bits are not segment<<16|slot", tok)
+		}
+		g, s, i := splitToken(tok)
+		if g != c.gen || s != c.seg || i != c.slot {
+			t.Errorf("split(%#x) = %d %d %d, want %d %d %d", tok, g, s, i, c.gen, c.seg, c.slot)
+		}
+	}
+}
+
+func TestSegmentGrowth(t *testing.T) {
+	want := []int{1, 2, 4, 8, 16, 32, 64, 64}
+	for have, w := range want {
+		if got := nextSegSlots(64<<10, have); got != w {
+			t.Errorf("64 KiB rings, %d segments: %d slots, want %d", have, got, w)
+		}
+	}
+	if got := nextSegSlots(4<<20, 6); got != 2 {
+		t.Errorf("4 MiB rings: %d slots, want 2 (at most %d ring bytes per segment)", got, maxSegRings)
+	}
+	if got := nextSegSlots(16<<20, 6); got != 1 {
+		t.Errorf("16 MiB rings: %d slots, want 1", got)
+	}
+}
+
+// TestPool checks the pool on real segments: slots come zeroed with a new generation,
+// a stale token is rejected, a slot put back is zeroed, counters follow, and idle
+// segments beyond the floor are offered for withdrawal.
+func TestPool(t *testing.T) {
+	c0 := ReadCounters()
+	p := newPool()
+	var segs []*segment
+	grow := func(n int) *segment {
+		t.Helper()
+		idx, ok := p.newIndex()
+		if !ok {
+			t.Fatal("no segment index")
+		}
+		g, err := newSegment(idx, MinRingSize, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.add(g)
+		segs = append(segs, g)
+		return g
+	}
+	defer func() {
+		for _, g := range segs {
+			p.remove(g)
+			g.unmap()
+		}
+		if c := ReadCounters(); c.Segments != c0.Segments || c.SlotsFree != c0.SlotsFree || c.SlotsInUse != c0.SlotsInUse || c.MemoryInUse != c0.MemoryInUse {
+			t.Errorf("counters did not return: %+v, was %+v", c, c0)
+		}
+	}()
+
+	g1 := grow(1)
+	if g, _ := p.take(MinRingSize); g != nil {
+		t.Fatal("a slot of a segment the peer has not acknowledged was handed out")
+	}
+	g1.acked = true
+	if c := ReadCounters(); c.Segments != c0.Segments+1 || c.SegmentsMade != c0.SegmentsMade+1 || c.SlotsFree != c0.SlotsFree+1 || c.MemoryInUse != c0.MemoryInUse+segmentSize(MinRingSize, 1) {
+		t.Fatalf("after one segment: %+v, was %+v", c, c0)
+	}
+	g, i := p.take(MinRingSize)
+	if g != g1 || i != 0 {
+		t.Fatalf("take = %v, %d", g, i)
+	}
+	tok := makeToken(g.slots[i].gen, g.idx, i)
+	if _, _, sl := p.lookup(tok); sl == nil || sl.state != slotHeld {
+		t.Fatal("lookup of a held slot failed")
+	}
+	if g2, _ := p.take(MinRingSize); g2 != nil {
+		t.Fatal("a held slot was handed out twice")
+	}
+	// The peer scribbles over the slot; putting it back zeroes it.
+	g.header(i).prod.cursor.Store(12345)
+	g.ring(i)[100] = 7
+	p.put(g, i, time.Now())
+	if g.header(i).prod.cursor.Load() != 0 || g.ring(i)[100] != 0 {
+		t.Fatal("a slot put back was not zeroed")
+	}
+	if _, _, sl := p.lookup(tok); sl == nil || sl.state != slotFree {
+		t.Fatal("lookup after put")
+	}
+	// A free slot's header may be scribbled on too: take zeroes it again.
+	g.header(i).cons.flags.Store(fAbort)
+	g, i = p.take(MinRingSize)
+	if g.header(i).cons.flags.Load() != 0 {
+		t.Fatal("take handed out a dirty header")
+	}
+	if _, _, sl := p.lookup(tok); sl != nil {
+		t.Fatal("a token of an earlier use was accepted")
+	}
+	if _, _, sl := p.lookup(tok ^ 1<<40); sl != nil {
+		t.Fatal("a token of another generation was accepted")
+	}
+	if _, _, sl := p.lookup(makeToken(g.slots[i].gen, g.idx, 5)); sl != nil {
+		t.Fatal("a slot index beyond the segment was accepted")
+	}
+	if c := ReadCounters(); c.SlotsInUse != c0.SlotsInUse+1 || c.SlotsFree != c0.SlotsFree {
+		t.Fatalf("one slot held: %+v, was %+v", c, c0)
+	}
+	g3 := grow(2)
+	g3.acked = true
+	g3b, _ := p.take(MinRingSize)
+	if g3b != g3 {
+		t.Fatal("the new segment's slot was not handed out")
+	}
+	p.put(g3, 0, time.Now().Add(-time.Hour))
+	p.put(g, i, time.Now().Add(-time.Hour))
+	idle := p.idle(time.Now())
+	if len(idle) != 1 || idle[0] != g3 {
+		t.Fatalf("idle = %v, want the second segment only (the first is the floor)", idle)
+	}
+	if idle := p.idle(time.Now().Add(-2 * time.Hour)); len(idle) != 0 {
+		t.Fatal("a segment free for less than the delay was offered")
+	}
+}
+
+func TestSegmentMemoryLimit(t *testing.T) {
+	old := SetMemoryLimit(MemoryInUse() + segmentSize(MinRingSize, 2))
+	defer SetMemoryLimit(old)
+	g, err := newSegment(0, MinRingSize, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.unmap()
+	if _, err := newSegment(1, MinRingSize, 1); !errors.Is(err, ErrMemoryLimit) {
+		t.Fatalf("beyond the bound: %v, want ErrMemoryLimit", err)
+	}
+	if got := resident(t, g.mem); got != len(g.mem)/4096 {
+		t.Errorf("%d of %d pages of a new segment resident: the owner must populate it", got, len(g.mem)/4096)
+	}
+}

@@ -1,0 +1,156 @@
+package shm
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// requiredSeals are the seals every segment carries: its size can never change (so no
+// peer can truncate it under our mapping and make us SIGBUS), and no further seal can be
+// added (so no peer can later forbid our writes). F_SEAL_EXEC is tolerated on top:
+// kernels with vm.memfd_noexec set add it to every memfd.
+const (
+	requiredSeals = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_SEAL
+	optionalSeals = unix.F_SEAL_EXEC
+)
+
+// newSegment creates, seals, maps and populates an own segment of n slots of ringSize
+// bytes, reserving it against the process bound. Populating it here (every page
+// allocated and written by its owner) makes the owner the one charged for it: the peer
+// that writes into it later only maps pages that exist.
+func newSegment(idx uint16, ringSize, n int) (g *segment, err error) {
+	if !validRingSize(ringSize) || n < 1 || n > maxSegSlots {
+		return nil, ErrBadSize
+	}
+	total := segmentSize(ringSize, n)
+	if err := reserve(total); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			unreserve(total)
+		}
+	}()
+	fd, err := unix.MemfdCreate("smc-dmb", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING|unix.MFD_NOEXEC_SEAL)
+	if err == unix.EINVAL {
+		// Kernels before 6.3 do not know MFD_NOEXEC_SEAL.
+		fd, err = unix.MemfdCreate("smc-dmb", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("smc: shm: memfd_create: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			unix.Close(fd)
+		}
+	}()
+	if err := unix.Ftruncate(fd, total); err != nil {
+		return nil, fmt.Errorf("smc: shm: sizing segment: %w", err)
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, requiredSeals); err != nil {
+		return nil, fmt.Errorf("smc: shm: sealing segment: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("smc: shm: segment: %w", err)
+	}
+	mem, err := unix.Mmap(fd, 0, int(total), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("smc: shm: mapping segment: %w", err)
+	}
+	// Best effort: before 5.14 pages are allocated as they are first touched, by
+	// whichever side touches them.
+	unix.Madvise(mem, unix.MADV_POPULATE_WRITE)
+	return &segment{idx: idx, ringSize: ringSize, n: n, mem: mem, fd: fd, ino: st.Ino}, nil
+}
+
+// mapPeerSegment validates a memfd received from the peer and maps it. It takes
+// ownership of fd: the fd is closed whatever happens (the mapping keeps the memory).
+//
+// Nothing is mapped unless the file is a non-hugetlb memfd (tmpfs) of exactly the size
+// of a segment of n slots of ringSize bytes, open read-write, carrying exactly
+// requiredSeals (plus, optionally, F_SEAL_EXEC). A hugetlb memfd could SIGBUS us when
+// the huge page pool runs dry; a file without F_SEAL_SHRINK could be truncated under
+// our mapping. The mapping is reserved against the cap on peer memory.
+func mapPeerSegment(fd int, idx uint16, ringSize, n int) (g *segment, err error) {
+	defer unix.Close(fd)
+	if !validRingSize(ringSize) || n < 1 || n > maxSegSlots {
+		return nil, violation("peer segment of %d slots of %d bytes", n, ringSize)
+	}
+	total := segmentSize(ringSize, n)
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &fs); err != nil {
+		return nil, violation("peer segment: fstatfs: %v", err)
+	}
+	if fs.Type != unix.TMPFS_MAGIC {
+		return nil, violation("peer segment is not a memfd (filesystem magic %#x)", fs.Type)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, violation("peer segment: fstat: %v", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, violation("peer segment is not a regular file (mode %#o)", st.Mode)
+	}
+	seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
+	if err != nil {
+		return nil, violation("peer segment cannot be sealed (%v)", err)
+	}
+	if seals&^optionalSeals != requiredSeals {
+		return nil, violation("peer segment seals are %#x, want %#x", seals, requiredSeals)
+	}
+	// Seals are checked before the size: once F_SEAL_SHRINK|F_SEAL_GROW are on, the size
+	// we read now is the size forever.
+	if st.Size != total {
+		return nil, violation("peer segment is %d bytes, want %d", st.Size, total)
+	}
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return nil, violation("peer segment: %v", err)
+	}
+	if fl&unix.O_ACCMODE != unix.O_RDWR {
+		return nil, violation("peer segment is not open read-write")
+	}
+	if err := reservePeer(total); err != nil {
+		return nil, err
+	}
+	mem, err := unix.Mmap(fd, 0, int(total), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		unreservePeer(total)
+		return nil, fmt.Errorf("smc: shm: mapping peer segment: %w", err)
+	}
+	counters.peerSegments.Add(1)
+	counters.peerSegmentsMapped.Add(1)
+	return &segment{idx: idx, ringSize: ringSize, n: n, mem: mem, fd: -1, ino: st.Ino}, nil
+}
+
+// closeFD closes an own segment's memfd once the peer has mapped it.
+func (g *segment) closeFD() {
+	if g.fd >= 0 {
+		unix.Close(g.fd)
+		g.fd = -1
+	}
+}
+
+// unmap releases an own segment's mapping and reservation.
+func (g *segment) unmap() {
+	g.closeFD()
+	if g.mem != nil {
+		n := g.bytes()
+		unix.Munmap(g.mem)
+		g.mem = nil
+		unreserve(n)
+	}
+}
+
+// unmapPeer releases a peer segment's mapping and reservation.
+func (g *segment) unmapPeer() {
+	if g.mem != nil {
+		n := g.bytes()
+		unix.Munmap(g.mem)
+		g.mem = nil
+		unreservePeer(n)
+		counters.peerSegments.Add(-1)
+	}
+}
