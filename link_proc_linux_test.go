@@ -177,7 +177,7 @@ func classify(err error) string {
 
 // srvStats are the tallies of an lserve server.
 type srvStats struct {
-	Accepted map[string]int // by "MODE REASON", once the handshake is over
+	Accepted map[string]int // by modeOf, once the handshake is over
 	Failed   int            // handshakes that failed
 	Open     int            // connections not ended yet
 	Ended    map[string]int // by classify of the error that ended the echo
@@ -241,9 +241,8 @@ func serveLink(c net.Conn, ebuf, first int) {
 			return
 		}
 	}
-	st := State(c)
 	srv.mu.Lock()
-	srv.st.Accepted[fmt.Sprintf("%v %v", st.Mode, st.Fallback)]++
+	srv.st.Accepted[modeOf(c)]++
 	srv.st.Open++
 	srv.mu.Unlock()
 	if first > 0 {
@@ -344,7 +343,7 @@ func startRound(from, to, size int) int {
 
 // openStats tally the connections of open, echoall or short.
 type openStats struct {
-	Modes      map[string]int // by "MODE REASON"
+	Modes      map[string]int // by modeOf
 	Order      string         // with conc=1: D for SMCD, T for TCP, E for an error, in order
 	Intact     int            // echoes that came back intact
 	Errors     int
@@ -404,8 +403,13 @@ func echo(c net.Conn, size int, pat string, timeout time.Duration) error {
 	return nil
 }
 
+// modeOf says "MODE REASON", and "MODE PEERDECL/DIAGNOSIS" after a Decline from the
+// peer.
 func modeOf(c net.Conn) string {
 	st := State(c)
+	if st.Fallback == ReasonPeerDecl {
+		return fmt.Sprintf("%v %v/%v", st.Mode, st.Fallback, st.PeerDiagnosis)
+	}
 	return fmt.Sprintf("%v %v", st.Mode, st.Fallback)
 }
 
