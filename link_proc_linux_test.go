@@ -29,7 +29,9 @@ import (
 // command answers with one line, "WORD {json}" where it reports figures. Arguments
 // are key=value pairs:
 //
-//	lserve [addr= dir= buf= ebuf=]  -> "lserving ADDR": an echo server that keeps
+//	lserve [addr= dir= buf= ebuf= sink=]
+//	                                -> "lserving ADDR": an echo server (with sink=1,
+//	                                   one that reads and discards) that keeps
 //	                                   tallies instead of one line per connection
 //	                                   (with first=N: each connection echoes N bytes
 //	                                   and is then parked, with no goroutine, for
@@ -40,10 +42,11 @@ import (
 //	                                   connections from..to-1 (by remote port), in
 //	                                   the background
 //	roundwait                       -> "rounded {openStats}" once the round is over
-//	open addr= n= [size= conc= dir= buf= offer= pat= secs=]
+//	open addr= n= [size= conc= dir= buf= offer= pat= secs= oneway=]
 //	                                -> "opened {openStats}": n connections dialed with
 //	                                   smc.Dialer, each echoing size bytes (of pat
-//	                                   repeated, or random) within secs, all kept
+//	                                   repeated, or random) within secs, or with
+//	                                   oneway=1 only writing them, all kept
 //	echoall [size= conc=]           -> "echoed {openStats}": every kept connection
 //	                                   echoes again, all of them open at once
 //	echorange from= to= [size= conc=]
@@ -78,7 +81,7 @@ func procLink(f []string) (string, bool) {
 	}
 	switch f[0] {
 	case "lserve":
-		addr, err := linkServe(kv["addr"], linkConfig(kv), num("ebuf", 4<<10), num("first", 0))
+		addr, err := linkServe(kv["addr"], linkConfig(kv), serveOpts{ebuf: num("ebuf", 4<<10), first: num("first", 0), sink: kv["sink"] == "1"})
 		if err != nil {
 			return "lserving error " + err.Error(), true
 		}
@@ -87,7 +90,7 @@ func procLink(f []string) (string, bool) {
 		return "lstats " + jsonOf(snapshotSrv()), true
 	case "open":
 		return "opened " + jsonOf(openConns(kv["addr"], linkConfig(kv), num("n", 1), num("size", 1024), num("conc", 1), kv["pat"],
-			time.Duration(num("secs", 60))*time.Second)), true
+			time.Duration(num("secs", 60))*time.Second, kv["oneway"] == "1")), true
 	case "echoall":
 		return "echoed " + jsonOf(echoAll(num("size", 1024), num("conc", 32))), true
 	case "round":
@@ -182,6 +185,7 @@ type srvStats struct {
 	Open     int            // connections not ended yet
 	Ended    map[string]int // by classify of the error that ended the echo
 	Errors   []string       // the first few unexpected errors
+	Received int64          // bytes a sink=1 server read
 }
 
 var srv = struct {
@@ -206,7 +210,14 @@ func snapshotSrv() srvStats {
 
 // linkServe listens with cfg and echoes every connection with a buffer of ebuf bytes
 // (small, so that thousands of idle connections cost little heap).
-func linkServe(addr string, cfg *Config, ebuf, first int) (string, error) {
+// serveOpts say how lserve serves: its echo buffer, the bytes echoed before a
+// connection is parked (0: never parked), or only reading.
+type serveOpts struct {
+	ebuf, first int
+	sink        bool
+}
+
+func linkServe(addr string, cfg *Config, o serveOpts) (string, error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -221,13 +232,13 @@ func linkServe(addr string, cfg *Config, ebuf, first int) (string, error) {
 			if err != nil {
 				return
 			}
-			go serveLink(c, ebuf, first)
+			go serveLink(c, o)
 		}
 	}()
 	return ln.Addr().String(), nil
 }
 
-func serveLink(c net.Conn, ebuf, first int) {
+func serveLink(c net.Conn, o serveOpts) {
 	if sc, ok := c.(*Conn); ok {
 		c.SetDeadline(time.Now().Add(30 * time.Second))
 		err := sc.Handshake()
@@ -245,8 +256,8 @@ func serveLink(c net.Conn, ebuf, first int) {
 	srv.st.Accepted[modeOf(c)]++
 	srv.st.Open++
 	srv.mu.Unlock()
-	if first > 0 {
-		err := echoOnce(c, first)
+	if o.first > 0 {
+		err := echoOnce(c, o.first)
 		srv.mu.Lock()
 		defer srv.mu.Unlock()
 		if err != nil {
@@ -260,12 +271,16 @@ func serveLink(c net.Conn, ebuf, first int) {
 		return
 	}
 	defer c.Close()
-	buf := make([]byte, ebuf)
+	buf := make([]byte, o.ebuf)
 	var err error
 	for {
 		var n int
 		n, err = c.Read(buf)
-		if n > 0 {
+		if n > 0 && o.sink {
+			srv.mu.Lock()
+			srv.st.Received += int64(n)
+			srv.mu.Unlock()
+		} else if n > 0 {
 			if _, werr := c.Write(buf[:n]); werr != nil {
 				err = werr
 				break
@@ -413,7 +428,7 @@ func modeOf(c net.Conn) string {
 	return fmt.Sprintf("%v %v", st.Mode, st.Fallback)
 }
 
-func openConns(addr string, cfg *Config, n, size, conc int, pat string, timeout time.Duration) openStats {
+func openConns(addr string, cfg *Config, n, size, conc int, pat string, timeout time.Duration, oneway bool) openStats {
 	start := time.Now()
 	st := openStats{Modes: map[string]int{}}
 	order := make([]byte, n)
@@ -430,7 +445,13 @@ func openConns(addr string, cfg *Config, n, size, conc int, pat string, timeout 
 			mode := ""
 			if err == nil {
 				mode = modeOf(c)
-				err = echo(c, size, pat, timeout)
+				if oneway {
+					c.SetWriteDeadline(time.Now().Add(timeout))
+					_, err = c.Write(make([]byte, size))
+					c.SetWriteDeadline(time.Time{})
+				} else {
+					err = echo(c, size, pat, timeout)
+				}
 				kept.mu.Lock()
 				kept.conns = append(kept.conns, c)
 				kept.mu.Unlock()
