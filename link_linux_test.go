@@ -570,37 +570,51 @@ func TestLinkRendezvousFlood(t *testing.T) {
 	wantAllSMCD(t, "a new client during the flood", client.open(addr, 1, "", 30*time.Second), 1)
 }
 
-// TestLinkImpostor: a process that replaces the server's socket file in EndpointDir
-// with its own listener never receives the application's data: the client's Dial does
-// not end in SMC-D through it, and the data reaches the server (over TCP) or the
-// Dial fails.
+// TestLinkImpostor: a process that takes over the server's socket file in
+// EndpointDir never receives the application's data: the client's Dial does not end
+// in SMC-D through it, and the data reaches the server (over TCP, or over shared
+// memory the impostor cannot see) or the Dial fails. The impostor either listens in
+// the server's place, or relays between the client and the real socket, which it
+// moved aside, passing on every message and descriptor.
 func TestLinkImpostor(t *testing.T) {
 	requireProcs(t)
 	const pattern = "APPLICATION-DATA-7f3a9c-"
-	dir := t.TempDir()
-	cg := testenv.NewCgroup(t, "")
-	server := startProc(t, "server", cg, procOptions{})
-	addr := server.lserve("dir=" + dir)
-	// A first client makes the server create its socket file; the client under test
-	// comes later, with no link to the server yet.
-	warm := startProc(t, "first-client", cg, procOptions{})
-	wantAllSMCD(t, "first client", warm.open(addr, 1, "dir="+dir, 30*time.Second), 1)
-	impostor := startProc(t, "impostor", cg, procOptions{})
-	if got := impostor.do("impostor dir="+dir, "impostor"); got == "impostor 0" || strings.HasPrefix(got, "impostor error") {
-		t.Fatalf("impostor: %q: no socket file of the server to replace in %s", got, dir)
-	}
-	client := startProc(t, "client", cg, procOptions{})
-	st := client.open(addr, 1, "size=262144 secs=5 dir="+dir+" pat="+pattern, time.Minute)
-	seen := call[impStats](impostor, "impreport pat="+pattern, "impreport", 30*time.Second)
-	t.Logf("client: %+v; the impostor saw %+v", st, seen)
-	if seen.PatternHits != 0 {
-		t.Errorf("the impostor received the application's data (%d hits)", seen.PatternHits)
-	}
-	if st.Modes["SMCD NONE"] != 0 && st.Intact == 0 {
-		t.Errorf("the client's Dial ended in SMCD through the impostor: %+v", st)
-	}
-	if st.Modes["SMCD NONE"] == 0 && st.Intact == 0 && len(st.Modes) != 0 {
-		t.Errorf("the client fell back but its data did not reach the server: %+v", st)
+	for _, relay := range []bool{false, true} {
+		name := "listener"
+		if relay {
+			name = "relay"
+		}
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			cg := testenv.NewCgroup(t, "")
+			server := startProc(t, "server", cg, procOptions{})
+			addr := server.lserve("dir=" + dir)
+			// A first client makes the server create its socket file; the client
+			// under test comes later, with no link to the server yet.
+			warm := startProc(t, "first-client", cg, procOptions{})
+			wantAllSMCD(t, "first client", warm.open(addr, 1, "dir="+dir, 30*time.Second), 1)
+			impostor := startProc(t, "impostor", cg, procOptions{})
+			cmd := fmt.Sprintf("impostor dir=%s relay=%d", dir, map[bool]int{false: 0, true: 1}[relay])
+			if got := impostor.do(cmd, "impostor"); got == "impostor 0" || strings.HasPrefix(got, "impostor error") {
+				t.Fatalf("impostor: %q: no socket file of the server to take over in %s", got, dir)
+			}
+			client := startProc(t, "client", cg, procOptions{})
+			st := client.open(addr, 1, "size=262144 secs=5 dir="+dir+" pat="+pattern, time.Minute)
+			seen := call[impStats](impostor, "impreport pat="+pattern, "impreport", 30*time.Second)
+			t.Logf("client: %+v; the impostor saw %+v", st, seen)
+			if seen.Conns == 0 {
+				t.Logf("the client never connected to the impostor's socket")
+			}
+			if seen.PatternHits != 0 {
+				t.Errorf("the impostor received the application's data (%d hits)", seen.PatternHits)
+			}
+			if st.Modes["SMCD NONE"] != 0 && st.Intact == 0 {
+				t.Errorf("the client's Dial ended in SMCD through the impostor: %+v", st)
+			}
+			if st.Modes["SMCD NONE"] == 0 && st.Intact == 0 && len(st.Modes) != 0 {
+				t.Errorf("the client fell back but its data did not reach the server: %+v", st)
+			}
+		})
 	}
 }
 

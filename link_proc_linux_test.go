@@ -61,8 +61,9 @@ import (
 //	setmem n=                       -> "setmem PREV NOW": SetMemoryLimit(n)
 //	rlimit n=                       -> "rlimit N": RLIMIT_NOFILE raised towards n
 //	flood path= type= n=            -> "flooded {floodStats}": n idle Unix connections
-//	impostor dir=                   -> "impostor N": replaces the N sockets of dir
-//	                                   with its own listeners
+//	impostor dir= [relay=]          -> "impostor N": replaces the N sockets of dir
+//	                                   with its own listeners; with relay=1 it moves
+//	                                   the real ones aside and relays to them
 //	impreport pat=                  -> "impreport {impStats}"
 func procLink(f []string) (string, bool) {
 	kv := map[string]string{}
@@ -131,7 +132,7 @@ func procLink(f []string) (string, bool) {
 	case "flood":
 		return "flooded " + jsonOf(flood(kv["path"], kv["type"], num("n", 1))), true
 	case "impostor":
-		n, err := imp.replace(kv["dir"])
+		n, err := imp.replace(kv["dir"], kv["relay"] == "1")
 		if err != nil {
 			return "impostor error " + err.Error(), true
 		}
@@ -655,8 +656,10 @@ func flood(path, typ string, n int) floodStats {
 // An impostor takes over the socket files of an endpoint directory. It plays along
 // as far as it can: to each message it answers the same bytes with the token word of
 // the old fd-exchange message zeroed, carrying fresh sealed memfds of the sizes it
-// received. It keeps every memfd it saw and every byte it read, to look for the
-// application's data in them.
+// received. As a relay, it renames the real socket aside, binds its own at the
+// path, and passes every message and descriptor between the client and the real
+// server, as a man in the middle. It keeps every memfd it saw and every byte it
+// read, to look for the application's data in them.
 type impostor struct {
 	mu    sync.Mutex
 	lns   []*net.UnixListener
@@ -681,7 +684,7 @@ func unixType(path string) string {
 	return ""
 }
 
-func (im *impostor) replace(dir string) (int, error) {
+func (im *impostor) replace(dir string, relay bool) (int, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return 0, err
@@ -696,7 +699,13 @@ func (im *impostor) replace(dir string) (int, error) {
 		if unixType(path) == "1" {
 			network = "unix"
 		}
-		if err := os.Remove(path); err != nil {
+		real := ""
+		if relay {
+			real = path + ".real"
+			if err := os.Rename(path, real); err != nil {
+				return n, err
+			}
+		} else if err := os.Remove(path); err != nil {
 			return n, err
 		}
 		ln, err := net.ListenUnix(network, &net.UnixAddr{Name: path, Net: network})
@@ -708,13 +717,13 @@ func (im *impostor) replace(dir string) (int, error) {
 		im.mu.Lock()
 		im.lns = append(im.lns, ln)
 		im.mu.Unlock()
-		go im.serve(ln)
+		go im.serve(ln, network, real)
 		n++
 	}
 	return n, nil
 }
 
-func (im *impostor) serve(ln *net.UnixListener) {
+func (im *impostor) serve(ln *net.UnixListener, network, real string) {
 	for {
 		c, err := ln.AcceptUnix()
 		if err != nil {
@@ -723,7 +732,51 @@ func (im *impostor) serve(ln *net.UnixListener) {
 		im.mu.Lock()
 		im.conns++
 		im.mu.Unlock()
-		go im.talk(c)
+		if real == "" {
+			go im.talk(c)
+			continue
+		}
+		s, err := net.DialUnix(network, nil, &net.UnixAddr{Name: real, Net: network})
+		if err != nil {
+			c.Close()
+			continue
+		}
+		go im.relay(c, s)
+		go im.relay(s, c)
+	}
+}
+
+// relay passes messages and their descriptors from a to b, recording both.
+func (im *impostor) relay(a, b *net.UnixConn) {
+	defer a.Close()
+	defer b.Close()
+	buf := make([]byte, 1<<16)
+	oob := make([]byte, unix.CmsgSpace(64*4))
+	for {
+		n, oobn, _, _, err := a.ReadMsgUnix(buf, oob)
+		if err != nil || n == 0 && oobn == 0 {
+			return
+		}
+		var fds []int
+		if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+			for _, m := range msgs {
+				if got, err := unix.ParseUnixRights(&m); err == nil {
+					fds = append(fds, got...)
+				}
+			}
+		}
+		im.mu.Lock()
+		im.msgs++
+		im.bytes = append(im.bytes, buf[:n]...)
+		im.fds = append(im.fds, fds...)
+		im.mu.Unlock()
+		var rights []byte
+		if len(fds) > 0 {
+			rights = unix.UnixRights(fds...)
+		}
+		if _, _, err := b.WriteMsgUnix(buf[:n], rights, nil); err != nil {
+			return
+		}
 	}
 }
 
