@@ -548,7 +548,8 @@ func unixListeners(t *testing.T, pid int) map[string]string {
 }
 
 // TestLinkRendezvousFlood: 1024 idle connections from another user to the server's
-// rendezvous sockets do not stop a legitimate client from attaching: it gets SMC-D.
+// rendezvous sockets, kept up, do not stop a legitimate client from attaching: it
+// gets SMC-D.
 func TestLinkRendezvousFlood(t *testing.T) {
 	requireProcs(t)
 	cg := testenv.NewCgroup(t, "")
@@ -566,8 +567,20 @@ func TestLinkRendezvousFlood(t *testing.T) {
 		fs := call[floodStats](flooder, fmt.Sprintf("flood path=%s type=%s n=1024", path, typ), "flooded", 2*time.Minute)
 		t.Logf("uid %d holds %d idle connections to %s (first error %q)", testenv.Nobody, fs.Connected, path, fs.FirstError)
 	}
+	// The flooder dials again whatever the server closes, so that the flood is on
+	// while the new client attaches, whatever deadline the server gives strangers.
 	client := startProc(t, "client", cg, procOptions{})
+	var before floodStats
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		// Wait until the server's answer to the flood (holding it, or closing
+		// and being dialed again) is under way.
+		if before = call[floodStats](flooder, "floodstats", "floodstats", 15*time.Second); before.Redials > 0 || before.Live >= 1024 {
+			break
+		}
+	}
 	wantAllSMCD(t, "a new client during the flood", client.open(addr, 1, "", 30*time.Second), 1)
+	after := call[floodStats](flooder, "floodstats", "floodstats", 15*time.Second)
+	t.Logf("flood connections open before the attach %d, after %d; %d dialed again", before.Live, after.Live, after.Redials)
 }
 
 // TestLinkImpostor: a process that takes over the server's socket file in

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -60,7 +61,9 @@ import (
 //	counters                        -> "counters {procCounters}"
 //	setmem n=                       -> "setmem PREV NOW": SetMemoryLimit(n)
 //	rlimit n=                       -> "rlimit N": RLIMIT_NOFILE raised towards n
-//	flood path= type= n=            -> "flooded {floodStats}": n idle Unix connections
+//	flood path= type= n=            -> "flooded {floodStats}": n idle Unix connections,
+//	                                   dialed again whenever the server closes one
+//	floodstats                      -> "floodstats {floodStats}": how many are open
 //	impostor dir= [relay=]          -> "impostor N": replaces the N sockets of dir
 //	                                   with its own listeners; with relay=1 it moves
 //	                                   the real ones aside and relays to them
@@ -131,6 +134,8 @@ func procLink(f []string) (string, bool) {
 		return fmt.Sprintf("rlimit %d", rl.Cur), true
 	case "flood":
 		return "flooded " + jsonOf(flood(kv["path"], kv["type"], num("n", 1))), true
+	case "floodstats":
+		return "floodstats " + jsonOf(floodStats{Live: floodLive.Load(), Redials: floodRedials.Load()}), true
 	case "impostor":
 		n, err := imp.replace(kv["dir"], kv["relay"] == "1")
 		if err != nil {
@@ -625,31 +630,60 @@ func countersNow() procCounters {
 
 // floodStats say how many idle Unix connections flood holds.
 type floodStats struct {
-	Connected  int
+	Connected  int   // connections open once the first n dials are done
+	Live       int64 // connections open now (floodstats)
+	Redials    int64 // dials after the server closed one (floodstats)
 	FirstError string
 }
 
-var flooded []net.Conn
+var floodLive, floodRedials atomic.Int64
 
 // flood opens n connections to the Unix socket at path (of /proc/net/unix's type:
-// 1 stream, 5 seqpacket) and keeps them open, idle.
+// 1 stream, 5 seqpacket) and keeps them open and idle: each one the server closes
+// is dialed again, after a pause, for as long as the process runs.
 func flood(path, typ string, n int) floodStats {
 	network := "unix"
 	if typ == "5" {
 		network = "unixpacket"
 	}
 	var st floodStats
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for range n {
-		c, err := net.DialTimeout(network, path, 5*time.Second)
-		if err != nil {
-			if st.FirstError == "" {
-				st.FirstError = err.Error()
+		wg.Add(1)
+		go func() {
+			first := true
+			for {
+				c, err := net.DialTimeout(network, path, 5*time.Second)
+				if first {
+					mu.Lock()
+					if err == nil {
+						st.Connected++
+					} else if st.FirstError == "" {
+						st.FirstError = err.Error()
+					}
+					mu.Unlock()
+					first = false
+					wg.Done()
+				} else {
+					floodRedials.Add(1)
+				}
+				if err == nil {
+					floodLive.Add(1)
+					var b [64]byte
+					for {
+						if _, err := c.Read(b[:]); err != nil {
+							break
+						}
+					}
+					c.Close()
+					floodLive.Add(-1)
+				}
+				time.Sleep(200 * time.Millisecond)
 			}
-			continue
-		}
-		flooded = append(flooded, c)
-		st.Connected++
+		}()
 	}
+	wg.Wait()
 	return st
 }
 
