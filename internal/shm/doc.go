@@ -1,24 +1,102 @@
-// Package shm is smc's same-host data path: a full-duplex byte stream between two
+// Package shm is smc's same-host data path: full-duplex byte streams between two
 // processes through shared memory, the user-space counterpart of Linux SMC-D over
-// loopback-ism. The root package runs the CLC handshake on the TCP connection; once both
-// sides have agreed, the server calls [Endpoint.Offer] and puts the offer's token, its
-// ring size and the endpoint's ID in the CLC Accept, and the client calls [Connect] with
-// them. Both get a [Stream] with TCP semantics.
+// loopback-ism, with the link groups of Linux SMC. The root package runs the CLC
+// handshake on the TCP connection; once both sides have agreed, the server calls
+// [Endpoint.Offer] and puts the offer's link ID, its token and the ring size in the CLC
+// Accept, and the client calls [Connect] with them. Both get a [Stream] with TCP
+// semantics.
 //
-// # DMBs
+// # Links
 //
-// Each side owns the buffer it receives into, its DMB: a memfd sealed with
-// F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_SEAL, which the peer maps (MAP_SHARED) and writes
-// into. Before mapping a memfd it received, a side checks that it lives on tmpfs (not
-// hugetlbfs, whose faults can SIGBUS when the pool is empty), carries exactly those seals
-// (F_SEAL_EXEC tolerated), is open read-write and has exactly the announced size. Since
-// its size can never change, no access within it can fault. The memfds are closed as
-// soon as they are mapped.
+// All the streams between a client process and a server process run over one link: a
+// Unix seqpacket connection from the client to the server's [Endpoint]. A server keeps
+// one link per client process, named by the random [PeerID] the client puts in its CLC
+// Proposal; a client keeps its links by endpoint address and link ID. A link ID is the
+// endpoint's 16-bit ID (from which its address is derived, see [Addr]) << 16 | a 16-bit
+// link index that is not reused quickly.
 //
-// A DMB is HeaderSize (4096) bytes of control area followed by the ring, a power of two
-// between MinRingSize and MaxRingSize. The control area holds two 128-byte lines, each
-// written by one side only (128 bytes apart, so that the two writers never share a cache
-// line nor the adjacent-line prefetch pair):
+// When the client has no link to the server, the Accept's token is not a slot but a
+// one-time random secret of a new link, and the client sets it up:
+//
+//	client → server  HELLO{version, link ID, Nc}
+//	server → client  AUTH{Ns, HMAC-SHA256(secret, "s"|Nc|Ns|server's pidfs inode)}
+//	client → server  PROOF{HMAC-SHA256(secret, "c"|Nc|Ns)}
+//	server → client  READY{token of the offer's slot}
+//
+// The client checks the server's proof against the pidfs inode of the process at the
+// other end of its socket (SO_PEERPIDFD, then fstat), and sends its own proof only if it
+// matches: whoever replaced the socket file, or relays between the client and the real
+// endpoint, cannot produce it, so the client's Connect fails (the root package falls
+// back to TCP) and it never writes data. The secret itself never crosses the Unix
+// socket: it travelled only inside the Accept on the TCP connection. Without pidfs
+// (before Linux 6.9) both ends use 0 for the inode, and a relay that forwards the whole
+// exchange is not detected; an impostor that does not know the secret still is.
+//
+// The endpoint closes a connection that has not proven itself within a second
+// ([Config.HandshakeTimeout]) and counts unproven connections per peer uid
+// (SO_PEERCRED) with a small cap per uid and a global one, so that a stranger's idle
+// connections cannot keep another user's clients out. With [Config.Dir] the socket file
+// is mode 0666 (who may use a link is decided by its proof), and [CheckDir] refuses a
+// directory that another user could swap files in.
+//
+// A link ends when it has had no slot in use for [DefaultLinkIdle] ([SetLinkIdle]);
+// only the server ends it, the client follows on EOF. It also ends when either process
+// dies (the kernel closes its socket), or at the first protocol violation of the peer.
+// Every stream of a link that ended sees the peer vanished (a reset) unless it had seen
+// the peer close; once those streams are closed every segment of the link is unmapped.
+//
+// # Pools, segments and slots
+//
+// Each side of a link owns a pool of slots it receives into, in segments: memfds it
+// creates, sizes, seals with F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_SEAL and populates with
+// MADV_POPULATE_WRITE, so that every page is allocated by, and charged to, the owner.
+// The peer maps them and writes into them; it never causes an allocation on the owner's
+// side. Before mapping a segment, a side checks that the memfd lives on tmpfs (not
+// hugetlbfs, whose faults can SIGBUS when the pool is empty), carries exactly those
+// seals (F_SEAL_EXEC tolerated), is open read-write and has exactly the size its
+// announced slot count and ring size imply; since the size can never change, no access
+// within it can fault. It maps no segment whose ring is larger than it accepts itself,
+// and caps the bytes of peer segments it maps with the same bound as its own.
+//
+// A segment of n slots holds n slot headers of SlotHeaderSize (256) bytes, rounded up
+// to 4096, then n rings of one power-of-two size. Segments of a ring size grow 1, 2, 4,
+// ... 64 slots while no slot is free; a segment whose slots stayed all free for a few
+// seconds is withdrawn, except the oldest of each size, so that a pool shrinks back
+// after a burst. A slot token is generation << 32 | segment << 16 | slot; the
+// generation changes every time the slot is handed out, so a token of an earlier use is
+// stale and refused.
+//
+// An own slot is free, held (by an offer, or by a Connect waiting for its bind), bound
+// (to a stream) or closed (its stream closed, the peer not yet done with it). It is
+// zeroed, header and ring, and marked free only when our stream is closed and the peer
+// released it or the link is dead; Close never waits for the peer.
+//
+// # Link messages
+//
+// Every message is one datagram: a type byte, 7 zero bytes and a body of fixed length,
+// little-endian, strictly parsed; an unknown type, a wrong length, a non-zero reserved
+// field or a descriptor on any message but SEG is a violation and ends the link.
+//
+//	SEG{idx, ringSize, nslots} + memfd  owner → peer: a new segment; the peer maps it
+//	SEGACK{idx, ok}                     the owner hands out its slots only after ok
+//	SEGDEL{idx}, SEGDELACK{idx}          withdrawal of an idle segment
+//	BIND{serverSlot, clientSlot}        client → server after the Accept
+//	BINDACK{clientSlot, serverSlot, ok} the server's offer completes before it is sent,
+//	                                    and the client's Connect returns only after it
+//	RELEASE{slot}                       the sender never touches the receiver's slot again
+//	WAKE{n, n × {slot, bits}}           wake the receiver's streams of these slots
+//
+// Writes on a link never block the writer: a message that does not fit the socket
+// buffer is queued in order, and a wake-up that does not fit is kept in a per-link set
+// (one entry per slot), both sent by a goroutine that waits for the socket to drain. So
+// no wake-up is ever dropped. One reader goroutine per link reads the messages and kicks
+// the streams they name.
+//
+// # Slot layout
+//
+// A slot's control area holds two 128-byte lines, each written by one side only (128
+// bytes apart, so that the two writers never share a cache line nor the adjacent-line
+// prefetch pair):
 //
 //	offset 0    producer line, written by the peer (the producer into this ring)
 //	    0  u64  producer cursor: bytes written into the ring, ever
@@ -28,12 +106,11 @@
 //	  128  u64  consumer cursor: bytes consumed, ever
 //	  136  u32  consumer flags: done reading | closed | abort
 //	  140  u32  consumer sleep: 0, or the sequence number of the reader's announced sleep
-//	offset 4096 ring
 //
-// So one direction of the stream lives entirely in the receiver's DMB, unlike SMC-D, whose
-// consumer cursor travels in a CDC header written into the other DMB; with both DMBs
-// mapped by both sides the two are equivalent, and this way each direction's words sit in
-// one place. Words are in host byte order: both sides are on one host.
+// So one direction of the stream lives entirely in the receiver's slot, unlike SMC-D,
+// whose consumer cursor travels in a CDC header written into the other DMB; with both
+// slots mapped by both sides the two are equivalent, and this way each direction's words
+// sit in one place. Words are in host byte order: both sides are on one host.
 //
 // # Cursors
 //
@@ -56,13 +133,8 @@
 // "read before release" hold between processes too. Flags are loaded before the cursor
 // beside them: the producer stores its last cursor before setting "done writing", so a
 // reader that sees the flag then loads the final cursor. A side never reads back a word it
-// writes (the peer can overwrite any word in either DMB); its own cursors and flags are
+// writes (the peer can overwrite any word in either slot); its own cursors and flags are
 // kept in private memory and only published.
-//
-// A ring's pages are allocated and mapped as data first passes. Past a ring's first 64
-// KiB, each side maps it 512 KiB ahead of the data with one madvise(MADV_POPULATE_*)
-// rather than one page fault per page, which a virtual machine makes expensive; after
-// the first lap there is nothing left to map.
 //
 // # Wake-ups
 //
@@ -70,57 +142,49 @@
 // bounded time (DefaultSpin, see [SetSpin]), yielding with runtime.Gosched every few polls
 // so that even a GOMAXPROCS=1 process keeps running the goroutine it waits for. At most
 // max(1, GOMAXPROCS-1) goroutines of a process spin at once; the rest park straight away.
-// Spinning pays only when it outlasts a kernel wake-up (20+ µs on a small VM, see
-// reference/numbers.md); parking on every message costs that wake-up on every message.
-// A waiter whose last 4 spins all ended in a park spins an eighth of the budget (a full
-// one on every 8th wait) until a spin succeeds again, so a peer with think time does not
-// cost a full spin per message.
+// Spinning pays only when it outlasts a wake-up through the kernel; parking on every
+// message costs that wake-up on every message. A waiter whose last 4 spins all ended in
+// a park spins an eighth of the budget (a full one on every 8th wait) until a spin
+// succeeds again, so a peer with think time does not cost a full spin per message.
 //
 // To park, a waiter announces its sleep by storing a new sequence number in its sleep
-// word, rechecks the cursor and flags, and only then blocks. A producer stores its cursor
-// and then loads the reader's sleep word; a consumer stores its cursor and then loads the
-// writer's sleep word. Both pairs are store-then-load with sequentially consistent
-// atomics (Dekker's pattern): either the waiter's recheck sees the new cursor, or the
-// other side sees the announcement and sends a wake-up, once per announced sleep. So no
-// wake-up is lost, none is sent while the peer is busy, and a consumer wakes a blocked
-// writer only once a quarter of the ring is free.
-//
-// A wake-up is one byte sent with MSG_DONTWAIT on the Unix seqpacket socket over which the
-// memfds were exchanged, which stays open for the stream's life. The waiting Read or Write
-// itself reads it, parked in the netpoller, so a wake-up costs the receiver one thread
-// wake-up; waiting goroutines never hold an OS thread, and an idle stream has no goroutine
-// and costs no CPU. When a Read and a Write of one stream wait at once, one of them reads
-// the socket and kicks the other through a channel on every wake-up.
-// Eventfds were avoided on purpose: a peer holding a dup of our eventfd shares its file
-// status flags and could clear O_NONBLOCK, turning our netpoller reads into blocking ones.
-// A wake-up is dropped if the peer's socket buffer is full, which is safe because every
-// wake-up read makes both of the peer's waiters recheck. When SO_PEERCRED shows that the
-// peer is this very process, the two streams find each other (by their memfds' inode
-// numbers) and wake-ups go straight to the peer's wait channels, with no system call.
+// word, rechecks the cursor and flags, and only then blocks on its channel. A producer
+// stores its cursor and then loads the reader's sleep word; a consumer stores its cursor
+// and then loads the writer's sleep word. Both pairs are store-then-load with
+// sequentially consistent atomics (Dekker's pattern): either the waiter's recheck sees
+// the new cursor, or the other side sees the announcement and sends a WAKE, once per
+// announced sleep. So no wake-up is lost, none is sent while the peer is busy, and a
+// consumer wakes a blocked writer only once a quarter of the ring is free. Waiting
+// goroutines hold no OS thread, and an idle stream has no goroutine and costs no CPU.
+// When the peer is this very process (SO_PEERCRED), the two streams find each other (by
+// their slots' memfd inodes and tokens) and wake each other through their channels, with
+// no system call.
 //
 // # Liveness and close
 //
-// The same socket is the liveness signal: when the peer process dies, the kernel closes its
-// end, and a Read or Write waiting on it reads EOF at once (one that does not need to wait,
-// like a TCP write to a dead peer, succeeds). EOF without the peer's "closed" flag
-// published before it (or "done writing", for our reads) means the peer died: blocked and
-// later calls fail with a reset. Close publishes the flags, then closes the socket, then
-// unmaps both DMBs once no Read or Write is inside them. The root package can also call
-// [Stream.Abort] when its TCP connection reports a reset.
+// The link is the liveness signal: when the peer process dies, the kernel closes its
+// end, and the link's reader sees EOF at once; streams that are waiting fail with a reset
+// unless the peer's "closed" flag (or "done writing", for reads) was published before.
+// Close publishes the flags, wakes the peer, and then sends RELEASE for the peer's slot;
+// WriteTo and ReadFrom copy straight between a ring and their io.Writer or io.Reader
+// without holding a lock Close takes, and a Close during such a copy leaves the RELEASE
+// to the copy's end. The root package can also call [Stream.Abort] when its TCP
+// connection reports a reset.
 //
 // # Threat model
 //
 // The peer is another process on the same host that passed the CLC handshake; it may be
-// buggy or hostile. It can write anything, at any time, into both DMBs and send anything
-// on the socket. It cannot make us read or write outside our mappings (every offset is
-// masked by the ring size, every cursor validated), fault on them (sealed size, tmpfs
-// only), block in a system call (we send with MSG_DONTWAIT and read through the
-// netpoller), or hang us past a deadline; a violation aborts that stream with a
-// [ProtocolError], which also satisfies errors.Is(err, syscall.ECONNRESET). It can feed us
-// arbitrary data, which it could do over TCP too, and it can refuse to read or to wake us,
-// which looks like an idle peer: deadlines apply. Only a client presenting an offer's
-// one-time random token (sent inside the CLC Accept on the peer's TCP connection) gets an
-// answer from the endpoint; a message that fails validation is dropped with its
-// descriptors before the token is looked at. Memory is bounded per process by
-// [SetMemoryLimit].
+// buggy or hostile. It can write anything, at any time, into every slot of both pools of
+// its link and send anything on the link. It cannot make us read or write outside our
+// mappings (every offset is masked by the ring size, every cursor validated, every slot
+// index checked against its segment), fault on them (sealed size, tmpfs only), block in
+// a system call (link writes never block the writer, reads go through the netpoller), or
+// hang us past a deadline; a violation in a slot aborts that stream with a
+// [ProtocolError] (which also satisfies errors.Is(err, syscall.ECONNRESET)), and a
+// violation on the link ends the link and fails its streams. It can feed us arbitrary
+// data, which it could do over TCP too, and it can refuse to read or to wake us, which
+// looks like an idle peer: deadlines apply. What it can do costs its own link only:
+// slots are per link, so another process's streams never share a slot or a segment with
+// it. Memory is bounded per process by [SetMemoryLimit], for own and mapped peer
+// segments apart.
 package shm

@@ -60,17 +60,16 @@ func reserveIn(used *atomic.Int64, n int64) error {
 }
 
 // Spinning. A waiting goroutine first polls the control line for a bounded time before it
-// parks: a wake-up through the kernel costs 20+ µs on a 2-vCPU VM (reference/numbers.md),
-// and about 40 µs on some (the 2026-12-04 VM, where a parked 64-byte round trip between
-// two processes takes 39 µs since waiters read wake-ups themselves), so the spin must
-// outlast that to pay off, and it must be budgeted per process, or many busy connections
-// would spin every CPU and starve the very peers they wait for.
+// parks: a wake-up through the kernel (a WAKE message, the peer link's reader goroutine,
+// then the waiter's) costs more than most answers take, so the spin must outlast a
+// wake-up to pay off, and it must be budgeted per process, or many busy connections would
+// spin every CPU and starve the very peers they wait for.
 //
 // A budget shorter than the wake-up traps a stream once one side has parked: the other
 // side's spin expires before the woken side answers, so it parks too, and every message
-// then pays a full spin and a wake-up. 25 µs did that to 1 KiB ping-pong on the 40 µs
-// machines; with 50 µs single-connection runs mostly stay fast (BENCHMARKS.md, "Spin
-// budget"). Several connections waiting at once still park (one spinner per process).
+// then pays a full spin and a wake-up. BENCHMARKS.md ("Spin budget") has the
+// measurements behind the default. Several connections waiting at once still park (one
+// spinner per process and spare CPU).
 
 // DefaultSpin is the spin time before parking until [SetSpin] changes it.
 const DefaultSpin = 50 * time.Microsecond

@@ -43,13 +43,16 @@ type Stream struct {
 	localKey localKey               // this stream's entry in localPeers, if any
 
 	state    atomic.Uint32 // st* bits; transitions under mu
+	closed   chan struct{} // closed by Close: wakes callers waiting for rop or wop
 	rdl, wdl atomic.Int64  // read and write deadlines, unix nanoseconds; 0 = none
 
-	rmu sync.Mutex // serialises readers; guards rx and rw; held by Close while tearing down
+	rop chan struct{} // serialises Read and WriteTo, which holds it while w runs (capacity 1)
+	rmu sync.Mutex    // guards rx and rw; held by Read, by WriteTo except while w runs, by Close while tearing down
 	rx  rxCursor
 	rw  waiter
 
-	wmu sync.Mutex // serialises writers; guards tx and ww; held by Close while tearing down
+	wop chan struct{} // serialises Write and ReadFrom, which holds it while r runs (capacity 1)
+	wmu sync.Mutex    // guards tx and ww; held by Write, by ReadFrom except while r runs, by Close while tearing down
 	tx  txCursor
 	ww  waiter
 
@@ -58,6 +61,8 @@ type Stream struct {
 	pubP     uint32     // flags published in the peer slot's producer line (txh.prod.flags)
 	pubC     uint32     // flags published in our consumer line (rxh.cons.flags)
 	unmapped bool       // the slots are no longer ours: publish nothing
+	foreign  int        // WriteTo and ReadFrom calls inside a ring while w or r runs
+	deferred bool       // Close left the slots' release to the last of those
 }
 
 // waiter is one direction's parking state.
@@ -76,10 +81,13 @@ func newStream(l *link, g *segment, i int, tok uint64, pg *segment, pi int, ptok
 	s := &Stream{
 		link: l, own: g, ownIdx: i, ownTok: tok, peerSeg: pg, peerIdx: pi, peerTok: ptok,
 		rxRing: g.ring(i), txRing: pg.ring(pi), rxh: g.header(i), txh: pg.header(pi),
-		rx: rxCursor{size: uint64(g.ringSize)},
-		tx: txCursor{size: uint64(pg.ringSize)},
-		rw: waiter{wake: make(chan struct{}, 1)},
-		ww: waiter{wake: make(chan struct{}, 1)},
+		rx:     rxCursor{size: uint64(g.ringSize)},
+		tx:     txCursor{size: uint64(pg.ringSize)},
+		rw:     waiter{wake: make(chan struct{}, 1)},
+		ww:     waiter{wake: make(chan struct{}, 1)},
+		rop:    make(chan struct{}, 1),
+		wop:    make(chan struct{}, 1),
+		closed: make(chan struct{}),
 	}
 	if l.local {
 		s.linkLocal(localKeyOf(slotKey{g.ino, tok}, slotKey{pg.ino, ptok}))
@@ -154,6 +162,10 @@ func (s *Stream) PeerRingSize() int { return int(s.tx.size) }
 // available, the peer is done writing (io.EOF once everything was read), the stream fails,
 // or the read deadline passes.
 func (s *Stream) Read(b []byte) (int, error) {
+	if err := s.acquire(s.rop, &s.rdl, "read"); err != nil {
+		return 0, err
+	}
+	defer s.release(s.rop)
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	if err := deadlinePassed(&s.rdl, "read"); err != nil {
@@ -185,41 +197,147 @@ func (s *Stream) Read(b []byte) (int, error) {
 }
 
 // WriteTo writes everything the peer sends to w until io.EOF. It implements io.WriterTo
-// with a pooled 256 KiB buffer: larger than io.Copy's, and no lock or mapping is held
-// while w runs, so a stalled w never delays Close.
+// without a buffer of its own: w.Write gets the ring's bytes themselves, which are
+// released to the peer only once it returned. No lock Close takes is held while w
+// runs, so a stalled w never delays Close; the slots are then released when w returns.
 func (s *Stream) WriteTo(w io.Writer) (int64, error) {
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	buf := *bp
+	if err := s.acquire(s.rop, &s.rdl, "read"); err != nil {
+		return 0, err
+	}
+	defer s.release(s.rop)
 	var total int64
 	for {
-		n, err := s.Read(buf)
-		if n > 0 {
-			k, werr := w.Write(buf[:n])
-			if k < 0 || k > n {
-				k = 0
-				if werr == nil {
-					werr = fmt.Errorf("smc: shm: invalid write count from %T", w)
-				}
-			}
-			total += int64(k)
-			if werr == nil && k < n {
-				werr = io.ErrShortWrite
-			}
-			if werr != nil {
-				return total, werr
-			}
-		}
+		chunk, err := s.nextRx()
 		if err == io.EOF {
 			return total, nil
 		}
 		if err != nil {
 			return total, err
 		}
+		k, werr := w.Write(chunk)
+		if k < 0 || k > len(chunk) {
+			k = 0
+			if werr == nil {
+				werr = fmt.Errorf("smc: shm: invalid write count from %T", w)
+			}
+		}
+		if werr == nil && k < len(chunk) {
+			werr = io.ErrShortWrite
+		}
+		if err := s.doneRx(uint64(k)); err != nil && werr == nil {
+			werr = err
+		}
+		total += int64(k)
+		if werr != nil {
+			return total, werr
+		}
 	}
 }
 
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+// nextRx waits, as Read does, for unread bytes, and returns the longest contiguous run
+// of them in the ring, counted as foreign use until doneRx.
+func (s *Stream) nextRx() ([]byte, error) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if err := deadlinePassed(&s.rdl, "read"); err != nil {
+		return nil, err
+	}
+	for {
+		if err := s.readable(); err != nil {
+			return nil, err
+		}
+		if err := s.pollRx(); err != nil {
+			return nil, err
+		}
+		if n := s.rx.avail(); n > 0 {
+			off := s.rx.cons & (s.rx.size - 1)
+			n = min(n, s.rx.size-off)
+			if err := s.beginForeign("read"); err != nil {
+				return nil, err
+			}
+			return s.rxRing[off : off+n : off+n], nil
+		}
+		if s.rx.eof() {
+			return nil, io.EOF
+		}
+		if err := s.waitRx(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// doneRx consumes the first n bytes nextRx returned, unless the stream was closed or
+// stopped reading meanwhile.
+func (s *Stream) doneRx(n uint64) error {
+	s.rmu.Lock()
+	err := s.readable()
+	if err == nil {
+		s.advanceRx(n)
+	}
+	s.rmu.Unlock()
+	s.endForeign()
+	return err
+}
+
+// acquire takes op, one of the stream's two operation locks, waiting for it at most
+// until the deadline in dl or Close: a Write behind a ReadFrom whose r blocks, or a Read
+// behind a stalled WriteTo, still has its deadline.
+func (s *Stream) acquire(op chan struct{}, dl *atomic.Int64, name string) error {
+	select {
+	case op <- struct{}{}:
+		return nil
+	default:
+	}
+	for {
+		var timeout <-chan time.Time
+		if d := dl.Load(); d != 0 {
+			left := time.Until(time.Unix(0, d))
+			if left <= 0 {
+				return &timeoutError{name}
+			}
+			t := time.NewTimer(left)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case op <- struct{}{}:
+			return nil
+		case <-s.closed:
+			return errClosed(name)
+		case <-timeout:
+			if err := deadlinePassed(dl, name); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (s *Stream) release(op chan struct{}) { <-op }
+
+// beginForeign counts a WriteTo or ReadFrom that is about to run w or r on a ring;
+// it fails once the stream is closed.
+func (s *Stream) beginForeign(op string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state.Load()&stClosed != 0 {
+		return errClosed(op)
+	}
+	s.foreign++
+	return nil
+}
+
+// endForeign ends what beginForeign counted; the last one after a Close releases the
+// slots, which Close left to it.
+func (s *Stream) endForeign() {
+	s.mu.Lock()
+	s.foreign--
+	release := s.foreign == 0 && s.deferred
+	s.deferred = s.deferred && !release
+	s.mu.Unlock()
+	if release {
+		s.link.streamClosed(s)
+	}
+}
 
 // readable reports the local reasons a read cannot proceed.
 func (s *Stream) readable() error {
@@ -302,6 +420,10 @@ func (s *Stream) waitRx() error {
 // only with an error: the stream closed or failed, the peer stopped reading (EPIPE), or
 // the write deadline passed, in which case n bytes were written.
 func (s *Stream) Write(b []byte) (int, error) {
+	if err := s.acquire(s.wop, &s.wdl, "write"); err != nil {
+		return 0, err
+	}
+	defer s.release(s.wop)
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if err := deadlinePassed(&s.wdl, "write"); err != nil {
@@ -329,33 +451,83 @@ func (s *Stream) Write(b []byte) (int, error) {
 	}
 }
 
-// ReadFrom writes everything read from r until io.EOF. It implements io.ReaderFrom with
-// a pooled 256 KiB buffer: larger than io.Copy's, and no lock or mapping is held while r
-// runs, so a blocked r never delays Close.
+// ReadFrom writes everything read from r until io.EOF. It implements io.ReaderFrom
+// without a buffer of its own: r.Read reads straight into the free space of the
+// peer's ring, which is published only once it returned. No lock Close takes is held
+// while r runs, so a blocked r never delays Close; the slots are then released when r
+// returns.
 func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	buf := *bp
+	if err := s.acquire(s.wop, &s.wdl, "write"); err != nil {
+		return 0, err
+	}
+	defer s.release(s.wop)
 	var total int64
 	for {
-		n, err := r.Read(buf)
-		if n < 0 || n > len(buf) {
-			return total, fmt.Errorf("smc: shm: invalid read count from %T", r)
-		}
-		if n > 0 {
-			k, werr := s.Write(buf[:n])
-			total += int64(k)
-			if werr != nil {
-				return total, werr
-			}
-		}
-		if err == io.EOF {
-			return total, nil
-		}
+		space, err := s.nextTx()
 		if err != nil {
 			return total, err
 		}
+		n, rerr := r.Read(space)
+		if n < 0 || n > len(space) {
+			n = 0
+			if rerr == nil || rerr == io.EOF {
+				rerr = fmt.Errorf("smc: shm: invalid read count from %T", r)
+			}
+		}
+		if err := s.doneTx(uint64(n)); err != nil {
+			return total, err
+		}
+		total += int64(n)
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
 	}
+}
+
+// nextTx waits, as Write does, for free space in the peer's ring, and returns the
+// longest contiguous run of it, counted as foreign use until doneTx.
+func (s *Stream) nextTx() ([]byte, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := deadlinePassed(&s.wdl, "write"); err != nil {
+		return nil, err
+	}
+	for {
+		if err := s.writable(); err != nil {
+			return nil, err
+		}
+		if err := s.pollTx(); err != nil {
+			return nil, err
+		}
+		if n := s.tx.free(); n > 0 {
+			off := s.tx.prod & (s.tx.size - 1)
+			n = min(n, s.tx.size-off, s.tx.size/4)
+			if err := s.beginForeign("write"); err != nil {
+				return nil, err
+			}
+			return s.txRing[off : off+n : off+n], nil
+		}
+		if err := s.waitTx(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// doneTx publishes the first n bytes of what nextTx returned, unless the stream was
+// closed or stopped writing meanwhile (then they are dropped: CloseWrite's "done
+// writing" must follow the last cursor).
+func (s *Stream) doneTx(n uint64) error {
+	s.wmu.Lock()
+	err := s.writable()
+	if err == nil && n > 0 {
+		s.publishProd(n)
+	}
+	s.wmu.Unlock()
+	s.endForeign()
+	return err
 }
 
 // writable reports the local reasons a write cannot proceed.
@@ -632,6 +804,7 @@ func (s *Stream) close(abort bool) error {
 		return errClosed("close")
 	}
 	s.state.Or(stClosed)
+	close(s.closed)
 	s.mu.Unlock()
 	s.kick()
 
@@ -659,9 +832,16 @@ func (s *Stream) close(abort bool) error {
 	s.wake(wakeData | wakeSpace)
 
 	// The peer is told we never touch its slot again only after the flags are published
-	// (and our own slot is freed only once the peer said the same).
+	// (and our own slot is freed only once the peer said the same), and after a w or r
+	// of WriteTo or ReadFrom that is still inside a ring returned.
 	s.unlinkLocal()
-	s.link.streamClosed(s)
+	s.mu.Lock()
+	s.deferred = s.foreign > 0
+	release := !s.deferred
+	s.mu.Unlock()
+	if release {
+		s.link.streamClosed(s)
+	}
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -422,13 +423,22 @@ func TestCloseDuringForeignIO(t *testing.T) { forEachPairKind(t, testCloseDuring
 
 func testCloseDuringForeignIO(t *testing.T, pair pairFunc) {
 	defer checkLeaks(t)()
-	a, b := pair(t, MinRingSize, MinRingSize)
+	a, d := pair(t, MinRingSize, MinRingSize)
+	c, b := pair(t, MinRingSize, MinRingSize)
 	pr, pw := io.Pipe()   // nobody writes pw: ReadFrom blocks in pr.Read
 	pr2, pw2 := io.Pipe() // nobody reads pr2: WriteTo blocks in pw2.Write
 	go a.ReadFrom(pr)
 	go b.WriteTo(pw2)
-	a.Write([]byte("x")) // gives b's WriteTo something to block on
+	c.Write([]byte("x")) // gives b's WriteTo something to block on
 	time.Sleep(20 * time.Millisecond)
+	// A Write behind the blocked ReadFrom still has its deadline.
+	a.SetWriteDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, err := a.Write([]byte("y")); !isTimeout(err) {
+		t.Fatalf("Write behind a blocked ReadFrom: %v, want a timeout", err)
+	}
+	a.SetWriteDeadline(time.Time{})
+	blocked := make(chan error, 1)
+	go func() { _, err := a.Write([]byte("z")); blocked <- err }()
 	for _, s := range []*Stream{a, b} {
 		done := make(chan error, 1)
 		go func() { done <- s.Close() }()
@@ -441,9 +451,14 @@ func testCloseDuringForeignIO(t *testing.T, pair pairFunc) {
 			t.Fatal("Close waited for foreign I/O")
 		}
 	}
-	pw.Write([]byte("late")) // ReadFrom's Write now fails: closed
+	if err := <-blocked; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Write behind a blocked ReadFrom after Close: %v, want net.ErrClosed", err)
+	}
+	pw.Write([]byte("late")) // ReadFrom's r returns: its bytes are dropped, the stream closed
 	pr.Close()
 	pr2.Close()
+	c.Close()
+	d.Close()
 }
 
 // TestWakeForSeenData checks that a wake-up for data the reader had already seen does
@@ -484,4 +499,47 @@ func TestWakeForSeenData(t *testing.T) {
 	}
 	a.Close()
 	b.Close()
+}
+
+// TestCopyHoldsNoBuffer parks WriteTo and ReadFrom on many streams at once: they copy
+// straight between the ring and the other side, so a blocked one holds no buffer.
+func TestCopyHoldsNoBuffer(t *testing.T) {
+	defer checkLeaks(t)()
+	e, err := Listen(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	const n = 100
+	var streams []*Stream
+	var pipes []*io.PipeWriter
+	var wg sync.WaitGroup
+	runtime.GC()
+	var m0 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	for range n {
+		a, b := pairOn(t, e, PeerID{20}, 64<<10, 64<<10)
+		streams = append(streams, a, b)
+		pr, pw := io.Pipe() // nobody writes: ReadFrom blocks in pr.Read
+		pipes = append(pipes, pw)
+		wg.Add(2)
+		go func() { defer wg.Done(); a.ReadFrom(pr) }()
+		go func() { defer wg.Done(); b.WriteTo(io.Discard) }() // nothing to read: parks
+	}
+	time.Sleep(50 * time.Millisecond)
+	runtime.GC()
+	var m1 runtime.MemStats
+	runtime.ReadMemStats(&m1)
+	if grown := int64(m1.HeapInuse) - int64(m0.HeapInuse); grown > n*32<<10 {
+		t.Errorf("%d blocked copies grew the heap by %d bytes", 2*n, grown)
+	}
+	// What ReadFrom reads goes straight to the peer's WriteTo.
+	pipes[0].Write([]byte("through the ring"))
+	for _, s := range streams {
+		s.Close()
+	}
+	for _, pw := range pipes {
+		pw.Close()
+	}
+	wg.Wait()
 }
