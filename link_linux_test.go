@@ -183,6 +183,25 @@ func TestLinkTenThousand(t *testing.T) {
 	}
 }
 
+// TestLinkConcurrentFirstDials: a burst of dials from a process that has no link to
+// the server yet, as a connection pool's warm-up makes, sets up one link, and every
+// connection of the burst is in SMC-D. (The 10,000-connection test opens its
+// connections the same way; this one says it with a burst of 64.)
+func TestLinkConcurrentFirstDials(t *testing.T) {
+	requireProcs(t)
+	const n = 64
+	cg := testenv.NewCgroup(t, "")
+	server := startProc(t, "server", cg, procOptions{})
+	client := startProc(t, "client", cg, procOptions{})
+	addr := server.lserve()
+	wantAllSMCD(t, "a burst of first dials", client.open(addr, n, fmt.Sprintf("conc=%d", n), time.Minute), n)
+	for _, p := range []*proc{server, client} {
+		if c := p.counters().Counters; c.LinksOpened != 1 {
+			t.Errorf("%s: %d links opened for a burst of %d dials, want 1: %+v", p.name, c.LinksOpened, n, c)
+		}
+	}
+}
+
 // TestLinkMemoryLimit: the process bound set with SetMemoryLimit holds. Within it
 // connections are SMC-D; beyond it they fall back with MAX_DMB, and their data is
 // intact; once connections close, new ones get SMC-D again. The bound is set on the
