@@ -3,6 +3,7 @@ package smc
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -32,6 +33,9 @@ func init() { runProc = procMain }
 //	plainlisten          -> "listening ADDR": net.Listen, echoing
 //	dial ADDR N          -> "dial MODE REASON ok" when N random bytes came back
 //	                        intact, "dial error ..." otherwise
+//	xlisten ADDR DIR     -> listen, with EndpointDir DIR
+//	xdial ADDR N DIR     -> dial, with EndpointDir DIR and SMC offered to every
+//	                        destination
 //	quit                 -> exits
 func procMain() int {
 	out := make(chan string, 64)
@@ -74,6 +78,19 @@ func procMain() int {
 		case "dial":
 			n, _ := strconv.Atoi(f[2])
 			out <- "dial " + dialEcho(f[1], n)
+		case "xlisten":
+			lc := ListenConfig{Config: &Config{EndpointDir: f[2]}}
+			ln, err := lc.Listen(context.Background(), "tcp", f[1])
+			if err != nil {
+				out <- "listening error " + err.Error()
+				continue
+			}
+			go serveEcho(ln, out)
+			out <- "listening " + ln.Addr().String()
+		case "xdial":
+			n, _ := strconv.Atoi(f[2])
+			d := &Dialer{Config: &Config{EndpointDir: f[3], Policy: NewPolicy(Rules{Dial: []Rule{{Offer: true}}})}}
+			out <- "dial " + dialEchoWith(d, f[1], n)
 		case "quit":
 			close(out)
 			time.Sleep(10 * time.Millisecond)
@@ -117,8 +134,10 @@ func serveEcho(ln net.Listener, out chan<- string) {
 }
 
 // dialEcho dials addr, sends n random bytes, reads them back and says how it went.
-func dialEcho(addr string, n int) string {
-	c, err := Dial("tcp", addr)
+func dialEcho(addr string, n int) string { return dialEchoWith(&Dialer{}, addr, n) }
+
+func dialEchoWith(d *Dialer, addr string, n int) string {
+	c, err := d.DialContext(context.Background(), "tcp", addr)
 	if err != nil {
 		return "error " + err.Error()
 	}
@@ -500,5 +519,50 @@ func TestConflictingProgram(t *testing.T) {
 	// An echo with any CLC message in it would not equal what was sent.
 	if got := client.do("dial "+paddr+" 100000", "dial "); got != "dial TCP SIGNALLING_CONFLICT ok" {
 		t.Errorf("client to plain server: %q", got)
+	}
+}
+
+// TestCrossNamespace runs a client and a server in two network namespaces joined by a
+// veth pair, sharing an endpoint directory: their connections are SMC-D over a link.
+// A client that looks for the server's endpoint in another directory cannot reach it,
+// and declines with PEER_UNREACHABLE.
+func TestCrossNamespace(t *testing.T) {
+	requireProcs(t)
+	ip := testenv.RequireTool(t, "ip")
+	srv, cli := testenv.NewNetns(t), testenv.NewNetns(t)
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(ip, args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	veth := fmt.Sprintf("smcx%d", os.Getpid()%100000)
+	run("link", "add", veth+"s", "netns", srv, "type", "veth", "peer", "name", veth+"c", "netns", cli)
+	run("-n", srv, "addr", "add", "10.77.0.1/24", "dev", veth+"s")
+	run("-n", cli, "addr", "add", "10.77.0.2/24", "dev", veth+"c")
+	run("-n", srv, "link", "set", veth+"s", "up")
+	run("-n", cli, "link", "set", veth+"c", "up")
+	dir := t.TempDir()
+	cg := testenv.NewCgroup(t, "")
+	server := startProc(t, "server", cg, procOptions{wrap: []string{ip, "netns", "exec", srv}})
+	client := startProc(t, "client", cg, procOptions{wrap: []string{ip, "netns", "exec", cli}})
+	l := server.do("xlisten 10.77.0.1:0 "+dir, "listening ")
+	addr := strings.TrimPrefix(l, "listening ")
+	if strings.HasPrefix(addr, "error") {
+		t.Fatal(l)
+	}
+	for i := range 3 { // the first sets the link up, the others reuse it
+		if got := client.do("xdial "+addr+" 100000 "+dir, "dial "); got != "dial SMCD NONE ok" {
+			t.Fatalf("dial %d across namespaces: %q, want SMCD and an intact echo", i, got)
+		}
+		if got := server.expect("accepted "); got != "accepted SMCD NONE" {
+			t.Fatalf("accepted %d across namespaces: %q, want SMCD", i, got)
+		}
+	}
+	if got := client.do("xdial "+addr+" 1000 "+t.TempDir(), "dial "); got != "dial TCP PEER_UNREACHABLE ok" {
+		t.Fatalf("dial without the server's directory: %q, want TCP with PEER_UNREACHABLE", got)
+	}
+	if got := server.expect("accepted "); got != "accepted TCP PEERDECL" {
+		t.Fatalf("accepted from a client without the directory: %q, want TCP with PEERDECL", got)
 	}
 }

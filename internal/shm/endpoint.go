@@ -29,12 +29,16 @@ type Config struct {
 	HandshakeTimeout time.Duration
 }
 
+// pendingWait bounds how long an offer waits for the link its client process is
+// setting up before it announces a new link of its own.
+const pendingWait = time.Second
+
 // Caps on connections to an endpoint that have not proven anything yet, per peer uid
 // (SO_PEERCRED) and in all: beyond them a new connection is closed at once. A stranger
 // holding its uid's share cannot stop another uid's clients.
 const (
-	maxPendingPerUID = 8
-	maxPending       = 128
+	maxPendingPerUID = 16
+	maxPending       = 256
 )
 
 // Addr returns the address of the endpoint with the given ID under dir (see
@@ -100,6 +104,7 @@ type Endpoint struct {
 	mu        sync.Mutex // guards the fields below
 	closed    bool
 	pending   map[uint16]*pendingLink  // link index → a new link's founding offer
+	firstPend map[PeerID]*pendingLink  // client process → its first pending link
 	links     map[uint16]*link         // link index → established link
 	byPeer    map[PeerID]*link         // client process → the link its offers use
 	conns     map[*net.UnixConn]uint32 // connections being set up → their peer uid
@@ -113,7 +118,12 @@ type pendingLink struct {
 	secret [8]byte
 	peer   PeerID
 	offer  *Offer
+	up     chan struct{} // closed once the link is set up or will not be
+	once   sync.Once
 }
+
+// settle closes p.up: the link is up (registered), or will never be.
+func (p *pendingLink) settle() { p.once.Do(func() { close(p.up) }) }
 
 // Listen creates an endpoint with a random 16-bit ID (retrying while the address is
 // taken). It does no I/O beyond creating the socket.
@@ -156,7 +166,8 @@ func Listen(cfg Config) (*Endpoint, error) {
 			cfg: cfg, id: id, addr: addr, ln: ln,
 			pending: make(map[uint16]*pendingLink), links: make(map[uint16]*link),
 			byPeer: make(map[PeerID]*link), conns: make(map[*net.UnixConn]uint32),
-			perUID: make(map[uint32]int), nextIndex: binary.LittleEndian.Uint16(ix[:]),
+			firstPend: make(map[PeerID]*pendingLink),
+			perUID:    make(map[uint32]int), nextIndex: binary.LittleEndian.Uint16(ix[:]),
 		}
 		e.wg.Add(1)
 		go e.acceptLoop()
@@ -368,6 +379,7 @@ func (e *Endpoint) authenticate(c *net.UnixConn) (*link, *pendingLink) {
 	c.SetDeadline(time.Time{})
 	l, err := newLink(c, true, linkID, p.offer.maxPeer)
 	if err != nil {
+		e.unpend(p)
 		p.offer.finish(nil, err)
 		return nil, nil
 	}
@@ -378,7 +390,18 @@ func (e *Endpoint) authenticate(c *net.UnixConn) (*link, *pendingLink) {
 		e.byPeer[p.peer] = l
 	}
 	e.mu.Unlock()
+	e.unpend(p)
 	return l, p
+}
+
+// unpend settles a pending link and forgets it as its client's first.
+func (e *Endpoint) unpend(p *pendingLink) {
+	e.mu.Lock()
+	if e.firstPend[p.peer] == p {
+		delete(e.firstPend, p.peer)
+	}
+	e.mu.Unlock()
+	p.settle()
 }
 
 // readSetup reads one set-up message of type t, which carries no descriptor, and
@@ -431,10 +454,27 @@ func (e *Endpoint) Offer(ctx context.Context, peer PeerID, size, maxPeer int) (*
 	o := &Offer{e: e, size: size, maxPeer: maxPeer, done: make(chan struct{})}
 	e.mu.Lock()
 	l := e.byPeer[peer]
+	first := e.firstPend[peer]
 	closed := e.closed
 	e.mu.Unlock()
 	if closed {
 		return nil, errClosed("offer")
+	}
+	if l == nil && first != nil {
+		// The client process's first link is being set up (a burst of connections
+		// from a process we have no link with): wait for it rather than make one link
+		// per connection. The set-up takes one round trip on the Unix socket once the
+		// client has the Accept; a client that never comes is not waited for long.
+		t := time.NewTimer(pendingWait)
+		select {
+		case <-first.up:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		e.mu.Lock()
+		l = e.byPeer[peer]
+		e.mu.Unlock()
 	}
 	if l != nil {
 		l.raiseMaxPeer(maxPeer)
@@ -452,7 +492,7 @@ func (e *Endpoint) Offer(ctx context.Context, peer PeerID, size, maxPeer int) (*
 	if memUsed.Load()+segmentSize(size, 1) > memLimit.Load() {
 		return nil, ErrMemoryLimit
 	}
-	p := &pendingLink{peer: peer, offer: o}
+	p := &pendingLink{peer: peer, offer: o, up: make(chan struct{})}
 	rand.Read(p.secret[:])
 	if p.secret == ([8]byte{}) {
 		p.secret[0] = 1
@@ -468,6 +508,9 @@ func (e *Endpoint) Offer(ctx context.Context, peer PeerID, size, maxPeer int) (*
 	}
 	p.index = ix
 	e.pending[ix] = p
+	if e.firstPend[peer] == nil {
+		e.firstPend[peer] = p
+	}
 	o.linkID = uint32(e.id)<<16 | uint32(ix)
 	o.token = binary.LittleEndian.Uint64(p.secret[:])
 	return o, nil
@@ -528,12 +571,17 @@ func (o *Offer) Cancel() {
 	o.mu.Unlock()
 	e := o.e
 	e.mu.Lock()
+	var settled []*pendingLink
 	for ix, p := range e.pending {
 		if p.offer == o {
 			delete(e.pending, ix)
+			settled = append(settled, p)
 		}
 	}
 	e.mu.Unlock()
+	for _, p := range settled {
+		e.unpend(p)
+	}
 	if l != nil {
 		l.releaseHeld(tok, o)
 	}

@@ -523,3 +523,37 @@ func TestPeerDeathReleasesSlots(t *testing.T) {
 		t.Fatalf("after the peer died and our streams closed: %+v, was %+v", c, c0)
 	}
 }
+
+// TestBurstSharesLink starts 32 connections at once from a process the server has no
+// link with: they wait for the first one's link instead of making one each.
+func TestBurstSharesLink(t *testing.T) {
+	defer checkLeaks(t)()
+	e, err := Listen(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	const n = 32
+	var mu sync.Mutex
+	var streams []*Stream
+	ids := make(map[uint32]bool)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, b := pairOn(t, e, PeerID{21}, MinRingSize, MinRingSize)
+			mu.Lock()
+			streams = append(streams, a, b)
+			ids[a.LinkID()] = true
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if len(ids) != 1 {
+		t.Errorf("%d connections started at once set up %d links, want 1", n, len(ids))
+	}
+	for _, s := range streams {
+		s.Close()
+	}
+}
