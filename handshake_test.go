@@ -664,3 +664,35 @@ func TestReadErrorReason(t *testing.T) {
 		}
 	}
 }
+
+// TestOversizedBuffer: a peer whose buffer is larger than this side accepts (the
+// larger of its own BufferSize and DefaultBufferSize) gets no SMC-D: one side
+// declines with MAX_DMB, and the connection goes on as TCP. Which side depends on
+// whether the two processes have a link already: the client refuses the size in a
+// new link's Accept, and a side refuses an oversized segment on an existing link.
+func TestOversizedBuffer(t *testing.T) {
+	big := &Config{BufferSize: 1 << 20}
+	for _, tc := range []struct {
+		name   string
+		cc, sc *Config
+	}{{"server's", nil, big}, {"client's", big, nil}} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, server := smcPair(t, tc.cc, tc.sc)
+			cs, ss := client.ConnectionState(), server.ConnectionState()
+			declined := func(a, b ConnectionState) bool {
+				return a.Mode == ModeTCP && a.Fallback == ReasonMaxDMB &&
+					b.Mode == ModeTCP && b.Fallback == ReasonPeerDecl && b.PeerDiagnosis == ReasonMaxDMB
+			}
+			if !declined(cs, ss) && !declined(ss, cs) {
+				t.Fatalf("client %+v, server %+v: want one side MAX_DMB, the other PEERDECL (MAX_DMB)", cs, ss)
+			}
+			exchange(t, client, server, "plain tcp\n")
+		})
+	}
+	// Within what each side accepts, large buffers are fine.
+	client, server := smcPair(t, big, big)
+	if client.ConnectionState().Mode != ModeSMCD || client.stream.RingSize() != 1<<20 || client.stream.PeerRingSize() != 1<<20 {
+		t.Fatalf("both sides at 1 MiB: %+v", client.ConnectionState())
+	}
+	exchange(t, client, server, "through 1 MiB rings\n")
+}

@@ -689,8 +689,8 @@ func TestOversizedRing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer o2.Cancel()
-	if _, err := Connect(ctx, "", o2.LinkID(), o2.Token(), 64<<10, 16<<10, MaxRingSize); err == nil {
-		t.Fatal("a client ring larger than the server accepts was bound")
+	if _, err := Connect(ctx, "", o2.LinkID(), o2.Token(), 64<<10, 16<<10, MaxRingSize); !errors.Is(err, ErrBadSize) {
+		t.Fatalf("a client ring larger than the server accepts: %v, want ErrBadSize", err)
 	}
 }
 

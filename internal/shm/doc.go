@@ -81,7 +81,8 @@
 //	SEGACK{idx, ok}                     the owner hands out its slots only after ok
 //	SEGDEL{idx}, SEGDELACK{idx}          withdrawal of an idle segment
 //	BIND{serverSlot, clientSlot}        client → server after the Accept
-//	BINDACK{clientSlot, serverSlot, ok} the server's offer completes before it is sent,
+//	BINDACK{clientSlot, serverSlot, st} st: bound, refused, or client ring too large; an
+//	                                    offer completes before its BINDACK is sent,
 //	                                    and the client's Connect returns only after it
 //	RELEASE{slot}                       the sender never touches the receiver's slot again
 //	WAKE{n, n × {slot, bits}}           wake the receiver's streams of these slots

@@ -595,10 +595,17 @@ func (l *link) onBind(stok, ctok uint64) error {
 	g, i, sl := l.pool.lookup(stok)
 	var s *Stream
 	var o *Offer
+	status := bindRefused
 	if sl != nil && sl.state == slotHeld && sl.offer != nil {
-		if pg, pi := l.peerSlot(ctok, sl.offer.maxPeer); pg != nil {
+		pg, pi := l.peerSlot(ctok, MaxRingSize)
+		switch {
+		case pg == nil:
+		case pg.ringSize > sl.offer.maxPeer:
+			status = bindTooLarge
+		default:
 			o = sl.offer
 			s = l.bindLocked(g, i, stok, pg, pi, ctok)
+			status = bindOK
 		}
 	}
 	l.mu.Unlock()
@@ -607,7 +614,7 @@ func (l *link) onBind(stok, ctok uint64) error {
 	if s != nil {
 		o.finish(s, nil)
 	}
-	l.send(newMsg(msgBindAck).u64(ctok).u64(stok).u32(b2u(s != nil)).u32(0), -1)
+	l.send(newMsg(msgBindAck).u64(ctok).u64(stok).u32(status).u32(0), -1)
 	return nil
 }
 
@@ -634,11 +641,11 @@ func (l *link) bindLocked(g *segment, i int, tok uint64, pg *segment, pi int, pt
 // onBindAck (client) completes the Connect waiting for the bind of own slot ctok.
 func (l *link) onBindAck(body []byte) error {
 	ctok, stok := u64of(body), u64of(body[8:])
-	ok, err := bool32(body[16:])
-	if err == nil {
-		err = zero32(body[20:])
+	status := u32of(body[16:])
+	if status > bindTooLarge {
+		return violation("bind status %d", status)
 	}
-	if err != nil {
+	if err := zero32(body[20:]); err != nil {
 		return err
 	}
 	l.mu.Lock()
@@ -653,7 +660,10 @@ func (l *link) onBindAck(body []byte) error {
 	switch {
 	case sl == nil || sl.state != slotHeld:
 		res.err = errLinkDown // cannot happen: a held slot stays held until here
-	case !ok:
+	case status == bindTooLarge:
+		res.err = fmt.Errorf("%w: the server accepts no ring as large as ours", ErrBadSize)
+		l.freeLocked(g, i)
+	case status != bindOK:
 		res.err = ErrOfferClosed
 		l.freeLocked(g, i)
 	default:
@@ -876,6 +886,13 @@ func (l *link) finish() {
 	}
 	clear(l.peer)
 }
+
+// BINDACK status.
+const (
+	bindRefused  uint32 = 0 // no offer holds that slot (cancelled, stale) or the client slot is unknown
+	bindOK       uint32 = 1
+	bindTooLarge uint32 = 2 // the client's ring is larger than the offer accepts
+)
 
 func b2u(b bool) uint32 {
 	if b {

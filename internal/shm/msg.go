@@ -17,7 +17,7 @@ const (
 	msgSegDel    = 7  // owner → peer: the segment is withdrawn
 	msgSegDelAck = 8  // peer → owner: unmapped (or will be once its streams end)
 	msgBind      = 9  // client → server: server slot, client slot
-	msgBindAck   = 10 // server → client: bound, or refused
+	msgBindAck   = 10 // server → client: bound, or refused (and why)
 	msgRelease   = 11 // either: the sender never touches the receiver's slot again
 	msgWake      = 12 // either: wake the receiver's streams of these slots
 )
