@@ -184,12 +184,21 @@ func classify(err error) string {
 	return "other"
 }
 
+// endedAs classifies how a connection's call ended, with "tcp " before it for a
+// connection in TCP mode: a TCP peer that dies ends with EOF, as TCP does.
+func endedAs(c net.Conn, err error) string {
+	if State(c).Mode != ModeSMCD {
+		return "tcp " + classify(err)
+	}
+	return classify(err)
+}
+
 // srvStats are the tallies of an lserve server.
 type srvStats struct {
 	Accepted map[string]int // by modeOf, once the handshake is over
 	Failed   int            // handshakes that failed
 	Open     int            // connections not ended yet
-	Ended    map[string]int // by classify of the error that ended the echo
+	Ended    map[string]int // by endedAs of the error that ended the echo
 	Errors   []string       // the first few unexpected errors
 	Received int64          // bytes a sink=1 server read
 }
@@ -298,7 +307,7 @@ func serveLink(c net.Conn, o serveOpts) {
 	}
 	srv.mu.Lock()
 	srv.st.Open--
-	k := classify(err)
+	k := endedAs(c, err)
 	srv.st.Ended[k]++
 	if k == "other" {
 		srv.st.note(err)
@@ -537,7 +546,7 @@ func echoRange(from, to, size, conc int) openStats {
 
 // readStats say how Reads on the kept connections ended.
 type readStats struct {
-	Ended     map[string]int // by classify
+	Ended     map[string]int // by endedAs
 	MaxMillis int64          // the longest a Read took to end
 	Errors    []string       // the first few errors that are not resets
 }
@@ -557,7 +566,7 @@ func readAll(d time.Duration) readStats {
 			took := time.Since(start).Milliseconds()
 			mu.Lock()
 			defer mu.Unlock()
-			k := classify(err)
+			k := endedAs(c, err)
 			st.Ended[k]++
 			st.MaxMillis = max(st.MaxMillis, took)
 			if k != "reset" && len(st.Errors) < 5 && err != nil {
