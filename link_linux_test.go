@@ -225,7 +225,7 @@ func TestLinkMemoryLimit(t *testing.T) {
 				t.Fatalf("%s: %q, want the previous bound, then %d", side, got, limit)
 			}
 			addr := server.lserve()
-			st := client.open(addr, n, "size=4096 conc=1", time.Minute)
+			st := client.open(addr, n, "size=4096 conc=1", 3*time.Minute)
 			t.Logf("order %s, modes %v", st.Order, st.Modes)
 			if st.Intact != n || st.Errors != 0 {
 				t.Errorf("%d of %d echoes intact, %d errors (first: %q)", st.Intact, n, st.Errors, st.FirstError)
@@ -258,7 +258,7 @@ func TestLinkMemoryLimit(t *testing.T) {
 			}
 			client.do("closeall", "closed")
 			bounded.waitCounters(10*time.Second, func(c procCounters) bool { return c.Counters.SlotsInUse == 0 })
-			if again := client.open(addr, 1, "size=4096", 30*time.Second); again.Modes["SMCD NONE"] != 1 || again.Intact != 1 {
+			if again := client.open(addr, 1, "size=4096", time.Minute); again.Modes["SMCD NONE"] != 1 || again.Intact != 1 {
 				t.Errorf("after the connections closed: %+v, want SMCD again", again)
 			}
 		})
@@ -385,7 +385,7 @@ func TestLinkOversizedRing(t *testing.T) {
 			} else {
 				addr, decider = server.lserve(fmt.Sprintf("buf=%d", huge)), client
 			}
-			st := client.open(addr, 1, "size=65536 "+dialArgs, 30*time.Second)
+			st := client.open(addr, 1, "size=65536 "+dialArgs, time.Minute)
 			if st.Intact != 1 || st.Modes["SMCD NONE"] != 0 || st.Modes["TCP NONE"] != 0 {
 				t.Errorf("client: %+v, want TCP with a reason and the echo intact", st)
 			}
@@ -598,7 +598,7 @@ func TestLinkRendezvousFlood(t *testing.T) {
 	addr := server.lserve()
 	// A first client makes the server set up its rendezvous.
 	warm := startProc(t, "first-client", cg, procOptions{})
-	wantAllSMCD(t, "first client", warm.open(addr, 1, "", 30*time.Second), 1)
+	wantAllSMCD(t, "first client", warm.open(addr, 1, "", time.Minute), 1)
 	socks := unixListeners(t, server.pid())
 	if len(socks) == 0 {
 		t.Fatalf("the server (pid %d) has no listening Unix socket", server.pid())
@@ -619,7 +619,7 @@ func TestLinkRendezvousFlood(t *testing.T) {
 			break
 		}
 	}
-	wantAllSMCD(t, "a new client during the flood", client.open(addr, 1, "", 30*time.Second), 1)
+	wantAllSMCD(t, "a new client during the flood", client.open(addr, 1, "", time.Minute), 1)
 	after := call[floodStats](flooder, "floodstats", "floodstats", 15*time.Second)
 	t.Logf("flood connections open before the attach %d, after %d; %d dialed again", before.Live, after.Live, after.Redials)
 }
@@ -646,7 +646,7 @@ func TestLinkImpostor(t *testing.T) {
 			// A first client makes the server create its socket file; the client
 			// under test comes later, with no link to the server yet.
 			warm := startProc(t, "first-client", cg, procOptions{})
-			wantAllSMCD(t, "first client", warm.open(addr, 1, "dir="+dir, 30*time.Second), 1)
+			wantAllSMCD(t, "first client", warm.open(addr, 1, "dir="+dir, time.Minute), 1)
 			impostor := startProc(t, "impostor", cg, procOptions{})
 			cmd := fmt.Sprintf("impostor dir=%s relay=%d", dir, map[bool]int{false: 0, true: 1}[relay])
 			if got := impostor.do(cmd, "impostor"); got == "impostor 0" || strings.HasPrefix(got, "impostor error") {

@@ -94,7 +94,7 @@ func procLink(f []string) (string, bool) {
 		return "lstats " + jsonOf(snapshotSrv()), true
 	case "open":
 		return "opened " + jsonOf(openConns(kv["addr"], linkConfig(kv), num("n", 1), num("size", 1024), num("conc", 1), kv["pat"],
-			time.Duration(num("secs", 60))*time.Second, kv["oneway"] == "1")), true
+			time.Duration(num("secs", 20))*time.Second, kv["oneway"] == "1")), true
 	case "echoall":
 		return "echoed " + jsonOf(echoAll(num("size", 1024), num("conc", 32))), true
 	case "round":
@@ -509,7 +509,7 @@ func echoAll(size, conc int) openStats {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			err := echo(c, size, "", time.Minute)
+			err := echo(c, size, "", 20*time.Second)
 			mu.Lock()
 			st.add(modeOf(c), err)
 			mu.Unlock()
@@ -533,7 +533,7 @@ func echoRange(from, to, size, conc int) openStats {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			err := echo(c, size, "", time.Minute)
+			err := echo(c, size, "", 20*time.Second)
 			mu.Lock()
 			st.add(modeOf(c), err)
 			mu.Unlock()
@@ -599,7 +599,7 @@ func shortConns(addr string, cfg *Config, n, size int) openStats {
 			st.add("", err)
 			continue
 		}
-		st.add(modeOf(c), echo(c, size, "", time.Minute))
+		st.add(modeOf(c), echo(c, size, "", 20*time.Second))
 		c.Close()
 	}
 	st.Millis = time.Since(start).Milliseconds()
