@@ -908,14 +908,9 @@ type clientKey struct {
 }
 
 var clientLinks struct {
-	mu sync.Mutex
-	m  map[clientKey]*link
-}
-
-func lookupClientLink(k clientKey) *link {
-	clientLinks.mu.Lock()
-	defer clientLinks.mu.Unlock()
-	return clientLinks.m[k]
+	mu      sync.Mutex
+	m       map[clientKey]*link
+	dialing map[clientKey]chan struct{} // links being set up: closed when done
 }
 
 func addClientLink(l *link) {
