@@ -76,7 +76,9 @@ func endpoint(dir string) (*shm.Endpoint, error) {
 
 // shmReason maps a failure to set up shared memory to a decline reason: the
 // process bound, or a peer buffer larger than this side maps, is MAX_DMB; a server
-// endpoint not reachable from here is PEER_UNREACHABLE (sent as NOSMCDDEV).
+// endpoint not reachable from here is PEER_UNREACHABLE (sent as NOSMCDDEV); anything
+// else went wrong with the link itself (its set-up, proof or bind), not with the
+// device both sides have, and is LINK_SETUP (sent as INTERR).
 func shmReason(err error) Reason {
 	switch {
 	case errors.Is(err, shm.ErrMemoryLimit), errors.Is(err, shm.ErrBadSize):
@@ -84,7 +86,19 @@ func shmReason(err error) Reason {
 	case errors.Is(err, shm.ErrUnreachable):
 		return ReasonPeerUnreachable
 	}
-	return ReasonNoSMCDDev
+	return ReasonLinkSetup
+}
+
+// declineCode returns the code a Decline carries for reason: a local reason has
+// none of its own on the wire.
+func declineCode(reason Reason) wire.Code {
+	switch reason {
+	case ReasonPeerUnreachable:
+		return wire.CodeNoSMCDDev
+	case ReasonLinkSetup:
+		return wire.CodeIntErr
+	}
+	return wire.Code(reason)
 }
 
 // compressedSize returns the CLC encoding of a ring size (16 KiB << c).

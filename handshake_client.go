@@ -94,13 +94,9 @@ func (hs *clientHandshakeState) cleanup() {
 }
 
 // decline declines the server's Accept with reason. A server endpoint this side
-// cannot reach is, to the server, what Linux calls NOSMCDDEV.
+// cannot reach is, to the server, what Linux calls NOSMCDDEV (see declineCode).
 func (hs *clientHandshakeState) decline(reason Reason) error {
-	code := wire.Code(reason)
-	if reason == ReasonPeerUnreachable {
-		code = wire.CodeNoSMCDDev
-	}
-	return hs.c.decline(reason, code, wire.Version2)
+	return hs.c.decline(reason, declineCode(reason), wire.Version2)
 }
 
 // proposal returns the client's Proposal: SMC-D v2 only, with this host's device.

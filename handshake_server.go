@@ -162,7 +162,7 @@ func (hs *serverHandshakeState) cleanup() {
 
 // decline declines the client's v2 Proposal with reason.
 func (hs *serverHandshakeState) decline(reason Reason) error {
-	return hs.c.decline(reason, wire.Code(reason), wire.Version2)
+	return hs.c.decline(reason, declineCode(reason), wire.Version2)
 }
 
 // checkProposal returns the reason to decline p, or ReasonNone if this server can

@@ -100,6 +100,10 @@ func procMain() int {
 				out <- reply
 				continue
 			}
+			if reply, ok := procLink(f); ok { // link_proc_linux_test.go
+				out <- reply
+				continue
+			}
 			out <- "unknown command " + f[0]
 		}
 	}

@@ -52,6 +52,7 @@ const (
 	ReasonPeerNotCLC            Reason = 0x7f000004 // the peer advertised SMC but sent no CLC message
 	ReasonSignallingConflict    Reason = 0x7f000005 // another program on the cgroup's sockets makes announcing SMC unsafe
 	ReasonPeerUnreachable       Reason = 0x7f000006 // the server's shared-memory endpoint is not reachable from here (another network namespace without a shared EndpointDir)
+	ReasonLinkSetup             Reason = 0x7f000007 // the shared-memory link could not be set up, or a slot not bound over it (the endpoint did not prove itself, the link ended, the set-up outlasted the handshake)
 )
 
 // String returns the Linux name of the code without its SMC_CLC_DECL_ prefix (for

@@ -17,6 +17,8 @@ func (r Reason) localName() string {
 		return "SIGNALLING_CONFLICT"
 	case ReasonPeerUnreachable:
 		return "PEER_UNREACHABLE"
+	case ReasonLinkSetup:
+		return "LINK_SETUP"
 	}
 	return ""
 }

@@ -43,6 +43,8 @@ func TestReasonTable(t *testing.T) {
 		{ReasonHandshakeLimit, 0x7f000003, "HANDSHAKE_LIMIT", true},
 		{ReasonPeerNotCLC, 0x7f000004, "PEER_NOT_CLC", true},
 		{ReasonSignallingConflict, 0x7f000005, "SIGNALLING_CONFLICT", true},
+		{ReasonPeerUnreachable, 0x7f000006, "PEER_UNREACHABLE", true},
+		{ReasonLinkSetup, 0x7f000007, "LINK_SETUP", true},
 		// Codes a peer may send that have no constant here.
 		{Reason(wire.CodeCnfErr), 0x03000000, "CNFERR", false},
 		{Reason(0x0a0b0c0d), 0x0a0b0c0d, "0x0a0b0c0d", false},

@@ -154,9 +154,10 @@
 // word, rechecks the cursor and flags, and only then blocks on its channel. A producer
 // stores its cursor and then loads the reader's sleep word; a consumer stores its cursor
 // and then loads the writer's sleep word. Both pairs are store-then-load with
-// sequentially consistent atomics (Dekker's pattern): either the waiter's recheck sees
-// the new cursor, or the other side sees the announcement and sends a WAKE, once per
-// announced sleep. So no wake-up is lost, none is sent while the peer is busy, and a
+// sequentially consistent atomics (Dekker's pattern; the stores are Swaps, which stay
+// full barriers under the race detector, whose Store is only a release): either the
+// waiter's recheck sees the new cursor, or the other side sees the announcement and
+// sends a WAKE, once per announced sleep. So no wake-up is lost, none is sent while the peer is busy, and a
 // consumer wakes a blocked writer only once a quarter of the ring is free. Waiting
 // goroutines hold no OS thread, and an idle stream has no goroutine and costs no CPU.
 // When the peer is this very process (SO_PEERCRED), the two streams find each other (by

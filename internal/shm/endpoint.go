@@ -29,10 +29,6 @@ type Config struct {
 	HandshakeTimeout time.Duration
 }
 
-// pendingWait bounds how long an offer waits for the link its client process is
-// setting up before it announces a new link of its own.
-const pendingWait = time.Second
-
 // Caps on connections to an endpoint that have not proven anything yet, per peer uid
 // (SO_PEERCRED) and in all: beyond them a new connection is closed at once. A stranger
 // holding its uid's share cannot stop another uid's clients.
@@ -452,31 +448,42 @@ func (e *Endpoint) Offer(ctx context.Context, peer PeerID, size, maxPeer int) (*
 		return nil, ErrBadSize
 	}
 	o := &Offer{e: e, size: size, maxPeer: maxPeer, done: make(chan struct{})}
-	e.mu.Lock()
-	l := e.byPeer[peer]
-	first := e.firstPend[peer]
-	closed := e.closed
-	e.mu.Unlock()
-	if closed {
-		return nil, errClosed("offer")
-	}
-	if l == nil && first != nil {
-		// The client process's first link is being set up (a burst of connections
-		// from a process we have no link with): wait for it rather than make one link
-		// per connection. The set-up takes one round trip on the Unix socket once the
-		// client has the Accept; a client that never comes is not waited for long.
-		t := time.NewTimer(pendingWait)
-		select {
-		case <-first.up:
-		case <-t.C:
-		case <-ctx.Done():
-		}
-		t.Stop()
+	var dead *link // a link that ended under allocSlot, until forget removes it
+	for {
 		e.mu.Lock()
-		l = e.byPeer[peer]
+		if e.closed {
+			e.mu.Unlock()
+			return nil, errClosed("offer")
+		}
+		l := e.byPeer[peer]
+		if l == dead {
+			l = nil
+		}
+		if l == nil {
+			if first := e.firstPend[peer]; first != nil {
+				// The client process's first link is being set up (a burst of
+				// connections from a process we have no link with): wait for it
+				// rather than announce one link per connection, which the client
+				// would dial all at once, beyond what the endpoint accepts from one
+				// uid. The wait is bounded by the founding handshake, whose offer
+				// settles the pending link when it fails, and by ctx; under load
+				// the set-up can take longer than any fixed figure.
+				e.mu.Unlock()
+				select {
+				case <-first.up:
+				case <-ctx.Done():
+					return nil, fmt.Errorf("smc: shm: offer: waiting for the client's first link: %w", ctx.Err())
+				}
+				continue
+			}
+			// A new link, announced under the same lock that found none pending, so
+			// that one founder is chosen among offers woken together.
+			if err := e.pendLocked(o, peer, size); err != nil {
+				return nil, err
+			}
+			return o, nil
+		}
 		e.mu.Unlock()
-	}
-	if l != nil {
 		l.raiseMaxPeer(maxPeer)
 		_, _, tok, err := l.allocSlot(ctx, size, o)
 		switch {
@@ -486,25 +493,27 @@ func (e *Endpoint) Offer(ctx context.Context, peer PeerID, size, maxPeer int) (*
 		case !errors.Is(err, errLinkDown):
 			return nil, err
 		}
+		dead = l
 	}
-	// A new link: its founding slot is made once the client has proven itself. Refuse
-	// now what could not be made then.
+}
+
+// pendLocked announces a new link for the client process peer, founded by o; e.mu
+// is held, and released.
+func (e *Endpoint) pendLocked(o *Offer, peer PeerID, size int) error {
+	defer e.mu.Unlock()
+	// Its founding slot is made once the client has proven itself. Refuse now what
+	// could not be made then.
 	if memUsed.Load()+segmentSize(size, 1) > memLimit.Load() {
-		return nil, ErrMemoryLimit
+		return ErrMemoryLimit
 	}
 	p := &pendingLink{peer: peer, offer: o, up: make(chan struct{})}
 	rand.Read(p.secret[:])
 	if p.secret == ([8]byte{}) {
 		p.secret[0] = 1
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		return nil, errClosed("offer")
-	}
 	ix, ok := e.newIndexLocked()
 	if !ok {
-		return nil, ErrMemoryLimit
+		return ErrMemoryLimit
 	}
 	p.index = ix
 	e.pending[ix] = p
@@ -513,7 +522,7 @@ func (e *Endpoint) Offer(ctx context.Context, peer PeerID, size, maxPeer int) (*
 	}
 	o.linkID = uint32(e.id)<<16 | uint32(ix)
 	o.token = binary.LittleEndian.Uint64(p.secret[:])
-	return o, nil
+	return nil
 }
 
 // LinkID returns the link ID the Accept carries: endpoint ID << 16 | link index.
@@ -637,16 +646,9 @@ func Connect(ctx context.Context, dir string, linkID uint32, token uint64, size,
 		return nil, ErrBadSize
 	}
 	key := clientKey{Addr(dir, uint16(linkID>>16)), linkID}
-	stok := token
-	l := lookupClientLink(key)
-	if l != nil && !l.alive() {
-		l = nil
-	}
-	if l == nil {
-		var err error
-		if l, stok, err = dialLink(ctx, dir, key, token, maxPeer); err != nil {
-			return nil, err
-		}
+	l, stok, err := clientLink(ctx, dir, key, token, maxPeer)
+	if err != nil {
+		return nil, err
 	}
 	l.raiseMaxPeer(maxPeer)
 	l.mu.Lock()
@@ -682,6 +684,44 @@ func Connect(ctx context.Context, dir string, linkID uint32, token uint64, size,
 		l.mu.Unlock()
 		r := <-w.ch
 		return r.s, r.err
+	}
+}
+
+// clientLink returns the link key names and the server slot token to bind to: the
+// process's link if it has one, else the link it sets up with token as its secret.
+// While a Connect of this process sets the link up, the server may already offer
+// slots on it (it registers the link before the client hears READY): a Connect
+// holding such an Accept waits for that set-up, bounded by ctx, rather than dial
+// the link again with a slot token for a secret, which the server rightly refuses.
+func clientLink(ctx context.Context, dir string, key clientKey, token uint64, maxPeer int) (*link, uint64, error) {
+	for {
+		clientLinks.mu.Lock()
+		l := clientLinks.m[key]
+		if l != nil && l.alive() {
+			clientLinks.mu.Unlock()
+			return l, token, nil
+		}
+		if ch := clientLinks.dialing[key]; ch != nil {
+			clientLinks.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return nil, 0, fmt.Errorf("smc: shm: connect %s: waiting for the link being set up: %w", key.addr, ctx.Err())
+			}
+		}
+		if clientLinks.dialing == nil {
+			clientLinks.dialing = make(map[clientKey]chan struct{})
+		}
+		ch := make(chan struct{})
+		clientLinks.dialing[key] = ch
+		clientLinks.mu.Unlock()
+		l, stok, err := dialLink(ctx, dir, key, token, maxPeer)
+		clientLinks.mu.Lock()
+		delete(clientLinks.dialing, key)
+		clientLinks.mu.Unlock()
+		close(ch)
+		return l, stok, err
 	}
 }
 

@@ -64,6 +64,7 @@ type link struct {
 	wmu      sync.Mutex
 	wdead    bool
 	queue    []outMsg        // messages that could not be sent at once, in order
+	inflight bool            // flush is sending queue[0] without wmu: its fd is flush's to close
 	wakes    map[uint64]byte // wake-ups that could not be sent at once, by slot
 	flushing bool            // a flush goroutine runs
 }
@@ -289,7 +290,10 @@ func (l *link) wake(tok uint64, bits byte) {
 // breakLocked ends the link's sending after a send failed; l.wmu is held.
 func (l *link) breakLocked() {
 	l.wdead = true
-	for _, q := range l.queue {
+	for i, q := range l.queue {
+		if i == 0 && l.inflight {
+			continue // flush is passing it: closed by flush once sendmsg returned
+		}
 		closeFD(q.fd)
 	}
 	l.queue = nil
@@ -320,6 +324,7 @@ func (l *link) flush() {
 		switch {
 		case len(l.queue) > 0:
 			m, fd, head = l.queue[0].b, l.queue[0].fd, true
+			l.inflight = true
 		case len(l.wakes) > 0:
 			m = newMsg(msgWake)
 			n := min(len(l.wakes), maxWakeBatch)
@@ -345,15 +350,22 @@ func (l *link) flush() {
 			return !isAgain(serr)
 		})
 		l.wmu.Lock()
-		if werr != nil || serr != nil {
+		if head {
+			// The link may have broken meanwhile (a failed send elsewhere, its
+			// shutdown): breakLocked emptied the queue but left this descriptor to us.
+			l.inflight = false
+			closeFD(fd)
+			if !l.wdead {
+				l.queue = l.queue[1:]
+			}
+		}
+		if !l.wdead && (werr != nil || serr != nil) {
 			l.breakLocked()
+		}
+		if l.wdead {
 			l.flushing = false
 			l.wmu.Unlock()
 			return
-		}
-		if head {
-			closeFD(fd)
-			l.queue = l.queue[1:]
 		}
 		l.wmu.Unlock()
 	}
@@ -917,14 +929,9 @@ type clientKey struct {
 }
 
 var clientLinks struct {
-	mu sync.Mutex
-	m  map[clientKey]*link
-}
-
-func lookupClientLink(k clientKey) *link {
-	clientLinks.mu.Lock()
-	defer clientLinks.mu.Unlock()
-	return clientLinks.m[k]
+	mu      sync.Mutex
+	m       map[clientKey]*link
+	dialing map[clientKey]chan struct{} // links being set up: closed when done
 }
 
 func addClientLink(l *link) {

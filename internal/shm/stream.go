@@ -403,7 +403,7 @@ func (s *Stream) advanceRx(n uint64) {
 		return
 	}
 	s.rx.cons += n
-	s.rxh.cons.cursor.Store(s.rx.cons)
+	s.rxh.cons.cursor.Swap(s.rx.cons) // Swap, not Store: see dekkerStore
 	if v := s.rxh.prod.sleep.Load(); v != 0 && v != s.rw.rung && s.rx.size-s.rx.avail() >= s.rx.size/4 {
 		s.rw.rung = v
 		s.wake(wakeSpace)
@@ -586,7 +586,7 @@ func (s *Stream) produce(p []byte) {
 // announce-then-recheck, as in advanceRx.
 func (s *Stream) publishProd(n uint64) {
 	s.tx.prod += n
-	s.txh.prod.cursor.Store(s.tx.prod)
+	s.txh.prod.cursor.Swap(s.tx.prod) // Swap, not Store: see dekkerStore
 	if v := s.txh.cons.sleep.Load(); v != 0 && v != s.ww.rung {
 		s.ww.rung = v
 		s.wake(wakeData)
@@ -663,6 +663,15 @@ func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0 uint32, dl *atomic.Int64
 	return false
 }
 
+// dekkerStore: the stores of Dekker's pattern (a cursor before loading the peer's
+// sleep word, the sleep word before reloading the peer's cursor) are Swaps, not
+// Stores. The Go memory model makes both sequentially consistent, and on amd64 both
+// compile to XCHG; but the race detector's runtime implements an atomic Store as a
+// release store (a plain MOV on amd64) and a Load as an acquire load, and a load may
+// then pass the earlier store (the store buffer): each side misses the other, the
+// waiter parks with data in its ring and nobody wakes it. A Swap is a read-modify-
+// write, a full barrier in every build.
+
 // wait blocks until ready reports true, the local state changes, a kick arrives, or the
 // deadline passes. It announces a sleep in the shared sleep word, rechecks, and parks on
 // w.wake (callers spin first, see spin), which the link's reader kicks when the peer's
@@ -676,7 +685,7 @@ func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op stri
 	if w.seq == 0 {
 		w.seq = 1
 	}
-	sleep.Store(w.seq)
+	sleep.Swap(w.seq) // Swap, not Store: see dekkerStore
 	defer sleep.Store(0)
 	if changed() { // recheck after announcing: the peer may have missed the announcement
 		return nil

@@ -237,3 +237,88 @@ func NewNetns(tb testing.TB) string {
 }
 
 var netnsSeq atomic.Int32
+
+// MemoryCgroupV1 creates a child of the process's own cgroup in the cgroup v1 memory
+// hierarchy (found in /proc/self/mountinfo and /proc/self/cgroup), with its
+// memory.limit_in_bytes set to limit when limit > 0, and returns its directory. Move
+// a process in by writing its PID to the directory's cgroup.procs. A cleanup moves
+// whatever still runs in it back to the parent and removes it. It stops the test
+// through [Require] where there is no v1 memory controller.
+func MemoryCgroupV1(tb testing.TB, limit int64) string {
+	tb.Helper()
+	RequireRoot(tb)
+	mnt, err := v1Mount("memory")
+	Require(tb, "a cgroup v1 memory controller", err)
+	own, err := v1Own("memory")
+	Require(tb, "a cgroup v1 memory controller", err)
+	parent := filepath.Join(mnt, own)
+	dir, err := os.MkdirTemp(parent, "smc-mem-")
+	Require(tb, "a writable cgroup v1 memory directory", err)
+	tb.Cleanup(func() {
+		if b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil {
+			for _, pid := range strings.Fields(string(b)) {
+				os.WriteFile(filepath.Join(parent, "cgroup.procs"), []byte(pid), 0)
+			}
+		}
+		var err error
+		for range 200 { // exiting processes take a moment to leave
+			if err = os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		tb.Errorf("smc: testenv: removing %s: %v", dir, err)
+	})
+	if limit > 0 {
+		if err := os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), []byte(strconv.FormatInt(limit, 10)), 0); err != nil {
+			tb.Fatalf("smc: testenv: limiting %s: %v", dir, err)
+		}
+	}
+	return dir
+}
+
+// v1Mount returns where the cgroup v1 hierarchy of a controller is mounted.
+func v1Mount(controller string) (string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", fmt.Errorf("smc: testenv: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		if !ok {
+			continue
+		}
+		pf, qf := strings.Fields(pre), strings.Fields(post)
+		if len(pf) < 5 || len(qf) < 3 || qf[0] != "cgroup" {
+			continue
+		}
+		for _, o := range strings.Split(qf[2], ",") {
+			if o == controller {
+				return unescapeMountinfo(pf[4]), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("smc: testenv: no cgroup v1 %s hierarchy is mounted", controller)
+}
+
+// v1Own returns the process's cgroup path in a v1 controller's hierarchy.
+func v1Own(controller string) (string, error) {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return "", fmt.Errorf("smc: testenv: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		for _, c := range strings.Split(f[1], ",") {
+			if c == controller {
+				return f[2], nil
+			}
+		}
+	}
+	return "", fmt.Errorf("smc: testenv: the process is in no cgroup v1 %s hierarchy", controller)
+}
