@@ -246,7 +246,7 @@ func (r *rawClient) wantEOF() {
 		if m == nil {
 			return
 		}
-		if m[0] != msgSegAck && m[0] != msgSegDel && m[0] != msgWake {
+		if m[0] != msgSegAck && m[0] != msgSegDel && m[0] != msgWake && m[0] != msgPoll {
 			r.t.Fatalf("server sent message type %d where it should have closed the link", m[0])
 		}
 	}
@@ -273,6 +273,7 @@ func (r *rawClient) setUp(o *Offer) uint64 {
 			r.t.Fatal("server closed the link during set-up")
 		case m[0] == msgSeg:
 			r.send(newMsg(msgSegAck).u32(u32of(m[msgHdrLen:])).u32(1))
+		case m[0] == msgPoll:
 		case m[0] == msgReady:
 			return u64of(m[msgHdrLen:])
 		default:
@@ -435,6 +436,11 @@ func TestHostileClientLink(t *testing.T) {
 		{"unknown type", newMsg(200).u64(0), nil},
 		{"segment acknowledgement not 0 or 1", newMsg(msgSegAck).u32(0).u32(2), nil},
 		{"withdrawal of an unknown segment", newMsg(msgSegDel).u32(77).u32(0), nil},
+		{"poller page without descriptor", newMsg(msgPoll).u64(0), nil},
+		{"poller page with a reserved field", newMsg(msgPoll).u64(1), func() []int { return []int{memfd(t, good, requiredSeals)} }},
+		{"poller page of the wrong size", newMsg(msgPoll).u64(0), func() []int { return []int{memfd(t, good+4096, requiredSeals)} }},
+		{"unsealed poller page", newMsg(msgPoll).u64(0), func() []int { return []int{memfd(t, good, 0)} }},
+		{"poller page twice", newMsg(msgPoll).u64(0), func() []int { return []int{memfd(t, good, requiredSeals), memfd(t, good, requiredSeals)} }},
 	}
 	e, err := Listen(Config{})
 	if err != nil {
@@ -613,14 +619,15 @@ func TestSealedSegment(t *testing.T) {
 func TestMemoryLimit(t *testing.T) {
 	defer checkLeaks(t)()
 	one := segmentSize(MinRingSize, 1)
-	// Both ends live in this process: room for one segment each.
-	defer SetMemoryLimit(SetMemoryLimit(MemoryInUse() + 2*one))
+	// Both ends live in this process: room for one segment and one poller page (the
+	// size of a segment of one MinRingSize slot) each.
+	defer SetMemoryLimit(SetMemoryLimit(MemoryInUse() + 4*one))
 	e, err := Listen(Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	if _, err := e.Offer(context.Background(), PeerID{6}, 4*MinRingSize, MaxRingSize); !errors.Is(err, ErrMemoryLimit) {
+	if _, err := e.Offer(context.Background(), PeerID{6}, 8*MinRingSize, MaxRingSize); !errors.Is(err, ErrMemoryLimit) {
 		t.Fatalf("Offer of a new link beyond the bound: %v", err)
 	}
 	a, b := pairOn(t, e, PeerID{6}, MinRingSize, MinRingSize)
