@@ -1,0 +1,234 @@
+package shm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// multiChild starts a "multi" child and connects n streams of MinRingSize rings to it,
+// all of them echoed by the child. It returns them, the child's stdin and a function
+// that reads a line of its stdout; stop closes the streams and kills the child.
+func multiChild(t *testing.T, e *Endpoint, peer PeerID, n int) (streams []*Stream, stdin io.Writer, line func() string, stop func()) {
+	t.Helper()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, out := startHelper(t, "multi", pr,
+		"SMC_SHM_SIZE="+strconv.Itoa(MinRingSize), "SMC_SHM_SPIN="+time.Duration(spinNanos.Load()).String())
+	pr.Close()
+	stop = func() {
+		for _, s := range streams {
+			s.Close()
+		}
+		stopHelper(cmd)
+		pw.Close()
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			stop()
+		}
+	}()
+	line = func() string {
+		t.Helper()
+		if !out.Scan() {
+			t.Fatalf("child: %v", out.Err())
+		}
+		return out.Text()
+	}
+	for i := range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		o, err := e.Offer(ctx, peer, MinRingSize, MaxRingSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintln(pw, o.LinkID(), o.Token())
+		s, err := o.Wait(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		streams = append(streams, s)
+		if l := line(); l != "ok" {
+			t.Fatalf("child: %q", l)
+		}
+	}
+	ok = true
+	return streams, pw, line, stop
+}
+
+// waitAll runs f for every stream in a goroutine of its own and returns once all did,
+// reporting their errors.
+func waitAll(t *testing.T, streams []*Stream, f func(i int, s *Stream) error) func() {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(streams))
+	for i, s := range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(i, s); err != nil {
+				errs <- fmt.Errorf("stream %d: %w", i, err)
+			}
+		}()
+	}
+	return func() {
+		t.Helper()
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	}
+}
+
+// TestManyWaitersCrossProcess has 256 streams to a child process all waiting at once,
+// in both processes and in both directions, and checks that every one gets its data:
+// no wake-up is lost when many streams of a link wait on one poller (or, without
+// spinning, when every wait parks at once).
+func TestManyWaitersCrossProcess(t *testing.T) {
+	for _, spin := range []time.Duration{DefaultSpin, 0} {
+		t.Run("spin="+spin.String(), func(t *testing.T) {
+			defer checkLeaks(t)()
+			defer SetSpin(SetSpin(spin))
+			e, err := Listen(Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			const n = 256
+			streams, _, _, stop := multiChild(t, e, PeerID{20, byte(spin)}, n)
+			defer stop()
+
+			// Data: our Reads wait, and so do the child's (inside its io.Copy).
+			done := waitAll(t, streams, func(i int, s *Stream) error {
+				s.SetReadDeadline(time.Now().Add(30 * time.Second))
+				got := make([]byte, 8)
+				if _, err := io.ReadFull(s, got); err != nil {
+					return err
+				}
+				if want := fmt.Sprintf("%08d", i); string(got) != want {
+					return fmt.Errorf("read %q, want %q", got, want)
+				}
+				return nil
+			})
+			waitFor(t, "every Read in both processes to announce its sleep", func() bool {
+				for _, s := range streams {
+					if s.rxh.cons.sleep.Load() == 0 || s.txh.cons.sleep.Load() == 0 {
+						return false
+					}
+				}
+				return true
+			})
+			for i, s := range streams {
+				if _, err := s.Write([]byte(fmt.Sprintf("%08d", i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			done()
+
+			// Space: our Writes fill the child's ring, the child's echo fills ours, and
+			// then the Writes in both processes wait for space.
+			const total = 3 * MinRingSize
+			pattern := func(i int) []byte { return bytes.Repeat([]byte{byte(i), byte(i >> 8), 0x5a}, total/3) }
+			done = waitAll(t, streams, func(i int, s *Stream) error {
+				s.SetWriteDeadline(time.Now().Add(30 * time.Second))
+				_, err := s.Write(pattern(i))
+				return err
+			})
+			waitFor(t, "every Write in both processes to announce its sleep", func() bool {
+				for _, s := range streams {
+					if s.txh.prod.sleep.Load() == 0 || s.rxh.prod.sleep.Load() == 0 {
+						return false
+					}
+				}
+				return true
+			})
+			readDone := waitAll(t, streams, func(i int, s *Stream) error {
+				s.SetReadDeadline(time.Now().Add(30 * time.Second))
+				got := make([]byte, total)
+				if _, err := io.ReadFull(s, got); err != nil {
+					return err
+				}
+				if !bytes.Equal(got, pattern(i)) {
+					return fmt.Errorf("echo of %d bytes differs", total)
+				}
+				return nil
+			})
+			done()
+			readDone()
+		})
+	}
+}
+
+// TestIdleLinkNoCPU: with 64 streams between two processes, each with a Read waiting on
+// both sides and no traffic, neither process uses more than 5% of a CPU over 2 s.
+// Spinning instead of sleeping (a poller or a waiter that never parks) uses one CPU.
+func TestIdleLinkNoCPU(t *testing.T) {
+	defer checkLeaks(t)()
+	e, err := Listen(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	const n = 64
+	streams, pw, line, stop := multiChild(t, e, PeerID{21}, n)
+	defer stop()
+	// Traffic first, so that both pollers ran and went to sleep.
+	waitAll(t, streams, func(i int, s *Stream) error {
+		buf := make([]byte, 64)
+		for range 100 {
+			if _, err := s.Write(buf); err != nil {
+				return err
+			}
+			if _, err := io.ReadFull(s, buf); err != nil {
+				return err
+			}
+		}
+		return nil
+	})()
+	readers := waitAll(t, streams, func(i int, s *Stream) error {
+		if _, err := s.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+			return fmt.Errorf("read on an idle stream: %v, want it closed", err)
+		}
+		return nil
+	})
+	waitFor(t, "every Read in both processes to announce its sleep", func() bool {
+		for _, s := range streams {
+			if s.rxh.cons.sleep.Load() == 0 || s.txh.cons.sleep.Load() == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	childCPU := func() time.Duration {
+		fmt.Fprintln(pw, "rusage")
+		d, err := strconv.ParseInt(line(), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(d)
+	}
+	const period, bound = 2 * time.Second, 100 * time.Millisecond
+	our0, child0 := cpuTime(), childCPU()
+	time.Sleep(period)
+	our, child := cpuTime()-our0, childCPU()-child0
+	t.Logf("CPU over %v idle: this process %v, the child %v", period, our, child)
+	if our > bound || child > bound {
+		t.Errorf("idle link: this process used %v of CPU over %v, the child %v; want at most %v each", our, period, child, bound)
+	}
+	for _, s := range streams {
+		s.Close()
+	}
+	readers()
+}
