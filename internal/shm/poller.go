@@ -50,36 +50,28 @@ func pollWord(g *segment) *atomic.Uint32 {
 	return (*atomic.Uint32)(unsafe.Pointer(&g.mem[0]))
 }
 
-// pollerState is the process's poller; its goroutine runs while it has waiters.
+// pollerState is the process's poller. It is passive (no goroutine) while its waiters
+// wait for WAKEs, and active while its goroutine polls them.
 type pollerState struct {
 	mu      sync.Mutex
-	waiters []*waiter     // registered waiters, each knowing its index (waiter.idx)
-	running bool          // the goroutine runs
-	asleep  bool          // the goroutine announced a sleep and blocks (or is about to) on wake
-	seq     uint32        // sequence number of the current or last announced sleep, never 0
-	wake    chan struct{} // capacity 1: a WAKE arrived, or a waiter registered unannounced
+	waiters []*waiter // registered waiters, each knowing its index (waiter.idx)
+	seq     uint32    // sequence number of the sleep announced while passive, never 0
+	active  atomic.Bool
 }
 
-var poller = pollerState{wake: make(chan struct{}, 1)}
+var poller = pollerState{seq: 1}
 
-// kickPoller wakes the poller if it sleeps; the link's reader calls it on every WAKE.
-func kickPoller() { kickOne(poller.wake) }
-
-// register hands w to the poller: w's sleep word is announced, and w.ready describes
-// what it waits for. The caller rechecks after register and then parks on w.wake.
-// The poller is started if it does not run, and kicked if it sleeps without having
-// announced it on w's link: the peer would not wake it for w.
+// register hands w to the poller: w's sleep word is announced, and w.h, w.c0, w.step,
+// w.f0 and w.st0 describe what it waits for. The caller rechecks after register and then
+// parks on w.wake. A passive poller announces its sleep on w's link first, if it has
+// not yet.
 func (w *waiter) register() {
 	p := &poller
 	p.mu.Lock()
 	w.idx = len(p.waiters)
 	p.waiters = append(p.waiters, w)
-	switch {
-	case !p.running:
-		p.running = true
-		go p.loop()
-	case p.asleep && w.s.link.pollPub != p.seq:
-		kickOne(p.wake)
+	if !p.active.Load() {
+		p.announceLocked(w.s.link)
 	}
 	p.mu.Unlock()
 }
@@ -104,6 +96,35 @@ func (p *pollerState) removeLocked(w *waiter) {
 	w.idx = -1
 }
 
+// announceLocked stores the current sleep in l's poller word, unless it is there
+// already; p.mu is held. Any link of a registered waiter is open and its page mapped.
+func (p *pollerState) announceLocked(l *link) {
+	if l.pollPub == p.seq {
+		return
+	}
+	l.pollPub = p.seq
+	if pw := l.ownPoll.Load(); pw != nil {
+		pw.Swap(p.seq) // Swap, not Store: see dekkerStore
+	}
+}
+
+// sleepLocked announces a new sleep on the links of all registered waiters and polls
+// them once more; it returns how many that poll readied. p.mu is held.
+//
+// Dekker's pattern, as for a stream's sleep word: the poller Swaps its word and then
+// loads the cursors; a producer Swaps its cursor and then loads the word. Either this
+// poll sees the cursor, or the producer sees the new sleep and rings.
+func (p *pollerState) sleepLocked() int {
+	p.seq++
+	if p.seq == 0 {
+		p.seq = 1
+	}
+	for _, w := range p.waiters {
+		p.announceLocked(w.s.link)
+	}
+	return p.scanLocked()
+}
+
 // scanLocked readies and unregisters every waiter whose line or stream changed, and
 // returns how many it readied; p.mu is held. Registered waiters are inside wait, so
 // their streams are open and their slots mapped.
@@ -122,83 +143,63 @@ func (p *pollerState) scanLocked() int {
 	return n
 }
 
-// loop is the poller's goroutine. It ends when no waiter is registered.
-func (p *pollerState) loop() {
-	spinning := false // holds a spin slot
-	found := time.Now()
-	for i := 1; ; i++ {
-		p.mu.Lock()
-		if len(p.waiters) == 0 {
-			p.running = false
-			p.mu.Unlock()
-			if spinning {
-				releaseSpin()
-			}
-			return
-		}
-		n := p.scanLocked()
-		p.mu.Unlock()
-		if n > 0 {
-			// The readied goroutines were queued on our P: let them run.
-			runtime.Gosched()
-			found = time.Now()
-			continue
-		}
-		if i%64 != 0 {
-			continue
-		}
-		now := time.Now()
-		if !spinning {
-			spinning = acquireSpin(now)
-		}
-		if spinning && now.Sub(found) < time.Duration(spinNanos.Load()) {
-			runtime.Gosched()
-			continue
-		}
-		if spinning {
-			releaseSpin()
-			spinning = false
-		}
-		p.sleep()
-		found = time.Now()
+// woken is what the link's reader does after a WAKE that kicked kicked streams: a
+// passive poller's announced sleep was answered, and the peer will not ring for it
+// again, so it announces a new one (to waiters that register later, if none is left)
+// and polls once. If that poll readied more streams than the WAKE named, other streams
+// got data that rang no bell: the process is busy, and the poller turns active.
+func (p *pollerState) woken(kicked int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.active.Load() {
+		return // it announces a new sleep when it turns passive
+	}
+	if p.sleepLocked() > kicked {
+		p.activateLocked()
 	}
 }
 
-// sleep announces the poller's sleep on the links of the registered waiters, polls
-// them once more, and blocks until kicked, unless that poll found work.
-//
-// Dekker's pattern, as for a stream's sleep word: the poller Swaps its word and then
-// loads the cursors; a producer Swaps its cursor and then loads the word. Either the
-// poller's last poll sees the cursor, or the producer sees the announcement and rings.
-func (p *pollerState) sleep() {
-	p.mu.Lock()
-	p.seq++
-	if p.seq == 0 {
-		p.seq = 1
-	}
-	p.asleep = true
-	for _, w := range p.waiters {
-		if l := w.s.link; l.pollPub != p.seq {
-			l.pollPub = p.seq
-			if pw := l.ownPoll.Load(); pw != nil {
-				pw.Swap(p.seq) // Swap, not Store: see dekkerStore
-			}
-		}
-	}
-	n := p.scanLocked()
-	p.mu.Unlock()
-	if n == 0 {
-		<-p.wake
-	}
-	p.mu.Lock()
-	p.asleep = false
+// activateLocked starts the poller's goroutine. p.mu is held.
+func (p *pollerState) activateLocked() {
+	p.active.Store(true)
+	p.awakeLocked()
+	go p.loop()
+}
+
+// awakeLocked stores 0 (awake) in the poller words of the links of all registered
+// waiters, so that producers do not ring while the poller polls; p.mu is held. A word
+// left announcing an older sleep (its link has no waiter now) costs one WAKE at most.
+func (p *pollerState) awakeLocked() {
 	for _, w := range p.waiters {
 		if l := w.s.link; l.pollPub != 0 {
 			l.pollPub = 0
 			if pw := l.ownPoll.Load(); pw != nil {
-				pw.Swap(0) // before the next poll's loads, as a full barrier
+				pw.Swap(0)
 			}
 		}
 	}
-	p.mu.Unlock()
+}
+
+// loop is the active poller: it polls the registered waiters, yielding its P to the
+// goroutines it readied, until it found nothing for the spin budget; then it announces
+// a sleep, polls once more and, if that found nothing either, turns passive and ends.
+func (p *pollerState) loop() {
+	found := time.Now()
+	for i := 1; ; i++ {
+		p.mu.Lock()
+		n := p.scanLocked()
+		if n == 0 && (len(p.waiters) == 0 || i%16 == 0 && time.Since(found) > time.Duration(spinNanos.Load())) {
+			if n = p.sleepLocked(); n == 0 {
+				p.active.Store(false)
+				p.mu.Unlock()
+				return
+			}
+			p.awakeLocked()
+		}
+		p.mu.Unlock()
+		if n > 0 {
+			found = time.Now()
+		}
+		runtime.Gosched()
+	}
 }

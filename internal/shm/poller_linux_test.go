@@ -232,3 +232,30 @@ func TestIdleLinkNoCPU(t *testing.T) {
 	}
 	readers()
 }
+
+// TestPingPongParked makes thousands of round trips to an echoing child with spinning
+// off in both processes, so that every wait parks and every answer needs a wake-up:
+// a poller that lets a sleep it announced be answered twice, or not at all, stalls.
+func TestPingPongParked(t *testing.T) {
+	defer checkLeaks(t)()
+	defer SetSpin(SetSpin(0))
+	e, err := Listen(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	s, cmd := startChild(t, e, "echo", MinRingSize)
+	defer cmd.Wait()
+	defer s.Close()
+	buf := make([]byte, 64)
+	for i := range 5000 {
+		s.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := s.Write(buf); err != nil {
+			t.Fatalf("round trip %d: %v", i, err)
+		}
+		if _, err := io.ReadFull(s, buf); err != nil {
+			t.Fatalf("round trip %d: %v", i, err)
+		}
+	}
+	s.CloseWrite()
+}

@@ -655,6 +655,9 @@ func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0 uint32, dl *atomic.Int64
 	// eighth of the budget (still catching a peer that answers at once), except on every
 	// 8th wait, which probes with the full budget; a spin that succeeds restores it.
 	w.waits++
+	if s.local.Load() == nil && poller.active.Load() {
+		return false // the poller polls for us
+	}
 	start := time.Now()
 	if !acquireSpin(start) {
 		return false
