@@ -8,23 +8,19 @@ import (
 	"unsafe"
 )
 
-// The poller. A waiter whose spin ended (see Stream.spin) does not wait for a wake-up of
-// its own: it registers with the process's poller, one goroutine that polls the control
-// lines of every registered waiter and readies, through its channel, each one whose line
-// changed. The poller keeps polling while it keeps finding work (for a spin budget after
-// its last find, if it gets a spin slot); then it announces its sleep in the poller word
-// of every link with registered waiters, polls them all once more and blocks. A
-// producer that published to a waiting stream sends a WAKE only if the peer's poller word
-// on that link says asleep, and only once per announced sleep: a busy process is not
-// woken through the kernel, and a sleeping one once per sleep, however many of its
-// streams got data. doc.go ("Wake-ups") has the argument that no wake-up is lost.
+// The poller. A waiter whose spin ended (see Stream.spin) registers with the process's
+// poller before it parks. The poller is passive while its waiters wait for WAKEs: it has
+// no goroutine, and the link's reader answers each WAKE by announcing a new sleep and
+// polling the waiters once. It is active while its goroutine polls the waiters, which it
+// turns only when a WAKE's poll finds more streams with data than the WAKE named. A
+// producer rings a passive poller once per announced sleep and an active one not at all.
+// doc.go ("Wake-ups") describes it and argues that no wake-up is lost.
 //
 // Each side of a link owns one poller page: a memfd made, sealed and validated like a
 // segment of one MinRingSize slot, sent to the peer with POLL before its first SEG. Its
-// first word is the owner's poller word: 0 while the owner's poller polls the link's
-// streams, else the sequence number of the sleep it announced. A side never reads its
-// own word back; until the peer's page is mapped it wakes each waiting stream of the
-// peer once per announced sleep of that stream, as without a poller.
+// first word is the owner's poller word on that link. A side never reads its own word
+// back; until the peer's page is mapped it wakes each waiting stream of the peer once per
+// announced sleep of that stream.
 
 // mapPeerPage maps the peer's poller page (see mapPeerSegment for the validation and
 // the memory cap); it is not one of the link's peer segments, nor counted with them.

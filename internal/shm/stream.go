@@ -616,8 +616,9 @@ func (s *Stream) publishProd(n uint64) {
 // w is the direction's waiter, whose rung it keeps.
 //
 // The caller stored its cursor (Swap) before loading v, and ring loads the poller word
-// after v: Dekker's pattern with the poller's sleep (see pollerState.sleep). Any value
-// the peer leaves in its word only decides whether its own streams get wake-ups.
+// after v: Dekker's pattern with the poller's announcement (see doc.go, "Wake-ups").
+// Any value the peer leaves in its word only decides whether its own streams get
+// wake-ups.
 func (s *Stream) ring(w *waiter, v uint32, b byte) {
 	if s.local.Load() == nil {
 		if pw := s.link.peerPoll.Load(); pw != nil {
