@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -701,10 +702,18 @@ func TestOversizedRing(t *testing.T) {
 	}
 }
 
+// storePollWord stores x in the poller word p points to, if the page is mapped.
+func storePollWord(p *atomic.Pointer[atomic.Uint32], x uint64) {
+	if w := p.Load(); w != nil {
+		w.Store(uint32(x))
+	}
+}
+
 // FuzzHostileStream drives a real stream pair: the input is a script of 64-bit stores a
-// hostile peer makes into the words of both control areas, interleaved with the victim's
-// reads and writes under a short deadline. Whatever the script, the victim's calls return
-// by their deadline with data or an allowed error, and never panic. A script makes at
+// hostile peer makes into the words of both control areas and both poller pages,
+// interleaved with the victim's reads and writes under a short deadline. Whatever the
+// script, the victim's calls return by their deadline with data or an allowed error, and
+// never panic. A script makes at
 // most maxVictimCalls calls: each may wait out its 2 ms deadline, and an input of
 // thousands of them would take seconds without reaching any state a short one cannot.
 func FuzzHostileStream(f *testing.F) {
@@ -712,6 +721,7 @@ func FuzzHostileStream(f *testing.F) {
 	f.Add([]byte{0, 16, 0, 0, 0, 0, 0, 0, 0, 0x80})
 	f.Add([]byte{1, 2, 0, 0, 0, 0, 0, 0, 0, 0x81, 3, 255, 255, 255, 255, 255, 255, 255, 255, 0x82})
 	f.Add([]byte{4, 5, 0, 0, 0, 0, 0, 0, 0, 0x83, 0x80, 0x81})
+	f.Add([]byte{6, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 7, 1, 0, 0, 0, 0, 0, 0, 0, 0xc1, 0x80})
 	f.Fuzz(func(t *testing.T, script []byte) {
 		v, h := socketPair(t, MinRingSize, MinRingSize)
 		words := []func(uint64){
@@ -721,6 +731,10 @@ func FuzzHostileStream(f *testing.F) {
 			func(x uint64) { h.rxh.cons.cursor.Store(x) },
 			func(x uint64) { h.rxh.cons.flags.Store(uint32(x)) },
 			func(x uint64) { h.rxh.cons.sleep.Store(uint32(x)) },
+			// The hostile side's poller word, which the victim reads, and the victim's,
+			// which the hostile side maps too and may overwrite.
+			func(x uint64) { storePollWord(&v.link.peerPoll, x) },
+			func(x uint64) { storePollWord(&v.link.ownPoll, x) },
 		}
 		buf := make([]byte, 3*MinRingSize)
 		calls := 0
