@@ -485,7 +485,7 @@ func (l *link) onWake(body []byte) error {
 	for _, s := range kick[:k] {
 		s.kick()
 	}
-	poller.woken(k)
+	poller.woken(l, k)
 	return nil
 }
 

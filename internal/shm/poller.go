@@ -139,18 +139,20 @@ func (p *pollerState) scanLocked() int {
 	return n
 }
 
-// woken is what the link's reader does after a WAKE that kicked kicked streams: a
-// passive poller's announced sleep was answered, and the peer will not ring for it
-// again, so it announces a new one (to waiters that register later, if none is left)
-// and polls once. If that poll readied more streams than the WAKE named, other streams
-// got data that rang no bell: the process is busy, and the poller turns active.
-func (p *pollerState) woken(kicked int) {
+// woken is what the link's reader does after a WAKE on l that kicked kicked streams. If
+// l's word holds the passive poller's current sleep, the peer may have rung for it and
+// will not ring for it again, so the poller announces a new one (to waiters that
+// register later, if none is left) and polls once; a WAKE for an older sleep, or one
+// from a peer without our page, needs nothing more. If that poll readied more streams
+// than the WAKE named, other streams got data that rang no bell: the process is busy,
+// and the poller turns active, unless spinning is off ([SetSpin]).
+func (p *pollerState) woken(l *link, kicked int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.active.Load() {
-		return // it announces a new sleep when it turns passive
+	if p.active.Load() || l.pollPub != p.seq {
+		return // an active poller announces a new sleep when it turns passive
 	}
-	if p.sleepLocked() > kicked {
+	if p.sleepLocked() > kicked && spinNanos.Load() > 0 {
 		p.activateLocked()
 	}
 }
