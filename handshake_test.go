@@ -430,11 +430,7 @@ func TestConfirmWithoutAttach(t *testing.T) {
 			if n := slots.Load(); n != 0 {
 				t.Fatalf("%d handshake slots still taken", n)
 			}
-			for deadline := time.Now().Add(2 * time.Second); shm.ReadCounters().SlotsInUse > inUse; time.Sleep(10 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatalf("shared-memory slots in use %d, was %d: the offer leaked", shm.ReadCounters().SlotsInUse, inUse)
-				}
-			}
+			waitSlotsInUse(t, inUse)
 		})
 	}
 }
