@@ -110,16 +110,7 @@ func TestHostileClientOversizedRing(t *testing.T) {
 			server := newConn(st, false, nil, advertised)
 			errc := make(chan error, 1)
 			go func() { errc <- server.Handshake() }()
-			ct.Write(proposalFrom(t, func(p *wire.Proposal) { p.PeerID = [8]byte(shm.ProcessID()) }))
-			ct.SetReadDeadline(time.Now().Add(5 * time.Second))
-			raw, err := wire.ReadMessage(ct, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			a, err := wire.ParseAccept(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
+			a := propose(t, ct, proposalFrom(t, func(p *wire.Proposal) { p.PeerID = [8]byte(shm.ProcessID()) }))
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			s, err := shm.Connect(ctx, "", a.LinkID, a.DMBToken, tc.ring, wire.BufferSize(a.DMBESize), tc.ring)
