@@ -767,17 +767,9 @@ func (im *impostor) relay(a, b *net.UnixConn) {
 	buf := make([]byte, 1<<16)
 	oob := make([]byte, unix.CmsgSpace(64*4))
 	for {
-		n, oobn, _, _, err := a.ReadMsgUnix(buf, oob)
-		if err != nil || n == 0 && oobn == 0 {
+		n, fds, err := readMsg(a, buf, oob)
+		if err != nil {
 			return
-		}
-		var fds []int
-		if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
-			for _, m := range msgs {
-				if got, err := unix.ParseUnixRights(&m); err == nil {
-					fds = append(fds, got...)
-				}
-			}
 		}
 		im.mu.Lock()
 		im.msgs++
@@ -794,23 +786,36 @@ func (im *impostor) relay(a, b *net.UnixConn) {
 	}
 }
 
+// readMsg reads a message from c into buf with the descriptors it carries; an empty
+// message without descriptors (the peer's end) is io.EOF.
+func readMsg(c *net.UnixConn, buf, oob []byte) (int, []int, error) {
+	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return 0, nil, err
+	}
+	if n == 0 && oobn == 0 {
+		return 0, nil, io.EOF
+	}
+	var fds []int
+	if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+		for _, m := range msgs {
+			if got, err := unix.ParseUnixRights(&m); err == nil {
+				fds = append(fds, got...)
+			}
+		}
+	}
+	return n, fds, nil
+}
+
 func (im *impostor) talk(c *net.UnixConn) {
 	defer c.Close()
 	buf := make([]byte, 1<<16)
 	oob := make([]byte, unix.CmsgSpace(16*4))
 	for {
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
-		if err != nil || n == 0 && oobn == 0 {
+		n, fds, err := readMsg(c, buf, oob)
+		if err != nil {
 			return
-		}
-		var fds []int
-		if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
-			for _, m := range msgs {
-				if got, err := unix.ParseUnixRights(&m); err == nil {
-					fds = append(fds, got...)
-				}
-			}
 		}
 		msg := append([]byte(nil), buf[:n]...)
 		var mine []int

@@ -491,14 +491,7 @@ func setCountModes(row *Row, t *Transport) {
 	if t.serverSMC {
 		row.ServerMode = JoinCounts(row.ServerCounts)
 	}
-	switch {
-	case t.clientSMC && t.serverSMC && row.ClientMode != row.ServerMode:
-		row.Mode = "c:" + row.ClientMode + " s:" + row.ServerMode
-	case t.clientSMC:
-		row.Mode = row.ClientMode
-	case t.serverSMC:
-		row.Mode = row.ServerMode
-	}
+	setMode(row, t)
 }
 
 // setModes fills the mode columns from the states the smc side(s) reported.
@@ -515,6 +508,11 @@ func setModes(row *Row, t *Transport, cs, ss map[string]int) {
 			row.ServerMode = "unknown"
 		}
 	}
+	setMode(row, t)
+}
+
+// setMode sets the mode column from the mode columns of the smc side(s).
+func setMode(row *Row, t *Transport) {
 	switch {
 	case t.clientSMC && t.serverSMC && row.ClientMode != row.ServerMode:
 		row.Mode = "c:" + row.ClientMode + " s:" + row.ServerMode
