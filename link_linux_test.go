@@ -342,7 +342,9 @@ func TestLinkShortReuse(t *testing.T) {
 // TestLinkOversizedRing: a peer announcing a ring larger than this side accepts
 // (its own BufferSize, at least the 64 KiB default) is declined: the connection
 // falls back to TCP with a reason and its data intact, and nothing of the peer is
-// mapped. Either side may be the one announcing it.
+// mapped. Either side may be the one announcing it. Both are honest peers configured
+// with a large buffer; TestHostileAcceptOversizedRing and TestHostileClientOversizedRing
+// have peers write their own CLC messages.
 func TestLinkOversizedRing(t *testing.T) {
 	requireProcs(t)
 	const huge = 512 << 20
