@@ -87,7 +87,7 @@
 //	RELEASE{slot}                       the sender never touches the receiver's slot again;
 //	                                    it also wakes the stream still open on that slot
 //	WAKE{n, n × {slot, bits}}           wake the receiver's streams of these slots
-//	POLL{0} + memfd                     either side, before its first SEG: its poller
+//	POLL{0} + memfd                     either side, at its first stream: its poller
 //	                                    page (see Wake-ups), validated as a segment of
 //	                                    one MinRingSize slot and counted as memory
 //

@@ -63,7 +63,7 @@ type link struct {
 	ownPage  *segment             // our poller page (see poller.go), once made
 	peerPage *segment             // the peer's poller page, once mapped
 
-	pollOnce sync.Once                     // makes and sends our poller page, before our first SEG
+	pageSent bool                          // our poller page was made and sent (or could not be); guarded by mu
 	ownPoll  atomic.Pointer[atomic.Uint32] // our poller word, in ownPage; nil until made and after finish
 	peerPoll atomic.Pointer[atomic.Uint32] // the peer's poller word, in peerPage; nil until mapped
 	rung     atomic.Uint32                 // the peer poller's last announced sleep we woke
@@ -218,7 +218,6 @@ func (l *link) grow(ctx context.Context, idx uint16, ringSize, n int) error {
 	fd := g.fd
 	g.fd = -1 // the send owns it now
 	l.mu.Unlock()
-	l.pollOnce.Do(l.sendPollPage)
 	l.send(newMsg(msgSeg).u32(uint32(idx)).u32(uint32(ringSize)).u32(uint32(g.n)).u32(0), fd)
 	select {
 	case ok := <-ack:
@@ -233,25 +232,22 @@ func (l *link) grow(ctx context.Context, idx uint16, ringSize, n int) error {
 	}
 }
 
-// sendPollPage makes our poller page and sends it to the peer with POLL. Without one
-// (the process bound reached), the peer wakes each of our waiting streams, as before
-// there was a poller.
-func (l *link) sendPollPage() {
-	g, err := newSegment(0, MinRingSize, 1)
-	if err != nil {
+// sendPageLocked makes our poller page and sends it to the peer with POLL, when the
+// link's first stream starts; l.mu is held. Without one (the process bound reached),
+// the peer wakes each of our waiting streams, as before there was a poller.
+func (l *link) sendPageLocked() {
+	if l.pageSent {
 		return
 	}
-	l.mu.Lock()
-	if l.dead {
-		l.mu.Unlock()
-		g.unmap()
+	l.pageSent = true
+	g, err := newSegment(0, MinRingSize, 1)
+	if err != nil {
 		return
 	}
 	l.ownPage = g
 	l.ownPoll.Store(pollWord(g))
 	fd := g.fd
 	g.fd = -1 // the send owns it now
-	l.mu.Unlock()
 	l.send(newMsg(msgPoll).u64(0), fd)
 }
 
@@ -716,6 +712,7 @@ func (l *link) peerSlot(tok uint64, maxRing int) (*segment, int) {
 // bindLocked starts the stream of own slot (g, i) and peer slot (pg, pi); l.mu is held.
 func (l *link) bindLocked(g *segment, i int, tok uint64, pg *segment, pi int, ptok uint64) *Stream {
 	s := newStream(l, g, i, tok, pg, pi, ptok)
+	l.sendPageLocked()
 	sl := &g.slots[i]
 	sl.state, sl.stream, sl.offer = slotBound, s, nil
 	pg.refs++

@@ -17,8 +17,8 @@ import (
 // doc.go ("Wake-ups") describes it and argues that no wake-up is lost.
 //
 // Each side of a link owns one poller page: a memfd made, sealed and validated like a
-// segment of one MinRingSize slot, sent to the peer with POLL before its first SEG. Its
-// first word is the owner's poller word on that link. A side never reads its own word
+// segment of one MinRingSize slot, sent to the peer with POLL when the link's first
+// stream starts. Its first word is the owner's poller word on that link. A side never reads its own word
 // back; until the peer's page is mapped it wakes each waiting stream of the peer once per
 // announced sleep of that stream.
 

@@ -63,6 +63,8 @@ func multiChild(t *testing.T, e *Endpoint, peer PeerID, n int) (streams []*Strea
 			t.Fatalf("child: %q", l)
 		}
 	}
+	// The child's poller page, which makes our streams ring its poller, not its streams.
+	waitFor(t, "the child's poller page", func() bool { return streams[0].link.peerPoll.Load() != nil })
 	ok = true
 	return streams, pw, line, stop
 }
