@@ -1,6 +1,7 @@
 package shm
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -8,16 +9,24 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 )
 
-// multiChild starts a "multi" child and connects n streams of MinRingSize rings to it,
-// all of them echoed by the child. It returns them, the child's stdin and a function
-// that reads a line of its stdout; stop closes the streams and kills the child.
-func multiChild(t *testing.T, e *Endpoint, peer PeerID, n int) (streams []*Stream, stdin io.Writer, line func() string, stop func()) {
+// multiPeer is a "multi" child process and the streams we connected to it.
+type multiPeer struct {
+	streams []*Stream
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	out     *bufio.Scanner
+}
+
+// startMulti starts a "multi" child and connects n streams of MinRingSize rings to it,
+// all of them echoed by the child over one link, and waits for the child's poller page.
+func startMulti(t *testing.T, e *Endpoint, peer PeerID, n int) *multiPeer {
 	t.Helper()
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -26,26 +35,13 @@ func multiChild(t *testing.T, e *Endpoint, peer PeerID, n int) (streams []*Strea
 	cmd, out := startHelper(t, "multi", pr,
 		"SMC_SHM_SIZE="+strconv.Itoa(MinRingSize), "SMC_SHM_SPIN="+time.Duration(spinNanos.Load()).String())
 	pr.Close()
-	stop = func() {
-		for _, s := range streams {
-			s.Close()
-		}
-		stopHelper(cmd)
-		pw.Close()
-	}
+	m := &multiPeer{cmd: cmd, stdin: pw, out: out}
 	ok := false
 	defer func() {
 		if !ok {
-			stop()
+			m.stop()
 		}
 	}()
-	line = func() string {
-		t.Helper()
-		if !out.Scan() {
-			t.Fatalf("child: %v", out.Err())
-		}
-		return out.Text()
-	}
 	for i := range n {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		o, err := e.Offer(ctx, peer, MinRingSize, MaxRingSize)
@@ -58,15 +54,47 @@ func multiChild(t *testing.T, e *Endpoint, peer PeerID, n int) (streams []*Strea
 		if err != nil {
 			t.Fatalf("stream %d: %v", i, err)
 		}
-		streams = append(streams, s)
-		if l := line(); l != "ok" {
+		m.streams = append(m.streams, s)
+		if l := m.line(t); l != "ok" {
 			t.Fatalf("child: %q", l)
 		}
 	}
 	// The child's poller page, which makes our streams ring its poller, not its streams.
-	waitFor(t, "the child's poller page", func() bool { return streams[0].link.peerPoll.Load() != nil })
+	waitFor(t, "the child's poller page", func() bool { return m.streams[0].link.peerPoll.Load() != nil })
 	ok = true
-	return streams, pw, line, stop
+	return m
+}
+
+// line reads a line the child printed.
+func (m *multiPeer) line(t *testing.T) string {
+	t.Helper()
+	if !m.out.Scan() {
+		t.Fatalf("child: %v", m.out.Err())
+	}
+	return m.out.Text()
+}
+
+// stop closes the streams and kills the child.
+func (m *multiPeer) stop() {
+	for _, s := range m.streams {
+		s.Close()
+	}
+	stopHelper(m.cmd)
+	m.stdin.Close()
+}
+
+// waitReadsParked waits until a Read on each stream, ours and the child's, announced
+// its sleep.
+func waitReadsParked(t *testing.T, streams []*Stream) {
+	t.Helper()
+	waitFor(t, "every Read in both processes to announce its sleep", func() bool {
+		for _, s := range streams {
+			if s.rxh.cons.sleep.Load() == 0 || s.txh.cons.sleep.Load() == 0 {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // waitAll runs f for every stream in a goroutine of its own and returns once all did,
@@ -109,8 +137,9 @@ func TestManyWaitersCrossProcess(t *testing.T) {
 			}
 			defer e.Close()
 			const n = 256
-			streams, _, _, stop := multiChild(t, e, PeerID{20, byte(spin)}, n)
-			defer stop()
+			m := startMulti(t, e, PeerID{20, byte(spin)}, n)
+			defer m.stop()
+			streams := m.streams
 
 			// Data: our Reads wait, and so do the child's (inside its io.Copy).
 			done := waitAll(t, streams, func(i int, s *Stream) error {
@@ -124,14 +153,7 @@ func TestManyWaitersCrossProcess(t *testing.T) {
 				}
 				return nil
 			})
-			waitFor(t, "every Read in both processes to announce its sleep", func() bool {
-				for _, s := range streams {
-					if s.rxh.cons.sleep.Load() == 0 || s.txh.cons.sleep.Load() == 0 {
-						return false
-					}
-				}
-				return true
-			})
+			waitReadsParked(t, streams)
 			for i, s := range streams {
 				if _, err := s.Write([]byte(fmt.Sprintf("%08d", i))); err != nil {
 					t.Fatal(err)
@@ -184,8 +206,9 @@ func TestIdleLinkNoCPU(t *testing.T) {
 	}
 	defer e.Close()
 	const n = 64
-	streams, pw, line, stop := multiChild(t, e, PeerID{21}, n)
-	defer stop()
+	m := startMulti(t, e, PeerID{21}, n)
+	defer m.stop()
+	streams := m.streams
 	// Traffic first, so that both pollers ran and went to sleep.
 	waitAll(t, streams, func(i int, s *Stream) error {
 		buf := make([]byte, 64)
@@ -205,17 +228,10 @@ func TestIdleLinkNoCPU(t *testing.T) {
 		}
 		return nil
 	})
-	waitFor(t, "every Read in both processes to announce its sleep", func() bool {
-		for _, s := range streams {
-			if s.rxh.cons.sleep.Load() == 0 || s.txh.cons.sleep.Load() == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	waitReadsParked(t, streams)
 	childCPU := func() time.Duration {
-		fmt.Fprintln(pw, "rusage")
-		d, err := strconv.ParseInt(line(), 10, 64)
+		fmt.Fprintln(m.stdin, "rusage")
+		d, err := strconv.ParseInt(m.line(t), 10, 64)
 		if err != nil {
 			t.Fatal(err)
 		}
