@@ -188,7 +188,11 @@
 // [ProtocolError] (which also satisfies errors.Is(err, syscall.ECONNRESET)), and a
 // violation on the link ends the link and fails its streams. It can feed us arbitrary
 // data, which it could do over TCP too, and it can refuse to read or to wake us, which
-// looks like an idle peer: deadlines apply. What it can do costs its own link only:
+// looks like an idle peer: deadlines apply. An owner that lies about its window costs us
+// no more: no window looks like a peer that does not read, and a window beyond the pages
+// it populated only makes us fault the missing pages of its memfd ourselves, charged to
+// us, at most the ring size we accepted (a producer that writes beyond its window does
+// the same to itself, and fails the stream). What it can do costs its own link only:
 // slots are per link, so another process's streams never share a slot or a segment with
 // it. Memory is bounded per process by [SetMemoryLimit], for own and mapped peer
 // segments apart.
