@@ -111,3 +111,14 @@ func (t *txCursor) free() uint64 {
 	}
 	return f
 }
+
+// chunk returns the most a write copies before publishing: a quarter of the ring, and
+// half the window (at least a byte, whatever the peer published) while the window is
+// not the whole ring, so that the owner sees the window half filled, and grows it,
+// while the other half is being written.
+func (t *txCursor) chunk() uint64 {
+	if t.win < t.size {
+		return min(t.size/4, max(1, t.win/2))
+	}
+	return t.size / 4
+}

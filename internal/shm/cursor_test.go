@@ -143,12 +143,15 @@ func FuzzCursors(f *testing.F) {
 			// Local progress: consume some of what is available, produce some into free
 			// space, grow the receiver's window as its owner does once it is filled.
 			r.cons += uint64(local) % (r.avail() + 1)
-			if r.win < size && r.prod == r.win {
+			if r.win < size && r.prod >= r.win/2 {
 				r.win *= 2
 			}
 			tx.prod += uint64(local) % (tx.free() + 1)
 			if tx.win < size && tx.prod > tx.win {
 				t.Fatalf("produced to %d beyond the window of %d", tx.prod, tx.win)
+			}
+			if c := tx.chunk(); c == 0 || c > size/4 {
+				t.Fatalf("write chunk %d with window %d", c, tx.win)
 			}
 			if !rxDead {
 				before := r

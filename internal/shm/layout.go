@@ -40,7 +40,7 @@ type line struct {
 	cursor atomic.Uint64 // monotonic byte count: producer cursor or consumer cursor
 	flags  atomic.Uint32 // fDone | fClosed | fAbort, sticky
 	sleep  atomic.Uint32 // 0 = awake; otherwise the sequence number of an announced sleep
-	window atomic.Uint32 // consumer line: the ring bytes the owner populated (see window); unused in the producer line
+	window atomic.Uint32 // consumer line: the ring bytes the owner populated (see firstWindow); unused in the producer line
 	_      [128 - 20]byte
 }
 
@@ -67,8 +67,9 @@ var (
 // first firstWindow bytes of its ring are populated, and it publishes that length in its
 // consumer line's window word. The producer writes only at ring offsets below the window
 // and does not wrap before the window is the whole ring. Each time the owner finds the
-// window filled (the producer cursor at its end), it populates the next window's worth
-// of pages in its own mapping, doubling the window, and only then publishes it. When the
+// window half filled (the producer cursor at its middle or beyond), it populates the next
+// window's worth of pages in its own mapping, doubling the window, and only then
+// publishes it. When the
 // slot is freed, the pages beyond the first window are returned to the system. So an
 // idle connection holds a page per ring, not the ring, and the peer never touches a page
 // of the owner's memfd that the owner did not allocate first.

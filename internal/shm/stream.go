@@ -374,13 +374,15 @@ func (s *Stream) pollRx() error {
 	case st&stHungUp != 0 && s.rx.flags&(fDone|fClosed) == 0:
 		return s.fail(errReset("peer vanished"))
 	}
-	if s.rx.win < s.rx.size && s.rx.prod == s.rx.win && s.rx.flags&(fDone|fClosed) == 0 {
+	if s.rx.win < s.rx.size && s.rx.prod >= s.rx.win/2 && s.rx.flags&(fDone|fClosed) == 0 {
+		// Half filled (the producer writes half a window at a time): grow it while
+		// the producer writes the other half, so that it need not stop at the edge.
 		s.growWindow()
 	}
 	return nil
 }
 
-// growWindow doubles the window of our ring, which the producer has filled. The pages of
+// growWindow doubles the window of our ring, which the producer has half filled. The pages of
 // the new half are populated in our own mapping before the window is published, so that
 // they are allocated by, and charged to, us before the producer may write into them.
 // The producer, if it announced a sleep, is woken whatever the free space: at the
@@ -470,7 +472,7 @@ func (s *Stream) Write(b []byte) (int, error) {
 			return n, err
 		}
 		for n < len(b) && s.tx.free() > 0 {
-			k := min(s.tx.free(), uint64(len(b)-n), s.tx.size/4)
+			k := min(s.tx.free(), uint64(len(b)-n), s.tx.chunk())
 			s.produce(b[n : n+int(k)])
 			n += int(k)
 		}
@@ -536,7 +538,7 @@ func (s *Stream) nextTx() ([]byte, error) {
 		}
 		if n := s.tx.free(); n > 0 {
 			off := s.tx.prod & (s.tx.size - 1)
-			n = min(n, s.tx.size-off, s.tx.size/4)
+			n = min(n, s.tx.size-off, s.tx.chunk())
 			if err := s.beginForeign("write"); err != nil {
 				return nil, err
 			}
