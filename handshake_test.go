@@ -373,22 +373,26 @@ func TestEndpointDir(t *testing.T) {
 	exchange(t, client2, server2, "plain tcp\n")
 }
 
-// confirmWithoutAttach plays a client that proposes, reads the Accept and
-// confirms it without ever attaching to the offered shared memory.
-func confirmWithoutAttach(t *testing.T, ct *net.TCPConn) {
-	ct.Write(proposalFrom(t, nil))
+// propose plays a client that writes proposal on ct and returns the server's Accept.
+func propose(t *testing.T, ct *net.TCPConn, proposal []byte) *wire.AcceptConfirm {
+	t.Helper()
+	ct.Write(proposal)
 	ct.SetReadDeadline(time.Now().Add(5 * time.Second))
 	raw, err := wire.ReadMessage(ct, nil)
 	if err != nil {
-		t.Errorf("reading the accept: %v", err)
-		return
+		t.Fatalf("reading the accept: %v", err)
 	}
 	a, err := wire.ParseAccept(raw)
 	if err != nil {
-		t.Errorf("parsing the accept: %v", err)
-		return
+		t.Fatalf("parsing the accept: %v", err)
 	}
-	confirm := *a
+	return a
+}
+
+// confirmWithoutAttach plays a client that proposes, reads the Accept and
+// confirms it without ever attaching to the offered shared memory.
+func confirmWithoutAttach(t *testing.T, ct *net.TCPConn) {
+	confirm := *propose(t, ct, proposalFrom(t, nil))
 	confirm.Type = wire.TypeConfirm
 	ct.Write(confirm.Append(nil))
 }
@@ -430,11 +434,7 @@ func TestConfirmWithoutAttach(t *testing.T) {
 			if n := slots.Load(); n != 0 {
 				t.Fatalf("%d handshake slots still taken", n)
 			}
-			for deadline := time.Now().Add(2 * time.Second); shm.ReadCounters().SlotsInUse > inUse; time.Sleep(10 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatalf("shared-memory slots in use %d, was %d: the offer leaked", shm.ReadCounters().SlotsInUse, inUse)
-				}
-			}
+			waitSlotsInUse(t, inUse)
 		})
 	}
 }
@@ -537,21 +537,13 @@ func TestServerHandshakeReleases(t *testing.T) {
 			server.limit = &slots
 			errc := make(chan error, 1)
 			go func() { errc <- server.Handshake() }()
-			ct.Write(proposalFrom(t, nil))
-			ct.SetReadDeadline(time.Now().Add(5 * time.Second))
-			raw, err := wire.ReadMessage(ct, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			a, err := wire.ParseAccept(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
+			a := propose(t, ct, proposalFrom(t, nil))
 			if tc.answer == nil {
 				ct.Close()
 			} else {
 				ct.Write(tc.answer(a))
 			}
+			var err error
 			select {
 			case err = <-errc:
 			case <-time.After(5 * time.Second):

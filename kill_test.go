@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smc-go/smc/internal/shm"
 )
 
 // Environment of the peer process that TestPeerKilled starts: the test binary
@@ -157,13 +159,22 @@ var _ net.Conn = (*Conn)(nil)
 
 // checkLeaks fails the test if goroutines, fds or DMB mappings it created outlive
 // it. Register it first, so that its check runs after the test's own cleanups.
-// The process's shared-memory endpoint lives as long as the process, so it is
-// opened before the count.
+// The process's shared-memory endpoint and its registry live as long as the
+// process, so they are opened before the count. A link outlives its last connection by the link idle
+// time, so the test runs with a short one: every link the test set up must be gone
+// with its segments by the check, whether or not an earlier test left one behind.
 func checkLeaks(t *testing.T) {
 	t.Helper()
 	if _, err := endpoint(""); err != nil {
 		t.Fatal(err)
 	}
+	processRegistry()
+	old := shm.SetLinkIdle(leakLinkIdle)
+	t.Cleanup(func() { shm.SetLinkIdle(old) })
 	start := countResources(t)
 	t.Cleanup(func() { waitResources(t, start) })
 }
+
+// leakLinkIdle is the link idle time under checkLeaks: well within waitResources'
+// wait, and long enough that a test's back-to-back connections share a link.
+const leakLinkIdle = 200 * time.Millisecond

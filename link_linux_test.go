@@ -20,33 +20,6 @@ import (
 // of link_proc_linux_test.go. Each names what it needs through requireProcs, so it
 // skips with a reason, and fails under SMC_REQUIRE_PRIVILEGED=1.
 
-// expectWithin is expect with a bound of d instead of 15 s, for commands that open
-// or move a lot.
-func (p *proc) expectWithin(want string, d time.Duration) string {
-	p.t.Helper()
-	var other []string
-	defer func() {
-		for _, l := range other {
-			p.lines <- l
-		}
-	}()
-	timeout := time.After(d)
-	for {
-		select {
-		case l, ok := <-p.lines:
-			if !ok {
-				p.t.Fatalf("%s exited while the test waited for %q", p.name, want)
-			}
-			if strings.HasPrefix(l, want) {
-				return l
-			}
-			other = append(other, l)
-		case <-timeout:
-			p.t.Fatalf("%s: no %q within %v (other lines: %q)", p.name, want, d, other)
-		}
-	}
-}
-
 // call sends a command and decodes the JSON of its answer, which starts with word.
 func call[T any](p *proc, cmd, word string, d time.Duration) T {
 	p.t.Helper()
@@ -369,7 +342,9 @@ func TestLinkShortReuse(t *testing.T) {
 // TestLinkOversizedRing: a peer announcing a ring larger than this side accepts
 // (its own BufferSize, at least the 64 KiB default) is declined: the connection
 // falls back to TCP with a reason and its data intact, and nothing of the peer is
-// mapped. Either side may be the one announcing it.
+// mapped. Either side may be the one announcing it. Both are honest peers configured
+// with a large buffer; TestHostileAcceptOversizedRing and TestHostileClientOversizedRing
+// have peers write their own CLC messages.
 func TestLinkOversizedRing(t *testing.T) {
 	requireProcs(t)
 	const huge = 512 << 20

@@ -96,7 +96,7 @@ func procLink(f []string) (string, bool) {
 		return "opened " + jsonOf(openConns(kv["addr"], linkConfig(kv), num("n", 1), num("size", 1024), num("conc", 1), kv["pat"],
 			time.Duration(num("secs", 20))*time.Second, kv["oneway"] == "1")), true
 	case "echoall":
-		return "echoed " + jsonOf(echoAll(num("size", 1024), num("conc", 32))), true
+		return "echoed " + jsonOf(echoConns(keptConns(), num("size", 1024), num("conc", 32))), true
 	case "round":
 		return "round " + strconv.Itoa(startRound(num("from", 0), num("to", 0), num("size", 1024))), true
 	case "roundwait":
@@ -444,9 +444,42 @@ func modeOf(c net.Conn) string {
 }
 
 func openConns(addr string, cfg *Config, n, size, conc int, pat string, timeout time.Duration, oneway bool) openStats {
+	order := make([]byte, n)
+	st := tally(n, conc, func(i int) (string, error) {
+		d := Dialer{Config: cfg, Timeout: 60 * time.Second}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			order[i] = 'E'
+			return "", err
+		}
+		mode := modeOf(c)
+		order[i] = 'T'
+		if State(c).Mode == ModeSMCD {
+			order[i] = 'D'
+		}
+		if oneway {
+			c.SetWriteDeadline(time.Now().Add(timeout))
+			_, err = c.Write(make([]byte, size))
+			c.SetWriteDeadline(time.Time{})
+		} else {
+			err = echo(c, size, pat, timeout)
+		}
+		kept.mu.Lock()
+		kept.conns = append(kept.conns, c)
+		kept.mu.Unlock()
+		return mode, err
+	})
+	if conc <= 1 {
+		st.Order = string(order)
+	}
+	return st
+}
+
+// tally runs f(0) to f(n-1), at most conc at once, and adds up the mode and error
+// each returns.
+func tally(n, conc int, f func(i int) (mode string, err error)) openStats {
 	start := time.Now()
 	st := openStats{Modes: map[string]int{}}
-	order := make([]byte, n)
 	var mu sync.Mutex
 	sem := make(chan struct{}, max(conc, 1))
 	var wg sync.WaitGroup
@@ -455,39 +488,13 @@ func openConns(addr string, cfg *Config, n, size, conc int, pat string, timeout 
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			d := Dialer{Config: cfg, Timeout: 60 * time.Second}
-			c, err := d.Dial("tcp", addr)
-			mode := ""
-			if err == nil {
-				mode = modeOf(c)
-				if oneway {
-					c.SetWriteDeadline(time.Now().Add(timeout))
-					_, err = c.Write(make([]byte, size))
-					c.SetWriteDeadline(time.Time{})
-				} else {
-					err = echo(c, size, pat, timeout)
-				}
-				kept.mu.Lock()
-				kept.conns = append(kept.conns, c)
-				kept.mu.Unlock()
-			}
+			mode, err := f(i)
 			mu.Lock()
-			defer mu.Unlock()
 			st.add(mode, err)
-			switch {
-			case mode == "":
-				order[i] = 'E'
-			case strings.HasPrefix(mode, "SMCD"):
-				order[i] = 'D'
-			default:
-				order[i] = 'T'
-			}
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	if conc <= 1 {
-		st.Order = string(order)
-	}
 	st.Millis = time.Since(start).Milliseconds()
 	return st
 }
@@ -498,50 +505,19 @@ func keptConns() []net.Conn {
 	return append([]net.Conn(nil), kept.conns...)
 }
 
-func echoAll(size, conc int) openStats {
-	start := time.Now()
-	st := openStats{Modes: map[string]int{}}
-	var mu sync.Mutex
-	sem := make(chan struct{}, max(conc, 1))
-	var wg sync.WaitGroup
-	for _, c := range keptConns() {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			err := echo(c, size, "", 20*time.Second)
-			mu.Lock()
-			st.add(modeOf(c), err)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	st.Millis = time.Since(start).Milliseconds()
-	return st
+// echoConns echoes size bytes on each of cs, conc at once.
+func echoConns(cs []net.Conn, size, conc int) openStats {
+	return tally(len(cs), conc, func(i int) (string, error) {
+		return modeOf(cs[i]), echo(cs[i], size, "", 20*time.Second)
+	})
 }
 
+// echoRange echoes on the kept connections from to to (excluded), in the order of
+// their local ports.
 func echoRange(from, to, size, conc int) openStats {
-	start := time.Now()
 	cs := byPort(keptConns(), false)
 	from, to = min(max(from, 0), len(cs)), min(max(to, 0), len(cs))
-	st := openStats{Modes: map[string]int{}}
-	var mu sync.Mutex
-	sem := make(chan struct{}, max(conc, 1))
-	var wg sync.WaitGroup
-	for _, c := range cs[from:to] {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			err := echo(c, size, "", 20*time.Second)
-			mu.Lock()
-			st.add(modeOf(c), err)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	st.Millis = time.Since(start).Milliseconds()
-	return st
+	return echoConns(cs[from:to], size, conc)
 }
 
 // readStats say how Reads on the kept connections ended.
@@ -590,20 +566,15 @@ func closeAll() int {
 }
 
 func shortConns(addr string, cfg *Config, n, size int) openStats {
-	start := time.Now()
-	st := openStats{Modes: map[string]int{}}
 	d := Dialer{Config: cfg, Timeout: 30 * time.Second}
-	for range n {
+	return tally(n, 1, func(int) (string, error) {
 		c, err := d.Dial("tcp", addr)
 		if err != nil {
-			st.add("", err)
-			continue
+			return "", err
 		}
-		st.add(modeOf(c), echo(c, size, "", 20*time.Second))
-		c.Close()
-	}
-	st.Millis = time.Since(start).Milliseconds()
-	return st
+		defer c.Close()
+		return modeOf(c), echo(c, size, "", 20*time.Second)
+	})
 }
 
 // procCounters are a process's link counters, with what /proc shows of it.
@@ -796,17 +767,9 @@ func (im *impostor) relay(a, b *net.UnixConn) {
 	buf := make([]byte, 1<<16)
 	oob := make([]byte, unix.CmsgSpace(64*4))
 	for {
-		n, oobn, _, _, err := a.ReadMsgUnix(buf, oob)
-		if err != nil || n == 0 && oobn == 0 {
+		n, fds, err := readMsg(a, buf, oob)
+		if err != nil {
 			return
-		}
-		var fds []int
-		if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
-			for _, m := range msgs {
-				if got, err := unix.ParseUnixRights(&m); err == nil {
-					fds = append(fds, got...)
-				}
-			}
 		}
 		im.mu.Lock()
 		im.msgs++
@@ -823,23 +786,36 @@ func (im *impostor) relay(a, b *net.UnixConn) {
 	}
 }
 
+// readMsg reads a message from c into buf with the descriptors it carries; an empty
+// message without descriptors (the peer's end) is io.EOF.
+func readMsg(c *net.UnixConn, buf, oob []byte) (int, []int, error) {
+	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return 0, nil, err
+	}
+	if n == 0 && oobn == 0 {
+		return 0, nil, io.EOF
+	}
+	var fds []int
+	if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+		for _, m := range msgs {
+			if got, err := unix.ParseUnixRights(&m); err == nil {
+				fds = append(fds, got...)
+			}
+		}
+	}
+	return n, fds, nil
+}
+
 func (im *impostor) talk(c *net.UnixConn) {
 	defer c.Close()
 	buf := make([]byte, 1<<16)
 	oob := make([]byte, unix.CmsgSpace(16*4))
 	for {
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
-		if err != nil || n == 0 && oobn == 0 {
+		n, fds, err := readMsg(c, buf, oob)
+		if err != nil {
 			return
-		}
-		var fds []int
-		if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
-			for _, m := range msgs {
-				if got, err := unix.ParseUnixRights(&m); err == nil {
-					fds = append(fds, got...)
-				}
-			}
 		}
 		msg := append([]byte(nil), buf[:n]...)
 		var mine []int

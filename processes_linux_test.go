@@ -256,13 +256,20 @@ func (p *proc) do(cmd, want string) string {
 // kept for later.
 func (p *proc) expect(want string) string {
 	p.t.Helper()
+	return p.expectWithin(want, 15*time.Second)
+}
+
+// expectWithin is expect with a bound of d instead of 15 s, for commands that open
+// or move a lot.
+func (p *proc) expectWithin(want string, d time.Duration) string {
+	p.t.Helper()
 	var other []string
 	defer func() {
 		for _, l := range other {
 			p.lines <- l
 		}
 	}()
-	timeout := time.After(15 * time.Second)
+	timeout := time.After(d)
 	for {
 		select {
 		case l, ok := <-p.lines:
@@ -274,7 +281,7 @@ func (p *proc) expect(want string) string {
 			}
 			other = append(other, l)
 		case <-timeout:
-			p.t.Fatalf("%s: no %q within 15 s (other lines: %q)", p.name, want, other)
+			p.t.Fatalf("%s: no %q within %v (other lines: %q)", p.name, want, d, other)
 		}
 	}
 }

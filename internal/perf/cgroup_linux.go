@@ -79,18 +79,25 @@ func (cg *Cgroup) Leave() error {
 	if cg == nil {
 		return nil
 	}
-	if err := os.WriteFile(filepath.Join(cg.parent, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
-		return fmt.Errorf("smc: perf: moving back to cgroup %s: %w", cg.parent, err)
+	return leaveChild(cg.parent, cg.dir, "child cgroup")
+}
+
+// leaveChild moves the process back to the cgroup directory parent and removes
+// its child dir, waiting a moment for exited children to leave it; what names
+// the child in errors.
+func leaveChild(parent, dir, what string) error {
+	if err := os.WriteFile(filepath.Join(parent, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
+		return fmt.Errorf("smc: perf: moving back from %s %s to %s: %w", what, dir, parent, err)
 	}
 	var err error
 	for range 100 {
-		if err = os.Remove(cg.dir); err == nil || !errors.Is(err, syscall.EBUSY) {
+		if err = os.Remove(dir); err == nil || !errors.Is(err, syscall.EBUSY) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	if err != nil {
-		return fmt.Errorf("smc: perf: removing child cgroup: %w", err)
+		return fmt.Errorf("smc: perf: removing %s: %w", what, err)
 	}
 	return nil
 }

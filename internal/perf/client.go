@@ -82,11 +82,7 @@ func Run(ctx context.Context, o Options, serverArgs ...string) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := cg.Leave(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-		}
-	}()
+	defer printErr(cg.Leave)
 	// Only the memory scenario needs a memory cgroup of its own; the server,
 	// started next, inherits it.
 	memNote := ""
@@ -95,11 +91,7 @@ func Run(ctx context.Context, o Options, serverArgs ...string) error {
 		if err != nil {
 			return err
 		}
-		defer func() {
-			if err := mcg.Leave(); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-			}
-		}()
+		defer printErr(mcg.Leave)
 		o.Memcg, memNote = mcg, "memory cgroup: "+note
 	}
 	srv, err := StartServer(serverArgs...)
@@ -108,6 +100,14 @@ func Run(ctx context.Context, o Options, serverArgs ...string) error {
 	}
 	defer srv.Stop() // before the cgroups are left: deferred calls run last first
 	return RunClient(ctx, srv.Control, o, cgNote, memNote)
+}
+
+// printErr prints the error of f, if any, on stderr: for deferred clean-ups that have
+// no one else to tell.
+func printErr(f func() error) {
+	if err := f(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
 }
 
 // RunClient is the client mode of smc perf: it measures o against the server at
@@ -491,14 +491,7 @@ func setCountModes(row *Row, t *Transport) {
 	if t.serverSMC {
 		row.ServerMode = JoinCounts(row.ServerCounts)
 	}
-	switch {
-	case t.clientSMC && t.serverSMC && row.ClientMode != row.ServerMode:
-		row.Mode = "c:" + row.ClientMode + " s:" + row.ServerMode
-	case t.clientSMC:
-		row.Mode = row.ClientMode
-	case t.serverSMC:
-		row.Mode = row.ServerMode
-	}
+	setMode(row, t)
 }
 
 // setModes fills the mode columns from the states the smc side(s) reported.
@@ -515,6 +508,11 @@ func setModes(row *Row, t *Transport, cs, ss map[string]int) {
 			row.ServerMode = "unknown"
 		}
 	}
+	setMode(row, t)
+}
+
+// setMode sets the mode column from the mode columns of the smc side(s).
+func setMode(row *Row, t *Transport) {
 	switch {
 	case t.clientSMC && t.serverSMC && row.ClientMode != row.ServerMode:
 		row.Mode = "c:" + row.ClientMode + " s:" + row.ServerMode

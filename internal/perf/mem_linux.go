@@ -11,8 +11,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 )
 
 // Memory is what a process holds, from /proc/<pid>/smaps_rollup: its resident
@@ -193,18 +191,5 @@ func (cg *MemCgroup) Leave() error {
 	if cg == nil {
 		return nil
 	}
-	if err := os.WriteFile(filepath.Join(cg.parent, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
-		return fmt.Errorf("smc: perf: moving back to memory cgroup %s: %w", cg.parent, err)
-	}
-	var err error
-	for range 100 {
-		if err = os.Remove(cg.dir); err == nil || !errors.Is(err, syscall.EBUSY) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		return fmt.Errorf("smc: perf: removing memory cgroup: %w", err)
-	}
-	return nil
+	return leaveChild(cg.parent, cg.dir, "memory cgroup")
 }

@@ -32,21 +32,7 @@ func BenchmarkPingPong(b *testing.B) {
 			pingPong(b, x)
 			reportCPU(b, cpu, nil)
 		})
-		b.Run("processes/ring="+ringName(size), func(b *testing.B) {
-			e, err := Listen(Config{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer e.Close()
-			s, cmd := startChild(b, e, "echo", size)
-			cpu := cpuTime()
-			pingPong(b, s)
-			s.CloseWrite()
-			io.Copy(io.Discard, s)
-			s.Close()
-			cmd.Wait()
-			reportCPU(b, cpu, cmd)
-		})
+		b.Run("processes/ring="+ringName(size), func(b *testing.B) { pingPongChild(b, "echo", size) })
 	}
 }
 
@@ -55,12 +41,18 @@ func BenchmarkPingPong(b *testing.B) {
 // waiting, which spinning wastes when the answer cannot come within the spin budget.
 func BenchmarkThinkTime(b *testing.B) {
 	setSpinFlag(b)
+	pingPongChild(b, "slowecho", 1<<20)
+}
+
+// pingPongChild runs pingPong against a child process in role (echo or slowecho) with
+// rings of size bytes, and reports the CPU time of both processes.
+func pingPongChild(b *testing.B, role string, size int) {
 	e, err := Listen(Config{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer e.Close()
-	s, cmd := startChild(b, e, "slowecho", 1<<20)
+	s, cmd := startChild(b, e, role, size)
 	cpu := cpuTime()
 	pingPong(b, s)
 	s.CloseWrite()

@@ -501,14 +501,11 @@ func (l *link) onSeg(body []byte, fds []int) error {
 }
 
 func (l *link) onSegAck(body []byte) error {
-	idx, err := idx32(body)
+	idx, w, err := segWord(body, 1)
 	if err != nil {
 		return err
 	}
-	ok, err := bool32(body[4:])
-	if err != nil {
-		return err
-	}
+	ok := w == 1
 	l.mu.Lock()
 	g := l.pool.segs[idx]
 	ack := l.segAcks[idx]
@@ -532,10 +529,7 @@ func (l *link) onSegAck(body []byte) error {
 // stream of ours writing into one of its slots closed (an owner withdrawing a slot in
 // use only hurts the streams it shares with us).
 func (l *link) onSegDel(body []byte) error {
-	idx, err := idx32(body)
-	if err == nil {
-		err = zero32(body[4:])
-	}
+	idx, _, err := segWord(body, 0)
 	if err != nil {
 		return err
 	}
@@ -556,10 +550,7 @@ func (l *link) onSegDel(body []byte) error {
 }
 
 func (l *link) onSegDelAck(body []byte) error {
-	idx, err := idx32(body)
-	if err == nil {
-		err = zero32(body[4:])
-	}
+	idx, _, err := segWord(body, 0)
 	if err != nil {
 		return err
 	}

@@ -108,15 +108,18 @@ func idx32(b []byte) (uint16, error) {
 	return uint16(v), nil
 }
 
-// bool32 reads a u32 that must be 0 or 1.
-func bool32(b []byte) (bool, error) {
-	switch binary.LittleEndian.Uint32(b) {
-	case 0:
-		return false, nil
-	case 1:
-		return true, nil
+// segWord reads the body of SEGACK, SEGDEL and SEGDELACK: a segment index, then a
+// word of at most limit (1 for SEGACK's boolean, 0 for a reserved word).
+func segWord(b []byte, limit uint32) (uint16, uint32, error) {
+	idx, err := idx32(b)
+	if err != nil {
+		return 0, 0, err
 	}
-	return false, violation("boolean field %#x", binary.LittleEndian.Uint32(b))
+	w := binary.LittleEndian.Uint32(b[4:])
+	if w > limit {
+		return 0, 0, violation("segment %d message with word %#x", idx, w)
+	}
+	return idx, w, nil
 }
 
 func zero32(b []byte) error {

@@ -60,7 +60,7 @@ func runChild(role string) error {
 	}
 	defer s.Close()
 	switch role {
-	case "echo":
+	case "echo", "slowecho": // slowecho: a server with think time, 200 µs per request
 		buf := make([]byte, 64<<10)
 		for {
 			n, err := s.Read(buf)
@@ -70,21 +70,9 @@ func runChild(role string) error {
 			if err != nil {
 				return err
 			}
-			if _, err := s.Write(buf[:n]); err != nil {
-				return err
+			if role == "slowecho" {
+				time.Sleep(200 * time.Microsecond)
 			}
-		}
-	case "slowecho": // a server with think time: 200 µs per request
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := s.Read(buf)
-			if err == io.EOF {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			time.Sleep(200 * time.Microsecond)
 			if _, err := s.Write(buf[:n]); err != nil {
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -33,6 +34,16 @@ func BPFFSMount() (string, error) {
 
 // mountOf returns the first mount point of a file system type in /proc/self/mountinfo.
 func mountOf(fstype string) (string, error) {
+	mnt, err := findMount(func(typ, _ string) bool { return typ == fstype })
+	if err == nil && mnt == "" {
+		err = fmt.Errorf("smc: testenv: no %s file system is mounted", fstype)
+	}
+	return mnt, err
+}
+
+// findMount returns the first mount point in /proc/self/mountinfo whose file system
+// type and super options (the fields after " - ") match, or "" if none does.
+func findMount(match func(fstype, opts string) bool) (string, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return "", fmt.Errorf("smc: testenv: %w", err)
@@ -46,7 +57,7 @@ func mountOf(fstype string) (string, error) {
 			continue
 		}
 		pf, qf := strings.Fields(pre), strings.Fields(post)
-		if len(pf) < 5 || len(qf) < 1 || qf[0] != fstype {
+		if len(pf) < 5 || len(qf) < 3 || !match(qf[0], qf[2]) {
 			continue
 		}
 		return unescapeMountinfo(pf[4]), nil
@@ -54,7 +65,7 @@ func mountOf(fstype string) (string, error) {
 	if err := sc.Err(); err != nil {
 		return "", fmt.Errorf("smc: testenv: reading mountinfo: %w", err)
 	}
-	return "", fmt.Errorf("smc: testenv: no %s file system is mounted", fstype)
+	return "", nil
 }
 
 // unescapeMountinfo undoes the octal escapes (\040 for a space) of mountinfo fields.
@@ -114,39 +125,15 @@ var (
 // first cleanup fails the test.
 func ChildCgroup(tb testing.TB) string {
 	tb.Helper()
-	parent, err := OwnCgroup()
-	Require(tb, "cgroup v2", err)
-	if !childCgroups.CompareAndSwap(0, 1) {
-		tb.Fatal("smc: testenv: ChildCgroup called while another child cgroup is entered")
+	dir, leave, err := EnterChildCgroup()
+	if errors.Is(err, errEntered) {
+		tb.Fatal(err)
 	}
-	dir, err := os.MkdirTemp(parent, "smc-test-")
-	if err != nil {
-		childCgroups.Store(0)
-		Require(tb, "a writable cgroup v2 directory", err)
-	}
-	os.Chmod(dir, 0o755) // as cgroups usually are: unprivileged test processes look in
-	pid := []byte(strconv.Itoa(os.Getpid()))
-	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), pid, 0); err != nil {
-		os.Remove(dir)
-		childCgroups.Store(0)
-		Require(tb, "moving the process into a child cgroup", err)
-	}
-	enteredFrom.Store(&parent)
+	Require(tb, "a child cgroup v2", err)
 	tb.Cleanup(func() {
-		defer childCgroups.Store(0)
-		if err := os.WriteFile(filepath.Join(parent, "cgroup.procs"), pid, 0); err != nil {
-			tb.Errorf("smc: testenv: moving the process back to %s: %v", parent, err)
-			return
+		if err := leave(); err != nil {
+			tb.Error(err)
 		}
-		// Exited child processes may take a moment to leave the cgroup.
-		var err error
-		for i := 0; i < 50; i++ {
-			if err = os.Remove(dir); err == nil {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		tb.Errorf("smc: testenv: removing child cgroup: %v", err)
 	})
 	return dir
 }
@@ -192,8 +179,14 @@ func removeCgroup(dir string) error {
 		}
 	}
 	os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
+	return removeEmptied(dir)
+}
+
+// removeEmptied removes the cgroup directory dir, whose processes were killed or
+// moved out, waiting a moment for them to leave; a directory already gone is no error.
+func removeEmptied(dir string) error {
 	var err error
-	for range 200 { // killed processes take a moment to leave
+	for range 200 {
 		if err = os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
@@ -260,14 +253,9 @@ func MemoryCgroupV1(tb testing.TB, limit int64) string {
 				os.WriteFile(filepath.Join(parent, "cgroup.procs"), []byte(pid), 0)
 			}
 		}
-		var err error
-		for range 200 { // exiting processes take a moment to leave
-			if err = os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
+		if err := removeEmptied(dir); err != nil {
+			tb.Errorf("smc: testenv: %v", err)
 		}
-		tb.Errorf("smc: testenv: removing %s: %v", dir, err)
 	})
 	if limit > 0 {
 		if err := os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), []byte(strconv.FormatInt(limit, 10)), 0); err != nil {
@@ -279,28 +267,13 @@ func MemoryCgroupV1(tb testing.TB, limit int64) string {
 
 // v1Mount returns where the cgroup v1 hierarchy of a controller is mounted.
 func v1Mount(controller string) (string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return "", fmt.Errorf("smc: testenv: %w", err)
+	mnt, err := findMount(func(fstype, opts string) bool {
+		return fstype == "cgroup" && slices.Contains(strings.Split(opts, ","), controller)
+	})
+	if err == nil && mnt == "" {
+		err = fmt.Errorf("smc: testenv: no cgroup v1 %s hierarchy is mounted", controller)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		pf, qf := strings.Fields(pre), strings.Fields(post)
-		if len(pf) < 5 || len(qf) < 3 || qf[0] != "cgroup" {
-			continue
-		}
-		for _, o := range strings.Split(qf[2], ",") {
-			if o == controller {
-				return unescapeMountinfo(pf[4]), nil
-			}
-		}
-	}
-	return "", fmt.Errorf("smc: testenv: no cgroup v1 %s hierarchy is mounted", controller)
+	return mnt, err
 }
 
 // v1Own returns the process's cgroup path in a v1 controller's hierarchy.

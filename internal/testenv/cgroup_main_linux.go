@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"time"
 )
+
+// errEntered is the error of a second [EnterChildCgroup] before the first one's leave.
+var errEntered = errors.New("smc: testenv: a child cgroup is already entered")
 
 // EnterChildCgroup is [ChildCgroup] for TestMain, where there is no testing.TB: it
 // creates a fresh child cgroup below the process's current cgroup v2 and moves the
@@ -20,7 +22,7 @@ func EnterChildCgroup() (dir string, leave func() error, err error) {
 		return "", nil, err
 	}
 	if !childCgroups.CompareAndSwap(0, 1) {
-		return "", nil, errors.New("smc: testenv: a child cgroup is already entered")
+		return "", nil, errEntered
 	}
 	dir, err = os.MkdirTemp(parent, "smc-test-")
 	if err != nil {
@@ -40,14 +42,10 @@ func EnterChildCgroup() (dir string, leave func() error, err error) {
 		if err := os.WriteFile(filepath.Join(parent, "cgroup.procs"), pid, 0); err != nil {
 			return fmt.Errorf("smc: testenv: moving the process back to %s: %w", parent, err)
 		}
-		var err error
-		for range 100 { // exited child processes may take a moment to leave
-			if err = os.Remove(dir); err == nil {
-				return nil
-			}
-			time.Sleep(10 * time.Millisecond)
+		if err := removeEmptied(dir); err != nil {
+			return fmt.Errorf("smc: testenv: %w", err)
 		}
-		return fmt.Errorf("smc: testenv: removing %s: %w", dir, err)
+		return nil
 	}
 	return dir, leave, nil
 }

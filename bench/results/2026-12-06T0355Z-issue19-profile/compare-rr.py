@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reduce an ab-rr.sh output directory: per row, medians [min-max] per arm and B/A.
+"""Reduce an output directory of ab.sh … rr: per row, medians [min-max] per arm and B/A.
 
 Usage: compare-rr.py DIR"""
 import glob, json, os, statistics, sys
