@@ -53,12 +53,13 @@
 // that every page is allocated by, and charged to, the owner: the slot headers when it
 // creates a segment, the first window of a ring when it hands the slot out, and the rest
 // of the ring as the window grows (see "Populated window"). The peer maps them and
-// writes into them; it never causes an allocation on the owner's side. Before mapping a segment, a side checks that the memfd lives on tmpfs (not
-// hugetlbfs, whose faults can SIGBUS when the pool is empty), carries exactly those
-// seals (F_SEAL_EXEC tolerated), is open read-write and has exactly the size its
-// announced slot count and ring size imply; since the size can never change, no access
-// within it can fault. It maps no segment whose ring is larger than it accepts itself,
-// and caps the bytes of peer segments it maps with the same bound as its own.
+// writes into them; it never causes an allocation on the owner's side. Before mapping a
+// segment, a side checks that the memfd lives on tmpfs (not hugetlbfs, whose faults can
+// SIGBUS when the pool is empty), carries exactly those seals (F_SEAL_EXEC tolerated),
+// is open read-write and has exactly the size its announced slot count and ring size
+// imply; since the size can never change, no access within it can fault. It maps no
+// segment whose ring is larger than it accepts itself, and caps the bytes of peer
+// segments it maps with the same bound as its own.
 //
 // A segment of n slots holds n slot headers of SlotHeaderSize (256) bytes, rounded up
 // to 4096, then n rings of one power-of-two size. Segments of a ring size grow 1, 2, 4,
