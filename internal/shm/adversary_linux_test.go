@@ -706,7 +706,7 @@ func FuzzHostileStream(f *testing.F) {
 	f.Add([]byte{1, 2, 0, 0, 0, 0, 0, 0, 0, 0x81, 3, 255, 255, 255, 255, 255, 255, 255, 255, 0x82})
 	f.Add([]byte{4, 5, 0, 0, 0, 0, 0, 0, 0, 0x83, 0x80, 0x81})
 	f.Fuzz(func(t *testing.T, script []byte) {
-		v, h := socketPair(t, MinRingSize, MinRingSize)
+		v, h := socketPair(t, 4*MinRingSize, 4*MinRingSize) // larger than the first window
 		words := []func(uint64){
 			func(x uint64) { h.txh.prod.cursor.Store(x) },
 			func(x uint64) { h.txh.prod.flags.Store(uint32(x)) },
@@ -714,6 +714,8 @@ func FuzzHostileStream(f *testing.F) {
 			func(x uint64) { h.rxh.cons.cursor.Store(x) },
 			func(x uint64) { h.rxh.cons.flags.Store(uint32(x)) },
 			func(x uint64) { h.rxh.cons.sleep.Store(uint32(x)) },
+			func(x uint64) { h.rxh.cons.window.Store(uint32(x)) },
+			func(x uint64) { h.txh.prod.window.Store(uint32(x)) },
 		}
 		buf := make([]byte, 3*MinRingSize)
 		calls := 0
