@@ -721,9 +721,9 @@ func FuzzHostileStream(f *testing.F) {
 	f.Add([]byte{0, 16, 0, 0, 0, 0, 0, 0, 0, 0x80})
 	f.Add([]byte{1, 2, 0, 0, 0, 0, 0, 0, 0, 0x81, 3, 255, 255, 255, 255, 255, 255, 255, 255, 0x82})
 	f.Add([]byte{4, 5, 0, 0, 0, 0, 0, 0, 0, 0x83, 0x80, 0x81})
-	f.Add([]byte{6, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 7, 1, 0, 0, 0, 0, 0, 0, 0, 0xc1, 0x80})
+	f.Add([]byte{8, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 9, 1, 0, 0, 0, 0, 0, 0, 0, 0xc1, 0x80})
 	f.Fuzz(func(t *testing.T, script []byte) {
-		v, h := socketPair(t, MinRingSize, MinRingSize)
+		v, h := socketPair(t, 4*MinRingSize, 4*MinRingSize) // larger than the first window
 		words := []func(uint64){
 			func(x uint64) { h.txh.prod.cursor.Store(x) },
 			func(x uint64) { h.txh.prod.flags.Store(uint32(x)) },
@@ -731,6 +731,8 @@ func FuzzHostileStream(f *testing.F) {
 			func(x uint64) { h.rxh.cons.cursor.Store(x) },
 			func(x uint64) { h.rxh.cons.flags.Store(uint32(x)) },
 			func(x uint64) { h.rxh.cons.sleep.Store(uint32(x)) },
+			func(x uint64) { h.rxh.cons.window.Store(uint32(x)) },
+			func(x uint64) { h.txh.prod.window.Store(uint32(x)) },
 			// The hostile side's poller word, which the victim reads, and the victim's,
 			// which the hostile side maps too and may overwrite.
 			func(x uint64) { storePollWord(&v.link.peerPoll, x) },

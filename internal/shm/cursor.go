@@ -17,6 +17,7 @@ type rxCursor struct {
 	cons  uint64 // consumer cursor: bytes consumed (and published) so far
 	prod  uint64 // last validated producer cursor from the peer
 	flags uint32 // last validated producer flags from the peer
+	win   uint64 // the window we published (see firstWindow): 0 < win <= size
 }
 
 // observe validates a producer line read from shared memory (flags loaded before prod)
@@ -45,6 +46,11 @@ func (r *rxCursor) observe(flags uint32, prod uint64) error {
 	if avail < r.prod-r.cons {
 		return violation("producer cursor moved backwards from %d to %d", r.prod, prod)
 	}
+	if r.win < r.size && prod > r.win {
+		// Below a whole-ring window the producer has not wrapped, so its cursor is
+		// its ring offset, which stays within the window.
+		return violation("producer cursor %d beyond the window of %d bytes", prod, r.win)
+	}
 	r.prod, r.flags = prod, flags
 	return nil
 }
@@ -61,10 +67,16 @@ type txCursor struct {
 	prod  uint64 // producer cursor: bytes written (and published) so far
 	cons  uint64 // last validated consumer cursor from the peer
 	flags uint32 // last validated consumer flags from the peer
+	win   uint64 // last validated window from the peer, clamped to size; 0 until the first
+	rawW  uint32 // the window word as last loaded, to notice when the peer changes it
 }
 
-// observe validates a consumer line read from shared memory (flags loaded before cons).
-func (t *txCursor) observe(flags uint32, cons uint64) error {
+// observe validates a consumer line read from shared memory (flags loaded before cons,
+// win loaded with them). A window beyond the ring is clamped to the ring: what a lying
+// owner gains with it is that we write into pages of its memfd it did not populate, which
+// are then charged to us, no more than the ring we accepted. A window that shrinks is a
+// violation (we may have written up to its old end).
+func (t *txCursor) observe(flags uint32, cons uint64, win uint32) error {
 	if flags&^fKnown != 0 {
 		return violation("unknown consumer flags %#x", flags)
 	}
@@ -80,9 +92,33 @@ func (t *txCursor) observe(flags uint32, cons uint64) error {
 	if cons-t.cons > t.prod-t.cons {
 		return violation("consumer cursor moved from %d to %d (producer at %d)", t.cons, cons, t.prod)
 	}
-	t.cons, t.flags = cons, flags
+	w := min(uint64(win), t.size)
+	if w < t.win {
+		return violation("consumer window shrank from %d to %d bytes", t.win, w)
+	}
+	t.cons, t.flags, t.win, t.rawW = cons, flags, w, win
 	return nil
 }
 
-// free returns how many bytes may be written without overwriting unconsumed data.
-func (t *txCursor) free() uint64 { return t.size - (t.prod - t.cons) }
+// free returns how many bytes may be written without overwriting unconsumed data or
+// writing beyond the window. Below a whole-ring window the producer does not wrap: its
+// cursor is its ring offset, at most the window (free never let it further, and the
+// window never shrinks).
+func (t *txCursor) free() uint64 {
+	f := t.size - (t.prod - t.cons)
+	if t.win < t.size {
+		f = min(f, t.win-t.prod)
+	}
+	return f
+}
+
+// chunk returns the most a write copies before publishing: a quarter of the ring, and
+// half the window (at least a byte, whatever the peer published) while the window is
+// not the whole ring, so that the owner sees the window half filled, and grows it,
+// while the other half is being written.
+func (t *txCursor) chunk() uint64 {
+	if t.win < t.size {
+		return min(t.size/4, max(1, t.win/2))
+	}
+	return t.size / 4
+}

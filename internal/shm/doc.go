@@ -48,15 +48,18 @@
 // # Pools, segments and slots
 //
 // Each side of a link owns a pool of slots it receives into, in segments: memfds it
-// creates, sizes, seals with F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_SEAL and populates with
-// MADV_POPULATE_WRITE, so that every page is allocated by, and charged to, the owner.
-// The peer maps them and writes into them; it never causes an allocation on the owner's
-// side. Before mapping a segment, a side checks that the memfd lives on tmpfs (not
-// hugetlbfs, whose faults can SIGBUS when the pool is empty), carries exactly those
-// seals (F_SEAL_EXEC tolerated), is open read-write and has exactly the size its
-// announced slot count and ring size imply; since the size can never change, no access
-// within it can fault. It maps no segment whose ring is larger than it accepts itself,
-// and caps the bytes of peer segments it maps with the same bound as its own.
+// creates, sizes and seals with F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_SEAL. It populates
+// their pages itself with MADV_POPULATE_WRITE before the peer may write into them, so
+// that every page is allocated by, and charged to, the owner: the slot headers when it
+// creates a segment, the first window of a ring when it hands the slot out, and the rest
+// of the ring as the window grows (see "Populated window"). The peer maps them and
+// writes into them; it never causes an allocation on the owner's side. Before mapping a
+// segment, a side checks that the memfd lives on tmpfs (not hugetlbfs, whose faults can
+// SIGBUS when the pool is empty), carries exactly those seals (F_SEAL_EXEC tolerated),
+// is open read-write and has exactly the size its announced slot count and ring size
+// imply; since the size can never change, no access within it can fault. It maps no
+// segment whose ring is larger than it accepts itself, and caps the bytes of peer
+// segments it maps with the same bound as its own.
 //
 // A segment of n slots holds n slot headers of SlotHeaderSize (256) bytes, rounded up
 // to 4096, then n rings of one power-of-two size. Segments of a ring size grow 1, 2, 4,
@@ -69,7 +72,11 @@
 // An own slot is free, held (by an offer, or by a Connect waiting for its bind), bound
 // (to a stream) or closed (its stream closed, the peer not yet done with it). It is
 // zeroed, header and ring, and marked free only when our stream is closed and the peer
-// released it or the link is dead; Close never waits for the peer.
+// released it or the link is dead; Close never waits for the peer. Zeroing returns the
+// ring's pages beyond the first window to the system (MADV_REMOVE on the owner's
+// mapping: a hole punched in the memfd, which reads as zeros in every mapping and keeps
+// the file's size, so no mapping faults; the seals forbid shrinking and growing, not
+// that) and clears the first window in place.
 //
 // # Link messages
 //
@@ -107,15 +114,39 @@
 //	    0  u64  producer cursor: bytes written into the ring, ever
 //	    8  u32  producer flags: done writing | closed | abort
 //	   12  u32  producer sleep: 0, or the sequence number of the writer's announced sleep
+//	   16  u32  unused (the consumer line's window word)
 //	offset 128  consumer line, written by the owner (the consumer of this ring)
 //	  128  u64  consumer cursor: bytes consumed, ever
 //	  136  u32  consumer flags: done reading | closed | abort
 //	  140  u32  consumer sleep: 0, or the sequence number of the reader's announced sleep
+//	  144  u32  window: ring bytes the owner populated, from offset 0 (link version 2)
 //
 // So one direction of the stream lives entirely in the receiver's slot, unlike SMC-D,
 // whose consumer cursor travels in a CDC header written into the other DMB; with both
 // slots mapped by both sides the two are equivalent, and this way each direction's words
 // sit in one place. Words are in host byte order: both sides are on one host.
+//
+// # Populated window
+//
+// An idle connection should not hold its rings: the owner populates a ring as it is
+// used. When it hands a slot out, it populates the first window (4 KiB, or the ring if
+// smaller) and publishes its length in the window word. The producer writes only at
+// ring offsets below the window, and does not wrap before the window is the whole ring:
+// its free space is min(size-(prod-cons), window-prod) until then, when its cursor is
+// still its ring offset, and it publishes at most half a window at a time. Each time the
+// owner sees the producer cursor at or beyond the window's middle, it populates the next
+// window's worth of pages in its own mapping, doubling the window, publishes it, and
+// wakes the producer if it announced a sleep, whatever the free space (the
+// quarter-of-the-ring rule below is about the consumer cursor; a producer at the
+// window's edge waits for the window). A producer that keeps writing thus finds the
+// window grown while it writes the second half, and a spinning producer watches the
+// window word as well as the cursor. So a ring becomes resident about as far as its
+// stream has used it (the first window, or at most four times the bytes received), and
+// a writer can be a window ahead of a reader that has not read since, not a ring.
+//
+// The producer validates the word: a window beyond the ring is taken as the ring, and
+// one smaller than before is a violation. The owner validates the producer: below a
+// whole-ring window, a producer cursor beyond the window is a violation.
 //
 // # Cursors
 //
@@ -232,7 +263,11 @@
 // read back: it only decides whether the peer wakes us. What its own poller word says
 // only decides whether we wake it: a lying "awake" stalls its own streams (until their
 // deadlines), a new "asleep" on every load costs us one WAKE per publish to a waiting
-// stream of its, as many as without a poller. What it can do costs its own link only:
+// stream of its, as many as without a poller. An owner that lies about its window costs us
+// no more: no window looks like a peer that does not read, and a window beyond the pages
+// it populated only makes us fault the missing pages of its memfd ourselves, charged to
+// us, at most the ring size we accepted (a producer that writes beyond its window does
+// the same to itself, and fails the stream). What it can do costs its own link only:
 // slots are per link, so another process's streams never share a slot or a segment with
 // it. Memory is bounded per process by [SetMemoryLimit], for own and mapped peer
 // segments apart.

@@ -40,7 +40,8 @@ type line struct {
 	cursor atomic.Uint64 // monotonic byte count: producer cursor or consumer cursor
 	flags  atomic.Uint32 // fDone | fClosed | fAbort, sticky
 	sleep  atomic.Uint32 // 0 = awake; otherwise the sequence number of an announced sleep
-	_      [128 - 16]byte
+	window atomic.Uint32 // consumer line: the ring bytes the owner populated (see firstWindow); unused in the producer line
+	_      [128 - 20]byte
 }
 
 // header is the control area of a slot. The owner of the slot is the
@@ -57,7 +58,25 @@ var (
 	_ [256 - unsafe.Sizeof(header{})]byte
 	_ [unsafe.Offsetof(header{}.cons) - 128]byte
 	_ [128 - unsafe.Offsetof(header{}.cons)]byte
+	_ [unsafe.Offsetof(header{}.cons.window) - 16]byte
+	_ [16 - unsafe.Offsetof(header{}.cons.window)]byte
 )
+
+// The populated window. The owner of a slot allocates (and is charged for) the pages of
+// its ring, but only as the ring is used: when it hands the slot out, its header and the
+// first firstWindow bytes of its ring are populated, and it publishes that length in its
+// consumer line's window word. The producer writes only at ring offsets below the window
+// and does not wrap before the window is the whole ring. Each time the owner finds the
+// window half filled (the producer cursor at its middle or beyond), it populates the next
+// window's worth of pages in its own mapping, doubling the window, and only then
+// publishes it. When the
+// slot is freed, the pages beyond the first window are returned to the system. So an
+// idle connection holds a page per ring, not the ring, and the peer never touches a page
+// of the owner's memfd that the owner did not allocate first.
+const firstWindow = 4 << 10
+
+// initialWindow returns the window of a ring of size bytes when its slot is handed out.
+func initialWindow(size int) int { return min(size, firstWindow) }
 
 // validRingSize reports whether n is an acceptable ring size.
 func validRingSize(n int) bool {

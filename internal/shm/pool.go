@@ -121,10 +121,25 @@ func (g *segment) ring(i int) []byte {
 func (g *segment) bytes() int64 { return int64(len(g.mem)) }
 
 // zeroSlot clears slot i's header and ring: a slot is handed out again only zeroed,
-// so that no cursor, flag or byte of an earlier use is seen by the next.
+// so that no cursor, flag or byte of an earlier use is seen by the next. The pages of
+// the ring beyond the first window are returned to the system (they read as zeros),
+// the first window is zeroed in place: the next use starts with that window again.
 func (g *segment) zeroSlot(i int) {
 	clear(g.mem[i*SlotHeaderSize : (i+1)*SlotHeaderSize])
-	clear(g.ring(i))
+	r := g.ring(i)
+	w := initialWindow(g.ringSize)
+	clear(r[:w])
+	if w < len(r) {
+		discard(r[w:])
+	}
+}
+
+// openWindow populates the first window of slot i's ring and publishes it in the
+// slot's consumer line, whose header was just cleared.
+func (g *segment) openWindow(i int) {
+	w := initialWindow(g.ringSize)
+	populate(g.ring(i)[:w])
+	g.header(i).cons.window.Store(uint32(w))
 }
 
 // pool is a side's own slots on one link; guarded by the link's mu.
@@ -139,8 +154,9 @@ func newPool() pool {
 }
 
 // take hands out a free slot of an acknowledged segment of ringSize, held, with a new
-// generation and a zeroed header (the peer could have written into a free slot's
-// header; its ring is zeroed already). It returns nil if there is none.
+// generation, a zeroed header (the peer could have written into a free slot's header;
+// its ring is zeroed already) and its first window open. It returns nil if there is
+// none.
 func (p *pool) take(ringSize int) (*segment, int) {
 	var best *segment
 	for _, g := range p.segs {
@@ -165,6 +181,7 @@ func (p *pool) take(ringSize int) (*segment, int) {
 		sl.state, sl.released, sl.stream, sl.offer = slotHeld, false, nil, nil
 		best.free--
 		clear(best.mem[i*SlotHeaderSize : (i+1)*SlotHeaderSize])
+		best.openWindow(i)
 		counters.slotsInUse.Add(1)
 		counters.slotsFree.Add(-1)
 		return best, i

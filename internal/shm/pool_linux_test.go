@@ -163,7 +163,61 @@ func TestSegmentMemoryLimit(t *testing.T) {
 	if _, err := newSegment(1, MinRingSize, 1); !errors.Is(err, ErrMemoryLimit) {
 		t.Fatalf("beyond the bound: %v, want ErrMemoryLimit", err)
 	}
-	if got := resident(t, g.mem); got != len(g.mem)/4096 {
-		t.Errorf("%d of %d pages of a new segment resident: the owner must populate it", got, len(g.mem)/4096)
+	if got, want := resident(t, g.mem[:headersSize(2)]), headersSize(2)/4096; got != want {
+		t.Errorf("%d of %d header pages of a new segment resident: the owner must populate them", got, want)
+	}
+}
+
+// TestSlotWindowPages checks the pages of a ring over one use of its slot: a new
+// segment holds its headers only, a slot handed out its first window too, and a slot
+// put back after its whole ring was used returns the pages beyond the first window,
+// in the sealed memfd, while a second mapping (the peer's) sees zeros and no fault.
+func TestSlotWindowPages(t *testing.T) {
+	const size = 64 << 10
+	p := newPool()
+	idx, _ := p.newIndex()
+	g, err := newSegment(idx, size, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.add(g)
+	defer func() { p.remove(g); g.unmap() }()
+	peer, err := unix.Mmap(g.fd, 0, int(g.bytes()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(peer)
+	if got := resident(t, g.mem); got != headersSize(2)/4096 {
+		t.Fatalf("new segment: %d pages resident, want the %d of its headers", got, headersSize(2)/4096)
+	}
+	g.acked = true
+	g, i := p.take(size)
+	if got := resident(t, g.ring(i)); got != firstWindow/4096 {
+		t.Fatalf("slot handed out: %d ring pages resident, want %d", got, firstWindow/4096)
+	}
+	if got := g.header(i).cons.window.Load(); got != firstWindow {
+		t.Fatalf("published window %d, want %d", got, firstWindow)
+	}
+	if got := resident(t, g.ring(1-i)); got != 0 {
+		t.Fatalf("the other slot has %d ring pages resident", got)
+	}
+	// Bulk use: the owner grows the window to the whole ring, the peer writes it all.
+	populate(g.ring(i))
+	off := headersSize(2) + i*size
+	for k := range size {
+		peer[off+k] = byte(k%251 + 1)
+	}
+	g.header(i).cons.window.Store(size)
+	p.put(g, i, time.Now())
+	if got := resident(t, g.ring(i)); got != firstWindow/4096 {
+		t.Fatalf("slot put back: %d ring pages resident, want %d", got, firstWindow/4096)
+	}
+	if g.header(i).cons.window.Load() != 0 {
+		t.Fatal("the window survived the slot's release")
+	}
+	for k, b := range peer[off : off+size] {
+		if b != 0 {
+			t.Fatalf("byte %d of the released ring reads %d through the peer's mapping", k, b)
+		}
 	}
 }

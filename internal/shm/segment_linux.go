@@ -15,10 +15,11 @@ const (
 	optionalSeals = unix.F_SEAL_EXEC
 )
 
-// newSegment creates, seals, maps and populates an own segment of n slots of ringSize
-// bytes, reserving it against the process bound. Populating it here (every page
-// allocated and written by its owner) makes the owner the one charged for it: the peer
-// that writes into it later only maps pages that exist.
+// newSegment creates, seals and maps an own segment of n slots of ringSize bytes,
+// reserving it against the process bound, and populates its slot headers. Ring pages are
+// populated as the rings are used (see firstWindow), always by the owner before the
+// peer may write into them: so the owner is the one charged for them, and the peer only
+// maps pages that exist.
 func newSegment(idx uint16, ringSize, n int) (g *segment, err error) {
 	if !validRingSize(ringSize) || n < 1 || n > maxSegSlots {
 		return nil, ErrBadSize
@@ -59,10 +60,27 @@ func newSegment(idx uint16, ringSize, n int) (g *segment, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("smc: shm: mapping segment: %w", err)
 	}
-	// Best effort: before 5.14 pages are allocated as they are first touched, by
-	// whichever side touches them.
-	unix.Madvise(mem, unix.MADV_POPULATE_WRITE)
+	populate(mem[:headersSize(n)])
 	return &segment{idx: idx, ringSize: ringSize, n: n, mem: mem, fd: fd, ino: st.Ino}, nil
+}
+
+// populate allocates the pages of b, a page-aligned range of an own segment's mapping,
+// and writes them (zeros), so that they are charged to this process. Best effort:
+// before Linux 5.14 pages are allocated as they are first touched, by whichever side
+// touches them.
+func populate(b []byte) {
+	unix.Madvise(b, unix.MADV_POPULATE_WRITE)
+}
+
+// discard returns the pages of b, a page-aligned range of an own segment's mapping, to
+// the system: the range reads as zeros again, in every mapping of the memfd, and no
+// longer counts against this process. The memfd keeps its size (MADV_REMOVE punches a
+// hole; our seals forbid shrinking and growing, not that), so no mapping of it faults.
+// Where the kernel refuses, the range is zeroed instead.
+func discard(b []byte) {
+	if unix.Madvise(b, unix.MADV_REMOVE) != nil {
+		clear(b)
+	}
 }
 
 // mapPeerSegment validates a memfd received from the peer and maps it. It takes

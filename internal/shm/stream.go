@@ -84,15 +84,18 @@ type waiter struct {
 	c0   uint64 // its cursor as last validated
 	step uint64 // how far the cursor must move: 1, or a quarter ring for space
 	f0   uint32 // its flags as last validated
+	w0   uint32 // its window word as last loaded (a writer at the window's edge waits for it)
 	st0  uint32 // the stream's state
 	idx  int    // index in poller.waiters, or -1; guarded by poller.mu
 }
 
 // ready reports whether what w waits for may have happened: the peer's cursor moved by
-// step (or backwards, which the waiter reports as a violation), its flags or the
-// stream's state changed.
+// step (or backwards, which the waiter reports as a violation), its flags, its window
+// or the stream's state changed.
 func (w *waiter) ready() bool {
-	return w.h.cursor.Load()-w.c0 >= w.step || w.h.flags.Load() != w.f0 || w.s.state.Load() != w.st0
+	h := w.h
+	return h.cursor.Load()-w.c0 >= w.step || h.flags.Load() != w.f0 || h.window.Load() != w.w0 ||
+		w.s.state.Load() != w.st0
 }
 
 // newStream starts a stream over own slot (g, i) and peer slot (pg, pi) of link l;
@@ -101,7 +104,7 @@ func newStream(l *link, g *segment, i int, tok uint64, pg *segment, pi int, ptok
 	s := &Stream{
 		link: l, own: g, ownIdx: i, ownTok: tok, peerSeg: pg, peerIdx: pi, peerTok: ptok,
 		rxRing: g.ring(i), txRing: pg.ring(pi), rxh: g.header(i), txh: pg.header(pi),
-		rx:     rxCursor{size: uint64(g.ringSize)},
+		rx:     rxCursor{size: uint64(g.ringSize), win: uint64(initialWindow(g.ringSize))},
 		tx:     txCursor{size: uint64(pg.ringSize)},
 		rw:     waiter{wake: make(chan struct{}, 1), idx: -1},
 		ww:     waiter{wake: make(chan struct{}, 1), idx: -1},
@@ -393,7 +396,27 @@ func (s *Stream) pollRx() error {
 	case st&stHungUp != 0 && s.rx.flags&(fDone|fClosed) == 0:
 		return s.fail(errReset("peer vanished"))
 	}
+	if s.rx.win < s.rx.size && s.rx.prod >= s.rx.win/2 && s.rx.flags&(fDone|fClosed) == 0 {
+		// Half filled (the producer writes half a window at a time): grow it while
+		// the producer writes the other half, so that it need not stop at the edge.
+		s.growWindow()
+	}
 	return nil
+}
+
+// growWindow doubles the window of our ring, which the producer has half filled. The pages of
+// the new half are populated in our own mapping before the window is published, so that
+// they are allocated by, and charged to, us before the producer may write into them.
+// The producer, if it announced a sleep, is woken whatever the free space: at the
+// window's edge it waits for this, not for the consumer cursor. The store of the window
+// and the load of the sleep word pair with the writer's announce-then-recheck as in
+// advanceRx. s.rmu is held.
+func (s *Stream) growWindow() {
+	w := s.rx.win
+	populate(s.rxRing[w : 2*w])
+	s.rx.win = 2 * w
+	s.rxh.cons.window.Swap(uint32(s.rx.win)) // Swap, not Store: see dekkerStore
+	s.wakeWriter()
 }
 
 // consume copies validated bytes out of the ring into b and publishes the new consumer
@@ -423,7 +446,14 @@ func (s *Stream) advanceRx(n uint64) {
 	}
 	s.rx.cons += n
 	s.rxh.cons.cursor.Swap(s.rx.cons) // Swap, not Store: see dekkerStore
-	if v := s.rxh.prod.sleep.Load(); v != 0 && s.rx.size-s.rx.avail() >= s.rx.size/4 {
+	if s.rx.size-s.rx.avail() >= s.rx.size/4 {
+		s.wakeWriter()
+	}
+}
+
+// wakeWriter wakes the peer's writer if it announced a sleep (see ring). s.rmu is held.
+func (s *Stream) wakeWriter() {
+	if v := s.rxh.prod.sleep.Load(); v != 0 {
 		s.ring(&s.rw, v, wakeSpace)
 	}
 }
@@ -431,10 +461,12 @@ func (s *Stream) advanceRx(n uint64) {
 func (s *Stream) waitRx() error {
 	p0, f0 := s.rx.prod, s.rx.flags
 	h := &s.rxh.prod
-	if s.spin(&s.rw, h, p0, f0, &s.rdl) {
+	// The producer line has no window: whatever its word holds is passed as unchanged.
+	w0 := h.window.Load()
+	if s.spin(&s.rw, h, p0, f0, w0, &s.rdl) {
 		return nil
 	}
-	return s.wait(&s.rw, &s.rxh.cons.sleep, &s.rdl, "read", h, p0, 1, f0)
+	return s.wait(&s.rw, &s.rxh.cons.sleep, &s.rdl, "read", h, p0, 1, f0, w0)
 }
 
 // Write writes b into the peer's ring, blocking while the ring is full. It returns early
@@ -459,7 +491,7 @@ func (s *Stream) Write(b []byte) (int, error) {
 			return n, err
 		}
 		for n < len(b) && s.tx.free() > 0 {
-			k := min(s.tx.free(), uint64(len(b)-n), s.tx.size/4)
+			k := min(s.tx.free(), uint64(len(b)-n), s.tx.chunk())
 			s.produce(b[n : n+int(k)])
 			n += int(k)
 		}
@@ -525,7 +557,7 @@ func (s *Stream) nextTx() ([]byte, error) {
 		}
 		if n := s.tx.free(); n > 0 {
 			off := s.tx.prod & (s.tx.size - 1)
-			n = min(n, s.tx.size-off, s.tx.size/4)
+			n = min(n, s.tx.size-off, s.tx.chunk())
 			if err := s.beginForeign("write"); err != nil {
 				return nil, err
 			}
@@ -570,8 +602,9 @@ func (s *Stream) writable() error {
 func (s *Stream) pollTx() error {
 	st := s.state.Load()
 	f := s.txh.cons.flags.Load()
+	w := s.txh.cons.window.Load()
 	c := s.txh.cons.cursor.Load()
-	if err := s.tx.observe(f, c); err != nil {
+	if err := s.tx.observe(f, c, w); err != nil {
 		return s.fail(err)
 	}
 	switch {
@@ -635,22 +668,23 @@ func (s *Stream) ring(w *waiter, v uint32, b byte) {
 }
 
 func (s *Stream) waitTx() error {
-	c0, f0 := s.tx.cons, s.tx.flags
+	c0, f0, w0 := s.tx.cons, s.tx.flags, s.tx.rawW
 	h := &s.txh.cons
-	if s.spin(&s.ww, h, c0, f0, &s.wdl) {
+	if s.spin(&s.ww, h, c0, f0, w0, &s.wdl) {
 		return nil
 	}
-	return s.wait(&s.ww, &s.txh.prod.sleep, &s.wdl, "write", h, c0, max(1, s.tx.size/4), f0)
+	return s.wait(&s.ww, &s.txh.prod.sleep, &s.wdl, "write", h, c0, max(1, s.tx.size/4), f0, w0)
 }
 
 // spin polls the peer's control line h, if the process spin budget allows, until its
-// cursor or flags differ from c0 and f0 (what the caller last validated), the local state
+// cursor, flags or window differ from c0, f0 and w0 (what the caller last validated; a
+// writer at the window's edge waits for the window), the local state
 // changes, the spin time is up or the deadline in dl passes. It reports whether it saw a
 // change; the caller then rechecks everything, so a spurious true is fine.
 //
 // It is wait's first stage, kept apart so that a wait that the spin ends allocates
 // nothing (wait's closures escape to the netpoller) and reads the clock once per check.
-func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0 uint32, dl *atomic.Int64) bool {
+func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0, w0 uint32, dl *atomic.Int64) bool {
 	// Spins that keep ending in a park are mostly wasted CPU (a peer with think time, or
 	// one whose CPU is taken by another process): after 4 in a row, a waiter spins an
 	// eighth of the budget (still catching a peer that answers at once), except on every
@@ -681,7 +715,7 @@ func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0 uint32, dl *atomic.Int64
 	yielded := start
 	st0 := s.state.Load()
 	for i := 1; ; i++ {
-		if h.cursor.Load() != c0 || h.flags.Load() != f0 || s.state.Load() != st0 {
+		if h.cursor.Load() != c0 || h.flags.Load() != f0 || h.window.Load() != w0 || s.state.Load() != st0 {
 			releaseSpin()
 			w.misses = 0
 			return true
@@ -714,22 +748,22 @@ func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0 uint32, dl *atomic.Int64
 // waiter parks with data in its ring and nobody wakes it. A Swap is a read-modify-
 // write, a full barrier in every build.
 
-// wait blocks until the peer's control line h moved step bytes past c0 or its flags
-// differ from f0, the local state
-// changes, a kick arrives, or the deadline passes. It announces a sleep in the shared
-// sleep word, registers with the poller (unless the peer is in this process), rechecks,
-// and parks on w.wake (callers spin first, see spin), which the poller kicks when h
-// changes, and the link's reader when the peer's WAKE for this slot arrives (or the
-// peer stream itself, when it lives in this process). Local events (close, deadline
-// changes, failures) kick it too. Spurious returns are fine: callers loop.
-func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op string, h *line, c0, step uint64, f0 uint32) error {
+// wait blocks until the peer's control line h moved step bytes past c0 or its flags or
+// window differ from f0 and w0, the local state changes, a kick arrives, or the deadline
+// passes. It announces a sleep in the shared sleep word, registers with the poller
+// (unless the peer is in this process), rechecks, and parks on w.wake (callers spin
+// first, see spin), which the poller kicks when h changes, and the link's reader when
+// the peer's WAKE for this slot arrives (or the peer stream itself, when it lives in
+// this process). Local events (close, deadline changes, failures) kick it too. Spurious
+// returns are fine: callers loop.
+func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op string, h *line, c0, step uint64, f0, w0 uint32) error {
 	var left time.Duration
 	if d := dl.Load(); d != 0 {
 		if left = time.Until(time.Unix(0, d)); left <= 0 {
 			return &timeoutError{op}
 		}
 	}
-	w.h, w.c0, w.step, w.f0, w.st0 = h, c0, step, f0, s.state.Load()
+	w.h, w.c0, w.step, w.f0, w.w0, w.st0 = h, c0, step, f0, w0, s.state.Load()
 	w.seq++
 	if w.seq == 0 {
 		w.seq = 1
