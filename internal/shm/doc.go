@@ -196,14 +196,15 @@
 // yet. A producer stores its cursor, loads the stream's sleep word and, if the stream
 // waits, the peer's poller word on that link; it sends a WAKE (naming the slot) only if
 // that word is non-zero and not the one it last rang on this link (a consumer does the
-// same with its cursor and the writer's sleep word, once a quarter of the ring is free).
+// same with its cursor or its window and the writer's sleep word, once a quarter of the
+// ring is free or the window grew).
 // So a passive process is rung once per announced sleep, however many of its streams got
 // data, and an active one not at all. The link's reader, on a WAKE, kicks the named
 // streams, announces a new sleep on the links of all registered waiters and polls them
 // once. If that poll finds streams the WAKE did not name, the process is busy and the
 // poller turns active: it stores 0 in those words, and its goroutine polls the waiters,
 // readying through its channel each one whose line changed (a writer's once a quarter of
-// the ring is free) and yielding its P to them, until it found nothing for a spin budget.
+// the ring is free or its window grew) and yielding its P to them, until it found nothing for a spin budget.
 // Then it announces a new sleep, polls once more and turns passive, unless that poll
 // found work. An idle process has no goroutine polling, and an idle stream no goroutine.
 //
@@ -228,7 +229,8 @@
 // a producer wakes each waiting stream once per announced sleep of the stream: then the
 // first pair alone (the sleep word and the cursor) ensures that either R sees C or the
 // producer sees the sleep and rings. So no wake-up is lost, none is sent while the peer
-// polls, and a consumer wakes a blocked writer only once a quarter of the ring is free.
+// polls, and a consumer wakes a blocked writer only once a quarter of the ring is free
+// (or the window grew).
 // Waiting goroutines hold no OS thread.
 //
 // When the peer is this very process (SO_PEERCRED), the two streams find each other (by
