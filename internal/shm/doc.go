@@ -211,8 +211,9 @@
 // No wake-up is lost. Every store below is a Swap and every load an atomic load, all
 // sequentially consistent (Dekker's pattern twice; the stores are Swaps because the race
 // detector's Store is only a release). Suppose a waiter's recheck R misses a producer's
-// cursor store C. Then C follows R, and so do the producer's loads after C: it sees the
-// waiter's sleep word (stored before R) and loads the poller word of the waiter's link.
+// cursor store C (for a waiting writer: a consumer's cursor or window store). Then C
+// follows R, and so do the producer's loads after C: it sees the waiter's sleep word
+// (stored before R) and loads the poller word of the waiter's link.
 //   - If the poller is active at some time after C, it polls the waiter (registered
 //     before R) until it turns passive, and turning passive announces a sleep and polls
 //     once more: that poll follows C and sees it.
