@@ -42,6 +42,14 @@ func TestParseDispatch(t *testing.T) {
 	}
 }
 
+// splitReaders return a reader of b that returns everything at once, one byte at a
+// time, or half of what is asked.
+var splitReaders = map[string]func(b []byte) io.Reader{
+	"whole":    func(b []byte) io.Reader { return bytes.NewReader(b) },
+	"one byte": func(b []byte) io.Reader { return iotest.OneByteReader(bytes.NewReader(b)) },
+	"half":     func(b []byte) io.Reader { return iotest.HalfReader(bytes.NewReader(b)) },
+}
+
 // TestReadMessage reads a message followed by other bytes, through readers that
 // return one byte at a time or everything at once, and checks that exactly the
 // message is consumed.
@@ -49,12 +57,7 @@ func TestReadMessage(t *testing.T) {
 	decl := unhex(t, linuxDeclineV1)
 	prop := unhex(t, proposalLoopback)
 	after := []byte("application data")
-	readers := map[string]func([]byte) io.Reader{
-		"whole":    func(b []byte) io.Reader { return bytes.NewReader(b) },
-		"one byte": func(b []byte) io.Reader { return iotest.OneByteReader(bytes.NewReader(b)) },
-		"half":     func(b []byte) io.Reader { return iotest.HalfReader(bytes.NewReader(b)) },
-	}
-	for rname, mk := range readers {
+	for rname, mk := range splitReaders {
 		for _, msg := range [][]byte{decl, prop} {
 			r := mk(append(append([]byte(nil), msg...), after...))
 			buf := make([]byte, 0, MaxMessageLen)
@@ -82,12 +85,7 @@ func TestReadMessageAhead(t *testing.T) {
 	decl := unhex(t, linuxDeclineV1)
 	prop := unhex(t, proposalLoopback)
 	after := []byte("application data")
-	readers := map[string]func([]byte) io.Reader{
-		"whole":    func(b []byte) io.Reader { return bytes.NewReader(b) },
-		"one byte": func(b []byte) io.Reader { return iotest.OneByteReader(bytes.NewReader(b)) },
-		"half":     func(b []byte) io.Reader { return iotest.HalfReader(bytes.NewReader(b)) },
-	}
-	for rname, mk := range readers {
+	for rname, mk := range splitReaders {
 		for _, msg := range [][]byte{decl, prop} {
 			cr := &countingReader{r: mk(append(append([]byte(nil), msg...), after...))}
 			buf := make([]byte, 0, MaxMessageLen)
