@@ -29,9 +29,11 @@ type Conn struct {
 	signal   sigResult
 	limit    *atomic.Int64 // server: the listener's count of handshakes in progress
 
-	// handshakeMu serialises handshakes; handshakeErr is sticky and guarded by it.
+	// handshakeMu serialises handshakes; handshakeErr is sticky and guarded by it,
+	// and so is ahead: bytes the handshake read past its last CLC message.
 	handshakeMu  sync.Mutex
 	handshakeErr error
+	ahead        []byte
 	// handshakeDone is set after data and state are final; a load that sees true
 	// orders all later reads of data and state after their writes.
 	handshakeDone atomic.Bool
@@ -263,8 +265,10 @@ func (c *Conn) remoteAddrPort() netip.AddrPort {
 	return c.tcp.RemoteAddr().(*net.TCPAddr).AddrPort()
 }
 
-// replayTCP is the data path of a server connection whose client advertised SMC but
-// then sent application data: the bytes the handshake consumed are read first.
+// replayTCP is the data path of a connection that settled on TCP after its
+// handshake read application data: a client's that advertised SMC and then sent
+// no CLC, or what a peer sent after its Decline in the same read. Those bytes are
+// read first.
 type replayTCP struct {
 	*net.TCPConn
 	mu      sync.Mutex

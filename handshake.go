@@ -1,9 +1,11 @@
 package smc
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -118,15 +120,32 @@ func (c *Conn) writeCLC(m wire.Message) error {
 	return nil
 }
 
-// readCLC reads and decodes one CLC message. raw holds every byte consumed, also
-// on error: after an error wrapping wire.ErrNotCLC they are application data.
+// readCLC reads and decodes one CLC message, in one read when it arrived whole. raw
+// holds every byte of it consumed, also on error: after an error wrapping
+// wire.ErrNotCLC they are application data. Bytes read past the message are kept in
+// c.ahead: the next readCLC reads them first, and finishTCP hands them to the
+// application.
 func (c *Conn) readCLC() (m wire.Message, raw []byte, err error) {
-	raw, err = wire.ReadMessage(c.tcp, make([]byte, 0, wire.MaxMessageLen))
+	var r io.Reader = c.tcp
+	if len(c.ahead) > 0 {
+		r = io.MultiReader(bytes.NewReader(c.ahead), c.tcp)
+	}
+	raw, c.ahead, err = wire.ReadMessageAhead(r, make([]byte, 0, wire.MaxMessageLen))
 	if err != nil {
 		return nil, raw, err
 	}
 	m, err = wire.Parse(raw)
 	return m, raw, err
+}
+
+// checkNothingAhead returns an error if the peer sent bytes after the CLC message
+// just read that no answer of ours could have prompted: after an Accept or a
+// Confirm the TCP stream carries nothing until the handshake is over.
+func (c *Conn) checkNothingAhead(after string) error {
+	if len(c.ahead) > 0 {
+		return c.handshakeError(ReasonIntErr, fmt.Errorf("smc: %d bytes on TCP after the peer's CLC %s", len(c.ahead), after))
+	}
+	return nil
 }
 
 // decline builds and sends a Decline carrying code, in the given version, and
@@ -142,7 +161,7 @@ func (c *Conn) decline(reason Reason, code wire.Code, version uint8) error {
 	}
 	c.countDecline(true, reason)
 	c.logDecision("declined", reason, 0)
-	return c.finishTCP(c.tcp, reason, 0)
+	return c.finishTCP(reason, 0)
 }
 
 // readErrorReason maps an error of readCLC to the reason the handshake ends with:
@@ -167,11 +186,18 @@ func readErrorReason(err error) Reason {
 func (c *Conn) peerDeclined(d *wire.Decline) error {
 	c.countDecline(false, Reason(d.Diagnosis))
 	c.logDecision("peer declined", ReasonPeerDecl, Reason(d.Diagnosis))
-	return c.finishTCP(c.tcp, ReasonPeerDecl, Reason(d.Diagnosis))
+	return c.finishTCP(ReasonPeerDecl, Reason(d.Diagnosis))
 }
 
-// finishTCP completes the handshake in TCP mode.
-func (c *Conn) finishTCP(data dataPath, reason, peer Reason) error {
+// finishTCP completes the handshake in TCP mode. The bytes the handshake read past
+// its last CLC message (c.ahead) are the application's, read before the TCP
+// connection's.
+func (c *Conn) finishTCP(reason, peer Reason) error {
+	var data dataPath = c.tcp
+	if len(c.ahead) > 0 {
+		data = &replayTCP{TCPConn: c.tcp, pending: c.ahead}
+		c.ahead = nil
+	}
 	err := c.finish(data, ConnectionState{Mode: ModeTCP, Fallback: reason, PeerDiagnosis: peer,
 		Offered: c.signal.Sent, PeerAdvertised: c.signal.Received})
 	if err == nil {

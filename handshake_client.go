@@ -68,6 +68,9 @@ func (hs *clientHandshakeState) handshake() error {
 			hs.accept = m
 		}
 	}
+	if err := c.checkNothingAhead("accept"); err != nil {
+		return err
+	}
 	if hs.accept == nil {
 		return hs.decline(ReasonModeUnsupp)
 	}

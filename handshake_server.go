@@ -52,7 +52,8 @@ func (hs *serverHandshakeState) handshake() error {
 	case ReasonNone:
 	case ReasonPeerNotCLC:
 		c.logDecision("client does not speak CLC", r, 0)
-		return c.finishTCP(&replayTCP{TCPConn: c.tcp, pending: raw}, r, 0)
+		c.ahead = raw // every byte consumed: the application's
+		return c.finishTCP(r, 0)
 	case ReasonIntErr:
 		return c.handshakeError(r, fmt.Errorf("smc: waiting for CLC proposal: %w", err))
 	default:
@@ -110,6 +111,9 @@ func (hs *serverHandshakeState) handshake() error {
 		confirm = m
 	default:
 		return c.handshakeError(ReasonIntErr, fmt.Errorf("smc: expected a CLC confirm, got %T", m))
+	}
+	if err := c.checkNothingAhead("confirm"); err != nil {
+		return err
 	}
 	if !hs.answers(confirm) {
 		return c.handshakeError(ReasonIntErr, errors.New("smc: CLC confirm does not answer our accept"))

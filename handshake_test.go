@@ -104,12 +104,13 @@ func TestServerTakesDeclineFirst(t *testing.T) {
 }
 
 // TestClientTakesDecline: a server that declines the Proposal leaves the client on
-// the same TCP connection with PEERDECL.
+// the same TCP connection with PEERDECL; what the server wrote right after its
+// Decline, which the client's read of the Decline took too, reaches the application.
 func TestClientTakesDecline(t *testing.T) {
 	checkLeaks(t)
 	ct, st := tcpPair(t)
 	d := &wire.Decline{Version: wire.Version2, Diagnosis: wire.CodeNoSMCDev, OSType: wire.OSLinux}
-	got := rawServer(t, st, d.Append(nil))
+	got := rawServer(t, st, append(d.Append(nil), "greeting\n"...))
 	client := newConn(ct, true, nil, advertised)
 	if err := client.Handshake(); err != nil {
 		t.Fatal(err)
@@ -120,6 +121,11 @@ func TestClientTakesDecline(t *testing.T) {
 	s := client.ConnectionState()
 	if s.Mode != ModeTCP || s.Fallback != ReasonPeerDecl || s.PeerDiagnosis != ReasonNoSMCDev {
 		t.Fatalf("state %+v, want TCP, PEERDECL, peer NOSMCDEV", s)
+	}
+	greeting := make([]byte, len("greeting\n"))
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(client, greeting); err != nil || string(greeting) != "greeting\n" {
+		t.Fatalf("client read %q, %v; want the server's greeting", greeting, err)
 	}
 	exchange(t, client, st, "data after the decline\n")
 	exchange(t, st, client, "answer\n")
@@ -244,6 +250,27 @@ func TestClientNonCLCAnswer(t *testing.T) {
 	}
 	if _, err := client.Read(make([]byte, 1)); !errors.Is(err, de) {
 		t.Fatalf("Read after failed handshake: %v, want the sticky handshake error", err)
+	}
+}
+
+// TestClientBytesAfterAccept: a server that sends more after its Accept, before the
+// client answered, breaks CLC: the client's handshake fails instead of guessing
+// whose bytes they are.
+func TestClientBytesAfterAccept(t *testing.T) {
+	checkLeaks(t)
+	gid, err := localGID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, st := tcpPair(t)
+	a := &wire.AcceptConfirm{Type: wire.TypeAccept, GID: gid[0], GIDExt: gid[1], DMBToken: 1, LinkID: 1 << 16,
+		CHID: localCHID, EID: localEID, FCE: firstContact()}
+	rawServer(t, st, append(a.Append(nil), "more"...))
+	client := newConn(ct, true, nil, advertised)
+	err = client.Handshake()
+	var de *DeclineError
+	if !errors.As(err, &de) || de.Reason != ReasonIntErr || !strings.Contains(err.Error(), "after the peer's CLC accept") {
+		t.Fatalf("handshake error %v, want a DeclineError with INTERR for bytes after the accept", err)
 	}
 }
 

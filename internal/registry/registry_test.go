@@ -64,6 +64,10 @@ func TestCounters(t *testing.T) {
 	}
 }
 
+// scanCursors are the cursor words of TestScanOwnProcess's connection, read through
+// /proc by address as smc ss reads another process's.
+var scanCursors [4]uint64
+
 // TestScanOwnProcess: Scan finds this process's registry with its status, counters
 // and records, through /proc as another process would; a record grows the file past
 // its first size, reads back intact, and is gone once unregistered; a connection's
@@ -78,7 +82,7 @@ func TestScanOwnProcess(t *testing.T) {
 	}
 	r.SetStatus("works (test)", 42)
 	r.Add(ClientNegotiated)
-	cursors := new([4]uint64)
+	cursors := &scanCursors // a global: a stack variable may move, its address with it
 	*cursors = [4]uint64{1000, 900, 5000, 4000}
 	var addrs [4]uint64
 	for i := range cursors {

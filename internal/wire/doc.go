@@ -30,7 +30,8 @@
 // On a live connection, [ReadMessage] reads exactly one message, stops at the first
 // byte proving the stream is not CLC ([ErrNotCLC], see [IsHeaderPrefix]) and always
 // returns the bytes it consumed, so the caller can hand them to the application;
-// [Parse] then decodes whichever message arrived (a Linux client without an SMC
+// [ReadMessageAhead] does the same in one read for a message that arrived whole, and
+// returns what it read beyond the message for the caller to replay. [Parse] then decodes whichever message arrived (a Linux client without an SMC
 // device sends a v1 Decline where a Proposal was expected).
 //
 // Sources: Linux net/smc/smc_clc.h and smc_clc.c (smc_clc_send_proposal,

@@ -53,34 +53,54 @@ func Parse(b []byte) (Message, error) {
 // does); otherwise a new slice is allocated. ReadMessage checks only the header;
 // decode the body with [Parse] or the parser of the expected type.
 func ReadMessage(r io.Reader, buf []byte) ([]byte, error) {
+	m, _, err := readMessage(r, buf, false)
+	return m, err
+}
+
+// ReadMessageAhead is [ReadMessage] for a reader that may be read past the message:
+// each read asks r for as much as buf holds (at least MaxMessageLen), so that a
+// message that arrived whole takes one read, not a read for the header and one for
+// the body. rest is what those reads returned beyond the message, and the caller
+// owns it (after a Decline it is the peer's application data). On error, raw is
+// every byte consumed and rest is empty. buf's capacity is used if it is at least
+// MaxMessageLen.
+func ReadMessageAhead(r io.Reader, buf []byte) (raw, rest []byte, err error) {
+	return readMessage(r, buf, true)
+}
+
+// readMessage reads one message from r into buf, asking each read for the bytes
+// still missing (exact) or for all buf can hold (ahead).
+func readMessage(r io.Reader, buf []byte, ahead bool) (raw, rest []byte, err error) {
 	buf = buf[:0]
-	if cap(buf) < HeaderLen {
+	if cap(buf) < HeaderLen || ahead && cap(buf) < MaxMessageLen {
 		buf = make([]byte, 0, MaxMessageLen)
 	}
-	for len(buf) < HeaderLen {
-		n, err := r.Read(buf[len(buf):HeaderLen])
+	want := HeaderLen // until the header is known, then the whole message's length
+	for len(buf) < want {
+		end := want
+		if ahead {
+			end = cap(buf)
+		}
+		n, err := r.Read(buf[len(buf):end])
 		buf = buf[:len(buf)+n]
 		if !IsHeaderPrefix(buf) {
-			return buf, &ParseError{Code: CodePeerNoSMC, Msg: fmt.Sprintf("stream starts % x", buf), Err: ErrNotCLC}
+			return buf, nil, &ParseError{Code: CodePeerNoSMC, Msg: fmt.Sprintf("stream starts % x", buf[:min(len(buf), HeaderLen)]), Err: ErrNotCLC}
 		}
-		if err != nil {
+		if want == HeaderLen && len(buf) >= HeaderLen {
+			want = int(decodeHeader(buf).Length) // at most MaxMessageLen: IsHeaderPrefix checked it
+			if cap(buf) < want {
+				buf = append(make([]byte, 0, want), buf...)
+			}
+		}
+		if err != nil && len(buf) < want {
 			if errors.Is(err, io.EOF) && len(buf) > 0 {
 				err = io.ErrUnexpectedEOF
 			}
-			return buf, fmt.Errorf("smc: wire: reading CLC header: %w", err)
+			if len(buf) < HeaderLen {
+				return buf, nil, fmt.Errorf("smc: wire: reading CLC header: %w", err)
+			}
+			return buf, nil, fmt.Errorf("smc: wire: reading CLC %v: %w", Type(buf[4]), err)
 		}
 	}
-	total := int(decodeHeader(buf).Length) // at most MaxMessageLen: IsHeaderPrefix checked it
-	if cap(buf) < total {
-		buf = append(make([]byte, 0, total), buf...)
-	}
-	n, err := io.ReadFull(r, buf[HeaderLen:total])
-	buf = buf[:HeaderLen+n]
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return buf, fmt.Errorf("smc: wire: reading CLC %v: %w", Type(buf[4]), err)
-	}
-	return buf, nil
+	return buf[:want:want], buf[want:], nil
 }

@@ -42,6 +42,14 @@ func TestParseDispatch(t *testing.T) {
 	}
 }
 
+// splitReaders return a reader of b that returns everything at once, one byte at a
+// time, or half of what is asked.
+var splitReaders = map[string]func(b []byte) io.Reader{
+	"whole":    func(b []byte) io.Reader { return bytes.NewReader(b) },
+	"one byte": func(b []byte) io.Reader { return iotest.OneByteReader(bytes.NewReader(b)) },
+	"half":     func(b []byte) io.Reader { return iotest.HalfReader(bytes.NewReader(b)) },
+}
+
 // TestReadMessage reads a message followed by other bytes, through readers that
 // return one byte at a time or everything at once, and checks that exactly the
 // message is consumed.
@@ -49,12 +57,7 @@ func TestReadMessage(t *testing.T) {
 	decl := unhex(t, linuxDeclineV1)
 	prop := unhex(t, proposalLoopback)
 	after := []byte("application data")
-	readers := map[string]func([]byte) io.Reader{
-		"whole":    func(b []byte) io.Reader { return bytes.NewReader(b) },
-		"one byte": func(b []byte) io.Reader { return iotest.OneByteReader(bytes.NewReader(b)) },
-		"half":     func(b []byte) io.Reader { return iotest.HalfReader(bytes.NewReader(b)) },
-	}
-	for rname, mk := range readers {
+	for rname, mk := range splitReaders {
 		for _, msg := range [][]byte{decl, prop} {
 			r := mk(append(append([]byte(nil), msg...), after...))
 			buf := make([]byte, 0, MaxMessageLen)
@@ -73,6 +76,48 @@ func TestReadMessage(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestReadMessageAhead reads a message followed by other bytes: what the reads
+// returned beyond the message comes back as rest, nothing is lost, and a message that
+// arrived whole takes one read.
+func TestReadMessageAhead(t *testing.T) {
+	decl := unhex(t, linuxDeclineV1)
+	prop := unhex(t, proposalLoopback)
+	after := []byte("application data")
+	for rname, mk := range splitReaders {
+		for _, msg := range [][]byte{decl, prop} {
+			cr := &countingReader{r: mk(append(append([]byte(nil), msg...), after...))}
+			buf := make([]byte, 0, MaxMessageLen)
+			got, rest, err := ReadMessageAhead(cr, buf)
+			if err != nil {
+				t.Fatalf("%s: %v", rname, err)
+			}
+			if !bytes.Equal(got, msg) || cap(got) != len(msg) {
+				t.Fatalf("%s: read\n% x (cap %d)\nwant\n% x", rname, got, cap(got), msg)
+			}
+			if &got[0] != &buf[:1][0] {
+				t.Fatalf("%s: did not use buf", rname)
+			}
+			left, _ := io.ReadAll(cr.r)
+			if all := append(append([]byte(nil), rest...), left...); !bytes.Equal(all, after) {
+				t.Fatalf("%s: rest %q and left %q, want %q", rname, rest, left, after)
+			}
+			if rname == "whole" && (cr.n != 1 || !bytes.Equal(rest, after)) {
+				t.Fatalf("whole: %d reads, rest %q", cr.n, rest)
+			}
+		}
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	c.n++
+	return c.r.Read(b)
 }
 
 func TestReadMessageSmallBuffer(t *testing.T) {
@@ -250,6 +295,23 @@ func FuzzReadMessage(f *testing.F) {
 			msg, err := ReadMessage(r, nil)
 			if consumed := len(stream) - br.Len(); consumed != len(msg) || !bytes.Equal(msg, stream[:consumed]) {
 				t.Fatalf("returned % x, consumed % x", msg, stream[:consumed])
+			}
+			// Reading ahead gives the same message or error, and every byte it
+			// consumed back, as the message or as rest.
+			ar := bytes.NewReader(stream)
+			r = ar
+			if oneByte {
+				r = iotest.OneByteReader(ar)
+			}
+			raw, rest, aerr := ReadMessageAhead(r, nil)
+			if consumed := len(stream) - ar.Len(); consumed != len(raw)+len(rest) || !bytes.Equal(append(raw[:len(raw):len(raw)], rest...), stream[:consumed]) {
+				t.Fatalf("ahead: returned % x and % x, consumed % x", raw, rest, stream[:consumed])
+			}
+			if (err == nil) != (aerr == nil) || errors.Is(err, ErrNotCLC) != errors.Is(aerr, ErrNotCLC) || err == nil && !bytes.Equal(raw, msg) {
+				t.Fatalf("ahead: % x, %v; exact: % x, %v", raw, aerr, msg, err)
+			}
+			if aerr != nil && len(rest) > 0 || oneByte && len(rest) > 0 {
+				t.Fatalf("ahead: rest % x with error %v", rest, aerr)
 			}
 			switch {
 			case err == nil:
