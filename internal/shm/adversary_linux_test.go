@@ -441,7 +441,7 @@ func TestHostileClientLink(t *testing.T) {
 		{"poller page with a reserved field", newMsg(msgPoll).u64(1), func() []int { return []int{memfd(t, good, requiredSeals)} }},
 		{"poller page of the wrong size", newMsg(msgPoll).u64(0), func() []int { return []int{memfd(t, good+4096, requiredSeals)} }},
 		{"unsealed poller page", newMsg(msgPoll).u64(0), func() []int { return []int{memfd(t, good, 0)} }},
-		{"poller page twice", newMsg(msgPoll).u64(0), func() []int { return []int{memfd(t, good, requiredSeals), memfd(t, good, requiredSeals)} }},
+		{"two poller pages in one message", newMsg(msgPoll).u64(0), func() []int { return []int{memfd(t, good, requiredSeals), memfd(t, good, requiredSeals)} }},
 	}
 	e, err := Listen(Config{})
 	if err != nil {
