@@ -466,6 +466,17 @@ func TestHostileClientLink(t *testing.T) {
 			}
 		})
 	}
+	t.Run("poller page announced twice", func(t *testing.T) {
+		o := offer(t, e, PeerID{4}, size)
+		r := dialRaw(t, e.Addr())
+		r.setUp(o)
+		r.send(newMsg(msgPoll).u64(0), memfd(t, good, requiredSeals)) // mapped
+		r.send(newMsg(msgPoll).u64(0), memfd(t, good, requiredSeals))
+		r.wantEOF()
+		if err := waitFails(t, o, 5*time.Second); !errors.Is(err, errLinkDown) {
+			t.Fatalf("offer: %v, want the link's end", err)
+		}
+	})
 	t.Run("bind of a stale slot", func(t *testing.T) {
 		o := offer(t, e, PeerID{3}, size)
 		r := dialRaw(t, e.Addr())
