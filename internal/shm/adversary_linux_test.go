@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -246,7 +247,7 @@ func (r *rawClient) wantEOF() {
 		if m == nil {
 			return
 		}
-		if m[0] != msgSegAck && m[0] != msgSegDel && m[0] != msgWake {
+		if m[0] != msgSegAck && m[0] != msgSegDel && m[0] != msgWake && m[0] != msgPoll {
 			r.t.Fatalf("server sent message type %d where it should have closed the link", m[0])
 		}
 	}
@@ -273,6 +274,7 @@ func (r *rawClient) setUp(o *Offer) uint64 {
 			r.t.Fatal("server closed the link during set-up")
 		case m[0] == msgSeg:
 			r.send(newMsg(msgSegAck).u32(u32of(m[msgHdrLen:])).u32(1))
+		case m[0] == msgPoll:
 		case m[0] == msgReady:
 			return u64of(m[msgHdrLen:])
 		default:
@@ -435,6 +437,11 @@ func TestHostileClientLink(t *testing.T) {
 		{"unknown type", newMsg(200).u64(0), nil},
 		{"segment acknowledgement not 0 or 1", newMsg(msgSegAck).u32(0).u32(2), nil},
 		{"withdrawal of an unknown segment", newMsg(msgSegDel).u32(77).u32(0), nil},
+		{"poller page without descriptor", newMsg(msgPoll).u64(0), nil},
+		{"poller page with a reserved field", newMsg(msgPoll).u64(1), func() []int { return []int{memfd(t, good, requiredSeals)} }},
+		{"poller page of the wrong size", newMsg(msgPoll).u64(0), func() []int { return []int{memfd(t, good+4096, requiredSeals)} }},
+		{"unsealed poller page", newMsg(msgPoll).u64(0), func() []int { return []int{memfd(t, good, 0)} }},
+		{"two poller pages in one message", newMsg(msgPoll).u64(0), func() []int { return []int{memfd(t, good, requiredSeals), memfd(t, good, requiredSeals)} }},
 	}
 	e, err := Listen(Config{})
 	if err != nil {
@@ -459,6 +466,17 @@ func TestHostileClientLink(t *testing.T) {
 			}
 		})
 	}
+	t.Run("poller page announced twice", func(t *testing.T) {
+		o := offer(t, e, PeerID{4}, size)
+		r := dialRaw(t, e.Addr())
+		r.setUp(o)
+		r.send(newMsg(msgPoll).u64(0), memfd(t, good, requiredSeals)) // mapped
+		r.send(newMsg(msgPoll).u64(0), memfd(t, good, requiredSeals))
+		r.wantEOF()
+		if err := waitFails(t, o, 5*time.Second); !errors.Is(err, errLinkDown) {
+			t.Fatalf("offer: %v, want the link's end", err)
+		}
+	})
 	t.Run("bind of a stale slot", func(t *testing.T) {
 		o := offer(t, e, PeerID{3}, size)
 		r := dialRaw(t, e.Addr())
@@ -613,14 +631,15 @@ func TestSealedSegment(t *testing.T) {
 func TestMemoryLimit(t *testing.T) {
 	defer checkLeaks(t)()
 	one := segmentSize(MinRingSize, 1)
-	// Both ends live in this process: room for one segment each.
-	defer SetMemoryLimit(SetMemoryLimit(MemoryInUse() + 2*one))
+	// Both ends live in this process: room for one segment and one poller page (the
+	// size of a segment of one MinRingSize slot) each.
+	defer SetMemoryLimit(SetMemoryLimit(MemoryInUse() + 4*one))
 	e, err := Listen(Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	if _, err := e.Offer(context.Background(), PeerID{6}, 4*MinRingSize, MaxRingSize); !errors.Is(err, ErrMemoryLimit) {
+	if _, err := e.Offer(context.Background(), PeerID{6}, 8*MinRingSize, MaxRingSize); !errors.Is(err, ErrMemoryLimit) {
 		t.Fatalf("Offer of a new link beyond the bound: %v", err)
 	}
 	a, b := pairOn(t, e, PeerID{6}, MinRingSize, MinRingSize)
@@ -694,10 +713,18 @@ func TestOversizedRing(t *testing.T) {
 	}
 }
 
+// storePollWord stores x in the poller word p points to, if the page is mapped.
+func storePollWord(p *atomic.Pointer[atomic.Uint32], x uint64) {
+	if w := p.Load(); w != nil {
+		w.Store(uint32(x))
+	}
+}
+
 // FuzzHostileStream drives a real stream pair: the input is a script of 64-bit stores a
-// hostile peer makes into the words of both control areas, interleaved with the victim's
-// reads and writes under a short deadline. Whatever the script, the victim's calls return
-// by their deadline with data or an allowed error, and never panic. A script makes at
+// hostile peer makes into the words of both control areas and both poller pages,
+// interleaved with the victim's reads and writes under a short deadline. Whatever the
+// script, the victim's calls return by their deadline with data or an allowed error, and
+// never panic. A script makes at
 // most maxVictimCalls calls: each may wait out its 2 ms deadline, and an input of
 // thousands of them would take seconds without reaching any state a short one cannot.
 func FuzzHostileStream(f *testing.F) {
@@ -705,6 +732,7 @@ func FuzzHostileStream(f *testing.F) {
 	f.Add([]byte{0, 16, 0, 0, 0, 0, 0, 0, 0, 0x80})
 	f.Add([]byte{1, 2, 0, 0, 0, 0, 0, 0, 0, 0x81, 3, 255, 255, 255, 255, 255, 255, 255, 255, 0x82})
 	f.Add([]byte{4, 5, 0, 0, 0, 0, 0, 0, 0, 0x83, 0x80, 0x81})
+	f.Add([]byte{8, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 9, 1, 0, 0, 0, 0, 0, 0, 0, 0xc1, 0x80})
 	f.Fuzz(func(t *testing.T, script []byte) {
 		v, h := socketPair(t, 4*MinRingSize, 4*MinRingSize) // larger than the first window
 		words := []func(uint64){
@@ -716,6 +744,10 @@ func FuzzHostileStream(f *testing.F) {
 			func(x uint64) { h.rxh.cons.sleep.Store(uint32(x)) },
 			func(x uint64) { h.rxh.cons.window.Store(uint32(x)) },
 			func(x uint64) { h.txh.prod.window.Store(uint32(x)) },
+			// The hostile side's poller word, which the victim reads, and the victim's,
+			// which the hostile side maps too and may overwrite.
+			func(x uint64) { storePollWord(&v.link.peerPoll, x) },
+			func(x uint64) { storePollWord(&v.link.ownPoll, x) },
 		}
 		buf := make([]byte, 3*MinRingSize)
 		calls := 0

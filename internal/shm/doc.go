@@ -82,7 +82,7 @@
 //
 // Every message is one datagram: a type byte, 7 zero bytes and a body of fixed length,
 // little-endian, strictly parsed; an unknown type, a wrong length, a non-zero reserved
-// field or a descriptor on any message but SEG is a violation and ends the link.
+// field or a descriptor on any message but SEG and POLL is a violation and ends the link.
 //
 //	SEG{idx, ringSize, nslots} + memfd  owner → peer: a new segment; the peer maps it
 //	SEGACK{idx, ok}                     the owner hands out its slots only after ok
@@ -94,6 +94,9 @@
 //	RELEASE{slot}                       the sender never touches the receiver's slot again;
 //	                                    it also wakes the stream still open on that slot
 //	WAKE{n, n × {slot, bits}}           wake the receiver's streams of these slots
+//	POLL{0} + memfd                     either side, at its first stream: its poller
+//	                                    page (see Wake-ups), validated as a segment of
+//	                                    one MinRingSize slot and counted as memory
 //
 // Writes on a link never block the writer: a message that does not fit the socket
 // buffer is queued in order, and a wake-up that does not fit is kept in a per-link set
@@ -181,16 +184,56 @@
 // a park spins an eighth of the budget (a full one on every 8th wait) until a spin
 // succeeds again, so a peer with think time does not cost a full spin per message.
 //
+// While the process's poller is active (below), a waiter does not spin: the poller
+// polls for it.
+//
 // To park, a waiter announces its sleep by storing a new sequence number in its sleep
-// word, rechecks the cursor and flags, and only then blocks on its channel. A producer
-// stores its cursor and then loads the reader's sleep word; a consumer stores its cursor
-// and then loads the writer's sleep word. Both pairs are store-then-load with
-// sequentially consistent atomics (Dekker's pattern; the stores are Swaps, which stay
-// full barriers under the race detector, whose Store is only a release): either the
-// waiter's recheck sees the new cursor, or the other side sees the announcement and
-// sends a WAKE, once per announced sleep. So no wake-up is lost, none is sent while the peer is busy, and a
-// consumer wakes a blocked writer only once a quarter of the ring is free. Waiting
-// goroutines hold no OS thread, and an idle stream has no goroutine and costs no CPU.
+// word, registers with the process's poller, rechecks the cursor and flags, and only then
+// blocks on its channel. Each side of a link owns a poller page (POLL) whose first word is
+// its poller word on that link: 0 while its poller is active, else the sequence number of
+// a sleep the poller announced. A passive poller has no goroutine; it announces its
+// current sleep on the link of every waiter that registers, if that word does not hold it
+// yet. A producer stores its cursor, loads the stream's sleep word and, if the stream
+// waits, the peer's poller word on that link; it sends a WAKE (naming the slot) only if
+// that word is non-zero and not the one it last rang on this link (a consumer does the
+// same with its cursor or its window and the writer's sleep word, once a quarter of the
+// ring is free or the window grew).
+// So a passive process is rung once per announced sleep, however many of its streams got
+// data, and an active one not at all. The link's reader, on a WAKE, kicks the named
+// streams, announces a new sleep on the links of all registered waiters and polls them
+// once. If that poll finds streams the WAKE did not name, the process is busy and the
+// poller turns active: it stores 0 in those words, and its goroutine polls the waiters,
+// readying through its channel each one whose line changed (a writer's once a quarter of
+// the ring is free or its window grew) and yielding its P to them, until it found nothing for a spin budget.
+// Then it announces a new sleep, polls once more and turns passive, unless that poll
+// found work. An idle process has no goroutine polling, and an idle stream no goroutine.
+//
+// No wake-up is lost. Every store below is a Swap and every load an atomic load, all
+// sequentially consistent (Dekker's pattern twice; the stores are Swaps because the race
+// detector's Store is only a release). Suppose a waiter's recheck R misses a producer's
+// cursor store C (for a waiting writer: a consumer's cursor or window store). Then C
+// follows R, and so do the producer's loads after C: it sees the waiter's sleep word
+// (stored before R) and loads the poller word of the waiter's link.
+//   - If the poller is active at some time after C, it polls the waiter (registered
+//     before R) until it turns passive, and turning passive announces a sleep and polls
+//     once more: that poll follows C and sees it.
+//   - Otherwise it is passive from C on. While passive, the word of every registered
+//     waiter's link holds its current sleep s (it announces s on those links when it
+//     turns passive or announces anew, and on a registering waiter's link), so the
+//     producer loads s or a later sleep. If it has not rung that one on this link, it
+//     sends a WAKE, which kicks the stream. If it has, that WAKE is on its way, and the
+//     reader's new announcement on receiving it (a Swap of s+1 in every word it announces
+//     in, even with no waiter left) follows the load that saw s, hence C, and the poll
+//     after it sees C.
+//
+// Without the peer's poller page (not yet mapped, or refused by the cap on peer memory)
+// a producer wakes each waiting stream once per announced sleep of the stream: then the
+// first pair alone (the sleep word and the cursor) ensures that either R sees C or the
+// producer sees the sleep and rings. So no wake-up is lost, none is sent while the peer
+// polls, and a consumer wakes a blocked writer only once a quarter of the ring is free
+// (or the window grew).
+// Waiting goroutines hold no OS thread.
+//
 // When the peer is this very process (SO_PEERCRED), the two streams find each other (by
 // their slots' memfd inodes and tokens) and wake each other through their channels, with
 // no system call.
@@ -219,7 +262,11 @@
 // [ProtocolError] (which also satisfies errors.Is(err, syscall.ECONNRESET)), and a
 // violation on the link ends the link and fails its streams. It can feed us arbitrary
 // data, which it could do over TCP too, and it can refuse to read or to wake us, which
-// looks like an idle peer: deadlines apply. An owner that lies about its window costs us
+// looks like an idle peer: deadlines apply. It can write our poller word, which we never
+// read back: it only decides whether the peer wakes us. What its own poller word says
+// only decides whether we wake it: a lying "awake" stalls its own streams (until their
+// deadlines), a new "asleep" on every load costs us one WAKE per publish to a waiting
+// stream of its, as many as without a poller. An owner that lies about its window costs us
 // no more: no window looks like a peer that does not read, and a window beyond the pages
 // it populated only makes us fault the missing pages of its memfd ourselves, charged to
 // us, at most the ring size we accepted (a producer that writes beyond its window does

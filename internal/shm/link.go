@@ -49,17 +49,25 @@ type link struct {
 	maxPeer atomic.Int64 // largest peer ring this side maps on this link
 	done    chan struct{}
 
-	mu      sync.Mutex
-	dead    bool
-	err     error                // why it ended
-	pool    pool                 // own slots
-	peer    map[uint16]*segment  // peer segments mapped
-	segAcks map[uint16]chan bool // own segments waiting for SEGACK
-	binds   map[uint64]*bindWait // client: own slot token → the Connect waiting for BINDACK
-	ready   chan uint64          // client: READY while the link is being set up, else nil
-	used    int                  // own slots not free
-	idleT   *time.Timer          // server: ends the link when it stayed unused
-	shrinkT *time.Timer          // withdraws idle segments
+	mu       sync.Mutex
+	dead     bool
+	err      error                // why it ended
+	pool     pool                 // own slots
+	peer     map[uint16]*segment  // peer segments mapped
+	segAcks  map[uint16]chan bool // own segments waiting for SEGACK
+	binds    map[uint64]*bindWait // client: own slot token → the Connect waiting for BINDACK
+	ready    chan uint64          // client: READY while the link is being set up, else nil
+	used     int                  // own slots not free
+	idleT    *time.Timer          // server: ends the link when it stayed unused
+	shrinkT  *time.Timer          // withdraws idle segments
+	ownPage  *segment             // our poller page (see poller.go), once made
+	peerPage *segment             // the peer's poller page, once mapped
+
+	pageSent bool                          // our poller page was made and sent (or could not be); guarded by mu
+	ownPoll  atomic.Pointer[atomic.Uint32] // our poller word, in ownPage; nil until made and after finish
+	peerPoll atomic.Pointer[atomic.Uint32] // the peer's poller word, in peerPage; nil until mapped
+	rung     atomic.Uint32                 // the peer poller's last announced sleep we woke
+	pollPub  uint32                        // what our poller last stored in ownPoll; guarded by poller.mu
 
 	wmu      sync.Mutex
 	wdead    bool
@@ -222,6 +230,25 @@ func (l *link) grow(ctx context.Context, idx uint16, ringSize, n int) error {
 	case <-l.done:
 		return errLinkDown
 	}
+}
+
+// sendPageLocked makes our poller page and sends it to the peer with POLL, when the
+// link's first stream starts; l.mu is held. Without one (the process bound reached),
+// the peer wakes each of our waiting streams, as before there was a poller.
+func (l *link) sendPageLocked() {
+	if l.pageSent {
+		return
+	}
+	l.pageSent = true
+	g, err := newSegment(0, MinRingSize, 1)
+	if err != nil {
+		return
+	}
+	l.ownPage = g
+	l.ownPoll.Store(pollWord(g))
+	fd := g.fd
+	g.fd = -1 // the send owns it now
+	l.send(newMsg(msgPoll).u64(0), fd)
 }
 
 // send sends a message, without ever blocking: if the socket buffer is full it is
@@ -392,7 +419,7 @@ func (l *link) readLoop() {
 // handle handles one message; it owns fds.
 func (l *link) handle(b []byte, fds []int) error {
 	body, err := checkMsg(b)
-	if err == nil && len(fds) > 0 && b[0] != msgSeg {
+	if err == nil && len(fds) > 0 && b[0] != msgSeg && b[0] != msgPoll {
 		err = violation("link message type %d carried %d descriptors", b[0], len(fds))
 	}
 	if err != nil {
@@ -404,6 +431,8 @@ func (l *link) handle(b []byte, fds []int) error {
 		return l.onWake(body)
 	case msgSeg:
 		return l.onSeg(body, fds)
+	case msgPoll:
+		return l.onPoll(body, fds)
 	case msgSegAck:
 		return l.onSegAck(body)
 	case msgSegDel:
@@ -452,6 +481,45 @@ func (l *link) onWake(body []byte) error {
 	for _, s := range kick[:k] {
 		s.kick()
 	}
+	poller.woken(l, k)
+	return nil
+}
+
+// onPoll maps the peer's poller page, validated as a segment of one MinRingSize slot
+// (a memfd that fails validation is a violation; one the cap on peer memory refuses is
+// not mapped, and our streams then wake the peer's streams one by one).
+func (l *link) onPoll(body []byte, fds []int) error {
+	if len(fds) != 1 {
+		closeFDs(fds)
+		return violation("poller page message carried %d descriptors", len(fds))
+	}
+	if u64of(body) != 0 {
+		closeFDs(fds)
+		return violation("poller page message with reserved field %#x", u64of(body))
+	}
+	l.mu.Lock()
+	dup := l.peerPage != nil
+	l.mu.Unlock()
+	if dup {
+		closeFDs(fds)
+		return violation("poller page announced twice")
+	}
+	g, err := mapPeerPage(fds[0])
+	var pe *ProtocolError
+	if errors.As(err, &pe) {
+		return err
+	}
+	if err != nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.dead {
+		unmapPeerPage(g)
+		return nil
+	}
+	l.peerPage = g
+	l.peerPoll.Store(pollWord(g))
 	return nil
 }
 
@@ -644,6 +712,7 @@ func (l *link) peerSlot(tok uint64, maxRing int) (*segment, int) {
 // bindLocked starts the stream of own slot (g, i) and peer slot (pg, pi); l.mu is held.
 func (l *link) bindLocked(g *segment, i int, tok uint64, pg *segment, pi int, ptok uint64) *Stream {
 	s := newStream(l, g, i, tok, pg, pi, ptok)
+	l.sendPageLocked()
 	sl := &g.slots[i]
 	sl.state, sl.stream, sl.offer = slotBound, s, nil
 	pg.refs++
@@ -897,6 +966,18 @@ func (l *link) finish() {
 		g.unmapPeer()
 	}
 	clear(l.peer)
+	// No stream is left to publish into the peer's page, nor a waiter of ours for the
+	// poller to announce a sleep on.
+	l.ownPoll.Store(nil)
+	l.peerPoll.Store(nil)
+	if l.ownPage != nil {
+		l.ownPage.unmap()
+		l.ownPage = nil
+	}
+	if l.peerPage != nil {
+		unmapPeerPage(l.peerPage)
+		l.peerPage = nil
+	}
 }
 
 // BINDACK status.

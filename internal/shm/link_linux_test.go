@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -469,33 +468,9 @@ func TestPeerDeathReleasesSlots(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pw.Close()
-	cmd, out := startHelper(t, "multi", pr, "SMC_SHM_SIZE="+strconv.Itoa(MinRingSize))
-	pr.Close()
-	defer stopHelper(cmd)
-	child := PeerID{16}
-	var streams []*Stream
-	for i := range 40 {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		o, err := e.Offer(ctx, child, MinRingSize, MaxRingSize)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintln(pw, o.LinkID(), o.Token())
-		s, err := o.Wait(ctx)
-		cancel()
-		if err != nil {
-			t.Fatalf("stream %d: %v", i, err)
-		}
-		if !out.Scan() || out.Text() != "ok" {
-			t.Fatalf("child: %q", out.Text())
-		}
-		streams = append(streams, s)
-	}
+	m := startMulti(t, e, PeerID{16}, 40)
+	defer m.stop()
+	streams := m.streams
 	for _, s := range streams {
 		if s.LinkID() != streams[0].LinkID() {
 			t.Fatalf("40 streams to one process over several links: %#x and %#x", s.LinkID(), streams[0].LinkID())
@@ -509,7 +484,7 @@ func TestPeerDeathReleasesSlots(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cmd.Process.Kill()
+	m.cmd.Process.Kill()
 	for i, s := range streams {
 		s.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if _, err := s.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {

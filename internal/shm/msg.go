@@ -5,8 +5,8 @@ import "encoding/binary"
 // Link messages. Every message is one seqpacket datagram: a type byte, 7 zero bytes,
 // then a body of a fixed length per type (WAKE: a count, then that many entries), all
 // little-endian (both ends are on one host). Parsing is strict: a wrong length, a
-// non-zero reserved byte, an unknown type, or a descriptor on any message but SEG is a
-// violation, and a violation ends the link.
+// non-zero reserved byte, an unknown type, or a descriptor on any message but SEG and
+// POLL is a violation, and a violation ends the link.
 const (
 	msgHello     = 1  // client → server: version, link ID, client nonce
 	msgAuth      = 2  // server → client: server nonce, proof_s
@@ -20,6 +20,7 @@ const (
 	msgBindAck   = 10 // server → client: bound, or refused (and why)
 	msgRelease   = 11 // either: the sender never touches the receiver's slot again
 	msgWake      = 12 // either: wake the receiver's streams of these slots
+	msgPoll      = 13 // either: the sender's poller page (memfd attached)
 )
 
 const (
@@ -42,7 +43,7 @@ func msgLen(t byte) int {
 		return msgHdrLen + nonceLen + proofLen
 	case msgProof:
 		return msgHdrLen + proofLen
-	case msgReady, msgSegAck, msgSegDel, msgSegDelAck, msgRelease:
+	case msgReady, msgSegAck, msgSegDel, msgSegDelAck, msgRelease, msgPoll:
 		return msgHdrLen + 8
 	case msgSeg, msgBind:
 		return msgHdrLen + 16

@@ -237,11 +237,16 @@ func TestPeerKilled(t *testing.T) {
 }
 
 // runMulti connects one stream per "linkID token" line on stdin and echoes on each; it
-// prints "ok" after each connect, and runs until killed.
+// prints "ok" after each connect, and runs until killed. A line "rusage" instead prints
+// the CPU time the process used so far (user + system, in nanoseconds).
 func runMulti() error {
 	size, _ := strconv.Atoi(os.Getenv("SMC_SHM_SIZE"))
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
+		if sc.Text() == "rusage" {
+			fmt.Println(int64(cpuTime()))
+			continue
+		}
 		var id uint32
 		var tok uint64
 		if _, err := fmt.Sscan(sc.Text(), &id, &tok); err != nil {

@@ -67,14 +67,35 @@ type Stream struct {
 	deferred bool       // Close left the slots' release to the last of those
 }
 
-// waiter is one direction's parking state.
+// waiter is one direction's parking state. Its fields are the waiting goroutine's
+// (Read's or Write's, under rmu or wmu), except where noted.
 type waiter struct {
-	wake   chan struct{} // capacity 1: a pending kick (peer wake-up, close, deadline change)
+	s      *Stream
+	wake   chan struct{} // capacity 1: a pending kick (peer wake-up, poller, close, deadline change)
 	seq    uint32        // sequence number of our last announced sleep
 	misses uint          // spins in a row that ended in a park
 	waits  uint          // waits so far, to space out probing spins
 	rung   uint32        // the peer's last announced sleep we already woke
 	timer  *time.Timer   // reused deadline timer
+
+	// What the waiter waits for, set before it registers with the poller, which reads
+	// them while it is registered (see ready).
+	h    *line  // the peer's control line
+	c0   uint64 // its cursor as last validated
+	step uint64 // how far the cursor must move: 1, or a quarter ring for space
+	f0   uint32 // its flags as last validated
+	w0   uint32 // its window word as last loaded (a writer at the window's edge waits for it)
+	st0  uint32 // the stream's state
+	idx  int    // index in poller.waiters, or -1; guarded by poller.mu
+}
+
+// ready reports whether what w waits for may have happened: the peer's cursor moved by
+// step (or backwards, which the waiter reports as a violation), its flags, its window
+// or the stream's state changed.
+func (w *waiter) ready() bool {
+	h := w.h
+	return h.cursor.Load()-w.c0 >= w.step || h.flags.Load() != w.f0 || h.window.Load() != w.w0 ||
+		w.s.state.Load() != w.st0
 }
 
 // newStream starts a stream over own slot (g, i) and peer slot (pg, pi) of link l;
@@ -85,12 +106,13 @@ func newStream(l *link, g *segment, i int, tok uint64, pg *segment, pi int, ptok
 		rxRing: g.ring(i), txRing: pg.ring(pi), rxh: g.header(i), txh: pg.header(pi),
 		rx:     rxCursor{size: uint64(g.ringSize), win: uint64(initialWindow(g.ringSize))},
 		tx:     txCursor{size: uint64(pg.ringSize)},
-		rw:     waiter{wake: make(chan struct{}, 1)},
-		ww:     waiter{wake: make(chan struct{}, 1)},
+		rw:     waiter{wake: make(chan struct{}, 1), idx: -1},
+		ww:     waiter{wake: make(chan struct{}, 1), idx: -1},
 		rop:    make(chan struct{}, 1),
 		wop:    make(chan struct{}, 1),
 		closed: make(chan struct{}),
 	}
+	s.rw.s, s.ww.s = s, s
 	if l.local {
 		s.linkLocal(localKeyOf(slotKey{g.ino, tok}, slotKey{pg.ino, ptok}))
 	}
@@ -429,12 +451,10 @@ func (s *Stream) advanceRx(n uint64) {
 	}
 }
 
-// wakeWriter wakes the peer's writer if it announced a sleep we did not answer yet.
-// s.rmu is held.
+// wakeWriter wakes the peer's writer if it announced a sleep (see ring). s.rmu is held.
 func (s *Stream) wakeWriter() {
-	if v := s.rxh.prod.sleep.Load(); v != 0 && v != s.rw.rung {
-		s.rw.rung = v
-		s.wake(wakeSpace)
+	if v := s.rxh.prod.sleep.Load(); v != 0 {
+		s.ring(&s.rw, v, wakeSpace)
 	}
 }
 
@@ -442,12 +462,11 @@ func (s *Stream) waitRx() error {
 	p0, f0 := s.rx.prod, s.rx.flags
 	h := &s.rxh.prod
 	// The producer line has no window: whatever its word holds is passed as unchanged.
-	if s.spin(&s.rw, h, p0, f0, h.window.Load(), &s.rdl) {
+	w0 := h.window.Load()
+	if s.spin(&s.rw, h, p0, f0, w0, &s.rdl) {
 		return nil
 	}
-	return s.wait(&s.rw, &s.rxh.cons.sleep, &s.rdl, "read", func() bool {
-		return h.cursor.Load() != p0 || h.flags.Load() != f0
-	})
+	return s.wait(&s.rw, &s.rxh.cons.sleep, &s.rdl, "read", h, p0, 1, f0, w0)
 }
 
 // Write writes b into the peer's ring, blocking while the ring is full. It returns early
@@ -617,9 +636,34 @@ func (s *Stream) produce(p []byte) {
 func (s *Stream) publishProd(n uint64) {
 	s.tx.prod += n
 	s.txh.prod.cursor.Swap(s.tx.prod) // Swap, not Store: see dekkerStore
-	if v := s.txh.cons.sleep.Load(); v != 0 && v != s.ww.rung {
-		s.ww.rung = v
-		s.wake(wakeData)
+	if v := s.txh.cons.sleep.Load(); v != 0 {
+		s.ring(&s.ww, v, wakeData)
+	}
+}
+
+// ring wakes the peer's stream, which announced sleep v, if it needs a wake-up: a peer
+// in this process is kicked once per announced sleep of its stream; over a link whose
+// peer poller page is mapped, a WAKE goes only if the peer's poller announced a sleep
+// on this link, once per such sleep (its poller polls the stream otherwise: see
+// poller.go); without that page, a WAKE goes once per announced sleep of the stream.
+// w is the direction's waiter, whose rung it keeps.
+//
+// The caller stored its cursor (Swap) before loading v, and ring loads the poller word
+// after v: Dekker's pattern with the poller's announcement (see doc.go, "Wake-ups").
+// Any value the peer leaves in its word only decides whether its own streams get
+// wake-ups.
+func (s *Stream) ring(w *waiter, v uint32, b byte) {
+	if s.local.Load() == nil {
+		if pw := s.link.peerPoll.Load(); pw != nil {
+			if a := pw.Load(); a != 0 && s.link.rung.Swap(a) != a {
+				s.link.wake(s.peerTok, b)
+			}
+			return
+		}
+	}
+	if v != w.rung {
+		w.rung = v
+		s.wake(b)
 	}
 }
 
@@ -629,9 +673,7 @@ func (s *Stream) waitTx() error {
 	if s.spin(&s.ww, h, c0, f0, w0, &s.wdl) {
 		return nil
 	}
-	return s.wait(&s.ww, &s.txh.prod.sleep, &s.wdl, "write", func() bool {
-		return h.cursor.Load() != c0 || h.flags.Load() != f0 || h.window.Load() != w0
-	})
+	return s.wait(&s.ww, &s.txh.prod.sleep, &s.wdl, "write", h, c0, max(1, s.tx.size/4), f0, w0)
 }
 
 // spin polls the peer's control line h, if the process spin budget allows, until its
@@ -648,6 +690,9 @@ func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0, w0 uint32, dl *atomic.I
 	// eighth of the budget (still catching a peer that answers at once), except on every
 	// 8th wait, which probes with the full budget; a spin that succeeds restores it.
 	w.waits++
+	if s.local.Load() == nil && poller.active.Load() {
+		return false // the poller polls for us
+	}
 	start := time.Now()
 	if !acquireSpin(start) {
 		return false
@@ -703,30 +748,37 @@ func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0, w0 uint32, dl *atomic.I
 // waiter parks with data in its ring and nobody wakes it. A Swap is a read-modify-
 // write, a full barrier in every build.
 
-// wait blocks until ready reports true, the local state changes, a kick arrives, or the
-// deadline passes. It announces a sleep in the shared sleep word, rechecks, and parks on
-// w.wake (callers spin first, see spin), which the link's reader kicks when the peer's
-// WAKE for this slot arrives (or the peer stream itself, when it lives in this process).
-// Local events (close, deadline changes, failures) kick it too. Spurious returns are
-// fine: callers loop.
-func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op string, ready func() bool) error {
-	st0 := s.state.Load()
-	changed := func() bool { return ready() || s.state.Load() != st0 }
+// wait blocks until the peer's control line h moved step bytes past c0 or its flags or
+// window differ from f0 and w0, the local state changes, a kick arrives, or the deadline
+// passes. It announces a sleep in the shared sleep word, registers with the poller
+// (unless the peer is in this process), rechecks, and parks on w.wake (callers spin
+// first, see spin), which the poller kicks when h changes, and the link's reader when
+// the peer's WAKE for this slot arrives (or the peer stream itself, when it lives in
+// this process). Local events (close, deadline changes, failures) kick it too. Spurious
+// returns are fine: callers loop.
+func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op string, h *line, c0, step uint64, f0, w0 uint32) error {
+	var left time.Duration
+	if d := dl.Load(); d != 0 {
+		if left = time.Until(time.Unix(0, d)); left <= 0 {
+			return &timeoutError{op}
+		}
+	}
+	w.h, w.c0, w.step, w.f0, w.w0, w.st0 = h, c0, step, f0, w0, s.state.Load()
 	w.seq++
 	if w.seq == 0 {
 		w.seq = 1
 	}
 	sleep.Swap(w.seq) // Swap, not Store: see dekkerStore
 	defer sleep.Store(0)
-	if changed() { // recheck after announcing: the peer may have missed the announcement
+	if s.local.Load() == nil {
+		w.register()
+		defer w.unregister()
+	}
+	if w.ready() { // recheck after announcing: the peer may have missed the announcement
 		return nil
 	}
 	var timeout <-chan time.Time
-	if d := dl.Load(); d != 0 {
-		left := time.Until(time.Unix(0, d))
-		if left <= 0 {
-			return &timeoutError{op}
-		}
+	if left > 0 {
 		if w.timer == nil {
 			w.timer = time.NewTimer(left)
 		} else {

@@ -118,7 +118,17 @@ func TestWindowEdgeWakes(t *testing.T) {
 // stream closed and its slot is free, the first window only again.
 func TestWindowResidency(t *testing.T) {
 	const size = 64 << 10
-	a, b := socketPair(t, size, size)
+	// The endpoint stays open, so that the link outlives both streams (a link of a
+	// closed endpoint ends, and unmaps its segments, as soon as it has no slot in use),
+	// and the freed slot's ring can still be looked at.
+	e, err := Listen(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	a, b := pairOn(t, e, ProcessID(), size, size)
+	a.local.Store(nil)
+	b.local.Store(nil)
 	msg := pattern(0, 64)
 	for _, dir := range [][2]*Stream{{a, b}, {b, a}} {
 		if _, err := dir[0].Write(msg); err != nil {
