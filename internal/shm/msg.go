@@ -24,7 +24,7 @@ const (
 )
 
 const (
-	linkVersion  = 2 // 2: the populated window (consumer line word at offset 16)
+	linkVersion  = 2 // 2: the populated window (consumer line word at offset 16) and POLL
 	nonceLen     = 16
 	proofLen     = 32
 	maxWakeBatch = 64
