@@ -1,7 +1,6 @@
 package perf
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
@@ -12,24 +11,5 @@ import (
 var cgroupErr error
 
 // TestMain runs the package's tests inside a child cgroup of their own when it can
-// (as root), so that the library's signalling attaches its eBPF program there and
-// the smc transport can reach SMC-D, and removes the cgroup afterwards.
-func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 {
-		cgroupErr = fmt.Errorf("running as uid %d", os.Geteuid())
-		os.Exit(m.Run())
-	}
-	_, leave, err := testenv.EnterChildCgroup()
-	if err != nil {
-		cgroupErr = err
-		os.Exit(m.Run())
-	}
-	code := m.Run()
-	if err := leave(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		if code == 0 {
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+// (as root), so that the smc transport can reach SMC-D.
+func TestMain(m *testing.M) { os.Exit(testenv.RunInChildCgroup(m, &cgroupErr)) }
