@@ -54,6 +54,8 @@ func TestHelp(t *testing.T) {
 		{args: []string{"perf", "--scenario=wrk"}, code: 2, err: "go run ./bench/lab", outIsEmpty: true},
 		{args: []string{"perf", "--rounds=0"}, code: 2, err: "must be positive", outIsEmpty: true},
 		{args: []string{"perf", "client"}, code: 2, err: "needs --control", outIsEmpty: true},
+		{args: []string{"perf", "--buffer-size=100000"}, code: 2, err: "not 0 or a power of two", outIsEmpty: true},
+		{args: []string{"perf", "server", "--buffer-size=8192"}, code: 2, err: "not 0 or a power of two", outIsEmpty: true},
 		{args: []string{"attach"}, code: 2, err: "exactly one cgroup path", outIsEmpty: true},
 	}
 	defer func(o, e io.Writer) { stdout, stderr = o, e }(stdout, stderr)

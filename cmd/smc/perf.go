@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -45,6 +46,8 @@ go run ./bench/lab -h (from the repository).
 flags:
 `
 
+const bufferSizeUsage = "smc.Config.BufferSize of the smc transports, in bytes: 0 (the library's default) or a power of two from 16 KiB to 512 MiB; client and server must agree"
+
 // runPerf is the entry point of "smc perf".
 func runPerf(args []string) error {
 	if len(args) > 0 && args[0] == "server" {
@@ -66,6 +69,7 @@ func runPerf(args []string) error {
 	shortConc := fs.Int("short-concurrency", 32, "concurrent clients in the short-connection scenario")
 	idleConns := fs.Int("idle-conns", 1000, "connections the idlemem scenario holds open")
 	manyConns := fs.Int("many-conns", 1000, "concurrent connections of the many scenario")
+	bufferSize := fs.Int("buffer-size", 0, bufferSizeUsage)
 	asJSON := fs.Bool("json", false, "print one JSON object per result row instead of a table")
 	jsonOut := fs.String("json-out", "", "also write one JSON object per result row to this file")
 	quick := fs.Bool("quick", false, "a tiny run of the selected scenarios that checks the harness works (figures meaningless)")
@@ -86,7 +90,7 @@ func runPerf(args []string) error {
 	}
 	o := perf.Options{
 		Duration: *duration, Rounds: *rounds, ShortConc: *shortConc,
-		IdleConns: *idleConns, ManyConns: *manyConns,
+		IdleConns: *idleConns, ManyConns: *manyConns, BufferSize: *bufferSize,
 		JSON: *asJSON, JSONOut: *jsonOut, Out: stdout,
 	}
 	var err error
@@ -136,7 +140,7 @@ func runPerf(args []string) error {
 		}()
 		return perf.RunClient(ctx, *control, o, cgNote)
 	}
-	serverArgs := []string{"perf", "server", "--exit-on-stdin"}
+	serverArgs := []string{"perf", "server", "--exit-on-stdin", "--buffer-size=" + strconv.Itoa(*bufferSize)}
 	if *cpuProfile != "" {
 		serverArgs = append(serverArgs, "--cpuprofile="+*cpuProfile+".server")
 	}
@@ -179,11 +183,15 @@ flags:
 	host := fs.String("host", "127.0.0.1", "address the benchmark listeners bind to")
 	exitOnStdin := fs.Bool("exit-on-stdin", false, "exit when standard input reaches EOF (used by the local mode)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to `FILE`")
+	bufferSize := fs.Int("buffer-size", 0, bufferSizeUsage)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageErrorf(fs, "smc: perf server: unexpected argument %q", fs.Arg(0))
+	}
+	if err := perf.CheckBufferSize(*bufferSize); err != nil {
+		return usageErrorf(fs, "%w", err)
 	}
 	if *cpuProfile != "" {
 		stopProfile, err := startCPUProfile(*cpuProfile)
@@ -196,5 +204,5 @@ flags:
 	// process out of its child cgroup and removes it.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return perf.Serve(ctx, perf.ServerOptions{Control: *control, Host: *host, ExitOnStdin: *exitOnStdin})
+	return perf.Serve(ctx, perf.ServerOptions{Control: *control, Host: *host, ExitOnStdin: *exitOnStdin, BufferSize: *bufferSize})
 }

@@ -259,3 +259,28 @@ func TestPerfClientServer(t *testing.T) {
 		}
 	}
 }
+
+// TestPerfBufferSize runs "smc perf --quick --buffer-size" in the local mode:
+// the server child process must get the same ring size, or the client refuses
+// it, and the header names the size.
+func TestPerfBufferSize(t *testing.T) {
+	bin := buildSMC(t)
+	cmd := exec.Command(bin, "perf", "--quick", "--json", "--scenario=bulk", "--transport=tcp,smc", "--buffer-size=262144")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("smc perf --quick --buffer-size: %v\nstderr:\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "smc rings (smc.Config.BufferSize, both sides): 262144 bytes") {
+		t.Errorf("the header does not name the ring size:\n%s", stderr.String())
+	}
+	rows := decodeRows(t, &stdout)
+	if len(rows) != 4 {
+		t.Errorf("%d rows, want 2 bulk sizes on 2 transports", len(rows))
+	}
+	for key, r := range rows {
+		if r.Error != "" || r.OpsPerSec <= 0 || r.VsTCP <= 0 {
+			t.Errorf("%s: %+v", key, r)
+		}
+	}
+}

@@ -15,20 +15,10 @@ import (
 // TestMain runs the tests in a child cgroup of their own when it can (as root), so
 // that the smc package attaches its eBPF program there and nowhere else.
 func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 {
-		os.Exit(m.Run())
-	}
-	_, leave, err := testenv.EnterChildCgroup()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "not in a child cgroup:", err)
-		os.Exit(m.Run())
-	}
-	code := m.Run()
-	if err := leave(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		if code == 0 {
-			code = 1
-		}
+	var why error
+	code := testenv.RunInChildCgroup(m, &why)
+	if why != nil {
+		fmt.Fprintln(os.Stderr, "not in a child cgroup:", why)
 	}
 	os.Exit(code)
 }

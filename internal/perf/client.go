@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/smc-go/smc"
+	"github.com/smc-go/smc/internal/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,6 +41,9 @@ type Options struct {
 	ShortConc  int // concurrent clients of the short scenario
 	IdleConns  int // connections the idlemem scenario holds open
 	ManyConns  int // concurrent connections of the many scenario
+	// BufferSize is the smc.Config.BufferSize of the smc dialers (0: the
+	// library's default); the server's listeners must use the same.
+	BufferSize int
 	// Memcg is the memory cgroup client and server run in, whose charge the
 	// idlemem scenario reads; nil reads none.
 	Memcg   *MemCgroup
@@ -65,6 +69,19 @@ func (o Options) Check() error {
 	}
 	if (slices.Contains(o.Scenarios, "idlemem") && o.IdleConns < 1) || (slices.Contains(o.Scenarios, "many") && o.ManyConns < 1) {
 		return errors.New("smc: perf: --idle-conns and --many-conns must be positive")
+	}
+	return CheckBufferSize(o.BufferSize)
+}
+
+// CheckBufferSize reports a --buffer-size that is not 0 (the library's default)
+// or a power of two SMC-D can offer, from 16 KiB to 512 MiB: the library would
+// round any other size up, and the figures would be for a ring not asked for.
+func CheckBufferSize(n int) error {
+	if n == 0 {
+		return nil
+	}
+	if n < wire.MinBufferSize || n > wire.BufferSize(wire.MaxCompressedSize) || n&(n-1) != 0 {
+		return fmt.Errorf("smc: perf: --buffer-size %d is not 0 or a power of two from %d to %d", n, wire.MinBufferSize, wire.BufferSize(wire.MaxCompressedSize))
 	}
 	return nil
 }
@@ -158,6 +175,10 @@ func NewClient(ctx context.Context, control string, o Options) (*Client, error) 
 		ctl.c.Close()
 		return nil, err
 	}
+	if c.info.BufferSize != o.BufferSize {
+		ctl.c.Close()
+		return nil, fmt.Errorf("smc: perf: the server's smc rings are --buffer-size=%d, the client's %d: give both the same", c.info.BufferSize, o.BufferSize)
+	}
 	if o.JSONOut != "" {
 		f, err := os.Create(o.JSONOut)
 		if err != nil {
@@ -202,6 +223,9 @@ func (c *Client) Header(cgNote string, notes ...string) {
 	c.p.note("signalling (server pid %d): %s", c.info.PID, c.info.Signalling)
 	c.p.note("cgroup (client): %s", cgNote)
 	c.p.note("cgroup (server): %s", c.info.Cgroup)
+	if c.o.BufferSize != 0 {
+		c.p.note("smc rings (smc.Config.BufferSize, both sides): %d bytes", c.o.BufferSize)
+	}
 	for _, n := range notes {
 		c.p.note("%s", n)
 	}
@@ -254,7 +278,7 @@ func (c *Client) Transports() []*Transport {
 		return func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, network, addr) }
 	}
 	smcDial := func(addr string) func(context.Context) (net.Conn, error) {
-		d := smc.Dialer{Timeout: 10 * time.Second}
+		d := smc.Dialer{Timeout: 10 * time.Second, Config: &smc.Config{BufferSize: c.o.BufferSize}}
 		return func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 	}
 	var ts []*Transport

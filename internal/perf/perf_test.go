@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -229,4 +230,39 @@ func TestPrintMemRow(t *testing.T) {
 			t.Errorf("row %q lacks %q", lines[1], want)
 		}
 	}
+}
+
+// TestCheckBufferSize accepts 0 and the powers of two SMC-D can offer, and
+// nothing else.
+func TestCheckBufferSize(t *testing.T) {
+	for _, n := range []int{0, 16 << 10, 64 << 10, 1 << 20, 512 << 20} {
+		if err := CheckBufferSize(n); err != nil {
+			t.Errorf("CheckBufferSize(%d): %v", n, err)
+		}
+	}
+	for _, n := range []int{-1, 1, 8 << 10, 100000, 1 << 30} {
+		if err := CheckBufferSize(n); err == nil {
+			t.Errorf("CheckBufferSize(%d) accepted it", n)
+		}
+	}
+}
+
+// TestBufferSizeMismatch: a client whose --buffer-size is not the server's is
+// refused before it measures anything.
+func TestBufferSizeMismatch(t *testing.T) {
+	s, err := newServer(ServerOptions{Control: "127.0.0.1:0", Host: "127.0.0.1", BufferSize: 256 << 10}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	ctx := context.Background()
+	if c, err := NewClient(ctx, s.control.Addr().String(), Options{Out: io.Discard}); err == nil {
+		c.Close()
+		t.Fatal("a client with the default ring size was not refused by a server with 256 KiB rings")
+	}
+	c, err := NewClient(ctx, s.control.Addr().String(), Options{BufferSize: 256 << 10, Out: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
 }

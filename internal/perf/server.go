@@ -71,6 +71,9 @@ type ServerInfo struct {
 	HTTPControl string `json:"http_control,omitempty"`
 	Signalling  string `json:"signalling"`
 	Cgroup      string `json:"cgroup"`
+	// BufferSize is the smc.Config.BufferSize of the smc listeners (0: the
+	// library's default); a client must use the same.
+	BufferSize int `json:"buffer_size"`
 }
 
 // ServerStats is the server's answer to "stats": its CPU time so far and the
@@ -168,6 +171,9 @@ type ServerOptions struct {
 	Host        string // address the benchmark listeners bind to, e.g. "127.0.0.1"
 	ExitOnStdin bool   // exit when standard input reaches EOF (the local mode's child)
 	HTTP        bool   // also serve the HTTP listeners of [ServerInfo]
+	// BufferSize is the smc.Config.BufferSize of the smc listeners: the ring they
+	// offer; 0 means the library's default.
+	BufferSize int
 }
 
 // Serve is the server mode of smc perf: it moves the process into a child cgroup
@@ -229,12 +235,16 @@ func newServer(o ServerOptions, cgNote string) (s *server, err error) {
 		return nil, fmt.Errorf("smc: perf server: %w", err)
 	}
 	hostPort := net.JoinHostPort(o.Host, "0")
+	smcListen := func() (net.Listener, error) {
+		lc := smc.ListenConfig{Config: &smc.Config{BufferSize: o.BufferSize}}
+		return lc.Listen(context.Background(), "tcp", hostPort)
+	}
 	listen := map[string]func() (net.Listener, error){
 		"tcp":      func() (net.Listener, error) { return net.Listen("tcp", hostPort) },
 		"unix":     func() (net.Listener, error) { return net.Listen("unix", filepath.Join(s.dir, "perf.sock")) },
-		"smc":      func() (net.Listener, error) { return smc.Listen("tcp", hostPort) },
+		"smc":      smcListen,
 		"http-tcp": func() (net.Listener, error) { return net.Listen("tcp", hostPort) },
-		"http-smc": func() (net.Listener, error) { return smc.Listen("tcp", hostPort) },
+		"http-smc": smcListen,
 		"http-ctl": func() (net.Listener, error) { return net.Listen("tcp", hostPort) },
 	}
 	names := []string{"tcp", "unix", "smc"}
@@ -267,7 +277,7 @@ func newServer(o ServerOptions, cgNote string) (s *server, err error) {
 	s.info = ServerInfo{
 		PID: os.Getpid(), TCP: addr("tcp"), Unix: addr("unix"), SMC: addr("smc"),
 		HTTPTCP: addr("http-tcp"), HTTPSMC: addr("http-smc"), HTTPControl: addr("http-ctl"),
-		Signalling: sigNote, Cgroup: cgNote,
+		Signalling: sigNote, Cgroup: cgNote, BufferSize: o.BufferSize,
 	}
 	for _, name := range []string{"tcp", "unix", "smc"} {
 		go s.serveData(s.data[name], s.samplers[name], s.accepted[name])

@@ -47,3 +47,27 @@ func RequireTool(tb testing.TB, name string) string {
 	Require(tb, "the "+name+" command", err)
 	return path
 }
+
+// RunInChildCgroup runs m's tests, as root inside a fresh child cgroup
+// ([EnterChildCgroup]) so that the library attaches its eBPF program there and
+// nowhere else, and returns their exit code, 1 if leaving the cgroup fails. When it
+// cannot enter one it runs them where they are, after storing why in *why.
+func RunInChildCgroup(m *testing.M, why *error) int {
+	if os.Geteuid() != 0 {
+		*why = fmt.Errorf("running as uid %d", os.Geteuid())
+		return m.Run()
+	}
+	_, leave, err := EnterChildCgroup()
+	if err != nil {
+		*why = err
+		return m.Run()
+	}
+	code := m.Run()
+	if err := leave(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
