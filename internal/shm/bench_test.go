@@ -154,7 +154,7 @@ func sink(s *Stream, role string) error {
 
 // bulk writes b.N chunks, then waits for the peer's one-byte acknowledgement of EOF.
 func bulk(b *testing.B, s *Stream, chunk int) {
-	buf := make([]byte, chunk)
+	buf := filled(chunk)
 	b.SetBytes(int64(chunk))
 	b.ResetTimer()
 	start := time.Now()
@@ -168,6 +168,16 @@ func bulk(b *testing.B, s *Stream, chunk int) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(chunk)*float64(b.N)/time.Since(start).Seconds()/1e9, "GB/s")
+}
+
+// filled returns n bytes that are not all zero, as smc perf writes: a buffer that was
+// never written may read from the kernel's one zero page, which is always in cache.
+func filled(n int) []byte {
+	p := make([]byte, n)
+	for i := range p {
+		p[i] = byte(i)
+	}
+	return p
 }
 
 // cpuTime returns this process's user+system CPU time so far.
@@ -281,29 +291,31 @@ func BenchmarkBareRing(b *testing.B) {
 // writes through one ring with the DMB layout and the stream's atomics, without a Stream.
 // The writer copies each write in chunks of a quarter ring (txCursor.chunk), waiting for
 // room by polling the consumer cursor; after each chunk it stores its cursor (Swap) and
-// loads the reader's sleep word. The reader polls the producer cursor and, with
-// reader=copy, copies what is there (at most its 1 MiB buffer, as smc perf's sink reads)
-// out of the ring; with reader=discard it touches no data, as WriteTo(io.Discard) in
-// BenchmarkBulk; then it stores its cursor (Swap) and loads the writer's sleep word. No
-// lock, validation, deadline, spin budget or wake-up. Both goroutines busy-poll, so
-// cpu-ns/op is twice the time; GB/s is what moving the data between two CPUs costs on
-// this machine.
+// loads the reader's sleep word. With writer=store it copies as the stream does
+// (storeRing), with writer=copy with the built-in copy. The reader polls the producer
+// cursor and, with reader=copy, copies what is there (at most its 1 MiB buffer, as smc
+// perf's sink reads) out of the ring; with reader=discard it touches no data, as
+// WriteTo(io.Discard) in BenchmarkBulk; then it stores its cursor (Swap) and loads the
+// writer's sleep word. No lock, validation, deadline, spin budget or wake-up. Both
+// goroutines busy-poll, so cpu-ns/op is twice the time; GB/s is what moving the data
+// between two CPUs costs on this machine, which varies with where the host places the
+// virtual CPUs.
 func BenchmarkBareBulk(b *testing.B) {
 	if runtime.GOMAXPROCS(0) < 2 {
 		b.Skip("two goroutines busy-poll: needs GOMAXPROCS >= 2")
 	}
 	for _, size := range bulkRings {
-		for _, copyOut := range []bool{true, false} {
-			name := "ring=" + ringName(size) + "/reader=copy"
-			if !copyOut {
-				name = "ring=" + ringName(size) + "/reader=discard"
+		for _, writer := range []string{"store", "copy"} {
+			for _, reader := range []string{"copy", "discard"} {
+				b.Run("ring="+ringName(size)+"/writer="+writer+"/reader="+reader, func(b *testing.B) {
+					bareBulk(b, uint64(size), writer == "store", reader == "copy")
+				})
 			}
-			b.Run(name, func(b *testing.B) { bareBulk(b, uint64(size), copyOut) })
 		}
 	}
 }
 
-func bareBulk(b *testing.B, size uint64, copyOut bool) {
+func bareBulk(b *testing.B, size uint64, store, copyOut bool) {
 	const write = 64 << 10
 	const hdr = 4096              // the header in a page of its own, as in a segment's header area
 	mem := make([]byte, hdr+size) // a large allocation: page-aligned
@@ -330,7 +342,7 @@ func bareBulk(b *testing.B, size uint64, copyOut bool) {
 			_ = h.prod.sleep.Load()
 		}
 	}()
-	src := make([]byte, write)
+	src := filled(write)
 	b.SetBytes(write)
 	cpu := cpuTime()
 	b.ResetTimer()
@@ -344,7 +356,11 @@ func bareBulk(b *testing.B, size uint64, copyOut bool) {
 			}
 			off := prod & (size - 1)
 			n := min(free, chunk, size-off, uint64(len(p)))
-			copy(ring[off:off+n], p[:n])
+			if store {
+				storeRing(ring[off:off+n], p[:n])
+			} else {
+				copy(ring[off:off+n], p[:n])
+			}
 			p = p[n:]
 			prod += n
 			h.prod.cursor.Swap(prod)
