@@ -13,6 +13,10 @@ import (
 
 var benchRings = []int{256 << 10, 1 << 20, 4 << 20}
 
+// bulkRings are the ring sizes of the bulk benchmarks: the root package's default ring
+// (smc.DefaultBufferSize) and larger ones.
+var bulkRings = []int{64 << 10, 256 << 10, 1 << 20, 4 << 20}
+
 var spinFlag = flag.Duration("shm.spin", DefaultSpin, "spin time before parking, for tuning benchmarks (child processes inherit it)")
 
 func setSpinFlag(b *testing.B) {
@@ -91,43 +95,66 @@ func pingPong(b *testing.B, s *Stream) {
 }
 
 // BenchmarkBulk measures one-way throughput with 64 KiB writes, to a goroutine of this
-// process and to a child process, reported in GB/s.
+// process and to a child process, reported in GB/s. With reader=read the receiver Reads
+// into a 1 MiB buffer, as smc perf's sink does, so the data crosses to its CPU (compare
+// BenchmarkBareBulk/reader=copy); with reader=discard it passes the ring's bytes to
+// io.Discard through WriteTo, touching none of them.
 func BenchmarkBulk(b *testing.B) {
 	setSpinFlag(b)
 	const chunk = 64 << 10
-	for _, size := range benchRings {
-		b.Run("goroutines/ring="+ringName(size), func(b *testing.B) {
-			x, y := pair(b, size, size)
-			done := make(chan struct{})
-			go func() {
-				y.WriteTo(io.Discard)
-				y.Write([]byte{1})
-				close(done)
-			}()
-			cpu := cpuTime()
-			bulk(b, x, chunk)
-			<-done
-			reportCPU(b, cpu, nil)
-		})
-		b.Run("processes/ring="+ringName(size), func(b *testing.B) {
-			e, err := Listen(Config{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer e.Close()
-			s, cmd := startChild(b, e, "sink", size)
-			cpu := cpuTime()
-			bulk(b, s, chunk)
-			s.Close()
-			cmd.Wait()
-			reportCPU(b, cpu, cmd)
-		})
+	for _, size := range bulkRings {
+		for _, role := range []string{"read", "discard"} {
+			sub := "/ring=" + ringName(size) + "/reader=" + role
+			b.Run("goroutines"+sub, func(b *testing.B) {
+				x, y := pair(b, size, size)
+				done := make(chan struct{})
+				go func() {
+					sink(y, role)
+					y.Write([]byte{1})
+					close(done)
+				}()
+				cpu := cpuTime()
+				bulk(b, x, chunk)
+				<-done
+				reportCPU(b, cpu, nil)
+			})
+			b.Run("processes"+sub, func(b *testing.B) {
+				e, err := Listen(Config{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer e.Close()
+				s, cmd := startChild(b, e, "sink-"+role, size)
+				cpu := cpuTime()
+				bulk(b, s, chunk)
+				s.Close()
+				cmd.Wait()
+				reportCPU(b, cpu, cmd)
+			})
+		}
+	}
+}
+
+// sink reads s until EOF, with Read into a 1 MiB buffer (role "read") or with WriteTo to
+// io.Discard (role "discard").
+func sink(s *Stream, role string) error {
+	if role == "discard" {
+		_, err := s.WriteTo(io.Discard)
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for {
+		if _, err := s.Read(buf); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return err
+		}
 	}
 }
 
 // bulk writes b.N chunks, then waits for the peer's one-byte acknowledgement of EOF.
 func bulk(b *testing.B, s *Stream, chunk int) {
-	buf := make([]byte, chunk)
+	buf := filled(chunk)
 	b.SetBytes(int64(chunk))
 	b.ResetTimer()
 	start := time.Now()
@@ -141,6 +168,16 @@ func bulk(b *testing.B, s *Stream, chunk int) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(chunk)*float64(b.N)/time.Since(start).Seconds()/1e9, "GB/s")
+}
+
+// filled returns n bytes that are not all zero, as smc perf writes: a buffer that was
+// never written may read from the kernel's one zero page, which is always in cache.
+func filled(n int) []byte {
+	p := make([]byte, n)
+	for i := range p {
+		p[i] = byte(i)
+	}
+	return p
 }
 
 // cpuTime returns this process's user+system CPU time so far.
@@ -248,4 +285,89 @@ func BenchmarkBareRing(b *testing.B) {
 		read(pong, &cons, buf)
 	}
 	<-done
+}
+
+// BenchmarkBareBulk is the floor under BenchmarkBulk and smc perf's bulk scenario: 64 KiB
+// writes through one ring with the DMB layout and the stream's atomics, without a Stream.
+// The writer copies each write in chunks of a quarter ring (txCursor.chunk), waiting for
+// room by polling the consumer cursor; after each chunk it stores its cursor (Swap) and
+// loads the reader's sleep word. With writer=store it copies as the stream does
+// (storeRing), with writer=copy with the built-in copy. The reader polls the producer
+// cursor and, with reader=copy, copies what is there (at most its 1 MiB buffer, as smc
+// perf's sink reads) out of the ring; with reader=discard it touches no data, as
+// WriteTo(io.Discard) in BenchmarkBulk; then it stores its cursor (Swap) and loads the
+// writer's sleep word. No lock, validation, deadline, spin budget or wake-up. Both
+// goroutines busy-poll, so cpu-ns/op is twice the time; GB/s is what moving the data
+// between two CPUs costs on this machine, which varies with where the host places the
+// virtual CPUs.
+func BenchmarkBareBulk(b *testing.B) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		b.Skip("two goroutines busy-poll: needs GOMAXPROCS >= 2")
+	}
+	for _, size := range bulkRings {
+		for _, writer := range []string{"store", "copy"} {
+			for _, reader := range []string{"copy", "discard"} {
+				b.Run("ring="+ringName(size)+"/writer="+writer+"/reader="+reader, func(b *testing.B) {
+					bareBulk(b, uint64(size), writer == "store", reader == "copy")
+				})
+			}
+		}
+	}
+}
+
+func bareBulk(b *testing.B, size uint64, store, copyOut bool) {
+	const write = 64 << 10
+	const hdr = 4096              // the header in a page of its own, as in a segment's header area
+	mem := make([]byte, hdr+size) // a large allocation: page-aligned
+	h, ring := (*header)(unsafe.Pointer(&mem[0])), mem[hdr:]
+	chunk := size / 4
+	total := uint64(b.N) * write
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 1<<20)
+		var cons uint64
+		for cons < total {
+			prod := h.prod.cursor.Load()
+			if prod == cons {
+				continue
+			}
+			off := cons & (size - 1)
+			n := min(prod-cons, size-off, uint64(len(buf)))
+			if copyOut {
+				copy(buf[:n], ring[off:off+n])
+			}
+			cons += n
+			h.cons.cursor.Swap(cons)
+			_ = h.prod.sleep.Load()
+		}
+	}()
+	src := filled(write)
+	b.SetBytes(write)
+	cpu := cpuTime()
+	b.ResetTimer()
+	start := time.Now()
+	var prod uint64
+	for range b.N {
+		for p := src; len(p) > 0; {
+			free := size - (prod - h.cons.cursor.Load())
+			if free == 0 {
+				continue
+			}
+			off := prod & (size - 1)
+			n := min(free, chunk, size-off, uint64(len(p)))
+			if store {
+				storeRing(ring[off:off+n], p[:n])
+			} else {
+				copy(ring[off:off+n], p[:n])
+			}
+			p = p[n:]
+			prod += n
+			h.prod.cursor.Swap(prod)
+			_ = h.cons.sleep.Load()
+		}
+	}
+	<-done
+	b.ReportMetric(float64(total)/time.Since(start).Seconds()/1e9, "GB/s")
+	reportCPU(b, cpu, nil)
 }

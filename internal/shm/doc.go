@@ -161,7 +161,9 @@
 //
 // # Memory ordering
 //
-// The producer copies data into the ring with ordinary stores, then stores the producer
+// The producer copies data into the ring with ordinary stores (on amd64, copies of 2 KiB
+// and more with REP MOVSB, which writes whole cache lines without first fetching them
+// from the reader's CPU, followed by SFENCE: see storeRing), then stores the producer
 // cursor atomically; the consumer loads the cursor atomically, then copies the data out,
 // then stores the consumer cursor atomically, after which the producer may overwrite
 // those bytes. Go's sync/atomic operations are sequentially consistent (XCHG on amd64,

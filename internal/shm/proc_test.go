@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -22,7 +23,7 @@ const childEnv = "SMC_SHM_CHILD"
 
 // TestHelperProcess is the child side of the cross-process tests and benchmarks. It
 // connects over link SMC_SHM_LINK with SMC_SHM_TOKEN and plays the role named by SMC_SHM_CHILD:
-// "echo" echoes until EOF, "slowecho" too but waits 200 µs before each reply, "sink" reads until EOF then writes one byte, "source" writes
+// "echo" echoes until EOF, "slowecho" too but waits 200 µs before each reply, "sink-read" and "sink-discard" read until EOF (see sink) then write one byte, "source" writes
 // until it fails.
 func TestHelperProcess(t *testing.T) {
 	role := os.Getenv(childEnv)
@@ -77,8 +78,8 @@ func runChild(role string) error {
 				return err
 			}
 		}
-	case "sink":
-		if _, err := s.WriteTo(io.Discard); err != nil {
+	case "sink-read", "sink-discard":
+		if err := sink(s, strings.TrimPrefix(role, "sink-")); err != nil {
 			return err
 		}
 		_, err := s.Write([]byte{1})
@@ -199,7 +200,7 @@ func TestPeerKilled(t *testing.T) {
 		op   func(s *Stream) error
 	}{
 		{"source", func(s *Stream) error { _, err := s.WriteTo(io.Discard); return err }},
-		{"sink", func(s *Stream) error {
+		{"sink-discard", func(s *Stream) error {
 			buf := make([]byte, 64<<10)
 			for {
 				if _, err := s.Write(buf); err != nil {

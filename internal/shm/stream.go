@@ -621,8 +621,8 @@ func (s *Stream) pollTx() error {
 // produce copies p (at most the free space) into the peer's ring and publishes it.
 func (s *Stream) produce(p []byte) {
 	off := s.tx.prod & (s.tx.size - 1)
-	c := copy(s.txRing[off:], p)
-	copy(s.txRing, p[c:])
+	c := storeRing(s.txRing[off:], p)
+	storeRing(s.txRing, p[c:])
 	s.publishProd(uint64(len(p)))
 }
 
