@@ -73,10 +73,15 @@
 // (to a stream) or closed (its stream closed, the peer not yet done with it). It is
 // zeroed, header and ring, and marked free only when our stream is closed and the peer
 // released it or the link is dead; Close never waits for the peer. Zeroing returns the
-// ring's pages beyond the first window to the system (MADV_REMOVE on the owner's
-// mapping: a hole punched in the memfd, which reads as zeros in every mapping and keeps
-// the file's size, so no mapping faults; the seals forbid shrinking and growing, not
-// that) and clears the first window in place.
+// pages the owner populated beyond the first window (as far as the stream's window
+// grew) to the system (MADV_REMOVE on the owner's mapping: a hole punched in the memfd,
+// which reads as zeros in every mapping and keeps the file's size, so no mapping faults;
+// the seals forbid shrinking and growing, not that) and clears the first window in
+// place, whose pages stay: a slot handed out again has its first window populated
+// already. So a slot whose window never grew is reused with no system call. Pages a
+// peer faulted in beyond the window (it can write into any slot of the link, free
+// ones too) are charged to it and stay until the slot's window grows over them again
+// or the segment is withdrawn.
 //
 // # Link messages
 //

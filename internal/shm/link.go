@@ -786,7 +786,7 @@ func (l *link) streamClosed(s *Stream) {
 	l.mu.Lock()
 	sl := &s.own.slots[s.ownIdx]
 	if sl.stream == s {
-		sl.state, sl.stream = slotClosed, nil
+		sl.state, sl.stream, sl.win = slotClosed, nil, int(s.rx.win)
 		if l.dead || sl.released {
 			l.freeLocked(s.own, s.ownIdx)
 		}
