@@ -47,7 +47,7 @@ func nextSegSlots(ringSize, have int) int {
 }
 
 // Slot tokens name a slot of a side's pool on the wire (the CLC DMB token, BIND,
-// RELEASE, WAKE): generation<<32 | segment index<<16 | slot index. The generation
+// WAKE): generation<<32 | segment index<<16 | slot index. The generation
 // changes every time the slot is handed out, so a token of an earlier use is stale
 // and rejected; it is never 0, so no token is 0.
 func makeToken(gen uint32, seg uint16, slot int) uint64 {
@@ -64,26 +64,25 @@ func splitToken(t uint64) (gen uint32, seg uint16, slot int) {
 //	  ^                 |                                            |
 //	  +----- zeroed ----+ (offer or bind abandoned before the peer   |
 //	  |                    could write into it)                      |
-//	  +------------- zeroed, once the peer released it or the link --+
-//	                 is dead
+//	  +------------- zeroed, once the peer released it (fReleased) --+
+//	                 or the link is dead
 type slotState uint8
 
 const (
 	slotFree   slotState = iota
 	slotHeld             // reserved by an offer or a connect waiting for its BIND
 	slotBound            // a stream's
-	slotClosed           // its stream closed; waiting for the peer's RELEASE
+	slotClosed           // its stream closed; waiting for the peer's fReleased
 )
 
 // slot is an own slot's bookkeeping; guarded by the link's mu.
 type slot struct {
-	state    slotState
-	gen      uint32  // generation of the current (or last) use
-	released bool    // the peer released the current use (RELEASE arrived)
-	stream   *Stream // when bound
-	offer    *Offer  // when held by a server's offer
-	win      int     // ring bytes its closed stream had populated (its last window), else 0
-	warm     bool    // its first window is populated: zeroSlot never discards it
+	state  slotState
+	gen    uint32  // generation of the current (or last) use
+	stream *Stream // when bound
+	offer  *Offer  // when held by a server's offer
+	win    int     // ring bytes its closed stream had populated (its last window), else 0
+	warm   bool    // its first window is populated: zeroSlot never discards it
 }
 
 // A segment is one memfd of a pool, mapped: an own segment (slots is set) or a
@@ -188,7 +187,7 @@ func (p *pool) take(ringSize int) (*segment, int) {
 		if sl.gen == 0 {
 			sl.gen = 1
 		}
-		sl.state, sl.released, sl.stream, sl.offer = slotHeld, false, nil, nil
+		sl.state, sl.stream, sl.offer = slotHeld, nil, nil
 		best.free--
 		clear(best.mem[i*SlotHeaderSize : (i+1)*SlotHeaderSize])
 		best.openWindow(i)

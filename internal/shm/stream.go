@@ -1027,10 +1027,10 @@ func (s *Stream) close(abort bool) error {
 	}
 	s.unmapped = true
 	s.mu.Unlock()
-	// A peer in this process is kicked at once. Over the link, the RELEASE that
-	// streamClosed sends wakes the peer's stream as well (see onRelease), which saves a
-	// message and the peer's reader a wake-up on every close; only a release deferred
-	// behind a WriteTo or ReadFrom needs a WAKE of its own now.
+	// A peer in this process is kicked at once. Over the link, the release that
+	// streamClosed publishes wakes the peer's stream if it waits (see releasePeer), with
+	// no message when it does not; only a release deferred behind a WriteTo or ReadFrom
+	// needs a WAKE of its own now.
 	local := s.local.Load() != nil
 	if local {
 		s.wake(wakeData | wakeSpace)
@@ -1050,6 +1050,26 @@ func (s *Stream) close(abort bool) error {
 		s.link.wake(s.peerTok, wakeData|wakeSpace)
 	}
 	return nil
+}
+
+// releasePeer is a closed stream's last store into the peer's slot: fReleased in its
+// producer line, after which the peer may zero and reuse the slot. It then wakes the
+// peer's stream if it waits for data or for space, so that it sees the flags close
+// published. The Swap orders those flag stores before the loads of the sleep words
+// (Dekker's pattern with the waiter's announce-then-recheck, see dekkerStore). Close
+// holds rmu and wmu, or the last WriteTo or ReadFrom inside a ring has returned.
+func (s *Stream) releasePeer() {
+	s.mu.Lock()
+	s.pubP |= fReleased
+	f := s.pubP
+	s.mu.Unlock()
+	s.txh.prod.flags.Swap(f)
+	if v := s.txh.cons.sleep.Load(); v != 0 {
+		s.ring(&s.ww, v, wakeData)
+	}
+	if v := s.rxh.prod.sleep.Load(); v != 0 {
+		s.ring(&s.rw, v, wakeSpace)
+	}
 }
 
 // SetDeadline sets the read and write deadlines; see net.Conn.
