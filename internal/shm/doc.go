@@ -191,7 +191,10 @@
 // Spinning pays only when it outlasts a wake-up through the kernel; parking on every
 // message costs that wake-up on every message. A waiter whose last 4 spins all ended in
 // a park spins an eighth of the budget (a full one on every 8th wait) until a spin
-// succeeds again, so a peer with think time does not cost a full spin per message.
+// succeeds again, so a peer with think time does not cost a full spin per message. A new
+// stream starts that way too while the process's last 4 spins (of any stream) ended in a
+// park: a saturated process, whose every new connection would otherwise start with a
+// full spin, spins less, and one success anywhere restores the full budget for the next.
 //
 // While the process's poller is active (below), a waiter does not spin: the poller
 // polls for it.

@@ -101,13 +101,14 @@ func (w *waiter) ready() bool {
 // newStream starts a stream over own slot (g, i) and peer slot (pg, pi) of link l;
 // l.mu is held.
 func newStream(l *link, g *segment, i int, tok uint64, pg *segment, pi int, ptok uint64) *Stream {
+	m := newWaiterMisses()
 	s := &Stream{
 		link: l, own: g, ownIdx: i, ownTok: tok, peerSeg: pg, peerIdx: pi, peerTok: ptok,
 		rxRing: g.ring(i), txRing: pg.ring(pi), rxh: g.header(i), txh: pg.header(pi),
 		rx:     rxCursor{size: uint64(g.ringSize), win: uint64(initialWindow(g.ringSize))},
 		tx:     txCursor{size: uint64(pg.ringSize)},
-		rw:     waiter{wake: make(chan struct{}, 1), idx: -1},
-		ww:     waiter{wake: make(chan struct{}, 1), idx: -1},
+		rw:     waiter{wake: make(chan struct{}, 1), idx: -1, misses: m},
+		ww:     waiter{wake: make(chan struct{}, 1), idx: -1, misses: m},
 		rop:    make(chan struct{}, 1),
 		wop:    make(chan struct{}, 1),
 		closed: make(chan struct{}),
@@ -718,6 +719,7 @@ func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0, w0 uint32, dl *atomic.I
 		if h.cursor.Load() != c0 || h.flags.Load() != f0 || h.window.Load() != w0 || s.state.Load() != st0 {
 			releaseSpin()
 			w.misses = 0
+			noteSpin(true)
 			return true
 		}
 		if i%64 == 0 {
@@ -736,6 +738,7 @@ func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0, w0 uint32, dl *atomic.I
 	}
 	releaseSpin()
 	w.misses = min(w.misses+1, 8)
+	noteSpin(false)
 	return false
 }
 
