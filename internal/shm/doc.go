@@ -78,9 +78,10 @@
 // closes second finds the first's release in its own slot and frees it at once; the
 // first side's slot is freed by the next offer or connect on the link, which sweeps the
 // closed slots, or by a sweep a few milliseconds later. A peer that sets fReleased
-// early loses the data of its own stream on this link, as a lying RELEASE did. Zeroing returns the
-// pages the owner populated beyond the first window (as far as the stream's window
-// grew) to the system (MADV_REMOVE on the owner's mapping: a hole punched in the memfd,
+// early loses the data of its own stream on this link, as a lying RELEASE did.
+//
+// Zeroing returns the pages the owner populated beyond the first window (as far as the
+// stream's window grew) to the system (MADV_REMOVE on the owner's mapping: a hole punched in the memfd,
 // which reads as zeros in every mapping and keeps the file's size, so no mapping faults;
 // the seals forbid shrinking and growing, not that) and clears the first window in
 // place, whose pages stay: a slot handed out again has its first window populated
