@@ -81,14 +81,14 @@
 // early loses the data of its own stream on this link, as a lying RELEASE did.
 //
 // Zeroing returns the pages the owner populated beyond the first window (as far as the
-// stream's window grew) to the system (MADV_REMOVE on the owner's mapping: a hole punched in the memfd,
-// which reads as zeros in every mapping and keeps the file's size, so no mapping faults;
-// the seals forbid shrinking and growing, not that) and clears the first window in
-// place, whose pages stay: a slot handed out again has its first window populated
-// already. So a slot whose window never grew is reused with no system call. Pages a
-// peer faulted in beyond the window (it can write into any slot of the link, free
-// ones too) are charged to it and stay until the slot's window grows over them again
-// or the segment is withdrawn.
+// stream's window grew) to the system (MADV_REMOVE on the owner's mapping: a hole
+// punched in the memfd, which reads as zeros in every mapping and keeps the file's
+// size, so no mapping faults; the seals forbid shrinking and growing, not that) and
+// clears the first window in place, whose pages stay: a slot handed out again has its
+// first window populated already. So a slot whose window never grew is reused with no
+// system call. Pages a peer faulted in beyond the window (it can write into any slot of
+// the link, free ones too) are charged to it and stay until the slot's window grows
+// over them again or the segment is withdrawn.
 //
 // # Link messages
 //
