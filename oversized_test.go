@@ -141,8 +141,8 @@ func TestHostileClientOversizedRing(t *testing.T) {
 }
 
 // waitSlotsInUse fails the test unless the process's shared-memory slots in use
-// fall back to n within 2 s: slots closed on both sides are freed once the peer's
-// RELEASE arrives.
+// fall back to n within 2 s: a slot closed on both sides is freed once its owner sees
+// the peer's release (at its own close, or by the link's sweep).
 func waitSlotsInUse(t *testing.T, n int64) {
 	t.Helper()
 	for deadline := time.Now().Add(2 * time.Second); shm.ReadCounters().SlotsInUse > n; time.Sleep(10 * time.Millisecond) {

@@ -23,7 +23,7 @@ type rxCursor struct {
 // observe validates a producer line read from shared memory (flags loaded before prod)
 // against the previous observation and, when it is valid, records it.
 func (r *rxCursor) observe(flags uint32, prod uint64) error {
-	if flags&^fKnown != 0 {
+	if flags&^fKnownProd != 0 {
 		return violation("unknown producer flags %#x", flags)
 	}
 	if flags&r.flags != r.flags {

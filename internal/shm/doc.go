@@ -72,11 +72,23 @@
 // An own slot is free, held (by an offer, or by a Connect waiting for its bind), bound
 // (to a stream) or closed (its stream closed, the peer not yet done with it). It is
 // zeroed, header and ring, and marked free only when our stream is closed and the peer
-// released it or the link is dead; Close never waits for the peer. Zeroing returns the
-// ring's pages beyond the first window to the system (MADV_REMOVE on the owner's
-// mapping: a hole punched in the memfd, which reads as zeros in every mapping and keeps
-// the file's size, so no mapping faults; the seals forbid shrinking and growing, not
-// that) and clears the first window in place.
+// released it or the link is dead; Close never waits for the peer. The peer releases a
+// slot with no message: its closed stream's last store into the slot sets fReleased in
+// the producer line (link version 3; version 2 sent a RELEASE message). The side that
+// closes second finds the first's release in its own slot and frees it at once; the
+// first side's slot is freed by the next offer or connect on the link, which sweeps the
+// closed slots, or by a sweep a few milliseconds later. A peer that sets fReleased
+// early loses the data of its own stream on this link, as a lying RELEASE did.
+//
+// Zeroing returns the pages the owner populated beyond the first window (as far as the
+// stream's window grew) to the system (MADV_REMOVE on the owner's mapping: a hole
+// punched in the memfd, which reads as zeros in every mapping and keeps the file's
+// size, so no mapping faults; the seals forbid shrinking and growing, not that) and
+// clears the first window in place, whose pages stay: a slot handed out again has its
+// first window populated already. So a slot whose window never grew is reused with no
+// system call. Pages a peer faulted in beyond the window (it can write into any slot of
+// the link, free ones too) are charged to it and stay until the slot's window grows
+// over them again or the segment is withdrawn.
 //
 // # Link messages
 //
@@ -91,8 +103,6 @@
 //	BINDACK{clientSlot, serverSlot, st} st: bound, refused, or client ring too large; an
 //	                                    offer completes before its BINDACK is sent,
 //	                                    and the client's Connect returns only after it
-//	RELEASE{slot}                       the sender never touches the receiver's slot again;
-//	                                    it also wakes the stream still open on that slot
 //	WAKE{n, n × {slot, bits}}           wake the receiver's streams of these slots
 //	POLL{0} + memfd                     either side, at its first stream: its poller
 //	                                    page (see Wake-ups), validated as a segment of
@@ -112,7 +122,7 @@
 //
 //	offset 0    producer line, written by the peer (the producer into this ring)
 //	    0  u64  producer cursor: bytes written into the ring, ever
-//	    8  u32  producer flags: done writing | closed | abort
+//	    8  u32  producer flags: done writing | closed | abort | released
 //	   12  u32  producer sleep: 0, or the sequence number of the writer's announced sleep
 //	   16  u32  unused (the consumer line's window word)
 //	offset 128  consumer line, written by the owner (the consumer of this ring)
@@ -184,7 +194,10 @@
 // Spinning pays only when it outlasts a wake-up through the kernel; parking on every
 // message costs that wake-up on every message. A waiter whose last 4 spins all ended in
 // a park spins an eighth of the budget (a full one on every 8th wait) until a spin
-// succeeds again, so a peer with think time does not cost a full spin per message.
+// succeeds again, so a peer with think time does not cost a full spin per message. A new
+// stream starts that way too while the process's last 4 spins (of any stream) ended in a
+// park: a saturated process, whose every new connection would otherwise start with a
+// full spin, spins less, and one success anywhere restores the full budget for the next.
 //
 // While the process's poller is active (below), a waiter does not spin: the poller
 // polls for it.
@@ -245,11 +258,12 @@
 // The link is the liveness signal: when the peer process dies, the kernel closes its
 // end, and the link's reader sees EOF at once; streams that are waiting fail with a reset
 // unless the peer's "closed" flag (or "done writing", for reads) was published before.
-// Close publishes the flags and then sends RELEASE for the peer's slot, which also wakes
-// the peer's stream (one message per close, not a WAKE and a RELEASE); WriteTo and
+// Close publishes the flags and then releases the peer's slot (fReleased, a Swap), and
+// wakes the peer's stream only if it announced a sleep, as a producer does after its
+// cursor (so a close costs no message when the peer does not wait); WriteTo and
 // ReadFrom copy straight between a ring and their io.Writer or io.Reader without holding
 // a lock Close takes, and a Close during such a copy sends a WAKE at once and leaves the
-// RELEASE to the copy's end. The root package can also call [Stream.Abort] when its TCP
+// release to the copy's end. The root package can also call [Stream.Abort] when its TCP
 // connection reports a reset.
 //
 // # Threat model

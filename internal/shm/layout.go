@@ -17,13 +17,17 @@ const (
 //
 // In the producer line the bits say: fDone = done writing (CloseWrite, the CDC
 // peer_done_writing), fClosed = the producer closed the connection, fAbort = abnormal
-// close (the CDC peer_conn_abort). In the consumer line: fDone = done reading
+// close (the CDC peer_conn_abort), fReleased = the producer's stream is closed and it
+// never touches this slot again (link version 3; the owner may zero and reuse the slot
+// once its own stream is closed too). In the consumer line: fDone = done reading
 // (CloseRead), fClosed and fAbort as above.
 const (
-	fDone   uint32 = 1 << 0
-	fClosed uint32 = 1 << 1
-	fAbort  uint32 = 1 << 2
-	fKnown         = fDone | fClosed | fAbort
+	fDone      uint32 = 1 << 0
+	fClosed    uint32 = 1 << 1
+	fAbort     uint32 = 1 << 2
+	fReleased  uint32 = 1 << 3
+	fKnown            = fDone | fClosed | fAbort // consumer line
+	fKnownProd        = fKnown | fReleased       // producer line
 )
 
 // Wake-up bits, carried per slot in a WAKE link message.
@@ -38,7 +42,7 @@ const (
 // nor the adjacent line that x86's spatial prefetcher fetches in pairs.
 type line struct {
 	cursor atomic.Uint64 // monotonic byte count: producer cursor or consumer cursor
-	flags  atomic.Uint32 // fDone | fClosed | fAbort, sticky
+	flags  atomic.Uint32 // fDone | fClosed | fAbort (| fReleased in the producer line), sticky
 	sleep  atomic.Uint32 // 0 = awake; otherwise the sequence number of an announced sleep
 	window atomic.Uint32 // consumer line: the ring bytes the owner populated (see firstWindow); unused in the producer line
 	_      [128 - 20]byte

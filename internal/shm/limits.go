@@ -117,3 +117,31 @@ func acquireSpin(t time.Time) bool {
 }
 
 func releaseSpin() { spinners.Add(-1) }
+
+// spinStreak counts the spins in a row, in the whole process, that ended in a park (at
+// most 8). A new stream's waiters start from it (see newWaiterMisses): a process whose
+// spins keep failing (its CPUs saturated, or peers with think time) does not spend a
+// full spin budget on the first wait of every new connection.
+var spinStreak atomic.Uint32
+
+// noteSpin records the outcome of a spin in the process's streak; it stores only when
+// the streak changes, so that spinners do not contend on the word.
+func noteSpin(ok bool) {
+	v := spinStreak.Load()
+	switch {
+	case ok && v != 0:
+		spinStreak.Store(0)
+	case !ok && v < 8:
+		spinStreak.CompareAndSwap(v, v+1)
+	}
+}
+
+// newWaiterMisses returns the spins-ended-in-a-park a new stream's waiter starts with:
+// 4, which gives its spins the reduced budget until one succeeds, while the process's
+// last 4 spins or more ended in a park; else 0.
+func newWaiterMisses() uint {
+	if spinStreak.Load() >= 4 {
+		return 4
+	}
+	return 0
+}

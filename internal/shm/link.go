@@ -58,6 +58,8 @@ type link struct {
 	binds    map[uint64]*bindWait // client: own slot token → the Connect waiting for BINDACK
 	ready    chan uint64          // client: READY while the link is being set up, else nil
 	used     int                  // own slots not free
+	closing  []closedSlot         // own slots closed before the peer released them
+	sweepT   *time.Timer          // frees the closing slots the peer released since
 	idleT    *time.Timer          // server: ends the link when it stayed unused
 	shrinkT  *time.Timer          // withdraws idle segments
 	ownPage  *segment             // our poller page (see poller.go), once made
@@ -80,6 +82,14 @@ type link struct {
 type outMsg struct {
 	b  msg
 	fd int // a descriptor to pass (owned by the queue), or -1
+}
+
+// closedSlot names an own slot in slotClosed, use gen, waiting for the peer's
+// fReleased.
+type closedSlot struct {
+	g   *segment
+	i   int
+	gen uint32
 }
 
 type bindWait struct {
@@ -146,6 +156,9 @@ func (l *link) allocSlot(ctx context.Context, ringSize int, o *Offer) (*segment,
 			// (A segment just made within the bound is ours to use.)
 			l.mu.Unlock()
 			return nil, -1, 0, ErrMemoryLimit
+		}
+		if len(l.closing) > 0 {
+			l.sweepLocked()
 		}
 		if g, i := l.pool.take(ringSize); g != nil {
 			l.used++
@@ -439,8 +452,6 @@ func (l *link) handle(b []byte, fds []int) error {
 		return l.onSegDel(body)
 	case msgSegDelAck:
 		return l.onSegDelAck(body)
-	case msgRelease:
-		return l.onRelease(u64of(body))
 	case msgBind:
 		if l.server {
 			return l.onBind(u64of(body), u64of(body[8:]))
@@ -633,27 +644,47 @@ func (l *link) onSegDelAck(body []byte) error {
 	return nil
 }
 
-// onRelease records that the peer will never touch our slot tok again; a slot whose
-// stream closed already is zeroed and freed. The peer closed its stream before it
-// released, and sends no WAKE for that close: a stream still open on the slot is kicked
-// here, so that its Read sees the end of the data and its Write the peer gone.
-func (l *link) onRelease(tok uint64) error {
+// released reports whether the peer released own slot i of g: it set fReleased in the
+// slot's producer line, its last store into the slot. A peer that sets it early only
+// loses its own streams' data on this link.
+func released(g *segment, i int) bool {
+	return g.header(i).prod.flags.Load()&fReleased != 0
+}
+
+// sweepLocked frees the closing slots the peer released since; l.mu is held.
+func (l *link) sweepLocked() {
+	k := 0
+	for _, c := range l.closing {
+		sl := &c.g.slots[c.i]
+		if sl.state != slotClosed || sl.gen != c.gen {
+			continue // freed otherwise (the link died)
+		}
+		if released(c.g, c.i) {
+			l.freeLocked(c.g, c.i)
+			continue
+		}
+		l.closing[k] = c
+		k++
+	}
+	clear(l.closing[k:])
+	l.closing = l.closing[:k]
+}
+
+// sweepDelay is how long a slot closed before the peer released it may wait to be
+// freed when no new connection on its link sweeps first.
+const sweepDelay = 5 * time.Millisecond
+
+// sweep frees the closing slots the peer released, and comes back while some are left.
+func (l *link) sweep() {
 	l.mu.Lock()
-	g, i, sl := l.pool.lookup(tok)
-	if sl == nil || sl.state == slotFree {
-		l.mu.Unlock()
-		return nil // a stale token: only the peer's own bookkeeping is wrong
+	defer l.mu.Unlock()
+	if l.dead {
+		return
 	}
-	sl.released = true
-	s := sl.stream
-	if sl.state == slotClosed {
-		l.freeLocked(g, i)
+	l.sweepLocked()
+	if len(l.closing) > 0 {
+		l.sweepT.Reset(sweepDelay)
 	}
-	l.mu.Unlock()
-	if s != nil {
-		s.kick()
-	}
-	return nil
 }
 
 // freeLocked zeroes and frees an own slot; l.mu is held.
@@ -779,16 +810,20 @@ func (l *link) onReady(tok uint64) error {
 	return nil
 }
 
-// streamClosed is Close's last step: the stream's own slot waits for the peer's
-// RELEASE (or is freed if that came, or the link is dead), and the peer is told we
-// never touch its slot again.
+// streamClosed is Close's last step: the peer is told that we never touch its slot
+// again (fReleased, see Stream.releasePeer), with no message; the stream's own slot is
+// freed if the peer released it already or the link is dead, else it waits in
+// l.closing for the peer's fReleased.
 func (l *link) streamClosed(s *Stream) {
+	s.releasePeer()
 	l.mu.Lock()
 	sl := &s.own.slots[s.ownIdx]
 	if sl.stream == s {
-		sl.state, sl.stream = slotClosed, nil
-		if l.dead || sl.released {
+		sl.state, sl.stream, sl.win = slotClosed, nil, int(s.rx.win)
+		if l.dead || released(s.own, s.ownIdx) {
 			l.freeLocked(s.own, s.ownIdx)
+		} else {
+			l.closeLaterLocked(s.own, s.ownIdx, sl.gen)
 		}
 	}
 	pg := s.peerSeg
@@ -796,15 +831,24 @@ func (l *link) streamClosed(s *Stream) {
 	if pg.deleted && pg.refs == 0 {
 		pg.unmapPeer()
 	}
-	dead := l.dead
-	fin := dead && l.used == 0
+	fin := l.dead && l.used == 0
 	l.mu.Unlock()
-	if !dead {
-		l.send(newMsg(msgRelease).u64(s.peerTok), -1)
-	}
 	if fin {
 		l.finish()
 	}
+}
+
+// closeLaterLocked puts own slot i of g, closed in use gen, on the list the sweep
+// frees once the peer released it; l.mu is held.
+func (l *link) closeLaterLocked(g *segment, i int, gen uint32) {
+	if len(l.closing) == 0 {
+		if l.sweepT == nil {
+			l.sweepT = time.AfterFunc(sweepDelay, l.sweep)
+		} else {
+			l.sweepT.Reset(sweepDelay)
+		}
+	}
+	l.closing = append(l.closing, closedSlot{g, i, gen})
 }
 
 // releaseHeld frees an own slot held by an offer or a connect that will not bind it.
@@ -896,6 +940,10 @@ func (l *link) shutdown(err error) {
 	if l.shrinkT != nil {
 		l.shrinkT.Stop()
 	}
+	if l.sweepT != nil {
+		l.sweepT.Stop()
+	}
+	l.closing = nil // freed below with every closed slot
 	var streams []*Stream
 	var offers []*Offer
 	for _, g := range l.pool.segs {

@@ -77,6 +77,12 @@ func TestSlotReuseZeroed(t *testing.T) {
 		t.Fatalf("server slot in state %d while the peer still holds it, want closed", st)
 	}
 	b.Close()
+	// The client closed second: the server's release (fReleased in the client's slot)
+	// was there, so its slot is free at once; the server's slot is freed once the sweep
+	// (or the next offer on the link) finds the client's.
+	if st := state(b); st != slotFree {
+		t.Fatalf("client slot in state %d after both closed, want free at once", st)
+	}
 	waitFor(t, "both slots freed", func() bool { return state(a) == slotFree && state(b) == slotFree })
 	if !bytes.Equal(hdr, make([]byte, len(hdr))) || !bytes.Equal(ring, make([]byte, len(ring))) {
 		t.Fatal("a freed slot was not zeroed")

@@ -18,13 +18,13 @@ const (
 	msgSegDelAck = 8  // peer → owner: unmapped (or will be once its streams end)
 	msgBind      = 9  // client → server: server slot, client slot
 	msgBindAck   = 10 // server → client: bound, or refused (and why)
-	msgRelease   = 11 // either: the sender never touches the receiver's slot again
-	msgWake      = 12 // either: wake the receiver's streams of these slots
-	msgPoll      = 13 // either: the sender's poller page (memfd attached)
+	// 11 was RELEASE (link version 2), now the producer flag fReleased.
+	msgWake = 12 // either: wake the receiver's streams of these slots
+	msgPoll = 13 // either: the sender's poller page (memfd attached)
 )
 
 const (
-	linkVersion  = 2 // 2: the populated window (consumer line word at offset 16) and POLL
+	linkVersion  = 3 // 2: the populated window (consumer line word at offset 16) and POLL; 3: fReleased, no RELEASE
 	nonceLen     = 16
 	proofLen     = 32
 	maxWakeBatch = 64
@@ -43,7 +43,7 @@ func msgLen(t byte) int {
 		return msgHdrLen + nonceLen + proofLen
 	case msgProof:
 		return msgHdrLen + proofLen
-	case msgReady, msgSegAck, msgSegDel, msgSegDelAck, msgRelease, msgPoll:
+	case msgReady, msgSegAck, msgSegDel, msgSegDelAck, msgPoll:
 		return msgHdrLen + 8
 	case msgSeg, msgBind:
 		return msgHdrLen + 16

@@ -47,7 +47,7 @@ func nextSegSlots(ringSize, have int) int {
 }
 
 // Slot tokens name a slot of a side's pool on the wire (the CLC DMB token, BIND,
-// RELEASE, WAKE): generation<<32 | segment index<<16 | slot index. The generation
+// WAKE): generation<<32 | segment index<<16 | slot index. The generation
 // changes every time the slot is handed out, so a token of an earlier use is stale
 // and rejected; it is never 0, so no token is 0.
 func makeToken(gen uint32, seg uint16, slot int) uint64 {
@@ -64,24 +64,25 @@ func splitToken(t uint64) (gen uint32, seg uint16, slot int) {
 //	  ^                 |                                            |
 //	  +----- zeroed ----+ (offer or bind abandoned before the peer   |
 //	  |                    could write into it)                      |
-//	  +------------- zeroed, once the peer released it or the link --+
-//	                 is dead
+//	  +------------- zeroed, once the peer released it (fReleased) --+
+//	                 or the link is dead
 type slotState uint8
 
 const (
 	slotFree   slotState = iota
 	slotHeld             // reserved by an offer or a connect waiting for its BIND
 	slotBound            // a stream's
-	slotClosed           // its stream closed; waiting for the peer's RELEASE
+	slotClosed           // its stream closed; waiting for the peer's fReleased
 )
 
 // slot is an own slot's bookkeeping; guarded by the link's mu.
 type slot struct {
-	state    slotState
-	gen      uint32  // generation of the current (or last) use
-	released bool    // the peer released the current use (RELEASE arrived)
-	stream   *Stream // when bound
-	offer    *Offer  // when held by a server's offer
+	state  slotState
+	gen    uint32  // generation of the current (or last) use
+	stream *Stream // when bound
+	offer  *Offer  // when held by a server's offer
+	win    int     // ring bytes its closed stream had populated (its last window), else 0
+	warm   bool    // its first window is populated: zeroSlot never discards it
 }
 
 // A segment is one memfd of a pool, mapped: an own segment (slots is set) or a
@@ -121,24 +122,32 @@ func (g *segment) ring(i int) []byte {
 func (g *segment) bytes() int64 { return int64(len(g.mem)) }
 
 // zeroSlot clears slot i's header and ring: a slot is handed out again only zeroed,
-// so that no cursor, flag or byte of an earlier use is seen by the next. The pages of
-// the ring beyond the first window are returned to the system (they read as zeros),
-// the first window is zeroed in place: the next use starts with that window again.
-func (g *segment) zeroSlot(i int) {
+// so that no cursor, flag or byte of an earlier use is seen by the next. The first
+// window is zeroed in place: the next use starts with that window again. The pages we
+// populated beyond it, up to win (the last window of the slot's stream), are returned
+// to the system and read as zeros; a ring whose window never grew costs no system
+// call. Pages beyond the window that a peer faulted in by writing where it may not
+// stay until the slot's next use beyond them, or its segment's withdrawal: the peer
+// could fault those of a free slot as well, and pays for them (see doc.go).
+func (g *segment) zeroSlot(i, win int) {
 	clear(g.mem[i*SlotHeaderSize : (i+1)*SlotHeaderSize])
 	r := g.ring(i)
 	w := initialWindow(g.ringSize)
 	clear(r[:w])
-	if w < len(r) {
-		discard(r[w:])
+	if win > w {
+		discard(r[w:min(win, len(r))])
 	}
 }
 
-// openWindow populates the first window of slot i's ring and publishes it in the
-// slot's consumer line, whose header was just cleared.
+// openWindow populates the first window of slot i's ring, unless an earlier use did
+// (zeroSlot keeps its pages), and publishes it in the slot's consumer line, whose
+// header was just cleared.
 func (g *segment) openWindow(i int) {
 	w := initialWindow(g.ringSize)
-	populate(g.ring(i)[:w])
+	if sl := &g.slots[i]; !sl.warm {
+		populate(g.ring(i)[:w])
+		sl.warm = true
+	}
 	g.header(i).cons.window.Store(uint32(w))
 }
 
@@ -178,7 +187,7 @@ func (p *pool) take(ringSize int) (*segment, int) {
 		if sl.gen == 0 {
 			sl.gen = 1
 		}
-		sl.state, sl.released, sl.stream, sl.offer = slotHeld, false, nil, nil
+		sl.state, sl.stream, sl.offer = slotHeld, nil, nil
 		best.free--
 		clear(best.mem[i*SlotHeaderSize : (i+1)*SlotHeaderSize])
 		best.openWindow(i)
@@ -195,8 +204,8 @@ func (p *pool) put(g *segment, i int, now time.Time) {
 	if sl.state == slotFree {
 		return
 	}
-	g.zeroSlot(i)
-	sl.state, sl.stream, sl.offer = slotFree, nil, nil
+	g.zeroSlot(i, sl.win)
+	sl.state, sl.stream, sl.offer, sl.win = slotFree, nil, nil, 0
 	g.free++
 	if g.free == g.n {
 		g.freeSince = now

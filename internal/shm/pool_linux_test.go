@@ -171,7 +171,8 @@ func TestSegmentMemoryLimit(t *testing.T) {
 // TestSlotWindowPages checks the pages of a ring over one use of its slot: a new
 // segment holds its headers only, a slot handed out its first window too, and a slot
 // put back after its whole ring was used returns the pages beyond the first window,
-// in the sealed memfd, while a second mapping (the peer's) sees zeros and no fault.
+// in the sealed memfd, while a second mapping (the peer's) sees zeros and no fault; the
+// next use of the slot finds its first window as the first use did.
 func TestSlotWindowPages(t *testing.T) {
 	const size = 64 << 10
 	p := newPool()
@@ -208,6 +209,7 @@ func TestSlotWindowPages(t *testing.T) {
 		peer[off+k] = byte(k%251 + 1)
 	}
 	g.header(i).cons.window.Store(size)
+	g.slots[i].win = size // what streamClosed records of a stream whose window grew to the ring
 	p.put(g, i, time.Now())
 	if got := resident(t, g.ring(i)); got != firstWindow/4096 {
 		t.Fatalf("slot put back: %d ring pages resident, want %d", got, firstWindow/4096)
@@ -220,4 +222,17 @@ func TestSlotWindowPages(t *testing.T) {
 			t.Fatalf("byte %d of the released ring reads %d through the peer's mapping", k, b)
 		}
 	}
+	// The next use starts with the same first window, still resident (take does not
+	// populate it again). (The loop above read the rest of the ring through the
+	// peer's mapping, which faulted it in: only the first window is checked.)
+	if g2, i2 := p.take(size); g2 != g || i2 != i {
+		t.Fatalf("take after put = %v, %d; want the slot put back", g2, i2)
+	}
+	if got := resident(t, g.ring(i)[:firstWindow]); got != firstWindow/4096 {
+		t.Fatalf("slot handed out again: %d pages of its first window resident, want %d", got, firstWindow/4096)
+	}
+	if got := g.header(i).cons.window.Load(); got != firstWindow {
+		t.Fatalf("published window %d on the second use, want %d", got, firstWindow)
+	}
+	p.put(g, i, time.Now())
 }

@@ -101,13 +101,14 @@ func (w *waiter) ready() bool {
 // newStream starts a stream over own slot (g, i) and peer slot (pg, pi) of link l;
 // l.mu is held.
 func newStream(l *link, g *segment, i int, tok uint64, pg *segment, pi int, ptok uint64) *Stream {
+	m := newWaiterMisses()
 	s := &Stream{
 		link: l, own: g, ownIdx: i, ownTok: tok, peerSeg: pg, peerIdx: pi, peerTok: ptok,
 		rxRing: g.ring(i), txRing: pg.ring(pi), rxh: g.header(i), txh: pg.header(pi),
 		rx:     rxCursor{size: uint64(g.ringSize), win: uint64(initialWindow(g.ringSize))},
 		tx:     txCursor{size: uint64(pg.ringSize)},
-		rw:     waiter{wake: make(chan struct{}, 1), idx: -1},
-		ww:     waiter{wake: make(chan struct{}, 1), idx: -1},
+		rw:     waiter{wake: make(chan struct{}, 1), idx: -1, misses: m},
+		ww:     waiter{wake: make(chan struct{}, 1), idx: -1, misses: m},
 		rop:    make(chan struct{}, 1),
 		wop:    make(chan struct{}, 1),
 		closed: make(chan struct{}),
@@ -718,6 +719,7 @@ func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0, w0 uint32, dl *atomic.I
 		if h.cursor.Load() != c0 || h.flags.Load() != f0 || h.window.Load() != w0 || s.state.Load() != st0 {
 			releaseSpin()
 			w.misses = 0
+			noteSpin(true)
 			return true
 		}
 		if i%64 == 0 {
@@ -736,6 +738,7 @@ func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0, w0 uint32, dl *atomic.I
 	}
 	releaseSpin()
 	w.misses = min(w.misses+1, 8)
+	noteSpin(false)
 	return false
 }
 
@@ -1027,10 +1030,10 @@ func (s *Stream) close(abort bool) error {
 	}
 	s.unmapped = true
 	s.mu.Unlock()
-	// A peer in this process is kicked at once. Over the link, the RELEASE that
-	// streamClosed sends wakes the peer's stream as well (see onRelease), which saves a
-	// message and the peer's reader a wake-up on every close; only a release deferred
-	// behind a WriteTo or ReadFrom needs a WAKE of its own now.
+	// A peer in this process is kicked at once. Over the link, the release that
+	// streamClosed publishes wakes the peer's stream if it waits (see releasePeer), with
+	// no message when it does not; only a release deferred behind a WriteTo or ReadFrom
+	// needs a WAKE of its own now.
 	local := s.local.Load() != nil
 	if local {
 		s.wake(wakeData | wakeSpace)
@@ -1050,6 +1053,26 @@ func (s *Stream) close(abort bool) error {
 		s.link.wake(s.peerTok, wakeData|wakeSpace)
 	}
 	return nil
+}
+
+// releasePeer is a closed stream's last store into the peer's slot: fReleased in its
+// producer line, after which the peer may zero and reuse the slot. It then wakes the
+// peer's stream if it waits for data or for space, so that it sees the flags close
+// published. The Swap orders those flag stores before the loads of the sleep words
+// (Dekker's pattern with the waiter's announce-then-recheck, see dekkerStore). Close
+// holds rmu and wmu, or the last WriteTo or ReadFrom inside a ring has returned.
+func (s *Stream) releasePeer() {
+	s.mu.Lock()
+	s.pubP |= fReleased
+	f := s.pubP
+	s.mu.Unlock()
+	s.txh.prod.flags.Swap(f)
+	if v := s.txh.cons.sleep.Load(); v != 0 {
+		s.ring(&s.ww, v, wakeData)
+	}
+	if v := s.rxh.prod.sleep.Load(); v != 0 {
+		s.ring(&s.rw, v, wakeSpace)
+	}
 }
 
 // SetDeadline sets the read and write deadlines; see net.Conn.
