@@ -192,12 +192,15 @@ func BenchmarkHotPath(b *testing.B) {
 
 // BenchmarkBareRing is the floor under BenchmarkPingPong/goroutines: the same 64-byte
 // round trip over two rings with the DMB layout and the same atomics (the writer loads
-// the consumer cursor, copies, stores its cursor and loads the reader's sleep word; the
-// reader polls the producer cursor, copies, stores its cursor and loads the writer's
+// the consumer cursor, copies, Swaps its cursor and loads the reader's sleep word; the
+// reader polls the producer cursor, copies, Swaps its cursor and loads the writer's
 // sleep word), without a Stream: no lock, validation, deadline, spin budget or yield.
-// Both goroutines busy-poll, each on its own thread, so ns/op is what moving those
-// cache lines between two CPUs costs on this machine, which varies with where the host
-// places the virtual CPUs.
+// The cursors are published with Swap, as the stream does (see dekkerStore), not
+// Store: a plain store can linger in the store buffer while its core spins on loads,
+// which makes a Store ring slower than the stream's protocol, not a floor under it.
+// Both goroutines busy-poll, each locked to its own thread, so ns/op is what moving
+// those cache lines between two CPUs costs on this machine, which varies with where
+// the host places the virtual CPUs.
 func BenchmarkBareRing(b *testing.B) {
 	if runtime.GOMAXPROCS(0) < 2 {
 		b.Skip("two goroutines busy-poll: needs GOMAXPROCS >= 2")
@@ -217,7 +220,7 @@ func BenchmarkBareRing(b *testing.B) {
 		}
 		copy(r.data[*prod&(size-1):], p)
 		*prod += uint64(len(p))
-		r.h.prod.cursor.Store(*prod)
+		r.h.prod.cursor.Swap(*prod)
 		_ = r.h.cons.sleep.Load()
 	}
 	read := func(r ring, cons *uint64, p []byte) {
@@ -225,13 +228,15 @@ func BenchmarkBareRing(b *testing.B) {
 		}
 		copy(p, r.data[*cons&(size-1):])
 		*cons += uint64(len(p))
-		r.h.cons.cursor.Store(*cons)
+		r.h.cons.cursor.Swap(*cons)
 		_ = r.h.prod.sleep.Load()
 	}
 	ping, pong := newRing(), newRing()
 	n := b.N
 	done := make(chan struct{})
 	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		defer close(done)
 		buf := make([]byte, 64)
 		var prod, cons uint64
@@ -240,6 +245,8 @@ func BenchmarkBareRing(b *testing.B) {
 			write(pong, &prod, buf)
 		}
 	}()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	buf := make([]byte, 64)
 	var prod, cons uint64
 	b.ResetTimer()
