@@ -48,13 +48,13 @@ type Stream struct {
 	rexp     expiry        // when rdl passed
 	wexp     expiry        // when wdl passed
 
-	rop chan struct{} // serialises Read and WriteTo, which holds it while w runs (capacity 1)
-	rmu sync.Mutex    // guards rx and rw; held by Read, by WriteTo except while w runs, by Close while tearing down
+	rop opLock     // serialises Read and WriteTo, which holds it while w runs
+	rmu sync.Mutex // guards rx and rw; held by Read, by WriteTo except while w runs, by Close while tearing down
 	rx  rxCursor
 	rw  waiter
 
-	wop chan struct{} // serialises Write and ReadFrom, which holds it while r runs (capacity 1)
-	wmu sync.Mutex    // guards tx and ww; held by Write, by ReadFrom except while r runs, by Close while tearing down
+	wop opLock     // serialises Write and ReadFrom, which holds it while r runs
+	wmu sync.Mutex // guards tx and ww; held by Write, by ReadFrom except while r runs, by Close while tearing down
 	tx  txCursor
 	ww  waiter
 
@@ -108,8 +108,8 @@ func newStream(l *link, g *segment, i int, tok uint64, pg *segment, pi int, ptok
 		tx:     txCursor{size: uint64(pg.ringSize)},
 		rw:     waiter{wake: make(chan struct{}, 1), idx: -1},
 		ww:     waiter{wake: make(chan struct{}, 1), idx: -1},
-		rop:    make(chan struct{}, 1),
-		wop:    make(chan struct{}, 1),
+		rop:    newOpLock(),
+		wop:    newOpLock(),
 		closed: make(chan struct{}),
 	}
 	s.rw.s, s.ww.s = s, s
@@ -185,13 +185,23 @@ func (s *Stream) PeerRingSize() int { return int(s.tx.size) }
 // Read reads up to len(b) bytes that the peer wrote. It blocks until at least one byte is
 // available, the peer is done writing (io.EOF once everything was read), the stream fails,
 // or the read deadline passes.
+//
+// Read takes its locks without defer: with as many returns as readLocked has, the
+// compiler would not open-code the defers, and their records cost more than a small
+// Read's copy. Nothing between the locks panics.
 func (s *Stream) Read(b []byte) (int, error) {
-	if err := s.acquire(s.rop, &s.rdl, "read"); err != nil {
+	if err := s.acquire(&s.rop, &s.rdl, "read"); err != nil {
 		return 0, err
 	}
-	defer s.release(s.rop)
 	s.rmu.Lock()
-	defer s.rmu.Unlock()
+	n, err := s.readLocked(b)
+	s.rmu.Unlock()
+	s.rop.unlock()
+	return n, err
+}
+
+// readLocked is Read with s.rop and s.rmu held.
+func (s *Stream) readLocked(b []byte) (int, error) {
 	if err := s.rexp.check(&s.rdl, "read"); err != nil {
 		return 0, err
 	}
@@ -225,10 +235,10 @@ func (s *Stream) Read(b []byte) (int, error) {
 // released to the peer only once it returned. No lock Close takes is held while w
 // runs, so a stalled w never delays Close; the slots are then released when w returns.
 func (s *Stream) WriteTo(w io.Writer) (int64, error) {
-	if err := s.acquire(s.rop, &s.rdl, "read"); err != nil {
+	if err := s.acquire(&s.rop, &s.rdl, "read"); err != nil {
 		return 0, err
 	}
-	defer s.release(s.rop)
+	defer s.rop.unlock()
 	var total int64
 	for {
 		chunk, err := s.nextRx()
@@ -302,41 +312,6 @@ func (s *Stream) doneRx(n uint64) error {
 	s.endForeign()
 	return err
 }
-
-// acquire takes op, one of the stream's two operation locks, waiting for it at most
-// until the deadline in dl or Close: a Write behind a ReadFrom whose r blocks, or a Read
-// behind a stalled WriteTo, still has its deadline.
-func (s *Stream) acquire(op chan struct{}, dl *atomic.Int64, name string) error {
-	select {
-	case op <- struct{}{}:
-		return nil
-	default:
-	}
-	for {
-		var timeout <-chan time.Time
-		if d := dl.Load(); d != 0 {
-			left := time.Until(time.Unix(0, d))
-			if left <= 0 {
-				return &timeoutError{name}
-			}
-			t := time.NewTimer(left)
-			defer t.Stop()
-			timeout = t.C
-		}
-		select {
-		case op <- struct{}{}:
-			return nil
-		case <-s.closed:
-			return errClosed(name)
-		case <-timeout:
-			if err := deadlinePassed(dl, name); err != nil {
-				return err
-			}
-		}
-	}
-}
-
-func (s *Stream) release(op chan struct{}) { <-op }
 
 // beginForeign counts a WriteTo or ReadFrom that is about to run w or r on a ring;
 // it fails once the stream is closed.
@@ -472,13 +447,21 @@ func (s *Stream) waitRx() error {
 // Write writes b into the peer's ring, blocking while the ring is full. It returns early
 // only with an error: the stream closed or failed, the peer stopped reading (EPIPE), or
 // the write deadline passed, in which case n bytes were written.
+//
+// Write takes its locks without defer, as Read does.
 func (s *Stream) Write(b []byte) (int, error) {
-	if err := s.acquire(s.wop, &s.wdl, "write"); err != nil {
+	if err := s.acquire(&s.wop, &s.wdl, "write"); err != nil {
 		return 0, err
 	}
-	defer s.release(s.wop)
 	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	n, err := s.writeLocked(b)
+	s.wmu.Unlock()
+	s.wop.unlock()
+	return n, err
+}
+
+// writeLocked is Write with s.wop and s.wmu held.
+func (s *Stream) writeLocked(b []byte) (int, error) {
 	if err := s.wexp.check(&s.wdl, "write"); err != nil {
 		return 0, err
 	}
@@ -510,10 +493,10 @@ func (s *Stream) Write(b []byte) (int, error) {
 // while r runs, so a blocked r never delays Close; the slots are then released when r
 // returns.
 func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
-	if err := s.acquire(s.wop, &s.wdl, "write"); err != nil {
+	if err := s.acquire(&s.wop, &s.wdl, "write"); err != nil {
 		return 0, err
 	}
-	defer s.release(s.wop)
+	defer s.wop.unlock()
 	var total int64
 	for {
 		space, err := s.nextTx()
