@@ -676,14 +676,18 @@ func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0, w0 uint32, dl *atomic.I
 	if s.local.Load() == nil && poller.active.Load() {
 		return false // the poller polls for us
 	}
-	start := time.Now()
-	if !acquireSpin(start) {
+	if !acquireSpin() {
 		return false
 	}
 	limit := time.Duration(spinNanos.Load())
 	if w.misses >= 4 && w.waits%8 != 0 {
 		limit /= 8
 	}
+	// The clock is read every 64 polls, the first time after the first 64: on some
+	// virtual machines a clock read costs more than a fast peer takes to answer, so a
+	// spin that reads the clock first would only delay seeing the answer. After the
+	// first reading, time.Since reads only the monotonic clock, which costs less.
+	//
 	// Yield every few polls when the goroutine we wait for may need our P: with
 	// GOMAXPROCS=1, or when the peer is in this process (its wake-up readied it on our
 	// P). Otherwise another P is free (spinners are at most GOMAXPROCS-1), and a yield
@@ -694,8 +698,12 @@ func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0, w0 uint32, dl *atomic.I
 	// park the peer is likely parked as well, and then the yields stay: the threads
 	// they wake keep the other CPUs busy, and a virtual CPU that idles (halts) makes
 	// the parked peer's wake-up, which our answer waits for, much slower.
-	yieldAll := singleP.Load() || s.local.Load() != nil || w.misses > 0
-	yielded := start
+	var (
+		start     time.Time
+		startWall int64         // start in unix nanoseconds, for the deadline
+		yielded   time.Duration // when we last yielded, since start
+		yieldAll  bool
+	)
 	st0 := s.state.Load()
 	for i := 1; ; i++ {
 		if h.cursor.Load() != c0 || h.flags.Load() != f0 || h.window.Load() != w0 || s.state.Load() != st0 {
@@ -703,18 +711,27 @@ func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0, w0 uint32, dl *atomic.I
 			w.misses = 0
 			return true
 		}
-		if i%64 == 0 {
-			now := time.Now()
-			if yieldAll || now.Sub(yielded) >= spinYieldEvery {
-				runtime.Gosched()
-				yielded = now
-			}
-			if now.Sub(start) > limit {
-				break
-			}
-			if d := dl.Load(); d != 0 && now.UnixNano() >= d {
-				break
-			}
+		if i%64 != 0 {
+			continue
+		}
+		var now time.Duration
+		if i == 64 {
+			start = time.Now()
+			startWall = start.UnixNano()
+			refreshSlots(startWall)
+			yieldAll = singleP.Load() || s.local.Load() != nil || w.misses > 0
+		} else {
+			now = time.Since(start)
+		}
+		if yieldAll || now-yielded >= spinYieldEvery {
+			runtime.Gosched()
+			yielded = now
+		}
+		if now > limit {
+			break
+		}
+		if d := dl.Load(); d != 0 && startWall+int64(now) >= d {
+			break
 		}
 	}
 	releaseSpin()
