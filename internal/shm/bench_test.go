@@ -192,9 +192,11 @@ func BenchmarkHotPath(b *testing.B) {
 
 // BenchmarkBareRing is the floor under BenchmarkPingPong/goroutines: the same 64-byte
 // round trip over two rings with the DMB layout and the same atomics (the writer loads
-// the consumer cursor, copies, Swaps its cursor and loads the reader's sleep word; the
-// reader polls the producer cursor, copies, Swaps its cursor and loads the writer's
-// sleep word), without a Stream: no lock, validation, deadline, spin budget or yield.
+// the consumer's flags, and its cursor only when its last view leaves too little space,
+// copies, Swaps its cursor and loads the reader's sleep word; the reader polls the
+// producer cursor, loads the producer's flags, copies, Swaps its cursor and loads the
+// writer's sleep word), without a Stream: no lock, validation, deadline, spin budget or
+// yield.
 // The cursors are published with Swap, as the stream does (see dekkerStore), not
 // Store: a plain store can linger in the store buffer while its core spins on loads,
 // which makes a Store ring slower than the stream's protocol, not a floor under it.
@@ -209,27 +211,31 @@ func BenchmarkBareRing(b *testing.B) {
 	type ring struct {
 		h    *header
 		data []byte
+		cons uint64 // the writer's last view of the consumer cursor
 	}
-	newRing := func() ring {
+	newRing := func() *ring {
 		const hdr = 4096              // the header in a page of its own, as in a segment's header area
 		mem := make([]byte, hdr+size) // a large allocation: page-aligned
-		return ring{(*header)(unsafe.Pointer(&mem[0])), mem[hdr:]}
+		return &ring{h: (*header)(unsafe.Pointer(&mem[0])), data: mem[hdr:]}
 	}
-	write := func(r ring, prod *uint64, p []byte) {
-		for *prod+uint64(len(p))-r.h.cons.cursor.Load() > size {
+	write := func(r *ring, prod *uint64, p []byte) {
+		_ = r.h.consCtl.flags.Load()
+		for *prod+uint64(len(p))-r.cons > size {
+			r.cons = r.h.cons.cursor.Load()
 		}
 		copy(r.data[*prod&(size-1):], p)
 		*prod += uint64(len(p))
 		r.h.prod.cursor.Swap(*prod)
-		_ = r.h.cons.sleep.Load()
+		_ = r.h.consCtl.sleep.Load()
 	}
-	read := func(r ring, cons *uint64, p []byte) {
+	read := func(r *ring, cons *uint64, p []byte) {
 		for r.h.prod.cursor.Load()-*cons < uint64(len(p)) {
 		}
+		_ = r.h.prodCtl.flags.Load()
 		copy(p, r.data[*cons&(size-1):])
 		*cons += uint64(len(p))
 		r.h.cons.cursor.Swap(*cons)
-		_ = r.h.prod.sleep.Load()
+		_ = r.h.prodCtl.sleep.Load()
 	}
 	ping, pong := newRing(), newRing()
 	n := b.N

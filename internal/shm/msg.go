@@ -24,7 +24,7 @@ const (
 )
 
 const (
-	linkVersion  = 2 // 2: the populated window (consumer line word at offset 16) and POLL
+	linkVersion  = 3 // 2: the populated window and POLL; 3: cursors and control words on lines of their own
 	nonceLen     = 16
 	proofLen     = 32
 	maxWakeBatch = 64

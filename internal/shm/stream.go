@@ -60,8 +60,8 @@ type Stream struct {
 
 	mu       sync.Mutex // guards the fields below and state transitions
 	err      error      // sticky terminal error once stFailed is set
-	pubP     uint32     // flags published in the peer slot's producer line (txh.prod.flags)
-	pubC     uint32     // flags published in our consumer line (rxh.cons.flags)
+	pubP     uint32     // flags published in the peer slot's producer control line (txh.prodCtl.flags)
+	pubC     uint32     // flags published in our consumer control line (rxh.consCtl.flags)
 	unmapped bool       // the slots are no longer ours: publish nothing
 	foreign  int        // WriteTo and ReadFrom calls inside a ring while w or r runs
 	deferred bool       // Close left the slots' release to the last of those
@@ -80,7 +80,7 @@ type waiter struct {
 
 	// What the waiter waits for, set before it registers with the poller, which reads
 	// them while it is registered (see ready).
-	h    *line  // the peer's control line
+	h    lines  // the peer's lines
 	c0   uint64 // its cursor as last validated
 	step uint64 // how far the cursor must move: 1, or a quarter ring for space
 	f0   uint32 // its flags as last validated
@@ -89,12 +89,19 @@ type waiter struct {
 	idx  int    // index in poller.waiters, or -1; guarded by poller.mu
 }
 
+// lines are the two lines of one side of a slot that a waiter watches: the side's
+// cursor line and its control line.
+type lines struct {
+	cur *cursorLine
+	ctl *ctlLine
+}
+
 // ready reports whether what w waits for may have happened: the peer's cursor moved by
 // step (or backwards, which the waiter reports as a violation), its flags, its window
 // or the stream's state changed.
 func (w *waiter) ready() bool {
 	h := w.h
-	return h.cursor.Load()-w.c0 >= w.step || h.flags.Load() != w.f0 || h.window.Load() != w.w0 ||
+	return h.cur.cursor.Load()-w.c0 >= w.step || h.ctl.flags.Load() != w.f0 || h.ctl.window.Load() != w.w0 ||
 		w.s.state.Load() != w.st0
 }
 
@@ -360,7 +367,7 @@ func (s *Stream) readable() error {
 // read: the producer copies the data in and only then stores the cursor.
 func (s *Stream) pollRx() error {
 	st := s.state.Load()
-	f := s.rxh.prod.flags.Load()
+	f := s.rxh.prodCtl.flags.Load()
 	p := s.rxh.prod.cursor.Load()
 	if err := s.rx.observe(f, p); err != nil {
 		return s.fail(err)
@@ -390,7 +397,7 @@ func (s *Stream) growWindow() {
 	w := s.rx.win
 	populate(s.rxRing[w : 2*w])
 	s.rx.win = 2 * w
-	s.rxh.cons.window.Swap(uint32(s.rx.win)) // Swap, not Store: see dekkerStore
+	s.rxh.consCtl.window.Swap(uint32(s.rx.win)) // Swap, not Store: see dekkerStore
 	s.wakeWriter()
 }
 
@@ -428,20 +435,20 @@ func (s *Stream) advanceRx(n uint64) {
 
 // wakeWriter wakes the peer's writer if it announced a sleep (see ring). s.rmu is held.
 func (s *Stream) wakeWriter() {
-	if v := s.rxh.prod.sleep.Load(); v != 0 {
+	if v := s.rxh.prodCtl.sleep.Load(); v != 0 {
 		s.ring(&s.rw, v, wakeSpace)
 	}
 }
 
 func (s *Stream) waitRx() error {
 	p0, f0 := s.rx.prod, s.rx.flags
-	h := &s.rxh.prod
-	// The producer line has no window: whatever its word holds is passed as unchanged.
-	w0 := h.window.Load()
+	h := lines{&s.rxh.prod, &s.rxh.prodCtl}
+	// The producer has no window: whatever its word holds is passed as unchanged.
+	w0 := h.ctl.window.Load()
 	if s.spin(&s.rw, h, p0, f0, w0, &s.rdl) {
 		return nil
 	}
-	return s.wait(&s.rw, &s.rxh.cons.sleep, &s.rdl, "read", h, p0, 1, f0, w0)
+	return s.wait(&s.rw, &s.rxh.consCtl.sleep, &s.rdl, "read", h, p0, 1, f0, w0)
 }
 
 // Write writes b into the peer's ring, blocking while the ring is full. It returns early
@@ -470,7 +477,7 @@ func (s *Stream) writeLocked(b []byte) (int, error) {
 		if err := s.writable(); err != nil {
 			return n, err
 		}
-		if err := s.pollTx(); err != nil {
+		if err := s.pollTx(uint64(len(b) - n)); err != nil {
 			return n, err
 		}
 		for n < len(b) && s.tx.free() > 0 {
@@ -535,7 +542,7 @@ func (s *Stream) nextTx() ([]byte, error) {
 		if err := s.writable(); err != nil {
 			return nil, err
 		}
-		if err := s.pollTx(); err != nil {
+		if err := s.pollTx(s.tx.chunk()); err != nil {
 			return nil, err
 		}
 		if n := s.tx.free(); n > 0 {
@@ -580,13 +587,19 @@ func (s *Stream) writable() error {
 	return nil
 }
 
-// pollTx loads the peer's consumer line once (flags before the cursor, see pollRx),
-// validates it and records it in s.tx.
-func (s *Stream) pollTx() error {
+// pollTx loads the peer's consumer control line, and its cursor if the free space by
+// the cursor last loaded is less than need (flags before the cursor, see pollRx),
+// validates them and records them in s.tx. The consumer stores its cursor on every
+// Read, so loading it on every Write would fetch that line back each time; a cursor
+// loaded earlier only understates the free space.
+func (s *Stream) pollTx(need uint64) error {
 	st := s.state.Load()
-	f := s.txh.cons.flags.Load()
-	w := s.txh.cons.window.Load()
-	c := s.txh.cons.cursor.Load()
+	f := s.txh.consCtl.flags.Load()
+	w := s.txh.consCtl.window.Load()
+	c := s.tx.cons
+	if s.tx.free() < need {
+		c = s.txh.cons.cursor.Load()
+	}
 	if err := s.tx.observe(f, c, w); err != nil {
 		return s.fail(err)
 	}
@@ -619,7 +632,7 @@ func (s *Stream) produce(p []byte) {
 func (s *Stream) publishProd(n uint64) {
 	s.tx.prod += n
 	s.txh.prod.cursor.Swap(s.tx.prod) // Swap, not Store: see dekkerStore
-	if v := s.txh.cons.sleep.Load(); v != 0 {
+	if v := s.txh.consCtl.sleep.Load(); v != 0 {
 		s.ring(&s.ww, v, wakeData)
 	}
 }
@@ -651,15 +664,15 @@ func (s *Stream) ring(w *waiter, v uint32, b byte) {
 }
 
 func (s *Stream) waitTx() error {
-	c0, f0, w0 := s.tx.cons, s.tx.flags, s.tx.rawW
-	h := &s.txh.cons
+	c0, f0, w0 := s.tx.cons, s.tx.flags, s.tx.rawW // pollTx loaded the cursor: the space was short
+	h := lines{&s.txh.cons, &s.txh.consCtl}
 	if s.spin(&s.ww, h, c0, f0, w0, &s.wdl) {
 		return nil
 	}
-	return s.wait(&s.ww, &s.txh.prod.sleep, &s.wdl, "write", h, c0, max(1, s.tx.size/4), f0, w0)
+	return s.wait(&s.ww, &s.txh.prodCtl.sleep, &s.wdl, "write", h, c0, max(1, s.tx.size/4), f0, w0)
 }
 
-// spin polls the peer's control line h, if the process spin budget allows, until its
+// spin polls the peer's lines h, if the process spin budget allows, until its
 // cursor, flags or window differ from c0, f0 and w0 (what the caller last validated; a
 // writer at the window's edge waits for the window), the local state
 // changes, the spin time is up or the deadline in dl passes. It reports whether it saw a
@@ -667,7 +680,7 @@ func (s *Stream) waitTx() error {
 //
 // It is wait's first stage, kept apart so that a wait that the spin ends allocates
 // nothing (wait's closures escape to the netpoller) and reads the clock once per check.
-func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0, w0 uint32, dl *atomic.Int64) bool {
+func (s *Stream) spin(w *waiter, h lines, c0 uint64, f0, w0 uint32, dl *atomic.Int64) bool {
 	// Spins that keep ending in a park are mostly wasted CPU (a peer with think time, or
 	// one whose CPU is taken by another process): after 4 in a row, a waiter spins an
 	// eighth of the budget (still catching a peer that answers at once), except on every
@@ -706,7 +719,7 @@ func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0, w0 uint32, dl *atomic.I
 	)
 	st0 := s.state.Load()
 	for i := 1; ; i++ {
-		if h.cursor.Load() != c0 || h.flags.Load() != f0 || h.window.Load() != w0 || s.state.Load() != st0 {
+		if h.cur.cursor.Load() != c0 || h.ctl.flags.Load() != f0 || h.ctl.window.Load() != w0 || s.state.Load() != st0 {
 			releaseSpin()
 			w.misses = 0
 			return true
@@ -748,7 +761,7 @@ func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0, w0 uint32, dl *atomic.I
 // waiter parks with data in its ring and nobody wakes it. A Swap is a read-modify-
 // write, a full barrier in every build.
 
-// wait blocks until the peer's control line h moved step bytes past c0 or its flags or
+// wait blocks until the peer's lines h show the cursor moved step bytes past c0 or its flags or
 // window differ from f0 and w0, the local state changes, a kick arrives, or the deadline
 // passes. It announces a sleep in the shared sleep word, registers with the poller
 // (unless the peer is in this process), rechecks, and parks on w.wake (callers spin
@@ -756,7 +769,7 @@ func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0, w0 uint32, dl *atomic.I
 // the peer's WAKE for this slot arrives (or the peer stream itself, when it lives in
 // this process). Local events (close, deadline changes, failures) kick it too. Spurious
 // returns are fine: callers loop.
-func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op string, h *line, c0, step uint64, f0, w0 uint32) error {
+func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op string, h lines, c0, step uint64, f0, w0 uint32) error {
 	var left time.Duration
 	if d := dl.Load(); d != 0 {
 		if left = time.Until(time.Unix(0, d)); left <= 0 {
@@ -902,11 +915,11 @@ func (s *Stream) publishLocked(pf, cf uint32) {
 	}
 	if s.pubP|pf != s.pubP {
 		s.pubP |= pf
-		s.txh.prod.flags.Store(s.pubP)
+		s.txh.prodCtl.flags.Store(s.pubP)
 	}
 	if s.pubC|cf != s.pubC {
 		s.pubC |= cf
-		s.rxh.cons.flags.Store(s.pubC)
+		s.rxh.consCtl.flags.Store(s.pubC)
 	}
 }
 
@@ -1015,7 +1028,7 @@ func (s *Stream) close(abort bool) error {
 
 	s.mu.Lock()
 	if !abort && s.state.Load()&stFailed == 0 {
-		f := s.rxh.prod.flags.Load()
+		f := s.rxh.prodCtl.flags.Load()
 		if p := s.rxh.prod.cursor.Load(); p != s.rx.cons && f&fAbort == 0 {
 			abort = true
 		}

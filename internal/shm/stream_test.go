@@ -526,7 +526,7 @@ func TestWakeForSeenData(t *testing.T) {
 		_, err := io.ReadFull(b, buf)
 		got <- err
 	}()
-	sleep := &b.rxh.cons.sleep // b's reader announces its sleeps here
+	sleep := &b.rxh.consCtl.sleep // b's reader announces its sleeps here
 	var v uint32
 	for deadline := time.Now().Add(5 * time.Second); v == 0; v = sleep.Load() {
 		if time.Now().After(deadline) {
