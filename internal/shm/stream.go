@@ -48,14 +48,12 @@ type Stream struct {
 	rexp     expiry        // when rdl passed
 	wexp     expiry        // when wdl passed
 
-	rop opLock     // serialises Read and WriteTo, which holds it while w runs
-	rmu sync.Mutex // guards rx and rw; held by Read, by WriteTo except while w runs, by Close while tearing down
-	rx  rxCursor
+	rop opLock   // serialises Read and WriteTo (opHeld) and guards rx, rw and the own ring (opIn)
+	rx  rxCursor // guarded by rop's opIn
 	rw  waiter
 
-	wop opLock     // serialises Write and ReadFrom, which holds it while r runs
-	wmu sync.Mutex // guards tx and ww; held by Write, by ReadFrom except while r runs, by Close while tearing down
-	tx  txCursor
+	wop opLock   // serialises Write and ReadFrom (opHeld) and guards tx, ww and the peer's ring (opIn)
+	tx  txCursor // guarded by wop's opIn
 	ww  waiter
 
 	mu       sync.Mutex // guards the fields below and state transitions
@@ -68,7 +66,7 @@ type Stream struct {
 }
 
 // waiter is one direction's parking state. Its fields are the waiting goroutine's
-// (Read's or Write's, under rmu or wmu), except where noted.
+// (Read's or Write's, inside rop or wop), except where noted.
 type waiter struct {
 	s      *Stream
 	wake   chan struct{} // capacity 1: a pending kick (peer wake-up, poller, close, deadline change)
@@ -193,21 +191,19 @@ func (s *Stream) PeerRingSize() int { return int(s.tx.size) }
 // available, the peer is done writing (io.EOF once everything was read), the stream fails,
 // or the read deadline passes.
 //
-// Read takes its locks without defer: with as many returns as readLocked has, the
-// compiler would not open-code the defers, and their records cost more than a small
-// Read's copy. Nothing between the locks panics.
+// Read releases its lock without defer: with as many returns as readLocked has, the
+// compiler would not open-code a defer, and its record costs more than a small Read's
+// copy. Nothing between acquire and release panics.
 func (s *Stream) Read(b []byte) (int, error) {
 	if err := s.acquire(&s.rop, &s.rdl, "read"); err != nil {
 		return 0, err
 	}
-	s.rmu.Lock()
 	n, err := s.readLocked(b)
-	s.rmu.Unlock()
-	s.rop.unlock()
+	s.rop.release(opHeld | opIn)
 	return n, err
 }
 
-// readLocked is Read with s.rop and s.rmu held.
+// readLocked is Read with s.rop held.
 func (s *Stream) readLocked(b []byte) (int, error) {
 	if err := s.rexp.check(&s.rdl, "read"); err != nil {
 		return 0, err
@@ -245,7 +241,8 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 	if err := s.acquire(&s.rop, &s.rdl, "read"); err != nil {
 		return 0, err
 	}
-	defer s.rop.unlock()
+	s.rop.release(opIn) // nextRx and doneRx take it
+	defer s.rop.release(opHeld)
 	var total int64
 	for {
 		chunk, err := s.nextRx()
@@ -278,8 +275,8 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 // nextRx waits, as Read does, for unread bytes, and returns the longest contiguous run
 // of them in the ring, counted as foreign use until doneRx.
 func (s *Stream) nextRx() ([]byte, error) {
-	s.rmu.Lock()
-	defer s.rmu.Unlock()
+	s.rop.enter()
+	defer s.rop.release(opIn)
 	if err := deadlinePassed(&s.rdl, "read"); err != nil {
 		return nil, err
 	}
@@ -310,12 +307,12 @@ func (s *Stream) nextRx() ([]byte, error) {
 // doneRx consumes the first n bytes nextRx returned, unless the stream was closed or
 // stopped reading meanwhile.
 func (s *Stream) doneRx(n uint64) error {
-	s.rmu.Lock()
+	s.rop.enter()
 	err := s.readable()
 	if err == nil {
 		s.advanceRx(n)
 	}
-	s.rmu.Unlock()
+	s.rop.release(opIn)
 	s.endForeign()
 	return err
 }
@@ -392,7 +389,7 @@ func (s *Stream) pollRx() error {
 // The producer, if it announced a sleep, is woken whatever the free space: at the
 // window's edge it waits for this, not for the consumer cursor. The store of the window
 // and the load of the sleep word pair with the writer's announce-then-recheck as in
-// advanceRx. s.rmu is held.
+// advanceRx. s.rop's opIn is held.
 func (s *Stream) growWindow() {
 	w := s.rx.win
 	populate(s.rxRing[w : 2*w])
@@ -433,7 +430,8 @@ func (s *Stream) advanceRx(n uint64) {
 	}
 }
 
-// wakeWriter wakes the peer's writer if it announced a sleep (see ring). s.rmu is held.
+// wakeWriter wakes the peer's writer if it announced a sleep (see ring). s.rop's opIn
+// is held.
 func (s *Stream) wakeWriter() {
 	if v := s.rxh.prodCtl.sleep.Load(); v != 0 {
 		s.ring(&s.rw, v, wakeSpace)
@@ -455,19 +453,17 @@ func (s *Stream) waitRx() error {
 // only with an error: the stream closed or failed, the peer stopped reading (EPIPE), or
 // the write deadline passed, in which case n bytes were written.
 //
-// Write takes its locks without defer, as Read does.
+// Write releases its lock without defer, as Read does.
 func (s *Stream) Write(b []byte) (int, error) {
 	if err := s.acquire(&s.wop, &s.wdl, "write"); err != nil {
 		return 0, err
 	}
-	s.wmu.Lock()
 	n, err := s.writeLocked(b)
-	s.wmu.Unlock()
-	s.wop.unlock()
+	s.wop.release(opHeld | opIn)
 	return n, err
 }
 
-// writeLocked is Write with s.wop and s.wmu held.
+// writeLocked is Write with s.wop held.
 func (s *Stream) writeLocked(b []byte) (int, error) {
 	if err := s.wexp.check(&s.wdl, "write"); err != nil {
 		return 0, err
@@ -503,7 +499,8 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 	if err := s.acquire(&s.wop, &s.wdl, "write"); err != nil {
 		return 0, err
 	}
-	defer s.wop.unlock()
+	s.wop.release(opIn) // nextTx and doneTx take it
+	defer s.wop.release(opHeld)
 	var total int64
 	for {
 		space, err := s.nextTx()
@@ -533,8 +530,8 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 // nextTx waits, as Write does, for free space in the peer's ring, and returns the
 // longest contiguous run of it, counted as foreign use until doneTx.
 func (s *Stream) nextTx() ([]byte, error) {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	s.wop.enter()
+	defer s.wop.release(opIn)
 	if err := deadlinePassed(&s.wdl, "write"); err != nil {
 		return nil, err
 	}
@@ -563,12 +560,12 @@ func (s *Stream) nextTx() ([]byte, error) {
 // closed or stopped writing meanwhile (then they are dropped: CloseWrite's "done
 // writing" must follow the last cursor).
 func (s *Stream) doneTx(n uint64) error {
-	s.wmu.Lock()
+	s.wop.enter()
 	err := s.writable()
 	if err == nil && n > 0 {
 		s.publishProd(n)
 	}
-	s.wmu.Unlock()
+	s.wop.release(opIn)
 	s.endForeign()
 	return err
 }
@@ -968,8 +965,8 @@ func (s *Stream) CloseWrite() error {
 	s.state.Or(stWriteClosed)
 	s.mu.Unlock()
 	kickOne(s.ww.wake)
-	s.wmu.Lock() // after any Write in progress, so fDone follows its last cursor
-	defer s.wmu.Unlock()
+	s.wop.enter() // after any Write in progress, so fDone follows its last cursor
+	defer s.wop.release(opIn)
 	s.mu.Lock()
 	s.publishLocked(fDone, 0)
 	s.mu.Unlock()
@@ -987,8 +984,8 @@ func (s *Stream) CloseRead() error {
 	s.state.Or(stReadClosed)
 	s.mu.Unlock()
 	kickOne(s.rw.wake)
-	s.rmu.Lock()
-	defer s.rmu.Unlock()
+	s.rop.enter()
+	defer s.rop.release(opIn)
 	s.mu.Lock()
 	s.publishLocked(0, fDone)
 	s.mu.Unlock()
@@ -1021,10 +1018,10 @@ func (s *Stream) close(abort bool) error {
 
 	// Blocked Reads and Writes see stClosed on their next check and release their locks;
 	// from here on no goroutine touches the mappings but this one.
-	s.rmu.Lock()
-	defer s.rmu.Unlock()
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	s.rop.enter()
+	defer s.rop.release(opIn)
+	s.wop.enter()
+	defer s.wop.release(opIn)
 
 	s.mu.Lock()
 	if !abort && s.state.Load()&stFailed == 0 {

@@ -536,10 +536,10 @@ func TestWakeForSeenData(t *testing.T) {
 	}
 	// What a writer does when it published data the reader saw before it parked, and
 	// then found the reader asleep: it rings for that sleep.
-	a.wmu.Lock()
+	a.wop.enter()
 	a.ww.rung = v
 	a.wake(wakeData)
-	a.wmu.Unlock()
+	a.wop.release(opIn)
 	for deadline := time.Now().Add(time.Second); sleep.Load() == v && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond) // the reader reads the wake-up, finds nothing new
 	}
@@ -619,7 +619,7 @@ func testConcurrentOps(t *testing.T, pair pairFunc) {
 					if id%2 == 0 {
 						_, err = a.Write(rec)
 					} else {
-						_, err = a.ReadFrom(bytes.NewReader(rec)) // r runs without wmu
+						_, err = a.ReadFrom(bytes.NewReader(rec)) // r runs outside the write lock
 					}
 					if err != nil {
 						t.Errorf("writer %d: %v", id, err)
