@@ -43,26 +43,28 @@ func TestHostileControlArea(t *testing.T) {
 			v.Read(make([]byte, 10)) // victim saw prod = 100
 			h.txh.prod.cursor.Store(50)
 		}, read},
-		{"unknown producer flag", func(v, h *Stream) { h.txh.prod.flags.Store(1 << 7) }, read},
+		{"unknown producer flag", func(v, h *Stream) { h.txh.prodCtl.flags.Store(1 << 7) }, read},
 		{"producer flag cleared", func(v, h *Stream) {
 			h.CloseWrite()
 			v.Read(make([]byte, 1)) // EOF: victim saw fDone
-			h.txh.prod.flags.Store(0)
+			h.txh.prodCtl.flags.Store(0)
 		}, read},
 		{"producer moved after done", func(v, h *Stream) {
 			h.CloseWrite()
 			v.Read(make([]byte, 1))
 			h.txh.prod.cursor.Store(10)
 		}, read},
+		// A writer loads the consumer cursor only when its last view leaves too little
+		// space, so these write the ring's size.
 		{"consumer beyond producer", func(v, h *Stream) {
 			v.Write(make([]byte, 10))
 			h.rxh.cons.cursor.Store(11)
-		}, write},
+		}, writeRing},
 		{"consumer backwards", func(v, h *Stream) {
 			v.Write(make([]byte, 10))
 			h.rxh.cons.cursor.Store(math.MaxUint64)
-		}, write},
-		{"unknown consumer flag", func(v, h *Stream) { h.rxh.cons.flags.Store(0xffff0000) }, write},
+		}, writeRing},
+		{"unknown consumer flag", func(v, h *Stream) { h.rxh.consCtl.flags.Store(0xffff0000) }, write},
 		{"garbage link message", func(v, h *Stream) { h.link.conn.Write([]byte{0xff, 0xee}) }, read},
 		{"unknown link message type", func(v, h *Stream) { h.link.conn.Write(newMsg(99).u64(0)) }, read},
 		{"unknown wake bits", func(v, h *Stream) {
@@ -97,7 +99,7 @@ func TestHostileControlArea(t *testing.T) {
 			if err2 := tt.op(v); !isViolation(err2) {
 				t.Fatalf("second call: %v", err2)
 			}
-			if f := v.txh.prod.flags.Load(); f&fAbort == 0 {
+			if f := v.txh.prodCtl.flags.Load(); f&fAbort == 0 {
 				t.Fatalf("victim did not publish abort: flags %#x", f)
 			}
 		})
@@ -114,6 +116,11 @@ func read(s *Stream) error {
 
 func write(s *Stream) error {
 	_, err := s.Write(make([]byte, 16))
+	return err
+}
+
+func writeRing(s *Stream) error {
+	_, err := s.Write(make([]byte, s.PeerRingSize()))
 	return err
 }
 
@@ -737,13 +744,13 @@ func FuzzHostileStream(f *testing.F) {
 		v, h := socketPair(t, 4*MinRingSize, 4*MinRingSize) // larger than the first window
 		words := []func(uint64){
 			func(x uint64) { h.txh.prod.cursor.Store(x) },
-			func(x uint64) { h.txh.prod.flags.Store(uint32(x)) },
-			func(x uint64) { h.txh.prod.sleep.Store(uint32(x)) },
+			func(x uint64) { h.txh.prodCtl.flags.Store(uint32(x)) },
+			func(x uint64) { h.txh.prodCtl.sleep.Store(uint32(x)) },
 			func(x uint64) { h.rxh.cons.cursor.Store(x) },
-			func(x uint64) { h.rxh.cons.flags.Store(uint32(x)) },
-			func(x uint64) { h.rxh.cons.sleep.Store(uint32(x)) },
-			func(x uint64) { h.rxh.cons.window.Store(uint32(x)) },
-			func(x uint64) { h.txh.prod.window.Store(uint32(x)) },
+			func(x uint64) { h.rxh.consCtl.flags.Store(uint32(x)) },
+			func(x uint64) { h.rxh.consCtl.sleep.Store(uint32(x)) },
+			func(x uint64) { h.rxh.consCtl.window.Store(uint32(x)) },
+			func(x uint64) { h.txh.prodCtl.window.Store(uint32(x)) },
 			// The hostile side's poller word, which the victim reads, and the victim's,
 			// which the hostile side maps too and may overwrite.
 			func(x uint64) { storePollWord(&v.link.peerPoll, x) },

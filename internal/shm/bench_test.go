@@ -229,12 +229,17 @@ func BenchmarkHotPath(b *testing.B) {
 
 // BenchmarkBareRing is the floor under BenchmarkPingPong/goroutines: the same 64-byte
 // round trip over two rings with the DMB layout and the same atomics (the writer loads
-// the consumer cursor, copies, stores its cursor and loads the reader's sleep word; the
-// reader polls the producer cursor, copies, stores its cursor and loads the writer's
-// sleep word), without a Stream: no lock, validation, deadline, spin budget or yield.
-// Both goroutines busy-poll, each on its own thread, so ns/op is what moving those
-// cache lines between two CPUs costs on this machine, which varies with where the host
-// places the virtual CPUs.
+// the consumer's flags, and its cursor only when its last view leaves too little space,
+// copies, Swaps its cursor and loads the reader's sleep word; the reader polls the
+// producer cursor, loads the producer's flags, copies, Swaps its cursor and loads the
+// writer's sleep word), without a Stream: no lock, validation, deadline, spin budget or
+// yield.
+// The cursors are published with Swap, as the stream does (see dekkerStore), not
+// Store: a plain store can linger in the store buffer while its core spins on loads,
+// which makes a Store ring slower than the stream's protocol, not a floor under it.
+// Both goroutines busy-poll, each locked to its own thread, so ns/op is what moving
+// those cache lines between two CPUs costs on this machine, which varies with where
+// the host places the virtual CPUs.
 func BenchmarkBareRing(b *testing.B) {
 	if runtime.GOMAXPROCS(0) < 2 {
 		b.Skip("two goroutines busy-poll: needs GOMAXPROCS >= 2")
@@ -243,32 +248,38 @@ func BenchmarkBareRing(b *testing.B) {
 	type ring struct {
 		h    *header
 		data []byte
+		cons uint64 // the writer's last view of the consumer cursor
 	}
-	newRing := func() ring {
+	newRing := func() *ring {
 		const hdr = 4096              // the header in a page of its own, as in a segment's header area
 		mem := make([]byte, hdr+size) // a large allocation: page-aligned
-		return ring{(*header)(unsafe.Pointer(&mem[0])), mem[hdr:]}
+		return &ring{h: (*header)(unsafe.Pointer(&mem[0])), data: mem[hdr:]}
 	}
-	write := func(r ring, prod *uint64, p []byte) {
-		for *prod+uint64(len(p))-r.h.cons.cursor.Load() > size {
+	write := func(r *ring, prod *uint64, p []byte) {
+		_ = r.h.consCtl.flags.Load()
+		for *prod+uint64(len(p))-r.cons > size {
+			r.cons = r.h.cons.cursor.Load()
 		}
 		copy(r.data[*prod&(size-1):], p)
 		*prod += uint64(len(p))
-		r.h.prod.cursor.Store(*prod)
-		_ = r.h.cons.sleep.Load()
+		r.h.prod.cursor.Swap(*prod)
+		_ = r.h.consCtl.sleep.Load()
 	}
-	read := func(r ring, cons *uint64, p []byte) {
+	read := func(r *ring, cons *uint64, p []byte) {
 		for r.h.prod.cursor.Load()-*cons < uint64(len(p)) {
 		}
+		_ = r.h.prodCtl.flags.Load()
 		copy(p, r.data[*cons&(size-1):])
 		*cons += uint64(len(p))
-		r.h.cons.cursor.Store(*cons)
-		_ = r.h.prod.sleep.Load()
+		r.h.cons.cursor.Swap(*cons)
+		_ = r.h.prodCtl.sleep.Load()
 	}
 	ping, pong := newRing(), newRing()
 	n := b.N
 	done := make(chan struct{})
 	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		defer close(done)
 		buf := make([]byte, 64)
 		var prod, cons uint64
@@ -277,6 +288,8 @@ func BenchmarkBareRing(b *testing.B) {
 			write(pong, &prod, buf)
 		}
 	}()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	buf := make([]byte, 64)
 	var prod, cons uint64
 	b.ResetTimer()
@@ -339,7 +352,7 @@ func bareBulk(b *testing.B, size uint64, store, copyOut bool) {
 			}
 			cons += n
 			h.cons.cursor.Swap(cons)
-			_ = h.prod.sleep.Load()
+			_ = h.prodCtl.sleep.Load()
 		}
 	}()
 	src := filled(write)
@@ -364,7 +377,7 @@ func bareBulk(b *testing.B, size uint64, store, copyOut bool) {
 			p = p[n:]
 			prod += n
 			h.prod.cursor.Swap(prod)
-			_ = h.cons.sleep.Load()
+			_ = h.consCtl.sleep.Load()
 		}
 	}
 	<-done

@@ -11,7 +11,7 @@ package shm
 // would wrap after 2^64 bytes (about 9 years at 60 GB/s); even then every comparison below
 // is a modular difference, which stays correct across a wrap.
 
-// rxCursor is the receiver's view of its own ring. It is guarded by Stream.rmu.
+// rxCursor is the receiver's view of its own ring. It is guarded by Stream.rop (opIn).
 type rxCursor struct {
 	size  uint64 // ring size, a power of two
 	cons  uint64 // consumer cursor: bytes consumed (and published) so far
@@ -61,7 +61,7 @@ func (r *rxCursor) avail() uint64 { return r.prod - r.cons }
 // eof reports whether the peer is done writing and every byte it wrote was consumed.
 func (r *rxCursor) eof() bool { return r.flags&(fDone|fClosed) != 0 && r.prod == r.cons }
 
-// txCursor is the sender's view of the peer's ring. It is guarded by Stream.wmu.
+// txCursor is the sender's view of the peer's ring. It is guarded by Stream.wop (opIn).
 type txCursor struct {
 	size  uint64 // ring size, a power of two
 	prod  uint64 // producer cursor: bytes written (and published) so far

@@ -61,7 +61,7 @@
 // segment whose ring is larger than it accepts itself, and caps the bytes of peer
 // segments it maps with the same bound as its own.
 //
-// A segment of n slots holds n slot headers of SlotHeaderSize (256) bytes, rounded up
+// A segment of n slots holds n slot headers of SlotHeaderSize (512) bytes, rounded up
 // to 4096, then n rings of one power-of-two size. Segments of a ring size grow 1, 2, 4,
 // ... 64 slots while no slot is free; a segment whose slots stayed all free for a few
 // seconds is withdrawn, except the oldest of each size, so that a pool shrinks back
@@ -116,20 +116,31 @@
 //
 // # Slot layout
 //
-// A slot's control area holds two 128-byte lines, each written by one side only (128
-// bytes apart, so that the two writers never share a cache line nor the adjacent-line
-// prefetch pair):
+// A slot's control area holds four 128-byte lines, each written by one side only (128
+// bytes apart, so that two writers never share a cache line nor the adjacent-line
+// prefetch pair). The cursors, stored on every publish and every consume, have lines of
+// their own; the flags, sleep and window words, stored only at a close, a park or a
+// window's growth, sit on control lines that stay cached on the other side while the
+// stream runs (link version 3; version 2 had each side's words on one line):
 //
-//	offset 0    producer line, written by the peer (the producer into this ring)
+//	offset 0    producer cursor line, written by the peer (the producer into this ring)
 //	    0  u64  producer cursor: bytes written into the ring, ever
-//	    8  u32  producer flags: done writing | closed | abort | released
-//	   12  u32  producer sleep: 0, or the sequence number of the writer's announced sleep
-//	   16  u32  unused (the consumer line's window word)
-//	offset 128  consumer line, written by the owner (the consumer of this ring)
+//	offset 128  consumer cursor line, written by the owner (the consumer of this ring)
 //	  128  u64  consumer cursor: bytes consumed, ever
-//	  136  u32  consumer flags: done reading | closed | abort
-//	  140  u32  consumer sleep: 0, or the sequence number of the reader's announced sleep
-//	  144  u32  window: ring bytes the owner populated, from offset 0 (link version 2)
+//	offset 256  producer control line, written by the peer
+//	  256  u32  producer flags: done writing | closed | abort | released
+//	  260  u32  producer sleep: 0, or the sequence number of the writer's announced sleep
+//	  264  u32  unused (the consumer's window word)
+//	offset 384  consumer control line, written by the owner
+//	  384  u32  consumer flags: done reading | closed | abort
+//	  388  u32  consumer sleep: 0, or the sequence number of the reader's announced sleep
+//	  392  u32  window: ring bytes the owner populated, from offset 0
+//
+// A writer loads the consumer cursor only when the free space by the cursor it loaded
+// last is too small for what it writes (a cursor loaded earlier only understates the free
+// space), so a stream that keeps up never fetches back, on each Write, the line its
+// reader stored on the last Read; it loads the consumer's control line, which stays in
+// its cache, every time.
 //
 // So one direction of the stream lives entirely in the receiver's slot, unlike SMC-D,
 // whose consumer cursor travels in a CDC header written into the other DMB; with both
@@ -179,7 +190,7 @@
 // those bytes. Go's sync/atomic operations are sequentially consistent (XCHG on amd64,
 // release/acquire instructions on arm64), which is what makes "data before cursor" and
 // "read before release" hold between processes too. Flags are loaded before the cursor
-// beside them: the producer stores its last cursor before setting "done writing", so a
+// of the same side: the producer stores its last cursor before setting "done writing", so a
 // reader that sees the flag then loads the final cursor. A side never reads back a word it
 // writes (the peer can overwrite any word in either slot); its own cursors and flags are
 // kept in private memory and only published.

@@ -87,7 +87,10 @@ var (
 	slotsAt   atomic.Int64 // when spinSlots was last refreshed (unix nanoseconds)
 )
 
-func init() { spinNanos.Store(int64(DefaultSpin)) }
+func init() {
+	spinNanos.Store(int64(DefaultSpin))
+	refreshSlots(time.Now().UnixNano())
+}
 
 // SetSpin sets how long a waiting Read or Write polls shared memory before it parks, and
 // returns the previous value. Zero or negative disables spinning (every wait parks).
@@ -97,23 +100,26 @@ func SetSpin(d time.Duration) time.Duration { return time.Duration(spinNanos.Swa
 // At most max(1, GOMAXPROCS-1) goroutines spin at once in the whole process, so at least
 // one P stays free for the goroutines that will produce what the spinners wait for
 // (with GOMAXPROCS=1 the single spinner yields on every few polls instead).
-// t is the caller's clock reading, which saves a second one.
-func acquireSpin(t time.Time) bool {
+func acquireSpin() bool {
 	if spinNanos.Load() <= 0 {
 		return false
-	}
-	now := t.UnixNano()
-	if now-slotsAt.Load() > int64(time.Second) {
-		slotsAt.Store(now)
-		procs := runtime.GOMAXPROCS(0)
-		spinSlots.Store(int32(max(1, procs-1)))
-		singleP.Store(procs == 1)
 	}
 	if spinners.Add(1) > spinSlots.Load() {
 		spinners.Add(-1)
 		return false
 	}
 	return true
+}
+
+// refreshSlots re-reads GOMAXPROCS into spinSlots and singleP if it last did so more
+// than a second before now (unix nanoseconds, the caller's clock reading).
+func refreshSlots(now int64) {
+	if now-slotsAt.Load() > int64(time.Second) {
+		slotsAt.Store(now)
+		procs := runtime.GOMAXPROCS(0)
+		spinSlots.Store(int32(max(1, procs-1)))
+		singleP.Store(procs == 1)
+	}
 }
 
 func releaseSpin() { spinners.Add(-1) }

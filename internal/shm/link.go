@@ -648,7 +648,7 @@ func (l *link) onSegDelAck(body []byte) error {
 // slot's producer line, its last store into the slot. A peer that sets it early only
 // loses its own streams' data on this link.
 func released(g *segment, i int) bool {
-	return g.header(i).prod.flags.Load()&fReleased != 0
+	return g.header(i).prodCtl.flags.Load()&fReleased != 0
 }
 
 // sweepLocked frees the closing slots the peer released since; l.mu is held.

@@ -197,7 +197,7 @@ func TestLostWakeups(t *testing.T) {
 	}
 	waitFor(t, "every reader parked", func() bool {
 		for _, b := range bs {
-			if b.rxh.cons.sleep.Load() == 0 {
+			if b.rxh.consCtl.sleep.Load() == 0 {
 				return false
 			}
 		}
@@ -225,7 +225,7 @@ func TestLostWakeups(t *testing.T) {
 	}
 	waitFor(t, "every writer parked", func() bool {
 		for _, a := range as {
-			if a.txh.prod.sleep.Load() == 0 {
+			if a.txh.prodCtl.sleep.Load() == 0 {
 				return false
 			}
 		}

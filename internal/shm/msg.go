@@ -24,7 +24,7 @@ const (
 )
 
 const (
-	linkVersion  = 3 // 2: the populated window (consumer line word at offset 16) and POLL; 3: fReleased, no RELEASE
+	linkVersion  = 3 // 2: the populated window and POLL; 3: cursors and control words on lines of their own, fReleased instead of RELEASE
 	nonceLen     = 16
 	proofLen     = 32
 	maxWakeBatch = 64

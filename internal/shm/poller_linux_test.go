@@ -89,7 +89,7 @@ func waitReadsParked(t *testing.T, streams []*Stream) {
 	t.Helper()
 	waitFor(t, "every Read in both processes to announce its sleep", func() bool {
 		for _, s := range streams {
-			if s.rxh.cons.sleep.Load() == 0 || s.txh.cons.sleep.Load() == 0 {
+			if s.rxh.consCtl.sleep.Load() == 0 || s.txh.consCtl.sleep.Load() == 0 {
 				return false
 			}
 		}
@@ -172,7 +172,7 @@ func TestManyWaitersCrossProcess(t *testing.T) {
 			})
 			waitFor(t, "every Write in both processes to announce its sleep", func() bool {
 				for _, s := range streams {
-					if s.txh.prod.sleep.Load() == 0 || s.rxh.prod.sleep.Load() == 0 {
+					if s.txh.prodCtl.sleep.Load() == 0 || s.rxh.prodCtl.sleep.Load() == 0 {
 						return false
 					}
 				}

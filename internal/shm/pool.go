@@ -16,8 +16,8 @@ import (
 // headersSize(n) is n*SlotHeaderSize rounded up to 4096, so that every ring is page
 // aligned whatever the page size of the two processes (they share one kernel).
 
-// SlotHeaderSize is the size of one slot's control area: two 128-byte lines (see header).
-const SlotHeaderSize = 256
+// SlotHeaderSize is the size of one slot's control area: four 128-byte lines (see header).
+const SlotHeaderSize = 512
 
 const (
 	// maxSegSlots bounds the slots of one segment: segments of one ring size grow
@@ -140,7 +140,7 @@ func (g *segment) zeroSlot(i, win int) {
 }
 
 // openWindow populates the first window of slot i's ring, unless an earlier use did
-// (zeroSlot keeps its pages), and publishes it in the slot's consumer line, whose
+// (zeroSlot keeps its pages), and publishes it in the slot's consumer control line, whose
 // header was just cleared.
 func (g *segment) openWindow(i int) {
 	w := initialWindow(g.ringSize)
@@ -148,7 +148,7 @@ func (g *segment) openWindow(i int) {
 		populate(g.ring(i)[:w])
 		sl.warm = true
 	}
-	g.header(i).cons.window.Store(uint32(w))
+	g.header(i).consCtl.window.Store(uint32(w))
 }
 
 // pool is a side's own slots on one link; guarded by the link's mu.

@@ -118,9 +118,9 @@ func TestPool(t *testing.T) {
 		t.Fatal("lookup after put")
 	}
 	// A free slot's header may be scribbled on too: take zeroes it again.
-	g.header(i).cons.flags.Store(fAbort)
+	g.header(i).consCtl.flags.Store(fAbort)
 	g, i = p.take(MinRingSize)
-	if g.header(i).cons.flags.Load() != 0 {
+	if g.header(i).consCtl.flags.Load() != 0 {
 		t.Fatal("take handed out a dirty header")
 	}
 	if _, _, sl := p.lookup(tok); sl != nil {
@@ -196,7 +196,7 @@ func TestSlotWindowPages(t *testing.T) {
 	if got := resident(t, g.ring(i)); got != firstWindow/4096 {
 		t.Fatalf("slot handed out: %d ring pages resident, want %d", got, firstWindow/4096)
 	}
-	if got := g.header(i).cons.window.Load(); got != firstWindow {
+	if got := g.header(i).consCtl.window.Load(); got != firstWindow {
 		t.Fatalf("published window %d, want %d", got, firstWindow)
 	}
 	if got := resident(t, g.ring(1-i)); got != 0 {
@@ -208,13 +208,13 @@ func TestSlotWindowPages(t *testing.T) {
 	for k := range size {
 		peer[off+k] = byte(k%251 + 1)
 	}
-	g.header(i).cons.window.Store(size)
+	g.header(i).consCtl.window.Store(size)
 	g.slots[i].win = size // what streamClosed records of a stream whose window grew to the ring
 	p.put(g, i, time.Now())
 	if got := resident(t, g.ring(i)); got != firstWindow/4096 {
 		t.Fatalf("slot put back: %d ring pages resident, want %d", got, firstWindow/4096)
 	}
-	if g.header(i).cons.window.Load() != 0 {
+	if g.header(i).consCtl.window.Load() != 0 {
 		t.Fatal("the window survived the slot's release")
 	}
 	for k, b := range peer[off : off+size] {
@@ -231,7 +231,7 @@ func TestSlotWindowPages(t *testing.T) {
 	if got := resident(t, g.ring(i)[:firstWindow]); got != firstWindow/4096 {
 		t.Fatalf("slot handed out again: %d pages of its first window resident, want %d", got, firstWindow/4096)
 	}
-	if got := g.header(i).cons.window.Load(); got != firstWindow {
+	if got := g.header(i).consCtl.window.Load(); got != firstWindow {
 		t.Fatalf("published window %d on the second use, want %d", got, firstWindow)
 	}
 	p.put(g, i, time.Now())

@@ -77,7 +77,7 @@ func shortEcho(t *testing.T, e *Endpoint, n int) error {
 	}
 	if rerr != nil {
 		return fmt.Errorf("client read: %w (producer cursor in the ring %d, seen %d, consumed %d; reader sleep word %d after %d waits; writer woke sleep %d, produced %d)", rerr,
-			b.rxh.prod.cursor.Load(), b.rx.prod, b.rx.cons, b.rxh.cons.sleep.Load(), b.rw.seq, a.ww.rung, a.tx.prod)
+			b.rxh.prod.cursor.Load(), b.rx.prod, b.rx.cons, b.rxh.consCtl.sleep.Load(), b.rw.seq, a.ww.rung, a.tx.prod)
 	}
 	if !bytes.Equal(got, msg) {
 		return fmt.Errorf("echo differs")

@@ -48,27 +48,25 @@ type Stream struct {
 	rexp     expiry        // when rdl passed
 	wexp     expiry        // when wdl passed
 
-	rop chan struct{} // serialises Read and WriteTo, which holds it while w runs (capacity 1)
-	rmu sync.Mutex    // guards rx and rw; held by Read, by WriteTo except while w runs, by Close while tearing down
-	rx  rxCursor
+	rop opLock   // serialises Read and WriteTo (opHeld) and guards rx, rw and the own ring (opIn)
+	rx  rxCursor // guarded by rop's opIn
 	rw  waiter
 
-	wop chan struct{} // serialises Write and ReadFrom, which holds it while r runs (capacity 1)
-	wmu sync.Mutex    // guards tx and ww; held by Write, by ReadFrom except while r runs, by Close while tearing down
-	tx  txCursor
+	wop opLock   // serialises Write and ReadFrom (opHeld) and guards tx, ww and the peer's ring (opIn)
+	tx  txCursor // guarded by wop's opIn
 	ww  waiter
 
 	mu       sync.Mutex // guards the fields below and state transitions
 	err      error      // sticky terminal error once stFailed is set
-	pubP     uint32     // flags published in the peer slot's producer line (txh.prod.flags)
-	pubC     uint32     // flags published in our consumer line (rxh.cons.flags)
+	pubP     uint32     // flags published in the peer slot's producer control line (txh.prodCtl.flags)
+	pubC     uint32     // flags published in our consumer control line (rxh.consCtl.flags)
 	unmapped bool       // the slots are no longer ours: publish nothing
 	foreign  int        // WriteTo and ReadFrom calls inside a ring while w or r runs
 	deferred bool       // Close left the slots' release to the last of those
 }
 
 // waiter is one direction's parking state. Its fields are the waiting goroutine's
-// (Read's or Write's, under rmu or wmu), except where noted.
+// (Read's or Write's, inside rop or wop), except where noted.
 type waiter struct {
 	s      *Stream
 	wake   chan struct{} // capacity 1: a pending kick (peer wake-up, poller, close, deadline change)
@@ -80,7 +78,7 @@ type waiter struct {
 
 	// What the waiter waits for, set before it registers with the poller, which reads
 	// them while it is registered (see ready).
-	h    *line  // the peer's control line
+	h    lines  // the peer's lines
 	c0   uint64 // its cursor as last validated
 	step uint64 // how far the cursor must move: 1, or a quarter ring for space
 	f0   uint32 // its flags as last validated
@@ -89,12 +87,19 @@ type waiter struct {
 	idx  int    // index in poller.waiters, or -1; guarded by poller.mu
 }
 
+// lines are the two lines of one side of a slot that a waiter watches: the side's
+// cursor line and its control line.
+type lines struct {
+	cur *cursorLine
+	ctl *ctlLine
+}
+
 // ready reports whether what w waits for may have happened: the peer's cursor moved by
 // step (or backwards, which the waiter reports as a violation), its flags, its window
 // or the stream's state changed.
 func (w *waiter) ready() bool {
 	h := w.h
-	return h.cursor.Load()-w.c0 >= w.step || h.flags.Load() != w.f0 || h.window.Load() != w.w0 ||
+	return h.cur.cursor.Load()-w.c0 >= w.step || h.ctl.flags.Load() != w.f0 || h.ctl.window.Load() != w.w0 ||
 		w.s.state.Load() != w.st0
 }
 
@@ -109,8 +114,8 @@ func newStream(l *link, g *segment, i int, tok uint64, pg *segment, pi int, ptok
 		tx:     txCursor{size: uint64(pg.ringSize)},
 		rw:     waiter{wake: make(chan struct{}, 1), idx: -1, misses: m},
 		ww:     waiter{wake: make(chan struct{}, 1), idx: -1, misses: m},
-		rop:    make(chan struct{}, 1),
-		wop:    make(chan struct{}, 1),
+		rop:    newOpLock(),
+		wop:    newOpLock(),
 		closed: make(chan struct{}),
 	}
 	s.rw.s, s.ww.s = s, s
@@ -186,13 +191,21 @@ func (s *Stream) PeerRingSize() int { return int(s.tx.size) }
 // Read reads up to len(b) bytes that the peer wrote. It blocks until at least one byte is
 // available, the peer is done writing (io.EOF once everything was read), the stream fails,
 // or the read deadline passes.
+//
+// Read releases its lock without defer: with as many returns as readLocked has, the
+// compiler would not open-code a defer, and its record costs more than a small Read's
+// copy. Nothing between acquire and release panics.
 func (s *Stream) Read(b []byte) (int, error) {
-	if err := s.acquire(s.rop, &s.rdl, "read"); err != nil {
+	if err := s.acquire(&s.rop, &s.rdl, "read"); err != nil {
 		return 0, err
 	}
-	defer s.release(s.rop)
-	s.rmu.Lock()
-	defer s.rmu.Unlock()
+	n, err := s.readLocked(b)
+	s.rop.release(opHeld | opIn)
+	return n, err
+}
+
+// readLocked is Read with s.rop held.
+func (s *Stream) readLocked(b []byte) (int, error) {
 	if err := s.rexp.check(&s.rdl, "read"); err != nil {
 		return 0, err
 	}
@@ -226,10 +239,11 @@ func (s *Stream) Read(b []byte) (int, error) {
 // released to the peer only once it returned. No lock Close takes is held while w
 // runs, so a stalled w never delays Close; the slots are then released when w returns.
 func (s *Stream) WriteTo(w io.Writer) (int64, error) {
-	if err := s.acquire(s.rop, &s.rdl, "read"); err != nil {
+	if err := s.acquire(&s.rop, &s.rdl, "read"); err != nil {
 		return 0, err
 	}
-	defer s.release(s.rop)
+	s.rop.release(opIn) // nextRx and doneRx take it
+	defer s.rop.release(opHeld)
 	var total int64
 	for {
 		chunk, err := s.nextRx()
@@ -262,8 +276,8 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 // nextRx waits, as Read does, for unread bytes, and returns the longest contiguous run
 // of them in the ring, counted as foreign use until doneRx.
 func (s *Stream) nextRx() ([]byte, error) {
-	s.rmu.Lock()
-	defer s.rmu.Unlock()
+	s.rop.enter()
+	defer s.rop.release(opIn)
 	if err := deadlinePassed(&s.rdl, "read"); err != nil {
 		return nil, err
 	}
@@ -294,50 +308,15 @@ func (s *Stream) nextRx() ([]byte, error) {
 // doneRx consumes the first n bytes nextRx returned, unless the stream was closed or
 // stopped reading meanwhile.
 func (s *Stream) doneRx(n uint64) error {
-	s.rmu.Lock()
+	s.rop.enter()
 	err := s.readable()
 	if err == nil {
 		s.advanceRx(n)
 	}
-	s.rmu.Unlock()
+	s.rop.release(opIn)
 	s.endForeign()
 	return err
 }
-
-// acquire takes op, one of the stream's two operation locks, waiting for it at most
-// until the deadline in dl or Close: a Write behind a ReadFrom whose r blocks, or a Read
-// behind a stalled WriteTo, still has its deadline.
-func (s *Stream) acquire(op chan struct{}, dl *atomic.Int64, name string) error {
-	select {
-	case op <- struct{}{}:
-		return nil
-	default:
-	}
-	for {
-		var timeout <-chan time.Time
-		if d := dl.Load(); d != 0 {
-			left := time.Until(time.Unix(0, d))
-			if left <= 0 {
-				return &timeoutError{name}
-			}
-			t := time.NewTimer(left)
-			defer t.Stop()
-			timeout = t.C
-		}
-		select {
-		case op <- struct{}{}:
-			return nil
-		case <-s.closed:
-			return errClosed(name)
-		case <-timeout:
-			if err := deadlinePassed(dl, name); err != nil {
-				return err
-			}
-		}
-	}
-}
-
-func (s *Stream) release(op chan struct{}) { <-op }
 
 // beginForeign counts a WriteTo or ReadFrom that is about to run w or r on a ring;
 // it fails once the stream is closed.
@@ -386,7 +365,7 @@ func (s *Stream) readable() error {
 // read: the producer copies the data in and only then stores the cursor.
 func (s *Stream) pollRx() error {
 	st := s.state.Load()
-	f := s.rxh.prod.flags.Load()
+	f := s.rxh.prodCtl.flags.Load()
 	p := s.rxh.prod.cursor.Load()
 	if err := s.rx.observe(f, p); err != nil {
 		return s.fail(err)
@@ -411,12 +390,12 @@ func (s *Stream) pollRx() error {
 // The producer, if it announced a sleep, is woken whatever the free space: at the
 // window's edge it waits for this, not for the consumer cursor. The store of the window
 // and the load of the sleep word pair with the writer's announce-then-recheck as in
-// advanceRx. s.rmu is held.
+// advanceRx. s.rop's opIn is held.
 func (s *Stream) growWindow() {
 	w := s.rx.win
 	populate(s.rxRing[w : 2*w])
 	s.rx.win = 2 * w
-	s.rxh.cons.window.Swap(uint32(s.rx.win)) // Swap, not Store: see dekkerStore
+	s.rxh.consCtl.window.Swap(uint32(s.rx.win)) // Swap, not Store: see dekkerStore
 	s.wakeWriter()
 }
 
@@ -452,34 +431,41 @@ func (s *Stream) advanceRx(n uint64) {
 	}
 }
 
-// wakeWriter wakes the peer's writer if it announced a sleep (see ring). s.rmu is held.
+// wakeWriter wakes the peer's writer if it announced a sleep (see ring). s.rop's opIn
+// is held.
 func (s *Stream) wakeWriter() {
-	if v := s.rxh.prod.sleep.Load(); v != 0 {
+	if v := s.rxh.prodCtl.sleep.Load(); v != 0 {
 		s.ring(&s.rw, v, wakeSpace)
 	}
 }
 
 func (s *Stream) waitRx() error {
 	p0, f0 := s.rx.prod, s.rx.flags
-	h := &s.rxh.prod
-	// The producer line has no window: whatever its word holds is passed as unchanged.
-	w0 := h.window.Load()
+	h := lines{&s.rxh.prod, &s.rxh.prodCtl}
+	// The producer has no window: whatever its word holds is passed as unchanged.
+	w0 := h.ctl.window.Load()
 	if s.spin(&s.rw, h, p0, f0, w0, &s.rdl) {
 		return nil
 	}
-	return s.wait(&s.rw, &s.rxh.cons.sleep, &s.rdl, "read", h, p0, 1, f0, w0)
+	return s.wait(&s.rw, &s.rxh.consCtl.sleep, &s.rdl, "read", h, p0, 1, f0, w0)
 }
 
 // Write writes b into the peer's ring, blocking while the ring is full. It returns early
 // only with an error: the stream closed or failed, the peer stopped reading (EPIPE), or
 // the write deadline passed, in which case n bytes were written.
+//
+// Write releases its lock without defer, as Read does.
 func (s *Stream) Write(b []byte) (int, error) {
-	if err := s.acquire(s.wop, &s.wdl, "write"); err != nil {
+	if err := s.acquire(&s.wop, &s.wdl, "write"); err != nil {
 		return 0, err
 	}
-	defer s.release(s.wop)
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	n, err := s.writeLocked(b)
+	s.wop.release(opHeld | opIn)
+	return n, err
+}
+
+// writeLocked is Write with s.wop held.
+func (s *Stream) writeLocked(b []byte) (int, error) {
 	if err := s.wexp.check(&s.wdl, "write"); err != nil {
 		return 0, err
 	}
@@ -488,7 +474,7 @@ func (s *Stream) Write(b []byte) (int, error) {
 		if err := s.writable(); err != nil {
 			return n, err
 		}
-		if err := s.pollTx(); err != nil {
+		if err := s.pollTx(uint64(len(b) - n)); err != nil {
 			return n, err
 		}
 		for n < len(b) && s.tx.free() > 0 {
@@ -511,10 +497,11 @@ func (s *Stream) Write(b []byte) (int, error) {
 // while r runs, so a blocked r never delays Close; the slots are then released when r
 // returns.
 func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
-	if err := s.acquire(s.wop, &s.wdl, "write"); err != nil {
+	if err := s.acquire(&s.wop, &s.wdl, "write"); err != nil {
 		return 0, err
 	}
-	defer s.release(s.wop)
+	s.wop.release(opIn) // nextTx and doneTx take it
+	defer s.wop.release(opHeld)
 	var total int64
 	for {
 		space, err := s.nextTx()
@@ -544,8 +531,8 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 // nextTx waits, as Write does, for free space in the peer's ring, and returns the
 // longest contiguous run of it, counted as foreign use until doneTx.
 func (s *Stream) nextTx() ([]byte, error) {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	s.wop.enter()
+	defer s.wop.release(opIn)
 	if err := deadlinePassed(&s.wdl, "write"); err != nil {
 		return nil, err
 	}
@@ -553,7 +540,7 @@ func (s *Stream) nextTx() ([]byte, error) {
 		if err := s.writable(); err != nil {
 			return nil, err
 		}
-		if err := s.pollTx(); err != nil {
+		if err := s.pollTx(s.tx.chunk()); err != nil {
 			return nil, err
 		}
 		if n := s.tx.free(); n > 0 {
@@ -574,12 +561,12 @@ func (s *Stream) nextTx() ([]byte, error) {
 // closed or stopped writing meanwhile (then they are dropped: CloseWrite's "done
 // writing" must follow the last cursor).
 func (s *Stream) doneTx(n uint64) error {
-	s.wmu.Lock()
+	s.wop.enter()
 	err := s.writable()
 	if err == nil && n > 0 {
 		s.publishProd(n)
 	}
-	s.wmu.Unlock()
+	s.wop.release(opIn)
 	s.endForeign()
 	return err
 }
@@ -598,13 +585,19 @@ func (s *Stream) writable() error {
 	return nil
 }
 
-// pollTx loads the peer's consumer line once (flags before the cursor, see pollRx),
-// validates it and records it in s.tx.
-func (s *Stream) pollTx() error {
+// pollTx loads the peer's consumer control line, and its cursor if the free space by
+// the cursor last loaded is less than need (flags before the cursor, see pollRx),
+// validates them and records them in s.tx. The consumer stores its cursor on every
+// Read, so loading it on every Write would fetch that line back each time; a cursor
+// loaded earlier only understates the free space.
+func (s *Stream) pollTx(need uint64) error {
 	st := s.state.Load()
-	f := s.txh.cons.flags.Load()
-	w := s.txh.cons.window.Load()
-	c := s.txh.cons.cursor.Load()
+	f := s.txh.consCtl.flags.Load()
+	w := s.txh.consCtl.window.Load()
+	c := s.tx.cons
+	if s.tx.free() < need {
+		c = s.txh.cons.cursor.Load()
+	}
 	if err := s.tx.observe(f, c, w); err != nil {
 		return s.fail(err)
 	}
@@ -637,7 +630,7 @@ func (s *Stream) produce(p []byte) {
 func (s *Stream) publishProd(n uint64) {
 	s.tx.prod += n
 	s.txh.prod.cursor.Swap(s.tx.prod) // Swap, not Store: see dekkerStore
-	if v := s.txh.cons.sleep.Load(); v != 0 {
+	if v := s.txh.consCtl.sleep.Load(); v != 0 {
 		s.ring(&s.ww, v, wakeData)
 	}
 }
@@ -669,15 +662,15 @@ func (s *Stream) ring(w *waiter, v uint32, b byte) {
 }
 
 func (s *Stream) waitTx() error {
-	c0, f0, w0 := s.tx.cons, s.tx.flags, s.tx.rawW
-	h := &s.txh.cons
+	c0, f0, w0 := s.tx.cons, s.tx.flags, s.tx.rawW // pollTx loaded the cursor: the space was short
+	h := lines{&s.txh.cons, &s.txh.consCtl}
 	if s.spin(&s.ww, h, c0, f0, w0, &s.wdl) {
 		return nil
 	}
-	return s.wait(&s.ww, &s.txh.prod.sleep, &s.wdl, "write", h, c0, max(1, s.tx.size/4), f0, w0)
+	return s.wait(&s.ww, &s.txh.prodCtl.sleep, &s.wdl, "write", h, c0, max(1, s.tx.size/4), f0, w0)
 }
 
-// spin polls the peer's control line h, if the process spin budget allows, until its
+// spin polls the peer's lines h, if the process spin budget allows, until its
 // cursor, flags or window differ from c0, f0 and w0 (what the caller last validated; a
 // writer at the window's edge waits for the window), the local state
 // changes, the spin time is up or the deadline in dl passes. It reports whether it saw a
@@ -685,7 +678,7 @@ func (s *Stream) waitTx() error {
 //
 // It is wait's first stage, kept apart so that a wait that the spin ends allocates
 // nothing (wait's closures escape to the netpoller) and reads the clock once per check.
-func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0, w0 uint32, dl *atomic.Int64) bool {
+func (s *Stream) spin(w *waiter, h lines, c0 uint64, f0, w0 uint32, dl *atomic.Int64) bool {
 	// Spins that keep ending in a park are mostly wasted CPU (a peer with think time, or
 	// one whose CPU is taken by another process): after 4 in a row, a waiter spins an
 	// eighth of the budget (still catching a peer that answers at once), except on every
@@ -694,14 +687,18 @@ func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0, w0 uint32, dl *atomic.I
 	if s.local.Load() == nil && poller.active.Load() {
 		return false // the poller polls for us
 	}
-	start := time.Now()
-	if !acquireSpin(start) {
+	if !acquireSpin() {
 		return false
 	}
 	limit := time.Duration(spinNanos.Load())
 	if w.misses >= 4 && w.waits%8 != 0 {
 		limit /= 8
 	}
+	// The clock is read every 64 polls, the first time after the first 64: on some
+	// virtual machines a clock read costs more than a fast peer takes to answer, so a
+	// spin that reads the clock first would only delay seeing the answer. After the
+	// first reading, time.Since reads only the monotonic clock, which costs less.
+	//
 	// Yield every few polls when the goroutine we wait for may need our P: with
 	// GOMAXPROCS=1, or when the peer is in this process (its wake-up readied it on our
 	// P). Otherwise another P is free (spinners are at most GOMAXPROCS-1), and a yield
@@ -712,28 +709,41 @@ func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0, w0 uint32, dl *atomic.I
 	// park the peer is likely parked as well, and then the yields stay: the threads
 	// they wake keep the other CPUs busy, and a virtual CPU that idles (halts) makes
 	// the parked peer's wake-up, which our answer waits for, much slower.
-	yieldAll := singleP.Load() || s.local.Load() != nil || w.misses > 0
-	yielded := start
+	var (
+		start     time.Time
+		startWall int64         // start in unix nanoseconds, for the deadline
+		yielded   time.Duration // when we last yielded, since start
+		yieldAll  bool
+	)
 	st0 := s.state.Load()
 	for i := 1; ; i++ {
-		if h.cursor.Load() != c0 || h.flags.Load() != f0 || h.window.Load() != w0 || s.state.Load() != st0 {
+		if h.cur.cursor.Load() != c0 || h.ctl.flags.Load() != f0 || h.ctl.window.Load() != w0 || s.state.Load() != st0 {
 			releaseSpin()
 			w.misses = 0
 			noteSpin(true)
 			return true
 		}
-		if i%64 == 0 {
-			now := time.Now()
-			if yieldAll || now.Sub(yielded) >= spinYieldEvery {
-				runtime.Gosched()
-				yielded = now
-			}
-			if now.Sub(start) > limit {
-				break
-			}
-			if d := dl.Load(); d != 0 && now.UnixNano() >= d {
-				break
-			}
+		if i%64 != 0 {
+			continue
+		}
+		var now time.Duration
+		if i == 64 {
+			start = time.Now()
+			startWall = start.UnixNano()
+			refreshSlots(startWall)
+			yieldAll = singleP.Load() || s.local.Load() != nil || w.misses > 0
+		} else {
+			now = time.Since(start)
+		}
+		if yieldAll || now-yielded >= spinYieldEvery {
+			runtime.Gosched()
+			yielded = now
+		}
+		if now > limit {
+			break
+		}
+		if d := dl.Load(); d != 0 && startWall+int64(now) >= d {
+			break
 		}
 	}
 	releaseSpin()
@@ -751,7 +761,7 @@ func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0, w0 uint32, dl *atomic.I
 // waiter parks with data in its ring and nobody wakes it. A Swap is a read-modify-
 // write, a full barrier in every build.
 
-// wait blocks until the peer's control line h moved step bytes past c0 or its flags or
+// wait blocks until the peer's lines h show the cursor moved step bytes past c0 or its flags or
 // window differ from f0 and w0, the local state changes, a kick arrives, or the deadline
 // passes. It announces a sleep in the shared sleep word, registers with the poller
 // (unless the peer is in this process), rechecks, and parks on w.wake (callers spin
@@ -759,7 +769,7 @@ func (s *Stream) spin(w *waiter, h *line, c0 uint64, f0, w0 uint32, dl *atomic.I
 // the peer's WAKE for this slot arrives (or the peer stream itself, when it lives in
 // this process). Local events (close, deadline changes, failures) kick it too. Spurious
 // returns are fine: callers loop.
-func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op string, h *line, c0, step uint64, f0, w0 uint32) error {
+func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op string, h lines, c0, step uint64, f0, w0 uint32) error {
 	var left time.Duration
 	if d := dl.Load(); d != 0 {
 		if left = time.Until(time.Unix(0, d)); left <= 0 {
@@ -905,11 +915,11 @@ func (s *Stream) publishLocked(pf, cf uint32) {
 	}
 	if s.pubP|pf != s.pubP {
 		s.pubP |= pf
-		s.txh.prod.flags.Store(s.pubP)
+		s.txh.prodCtl.flags.Store(s.pubP)
 	}
 	if s.pubC|cf != s.pubC {
 		s.pubC |= cf
-		s.rxh.cons.flags.Store(s.pubC)
+		s.rxh.consCtl.flags.Store(s.pubC)
 	}
 }
 
@@ -958,8 +968,8 @@ func (s *Stream) CloseWrite() error {
 	s.state.Or(stWriteClosed)
 	s.mu.Unlock()
 	kickOne(s.ww.wake)
-	s.wmu.Lock() // after any Write in progress, so fDone follows its last cursor
-	defer s.wmu.Unlock()
+	s.wop.enter() // after any Write in progress, so fDone follows its last cursor
+	defer s.wop.release(opIn)
 	s.mu.Lock()
 	s.publishLocked(fDone, 0)
 	s.mu.Unlock()
@@ -977,8 +987,8 @@ func (s *Stream) CloseRead() error {
 	s.state.Or(stReadClosed)
 	s.mu.Unlock()
 	kickOne(s.rw.wake)
-	s.rmu.Lock()
-	defer s.rmu.Unlock()
+	s.rop.enter()
+	defer s.rop.release(opIn)
 	s.mu.Lock()
 	s.publishLocked(0, fDone)
 	s.mu.Unlock()
@@ -1011,14 +1021,14 @@ func (s *Stream) close(abort bool) error {
 
 	// Blocked Reads and Writes see stClosed on their next check and release their locks;
 	// from here on no goroutine touches the mappings but this one.
-	s.rmu.Lock()
-	defer s.rmu.Unlock()
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	s.rop.enter()
+	defer s.rop.release(opIn)
+	s.wop.enter()
+	defer s.wop.release(opIn)
 
 	s.mu.Lock()
 	if !abort && s.state.Load()&stFailed == 0 {
-		f := s.rxh.prod.flags.Load()
+		f := s.rxh.prodCtl.flags.Load()
 		if p := s.rxh.prod.cursor.Load(); p != s.rx.cons && f&fAbort == 0 {
 			abort = true
 		}
@@ -1060,17 +1070,18 @@ func (s *Stream) close(abort bool) error {
 // peer's stream if it waits for data or for space, so that it sees the flags close
 // published. The Swap orders those flag stores before the loads of the sleep words
 // (Dekker's pattern with the waiter's announce-then-recheck, see dekkerStore). Close
-// holds rmu and wmu, or the last WriteTo or ReadFrom inside a ring has returned.
+// is inside both operation locks (rop and wop), or the last WriteTo or ReadFrom inside
+// a ring has returned.
 func (s *Stream) releasePeer() {
 	s.mu.Lock()
 	s.pubP |= fReleased
 	f := s.pubP
 	s.mu.Unlock()
-	s.txh.prod.flags.Swap(f)
-	if v := s.txh.cons.sleep.Load(); v != 0 {
+	s.txh.prodCtl.flags.Swap(f)
+	if v := s.txh.consCtl.sleep.Load(); v != 0 {
 		s.ring(&s.ww, v, wakeData)
 	}
-	if v := s.rxh.prod.sleep.Load(); v != 0 {
+	if v := s.rxh.prodCtl.sleep.Load(); v != 0 {
 		s.ring(&s.rw, v, wakeSpace)
 	}
 }

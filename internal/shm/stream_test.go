@@ -526,7 +526,7 @@ func TestWakeForSeenData(t *testing.T) {
 		_, err := io.ReadFull(b, buf)
 		got <- err
 	}()
-	sleep := &b.rxh.cons.sleep // b's reader announces its sleeps here
+	sleep := &b.rxh.consCtl.sleep // b's reader announces its sleeps here
 	var v uint32
 	for deadline := time.Now().Add(5 * time.Second); v == 0; v = sleep.Load() {
 		if time.Now().After(deadline) {
@@ -536,10 +536,10 @@ func TestWakeForSeenData(t *testing.T) {
 	}
 	// What a writer does when it published data the reader saw before it parked, and
 	// then found the reader asleep: it rings for that sleep.
-	a.wmu.Lock()
+	a.wop.enter()
 	a.ww.rung = v
 	a.wake(wakeData)
-	a.wmu.Unlock()
+	a.wop.release(opIn)
 	for deadline := time.Now().Add(time.Second); sleep.Load() == v && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond) // the reader reads the wake-up, finds nothing new
 	}
@@ -594,4 +594,129 @@ func TestCopyHoldsNoBuffer(t *testing.T) {
 		pw.Close()
 	}
 	wg.Wait()
+}
+
+// TestConcurrentOps checks that concurrent Writes and ReadFroms are serialised whole
+// (each lands in the ring as one run of bytes, even when it has to wait for space or
+// r returns it in pieces), that concurrent
+// Reads together read every byte once, and that Close ends callers that are inside an
+// operation or waiting for the operation lock with net.ErrClosed.
+func TestConcurrentOps(t *testing.T) { forEachPairKind(t, testConcurrentOps) }
+
+func testConcurrentOps(t *testing.T, pair pairFunc) {
+	defer checkLeaks(t)()
+	const writers, records, recLen = 8, 100, 1500 // records larger than a quarter ring
+	a, b := pair(t, MinRingSize, MinRingSize)
+	defer b.Close()
+	defer a.Close()
+	write := func() *sync.WaitGroup {
+		var wg sync.WaitGroup
+		for id := range writers {
+			wg.Go(func() {
+				rec := bytes.Repeat([]byte{byte(id + 1)}, recLen)
+				for range records {
+					var err error
+					if id%2 == 0 {
+						_, err = a.Write(rec)
+					} else {
+						_, err = a.ReadFrom(bytes.NewReader(rec)) // r runs outside the write lock
+					}
+					if err != nil {
+						t.Errorf("writer %d: %v", id, err)
+						return
+					}
+				}
+			})
+		}
+		return &wg
+	}
+
+	// One reader: every record is one Write's.
+	wg := write()
+	got := make([]byte, writers*records*recLen)
+	if _, err := io.ReadFull(b, got); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for i := 0; i < len(got); i += recLen {
+		if rec := got[i : i+recLen]; bytes.Count(rec, rec[:1]) != recLen {
+			t.Fatalf("record at %d is not one Write's: %v...", i, rec[:16])
+		}
+	}
+
+	// Concurrent readers: together they read each writer's bytes once.
+	wg = write()
+	var mu sync.Mutex
+	var total int
+	var counts [writers + 1]int
+	var rg sync.WaitGroup
+	for range 3 {
+		rg.Go(func() {
+			buf := make([]byte, 700)
+			for {
+				mu.Lock()
+				done := total == writers*records*recLen
+				mu.Unlock()
+				if done {
+					return
+				}
+				b.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+				n, err := b.Read(buf)
+				if isTimeout(err) {
+					continue
+				}
+				if err != nil {
+					t.Errorf("read: %v", err)
+					return
+				}
+				mu.Lock()
+				total += n
+				for _, c := range buf[:n] {
+					counts[min(int(c), writers)]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	rg.Wait()
+	b.SetReadDeadline(time.Time{})
+	for id := 1; id <= writers; id++ {
+		if counts[id] != records*recLen {
+			t.Errorf("read %d bytes of writer %d, want %d", counts[id], id, records*recLen)
+		}
+	}
+
+	// Close while callers run operations and wait for their locks.
+	errs := make(chan error, 8)
+	for range 4 {
+		go func() {
+			for {
+				if _, err := a.Write(make([]byte, 3000)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+		go func() {
+			for {
+				if _, err := a.Read(make([]byte, 10)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	a.Close()
+	for range 8 {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, net.ErrClosed) {
+				t.Errorf("call after Close: %v, want net.ErrClosed", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a call did not return after Close")
+		}
+	}
 }

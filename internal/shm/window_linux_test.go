@@ -93,7 +93,7 @@ func TestWindowEdgeWakes(t *testing.T) {
 			done <- err
 		}()
 		waitFor(t, "the writer to sleep at the window's edge", func() bool {
-			return b.rxh.prod.sleep.Load() != 0 && b.rxh.prod.cursor.Load() == firstWindow
+			return b.rxh.prodCtl.sleep.Load() != 0 && b.rxh.prod.cursor.Load() == firstWindow
 		})
 		if _, err := b.Read(nil); err != nil {
 			t.Fatal(err)
@@ -180,7 +180,7 @@ func TestHostileWindow(t *testing.T) {
 			if err := write(v); err != nil {
 				t.Fatal(err)
 			}
-			h.rxh.cons.window.Store(w)
+			h.rxh.consCtl.window.Store(w)
 			if err := write(v); !isViolation(err) {
 				t.Fatalf("victim: %v, want a protocol violation", err)
 			}
@@ -188,12 +188,12 @@ func TestHostileWindow(t *testing.T) {
 	}
 	t.Run("none", func(t *testing.T) {
 		v, h := socketPair(t, size, size)
-		h.rxh.cons.window.Store(0)
+		h.rxh.consCtl.window.Store(0)
 		v.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
 		if n, err := v.Write(make([]byte, 10)); n != 0 || !isTimeout(err) {
 			t.Fatalf("Write with no window = %d, %v; want 0, timeout", n, err)
 		}
-		h.rxh.cons.window.Store(firstWindow) // the owner makes amends
+		h.rxh.consCtl.window.Store(firstWindow) // the owner makes amends
 		v.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		if err := write(v); err != nil {
 			t.Fatalf("Write once the window opened: %v", err)
@@ -201,7 +201,7 @@ func TestHostileWindow(t *testing.T) {
 	})
 	t.Run("beyond the ring", func(t *testing.T) {
 		v, h := socketPair(t, size, size)
-		h.rxh.cons.window.Store(math.MaxUint32)
+		h.rxh.consCtl.window.Store(math.MaxUint32)
 		v.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
 		if n, err := v.Write(make([]byte, 2*size)); n != size || !isTimeout(err) {
 			t.Fatalf("Write = %d, %v; want %d (the ring), timeout", n, err, size)
