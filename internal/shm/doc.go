@@ -103,7 +103,7 @@
 //	BINDACK{clientSlot, serverSlot, st} st: bound, refused, or client ring too large; an
 //	                                    offer completes before its BINDACK is sent,
 //	                                    and the client's Connect returns only after it
-//	WAKE{n, n × {slot, bits}}           wake the receiver's streams of these slots
+//	WAKE{n, n × {slot, bits}}           wake the receiver's streams of these slots (bits: data, space, grow the window)
 //	POLL{0} + memfd                     either side, at its first stream: its poller
 //	                                    page (see Wake-ups), validated as a segment of
 //	                                    one MinRingSize slot and counted as memory
@@ -161,9 +161,15 @@
 // quarter-of-the-ring rule below is about the consumer cursor; a producer at the
 // window's edge waits for the window). A producer that keeps writing thus finds the
 // window grown while it writes the second half, and a spinning producer watches the
-// window word as well as the cursor. So a ring becomes resident about as far as its
-// stream has used it (the first window, or at most four times the bytes received), and
-// a writer can be a window ahead of a reader that has not read since, not a ring.
+// window word as well as the cursor. An owner that is not reading (busy writing, or
+// elsewhere) sees nothing: a producer stopped at the window's edge asks it to grow the
+// window, once per window, with a WAKE carrying wakeGrow (a call, for a peer in this
+// process), and the owner's link reader grows it as a read would. So a writer may
+// fill the whole ring of a peer that is not reading, as a TCP sender fills a busy
+// peer's socket buffer, and an exchange that fits in the two rings (a request written
+// whole before the answer is read, against a peer that answers as it reads) never
+// deadlocks on the window. A ring becomes resident about as far as its stream has used
+// it: the first window, or at most four times the bytes received.
 //
 // The producer validates the word: a window beyond the ring is taken as the ring, and
 // one smaller than before is a violation. The owner validates the producer: below a

@@ -34,7 +34,8 @@ const (
 const (
 	wakeData  byte = 1 << 0 // the receiver's ring has new data (informational: see Stream.poll)
 	wakeSpace byte = 1 << 1 // the sender's ring has room again (informational)
-	wakeKnown      = wakeData | wakeSpace
+	wakeGrow  byte = 1 << 2 // the sender waits at the edge of the receiver's window: grow it
+	wakeKnown      = wakeData | wakeSpace | wakeGrow
 )
 
 // A slot's control area is four 128-byte lines, each written by one side only, 128

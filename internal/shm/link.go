@@ -470,8 +470,8 @@ func (l *link) handle(b []byte, fds []int) error {
 
 func (l *link) onWake(body []byte) error {
 	n := int(u32of(body))
-	var kick [maxWakeBatch]*Stream
-	k := 0
+	var kick, grow [maxWakeBatch]*Stream
+	k, g := 0, 0
 	l.mu.Lock()
 	for i := range n {
 		e := body[8+i*wakeEntryLen:]
@@ -485,10 +485,17 @@ func (l *link) onWake(body []byte) error {
 		if _, _, sl := l.pool.lookup(u64of(e)); sl != nil && sl.stream != nil {
 			kick[k] = sl.stream
 			k++
+			if bits&uint32(wakeGrow) != 0 {
+				grow[g] = sl.stream
+				g++
+			}
 		}
 	}
 	l.mu.Unlock()
 	wakeupsRcv.Load().Add(uint64(n))
+	for _, s := range grow[:g] {
+		s.growRequested()
+	}
 	for _, s := range kick[:k] {
 		s.kick()
 	}

@@ -52,9 +52,13 @@ type Stream struct {
 	rx  rxCursor // guarded by rop's opIn
 	rw  waiter
 
-	wop opLock   // serialises Write and ReadFrom (opHeld) and guards tx, ww and the peer's ring (opIn)
-	tx  txCursor // guarded by wop's opIn
-	ww  waiter
+	winMu sync.Mutex    // serialises growing our ring's window: on a read, or at the producer's request
+	win   atomic.Uint64 // the window we published; rx.win follows it (see pollRx); stored under winMu
+
+	wop   opLock   // serialises Write and ReadFrom (opHeld) and guards tx, ww, asked and the peer's ring (opIn)
+	tx    txCursor // guarded by wop's opIn
+	ww    waiter
+	asked uint64 // the peer's window at whose edge we last asked it to grow (see waitTx)
 
 	mu       sync.Mutex // guards the fields below and state transitions
 	err      error      // sticky terminal error once stFailed is set
@@ -119,6 +123,7 @@ func newStream(l *link, g *segment, i int, tok uint64, pg *segment, pi int, ptok
 		closed: make(chan struct{}),
 	}
 	s.rw.s, s.ww.s = s, s
+	s.win.Store(s.rx.win)
 	if l.local {
 		s.linkLocal(localKeyOf(slotKey{g.ino, tok}, slotKey{pg.ino, ptok}))
 	}
@@ -367,6 +372,9 @@ func (s *Stream) pollRx() error {
 	st := s.state.Load()
 	f := s.rxh.prodCtl.flags.Load()
 	p := s.rxh.prod.cursor.Load()
+	// The window may have grown at the producer's request since (growWindow): loaded
+	// after the cursor, it is at least the window that let the producer write that far.
+	s.rx.win = s.win.Load()
 	if err := s.rx.observe(f, p); err != nil {
 		return s.fail(err)
 	}
@@ -379,25 +387,42 @@ func (s *Stream) pollRx() error {
 	if s.rx.win < s.rx.size && s.rx.prod >= s.rx.win/2 && s.rx.flags&(fDone|fClosed) == 0 {
 		// Half filled (the producer writes half a window at a time): grow it while
 		// the producer writes the other half, so that it need not stop at the edge.
-		s.growWindow()
+		s.growWindow(s.rx.win)
 	}
 	return nil
 }
 
-// growWindow doubles the window of our ring, which the producer has half filled. The pages of
-// the new half are populated in our own mapping before the window is published, so that
-// they are allocated by, and charged to, us before the producer may write into them.
-// The producer, if it announced a sleep, is woken whatever the free space: at the
-// window's edge it waits for this, not for the consumer cursor. The store of the window
-// and the load of the sleep word pair with the writer's announce-then-recheck as in
-// advanceRx. s.rop's opIn is held.
-func (s *Stream) growWindow() {
-	w := s.rx.win
-	populate(s.rxRing[w : 2*w])
-	s.rx.win = 2 * w
-	s.rxh.consCtl.window.Swap(uint32(s.rx.win)) // Swap, not Store: see dekkerStore
-	s.wakeWriter()
+// growWindow doubles the window of our ring from size from, unless it grew since, is the
+// whole ring, or the stream is closed. It runs on a Read that finds the window half
+// filled, or when the producer, stopped at the window's edge, asks for it (a WAKE with
+// wakeGrow, or the peer stream itself when it lives in this process): so the producer
+// may fill the whole ring while we are not reading, as a TCP sender fills the socket
+// buffer of a peer that is busy writing, and an exchange that fits in the rings never
+// deadlocks on the window. The pages of the new half are populated in our own mapping
+// before the window is published, so that they are allocated by, and charged to, us
+// before the producer may write into them. The producer, if it announced a sleep, is
+// then woken whatever the free space: at the window's edge it waits for this, not for
+// the consumer cursor. The store of the window and the load of the sleep word pair with
+// the writer's announce-then-recheck as in advanceRx. Close waits for a growth under
+// way (winMu) before it gives the slot up.
+func (s *Stream) growWindow(from uint64) {
+	s.winMu.Lock()
+	w := s.win.Load()
+	grow := w == from && w < s.rx.size && s.state.Load()&stClosed == 0
+	if grow {
+		populate(s.rxRing[w : 2*w])
+		s.win.Store(2 * w)
+		s.rxh.consCtl.window.Swap(uint32(2 * w)) // Swap, not Store: see dekkerStore
+	}
+	s.winMu.Unlock()
+	if grow && s.rxh.prodCtl.sleep.Load() != 0 {
+		s.wake(wakeSpace)
+	}
 }
+
+// growRequested grows our window at the producer's request (see growWindow). Whatever
+// a peer asks, the window grows at most to the ring size we accepted.
+func (s *Stream) growRequested() { s.growWindow(s.win.Load()) }
 
 // consume copies validated bytes out of the ring into b and publishes the new consumer
 // cursor.
@@ -662,6 +687,16 @@ func (s *Stream) ring(w *waiter, v uint32, b byte) {
 }
 
 func (s *Stream) waitTx() error {
+	if s.tx.win < s.tx.size && s.tx.prod == s.tx.win && s.asked != s.tx.win {
+		// Stopped at the edge of the window: the owner grows it when it reads, and
+		// on this request when it does not (see growWindow), once per window.
+		s.asked = s.tx.win
+		if p := s.local.Load(); p != nil {
+			p.growRequested()
+		} else {
+			s.link.wake(s.peerTok, wakeGrow)
+		}
+	}
 	c0, f0, w0 := s.tx.cons, s.tx.flags, s.tx.rawW // pollTx loaded the cursor: the space was short
 	h := lines{&s.txh.cons, &s.txh.consCtl}
 	if s.spin(&s.ww, h, c0, f0, w0, &s.wdl) {
@@ -1018,9 +1053,10 @@ func (s *Stream) close(abort bool) error {
 	s.stopExpiryLocked()
 	s.mu.Unlock()
 	s.kick()
-
-	// Blocked Reads and Writes see stClosed on their next check and release their locks;
-	// from here on no goroutine touches the mappings but this one.
+	// A window growth under way (growWindow, which may run on the link's reader) ends
+	// before we go on; later ones see stClosed and do nothing.
+	s.winMu.Lock()
+	s.winMu.Unlock()
 	s.rop.enter()
 	defer s.rop.release(opIn)
 	s.wop.enter()

@@ -78,41 +78,6 @@ func TestWindowData(t *testing.T) {
 	})
 }
 
-// TestWindowEdgeWakes parks a writer at the window's edge, and checks that a reader
-// that only looks (a Read of nothing, which consumes nothing and so does not wake the
-// writer as consuming does) wakes it by growing the window.
-func TestWindowEdgeWakes(t *testing.T) {
-	forEachPairKind(t, func(t *testing.T, pair pairFunc) {
-		defer checkLeaks(t)()
-		a, b := pair(t, 64<<10, 64<<10)
-		msg := pattern(0, firstWindow+100)
-		done := make(chan error, 1)
-		go func() {
-			a.SetWriteDeadline(time.Now().Add(20 * time.Second))
-			_, err := a.Write(msg)
-			done <- err
-		}()
-		waitFor(t, "the writer to sleep at the window's edge", func() bool {
-			return b.rxh.prodCtl.sleep.Load() != 0 && b.rxh.prod.cursor.Load() == firstWindow
-		})
-		if _, err := b.Read(nil); err != nil {
-			t.Fatal(err)
-		}
-		if err := <-done; err != nil {
-			t.Fatalf("writer at the window's edge: %v", err)
-		}
-		got := make([]byte, len(msg))
-		if _, err := io.ReadFull(b, got); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, msg) {
-			t.Fatal("data differs")
-		}
-		a.Close()
-		b.Close()
-	})
-}
-
 // TestWindowResidency checks what a stream keeps resident of its own ring: a small
 // exchange leaves the first window only, a bulk transfer the whole ring, and once the
 // stream closed and its slot is free, the first window only again.
@@ -251,4 +216,100 @@ func BenchmarkFirstLap(b *testing.B) {
 	b.ReportMetric(float64(second.Nanoseconds())/float64(b.N), "second-ns")
 	b.ReportMetric(float64(wakes[0])/float64(b.N), "first-wakes")
 	b.ReportMetric(float64(wakes[1])/float64(b.N), "second-wakes")
+}
+
+// TestWindowGrowsWithoutReads: a writer may fill the whole ring while the owner is not
+// reading, as a TCP sender fills the socket buffers of a peer that is busy elsewhere.
+// The owner grows its window when the writer asks, not only when it reads; before, a
+// writer that reached the first window stopped there until the owner read, and an
+// echo peer with a client that writes its whole request before reading the answer
+// deadlocked, both sides blocked in Write.
+func TestWindowGrowsWithoutReads(t *testing.T) {
+	forEachPairKind(t, func(t *testing.T, pair pairFunc) {
+		t.Run("fill", func(t *testing.T) {
+			defer checkLeaks(t)()
+			a, b := pair(t, 64<<10, 64<<10)
+			defer a.Close()
+			defer b.Close()
+			a.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			msg := pattern(0, 64<<10)
+			if n, err := a.Write(msg); err != nil {
+				t.Fatalf("a write of the whole ring, the owner not reading: %d bytes, %v", n, err)
+			}
+			got := make([]byte, len(msg))
+			if _, err := io.ReadFull(b, got); err != nil || !bytes.Equal(got, msg) {
+				t.Fatalf("read back: %v (data equal: %v)", err, bytes.Equal(got, msg))
+			}
+		})
+		t.Run("echo", func(t *testing.T) {
+			defer checkLeaks(t)()
+			a, b := pair(t, 64<<10, 64<<10)
+			defer a.Close()
+			defer b.Close()
+			a.SetDeadline(time.Now().Add(10 * time.Second))
+			b.SetDeadline(time.Now().Add(10 * time.Second))
+			go func() { // echo what arrives, as it arrives
+				buf := make([]byte, 8<<10)
+				for {
+					n, err := b.Read(buf)
+					if err != nil {
+						return
+					}
+					if _, err := b.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+			}()
+			msg := pattern(0, 48<<10)
+			if n, err := a.Write(msg); err != nil {
+				t.Fatalf("the whole request before reading the answer: %d bytes, %v", n, err)
+			}
+			got := make([]byte, len(msg))
+			if _, err := io.ReadFull(a, got); err != nil || !bytes.Equal(got, msg) {
+				t.Fatalf("the echo: %v (data equal: %v)", err, bytes.Equal(got, msg))
+			}
+		})
+	})
+}
+
+// TestWindowGrowsWithoutReadsProcess is TestWindowGrowsWithoutReads's echo between two
+// processes: the request, written whole before the answer is read, must come back.
+func TestWindowGrowsWithoutReadsProcess(t *testing.T) {
+	defer checkLeaks(t)()
+	e, err := Listen(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	s, cmd := startChild(t, e, "echo", 64<<10)
+	defer cmd.Wait()
+	defer s.Close()
+	s.SetDeadline(time.Now().Add(10 * time.Second))
+	msg := pattern(0, 48<<10)
+	if n, err := s.Write(msg); err != nil {
+		t.Fatalf("the whole request before reading the answer: %d bytes, %v", n, err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(s, got); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("the echo: %v (data equal: %v)", err, bytes.Equal(got, msg))
+	}
+}
+
+// TestWindowGrowRequests: however often a peer asks, the window grows to the ring and
+// no further, and a closed stream's window does not grow.
+func TestWindowGrowRequests(t *testing.T) {
+	defer checkLeaks(t)()
+	a, b := pair(t, 16<<10, 16<<10)
+	for range 10 {
+		b.growRequested()
+	}
+	if w := b.rxh.consCtl.window.Load(); w != 16<<10 || b.win.Load() != 16<<10 {
+		t.Errorf("window after 10 requests: published %d, recorded %d, want the ring, %d", w, b.win.Load(), 16<<10)
+	}
+	a.Close()
+	b.Close()
+	a.growRequested()
+	if w := a.win.Load(); w != firstWindow {
+		t.Errorf("a closed stream's window grew to %d", w)
+	}
 }
