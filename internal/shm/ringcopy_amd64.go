@@ -1,5 +1,7 @@
 package shm
 
+import "unsafe"
+
 // storeRingMin is the shortest copy that storeRing makes with REP MOVSB. Shorter copies
 // (the small messages whose latency matters most) keep the built-in copy, which starts
 // faster; the read of a few lines costs them little.
@@ -21,7 +23,21 @@ func storeRing(dst, src []byte) int {
 		return copy(dst, src)
 	}
 	raceCopy(dst[:n], src[:n])
-	stringMove(&dst[0], &src[0], n)
+	if d := (uintptr(unsafe.Pointer(&dst[0])) - uintptr(unsafe.Pointer(&src[0]))) & 4095; d == 0 || d >= 64 {
+		stringMove(&dst[0], &src[0], n)
+		return n
+	}
+	// dst is less than a line above src modulo 4 KiB, where a string move runs at
+	// the speed of an ordinary copy (its loads wait for the stores just made to the
+	// same offsets of another page). A write whose application buffer and ring
+	// position are so placed (a stream that began with a short header, say) goes
+	// through a buffer on the stack that sits at dst's offset in its line.
+	var bounce [4096 + 64]byte
+	b := bounce[(uintptr(unsafe.Pointer(&dst[0]))-uintptr(unsafe.Pointer(&bounce[0])))&63:][:4096]
+	for q := 0; q < n; q += len(b) {
+		k := copy(b, src[q:n])
+		stringMove(&dst[q], &b[0], k)
+	}
 	return n
 }
 

@@ -27,3 +27,23 @@ func TestStoreRing(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreRingNearAlias checks the copies whose destination lies less than a line above
+// the source modulo 4 KiB (which storeRing routes through a buffer) and around them, with
+// source and destination in one allocation so that their distance is known.
+func TestStoreRingNearAlias(t *testing.T) {
+	mem := make([]byte, 256<<10)
+	src := mem[:70<<10]
+	for i := range src {
+		src[i] = byte(i*7 + i>>8)
+	}
+	for _, dist := range []int{0, 1, 16, 48, 63, 64, 100} {
+		for _, n := range []int{2 << 10, 4<<10 + 5, 64<<10 + 3} {
+			dst := mem[128<<10+dist:][:n]
+			clear(dst)
+			if got := storeRing(dst, src[:n]); got != n || !bytes.Equal(dst, src[:n]) {
+				t.Fatalf("distance %d, %d bytes: storeRing copied %d; contents equal: %v", dist, n, got, bytes.Equal(dst, src[:n]))
+			}
+		}
+	}
+}
