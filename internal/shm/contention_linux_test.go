@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"runtime"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -19,6 +20,8 @@ func TestEchoUnderCPUContention(t *testing.T) {
 	defer checkLeaks(t)()
 	for range runtime.NumCPU() {
 		hog := exec.Command("sh", "-c", "while :; do :; done")
+		// Killed with the test process too, should it die before its defers run.
+		hog.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := hog.Start(); err != nil {
 			t.Fatal(err)
 		}
