@@ -826,7 +826,7 @@ func (l *link) streamClosed(s *Stream) {
 	l.mu.Lock()
 	sl := &s.own.slots[s.ownIdx]
 	if sl.stream == s {
-		sl.state, sl.stream, sl.win = slotClosed, nil, int(s.rx.win)
+		sl.state, sl.stream, sl.win = slotClosed, nil, int(s.win.Load()) // final: Close waited out a growth
 		if l.dead || released(s.own, s.ownIdx) {
 			l.freeLocked(s.own, s.ownIdx)
 		} else {

@@ -313,3 +313,41 @@ func TestWindowGrowRequests(t *testing.T) {
 		t.Errorf("a closed stream's window grew to %d", w)
 	}
 }
+
+// TestWindowGrownOnRequestReleased: a window that grew at the writer's request, the
+// owner never having read since, is returned on release like one that grew on reads:
+// the freed slot keeps only its first window resident, and its ring reads as zeros.
+func TestWindowGrownOnRequestReleased(t *testing.T) {
+	const size = 64 << 10
+	e, err := Listen(Config{}) // kept open: the link outlives the streams (see TestWindowResidency)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	a, b := pairOn(t, e, ProcessID(), size, size)
+	a.local.Store(nil)
+	b.local.Store(nil)
+	a.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := a.Write(pattern(1, size)); err != nil { // b never reads
+		t.Fatal(err)
+	}
+	if got := resident(t, b.rxRing); got != size/4096 {
+		t.Fatalf("after a whole ring unread: %d of the ring's pages resident, want all %d", got, size/4096)
+	}
+	g, i, l := b.own, b.ownIdx, b.link
+	a.Close()
+	b.Close()
+	waitFor(t, "the slot to be freed", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return g.slots[i].state == slotFree
+	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if got := resident(t, g.ring(i)); got != firstWindow/4096 {
+		t.Fatalf("slot freed: %d of the ring's pages resident, want %d", got, firstWindow/4096)
+	}
+	if !bytes.Equal(g.ring(i), make([]byte, size)) {
+		t.Fatal("slot freed: its ring still holds bytes of the stream that used it")
+	}
+}
