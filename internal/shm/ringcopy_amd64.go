@@ -28,12 +28,12 @@ func storeRing(dst, src []byte) int {
 		return n
 	}
 	// dst is less than a line above src modulo 4 KiB, where a string move runs at
-	// the speed of an ordinary copy: its loads run ahead of its stores, and each load
-	// waits for the stores just made to the same offsets of another page (4 KiB
+	// the speed of an ordinary copy while the reader copies the lines out (presumably
+	// its loads wait for its own stores to the same offsets of another page: 4 KiB
 	// aliasing). A write whose application buffer and ring position are so placed (a
-	// stream that began with a short header, say) is copied downwards instead, whose
-	// loads are below its stores, with non-temporal stores, which like the string move's
-	// write whole lines without fetching them.
+	// stream that began with a short header, say) is copied from its end down, whose
+	// loads are below its stores, with non-temporal stores, which write whole lines
+	// without fetching them as the string move does.
 	streamDown(&dst[0], &src[0], n)
 	return n
 }
