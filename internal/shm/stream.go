@@ -484,7 +484,8 @@ func (s *Stream) wakeWriter() {
 func (s *Stream) waitRx() error {
 	p0, f0 := s.rx.prod, s.rx.flags
 	h := lines{&s.rxh.prod, &s.rxh.prodCtl}
-	// The producer has no window: whatever its word holds is passed as unchanged.
+	// The producer's word is its wrap, declared before a cursor beyond it: the
+	// cursor is what a reader waits for, and the word is passed as unchanged.
 	w0 := h.ctl.window.Load()
 	if s.spin(&s.rw, h, p0, f0, w0, &s.rdl) {
 		return nil
