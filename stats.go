@@ -38,8 +38,9 @@ type Statistics struct {
 	// processes with SMC-D connections between them (in either role), kept for a
 	// while after their last connection closed so that the next one reuses it.
 	Links int64
-	// MemoryInUse is the shared memory this process holds now, in bytes, and
-	// MemoryLimit the bound beyond which new connections fall back with MAX_DMB.
+	// MemoryInUse is the shared memory this process holds resident now, in bytes
+	// (see [MemoryInUse]), and MemoryLimit the bound beyond which new connections
+	// fall back with MAX_DMB.
 	MemoryInUse, MemoryLimit int64
 	// WakeupsSent and WakeupsReceived count the wake-ups this process sent to and
 	// received from its peers over shared-memory links: one per waiting Read or
