@@ -58,7 +58,7 @@ type cursorLine struct {
 type ctlLine struct {
 	flags  atomic.Uint32 // fDone | fClosed | fAbort (| fReleased in the producer's), sticky
 	sleep  atomic.Uint32 // 0 = awake; otherwise the sequence number of an announced sleep
-	window atomic.Uint32 // consumer's: the ring bytes the owner populated (see firstWindow); unused in the producer's
+	window atomic.Uint32 // consumer's: the ring bytes the owner populated (see firstWindow), | winFinal; producer's: 0, or the wrap it declared (see txCursor.freeze)
 	_      [128 - 12]byte
 }
 
@@ -100,6 +100,10 @@ var (
 // idle connection holds a page per ring, not the ring, and the peer never touches a page
 // of the owner's memfd that the owner did not allocate first.
 const firstWindow = 4 << 10
+
+// winFinal, in the consumer's window word, says that the owner will not grow the window
+// any more (its process bound refused the pages): the producer then wraps at it.
+const winFinal uint32 = 1 << 31
 
 // initialWindow returns the window of a ring of size bytes when its slot is handed out.
 func initialWindow(size int) int { return min(size, firstWindow) }

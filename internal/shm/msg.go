@@ -24,7 +24,7 @@ const (
 )
 
 const (
-	linkVersion  = 3 // 2: the populated window and POLL; 3: cursors and control words on lines of their own, fReleased instead of RELEASE
+	linkVersion  = 4 // 2: the populated window and POLL; 3: cursors and control words on lines of their own, fReleased instead of RELEASE; 4: winFinal and the producer's wrap
 	nonceLen     = 16
 	proofLen     = 32
 	maxWakeBatch = 64
