@@ -452,7 +452,7 @@ func TestConfirmWithoutAttach(t *testing.T) {
 				if err == nil {
 					t.Fatal("handshake succeeded without the client attaching")
 				}
-				if how == "close" && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "without attaching") {
+				if how == "close" && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "protocol violation") {
 					t.Fatalf("handshake: %v, want it to fail for the confirm without a bind, or net.ErrClosed", err)
 				}
 			case <-time.After(5 * time.Second):
