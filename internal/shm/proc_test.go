@@ -49,6 +49,8 @@ func runChild(role string) error {
 		return runRelay()
 	case "stranger":
 		return runStranger()
+	case "offer":
+		return runOffer()
 	}
 	token, _ := strconv.ParseUint(os.Getenv("SMC_SHM_TOKEN"), 10, 64)
 	linkID, _ := strconv.ParseUint(os.Getenv("SMC_SHM_LINK"), 10, 32)
@@ -340,4 +342,20 @@ func runStranger() error {
 			time.Sleep(time.Millisecond)
 		}
 	}
+}
+
+// runOffer is a server that offers one slot to a new link, prints the offer's link ID
+// and token, and never reads a Confirm: it waits to be killed.
+func runOffer() error {
+	size, _ := strconv.Atoi(os.Getenv("SMC_SHM_SIZE"))
+	e, err := Listen(Config{})
+	if err != nil {
+		return err
+	}
+	o, err := e.Offer(context.Background(), PeerID{}, size, MaxRingSize)
+	if err != nil {
+		return err
+	}
+	fmt.Println(o.LinkID(), o.Token())
+	select {}
 }
