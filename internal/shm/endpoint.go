@@ -438,8 +438,7 @@ type Offer struct {
 // ring this side accepts: the link maps no client segment of larger rings (unless
 // another offer on it accepts them), and the offer's slot announces it, so that the
 // client's Connect fails for a larger ring before its Confirm. ctx bounds the growth
-// of the pool. It fails with
-// [ErrMemoryLimit] beyond the process bound.
+// of the pool. It fails with [ErrMemoryLimit] beyond the process bound.
 func (e *Endpoint) Offer(ctx context.Context, peer PeerID, size, maxPeer int) (*Offer, error) {
 	if !validRingSize(size) {
 		return nil, ErrBadSize
