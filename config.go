@@ -11,11 +11,14 @@ import (
 // Defaults used when a [Config] field is zero.
 const (
 	// DefaultBufferSize is the size of each side's shared-memory receive buffer (DMB)
-	// ring: Linux SMC's default, so that thousands of connections fit a process's
-	// bound. Each process allocates the rings it receives into, in pools it reuses
-	// across connections (see [SetMemoryLimit]); beyond its shared-memory bound new
-	// connections stay TCP (MAX_DMB). A larger Config.BufferSize serves bulk
-	// transfers.
+	// ring: Linux SMC's default. Each process allocates the rings it receives into, in
+	// pools it reuses across connections (see [SetMemoryLimit]), and a ring becomes
+	// resident as its connection uses it, up to its size, until the connection closes;
+	// so the ring size bounds what a connection that moved data keeps, and one that
+	// moved little holds a page whatever its ring size. Beyond its shared-memory bound new connections stay TCP
+	// (MAX_DMB). A larger Config.BufferSize (1 MiB, the largest DMB of Linux SMC-D)
+	// serves bulk transfers, with far fewer wake-ups per byte, which matters most on
+	// a host whose CPUs are busy.
 	DefaultBufferSize = 64 << 10
 	// DefaultHandshakeTimeout bounds the SMC handshake of a connection, as Linux's
 	// CLC_WAIT_TIME (6 s) bounds each of its waits for a CLC message.

@@ -21,9 +21,10 @@
 // them, set up by their first connection and proven to reach the process that
 // answered the handshake, over which each side lends the other buffers (rings) from a
 // pool it allocates and pays for itself. Later connections take free buffers of the
-// pools: no new socket, memory or mapping. [SetMemoryLimit] bounds a process's pools
-// (beyond it, connections fall back to TCP with [ReasonMaxDMB]) and [MemoryInUse]
-// reports them; [Config.BufferSize] sizes a connection's buffer.
+// pools: no new socket, memory or mapping. [SetMemoryLimit] bounds the resident part
+// of a process's pools (beyond it, connections fall back to TCP with
+// [ReasonMaxDMB]) and [MemoryInUse] reports it; [Config.BufferSize] sizes a
+// connection's buffer, which becomes resident as the connection uses it.
 //
 // # Privileges
 //

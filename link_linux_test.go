@@ -181,9 +181,14 @@ func TestLinkConcurrentFirstDials(t *testing.T) {
 // server (which declines) and on the client (which falls back on its own).
 func TestLinkMemoryLimit(t *testing.T) {
 	requireProcs(t)
-	// A bound that holds a few default rings, and more connections than it holds.
-	const limit = 16 << 20
-	n := min(2*limit/DefaultBufferSize+8, 600)
+	// The bound counts what is resident: per connection, a slot header and the ring's
+	// first window (4 KiB), which an echo of 4 KiB grows to 8 KiB. A bound that holds
+	// a hundred or so, and more connections than it holds.
+	const (
+		limit   = 1 << 20
+		perConn = 512 + 8<<10
+	)
+	n := 2*limit/perConn + 8
 	for _, side := range []string{"server", "client"} {
 		t.Run("bound on the "+side, func(t *testing.T) {
 			cg := testenv.NewCgroup(t, "")
@@ -207,10 +212,10 @@ func TestLinkMemoryLimit(t *testing.T) {
 			if within == 0 || within == n || strings.TrimLeft(st.Order, "D") != strings.Repeat("T", n-within) {
 				t.Errorf("connections in order (D SMCD, T TCP, E error): %s; want SMCD within the bound, then TCP", st.Order)
 			}
-			// The bound is there to be used: at least half of it holds rings of
+			// The bound is there to be used: at least half of it holds the rings of
 			// connections in SMC-D before any falls back.
-			if within*DefaultBufferSize < limit/2 {
-				t.Errorf("only %d connections of %d-byte rings in SMCD within a bound of %d bytes", within, DefaultBufferSize, limit)
+			if within*perConn < limit/2 {
+				t.Errorf("only %d connections in SMCD within a bound of %d bytes", within, limit)
 			}
 			// Each connection beyond the bound falls back with MAX_DMB: one side
 			// declines with it, the other hears it as the peer's diagnosis. Which

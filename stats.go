@@ -38,8 +38,9 @@ type Statistics struct {
 	// processes with SMC-D connections between them (in either role), kept for a
 	// while after their last connection closed so that the next one reuses it.
 	Links int64
-	// MemoryInUse is the shared memory this process holds now, in bytes, and
-	// MemoryLimit the bound beyond which new connections fall back with MAX_DMB.
+	// MemoryInUse is the shared memory this process holds resident now, in bytes
+	// (see [MemoryInUse]), and MemoryLimit the bound beyond which new connections
+	// fall back with MAX_DMB.
 	MemoryInUse, MemoryLimit int64
 	// WakeupsSent and WakeupsReceived count the wake-ups this process sent to and
 	// received from its peers over shared-memory links: one per waiting Read or
@@ -94,10 +95,12 @@ func Stats() Statistics {
 // SetMemoryLimit sets this process's bound on shared memory, in bytes, and returns
 // the previous bound; a negative n only reports it. The bound covers the pools this
 // process receives into: memory it allocates, faults in and is charged for (its
-// memory cgroup pays for it, never the peer's). The peers' pools it maps are capped
-// by the same bound, apart. Beyond the bound a new connection that needs more pool
-// falls back to TCP with [ReasonMaxDMB]; existing connections are never affected.
-// The default is 1 GiB.
+// memory cgroup pays for it, never the peer's), counted as it is resident (a buffer's
+// first pages when a connection starts, more as its data needs them). The peers'
+// buffers it may write into are capped by the same bound, apart. Beyond the bound a
+// new connection falls back to TCP with [ReasonMaxDMB], and the buffers of existing
+// connections stop growing (they keep working within what they have). The default is
+// 1 GiB.
 func SetMemoryLimit(n int64) int64 {
 	old := shm.SetMemoryLimit(n)
 	if n >= 0 {
@@ -106,9 +109,9 @@ func SetMemoryLimit(n int64) int64 {
 	return old
 }
 
-// MemoryInUse returns the shared memory this process holds now, in bytes: its own
-// pools, which [SetMemoryLimit] bounds. A pool keeps freed buffers for reuse and
-// shrinks back a few seconds after a burst.
+// MemoryInUse returns the shared memory this process holds now, in bytes: the resident
+// part of its own pools, which [SetMemoryLimit] bounds. A pool keeps freed buffers for
+// reuse (their first pages resident) and shrinks back a few seconds after a burst.
 func MemoryInUse() int64 { return shm.MemoryInUse() }
 
 // statisticsOf turns a registry snapshot into Statistics.

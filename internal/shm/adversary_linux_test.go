@@ -596,14 +596,16 @@ func TestSealedSegment(t *testing.T) {
 	}
 }
 
-// TestMemoryLimit checks the process bound on own segments: a new link is refused at
-// Offer, a pool that cannot grow refuses the connection, and what fits still works.
+// TestMemoryLimit checks the process bound on own memory, counted as it is resident: a
+// new link is refused at Offer when its first segment's headers and first window do not
+// fit, a pool that cannot grow refuses the connection, and what fits still works.
 func TestMemoryLimit(t *testing.T) {
 	defer checkLeaks(t)()
-	one := segmentSize(MinRingSize, 1)
-	// Both ends live in this process: room for one segment and one poller page (the
-	// size of a segment of one MinRingSize slot) each.
-	defer SetMemoryLimit(SetMemoryLimit(MemoryInUse() + 4*one))
+	quiesce(t)
+	// What a new link's first stream holds on each side: the headers of a segment of
+	// one slot, the slot's first window, and the poller page's headers.
+	first := int64(2*headersSize(1) + firstWindow)
+	defer SetMemoryLimit(SetMemoryLimit(MemoryInUse() + first/2))
 	e, err := Listen(Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -612,14 +614,16 @@ func TestMemoryLimit(t *testing.T) {
 	if _, err := e.Offer(context.Background(), PeerID{6}, 8*MinRingSize, MaxRingSize); !errors.Is(err, ErrMemoryLimit) {
 		t.Fatalf("Offer of a new link beyond the bound: %v", err)
 	}
+	// Both ends live in this process: room for one link's first stream each.
+	SetMemoryLimit(MemoryInUse() + 2*first)
 	a, b := pairOn(t, e, PeerID{6}, MinRingSize, MinRingSize)
 	defer a.Close()
 	defer b.Close()
 	if _, err := e.Offer(context.Background(), PeerID{6}, MinRingSize, MaxRingSize); !errors.Is(err, ErrMemoryLimit) {
 		t.Fatalf("Offer on a full pool beyond the bound: %v", err)
 	}
-	if c := ReadCounters(); c.MemoryInUse != MemoryInUse() || c.PeerMemory < 2*one {
-		t.Fatalf("counters %+v: both segments are mapped by the peer too", c)
+	if c := ReadCounters(); c.MemoryInUse != MemoryInUse() || c.PeerMemory < int64(2*(headersSize(1)+firstWindow)) {
+		t.Fatalf("counters %+v: both segments' headers and first windows are counted by the peer too", c)
 	}
 }
 

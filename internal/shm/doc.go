@@ -59,8 +59,17 @@
 // SIGBUS when the pool is empty), carries exactly those seals (F_SEAL_EXEC tolerated),
 // is open read-write and has exactly the size its announced slot count and ring size
 // imply; since the size can never change, no access within it can fault. It maps no
-// segment whose ring is larger than it accepts itself, and caps the bytes of peer
-// segments it maps with the same bound as its own.
+// segment whose ring is larger than it accepts itself.
+//
+// Memory is counted as it is resident, not as it is mapped ([SetMemoryLimit]). Own
+// memory counts when the owner populates it (a segment's headers, a slot's first
+// window when the slot is first handed out, each growth of a window) and stops counting
+// when it returns it (the pages a freed slot had beyond its first window, a withdrawn
+// segment). Peer memory, capped by the same bound apart, counts what we may touch: the
+// headers of the peer segments we map, and of each peer ring we write into, the window
+// we accepted (the first window when the stream starts, then each growth the cap allows).
+// So an idle connection costs its first windows against the bound, whatever its ring
+// size, and a process holds thousands of them.
 //
 // A segment of n slots holds n slot headers of SlotHeaderSize (512) bytes, rounded up
 // to 4096, then n rings of one power-of-two size. Segments of a ring size grow 1, 2, 4,
@@ -82,7 +91,7 @@
 // early loses the data of its own stream on this link, as a lying RELEASE did.
 //
 // Zeroing returns the pages the owner populated beyond the first window (as far as the
-// stream's window grew) to the system (MADV_REMOVE on the owner's mapping: a hole
+// stream's window grew) to the system, and to the bound (MADV_REMOVE on the owner's mapping: a hole
 // punched in the memfd, which reads as zeros in every mapping and keeps the file's
 // size, so no mapping faults; the seals forbid shrinking and growing, not that) and
 // clears the first window in place, whose pages stay: a slot handed out again has its
@@ -129,16 +138,16 @@
 //	offset 256  producer control line, written by the peer
 //	  256  u32  producer flags: done writing | closed | abort | released
 //	  260  u32  producer sleep: 0, or the sequence number of the writer's announced sleep
-//	  264  u32  unused (the consumer's window word)
+//	  264  u32  wrap: 0, or the window the producer froze at, where it wraps (link version 4)
 //	offset 384  consumer control line, written by the owner
 //	  384  u32  consumer flags: done reading | closed | abort
 //	  388  u32  consumer sleep: 0, or the sequence number of the reader's announced sleep
-//	  392  u32  window: ring bytes the owner populated, from offset 0
+//	  392  u32  window: ring bytes the owner populated, from offset 0 | final (1<<31)
 //	  396  u32  server slot: the largest client ring its offer accepts
 //	  400  u64  the slot's own token in this use, stored when it is handed out
 //	  408  u64  client slot: the server slot's token its stream is bound to
 //
-// (Link version 4 added the words at 396 to 408, which binding reads once.)
+// (Link version 5 added the words at 396 to 408, which binding reads once.)
 //
 // A writer loads the consumer cursor only when the free space by the cursor it loaded
 // last is too small for what it writes (a cursor loaded earlier only understates the free
@@ -154,7 +163,7 @@
 // # Binding
 //
 // The client binds first and alone, as a Linux client is in SMC mode once its Confirm
-// is sent: no message on the link waits for the server (link version 4; version 3 had
+// is sent: no message on the link waits for the server (link version 5; version 4 had
 // BIND and BINDACK, a round trip between the processes per connection). The server's
 // offer holds its slot, writes its token and the offer's bound on the client's ring
 // into the slot's consumer control line, and the Accept goes out. The client's
@@ -211,7 +220,8 @@
 // An idle connection should not hold its rings: the owner populates a ring as it is
 // used. When it hands a slot out, it populates the first window (4 KiB, or the ring if
 // smaller) and publishes its length in the window word. The producer writes only at
-// ring offsets below the window, and does not wrap before the window is the whole ring:
+// ring offsets below the window, and does not wrap before the window is the whole ring
+// (or it froze, below):
 // its free space is min(size-(prod-cons), window-prod) until then, when its cursor is
 // still its ring offset, and it publishes at most half a window at a time. Each time the
 // owner sees the producer cursor at or beyond the window's middle, it populates the next
@@ -230,9 +240,24 @@
 // deadlocks on the window. A ring becomes resident about as far as its stream has used
 // it: the first window, or at most four times the bytes received.
 //
-// The producer validates the word: a window beyond the ring is taken as the ring, and
-// one smaller than before is a violation. The owner validates the producer: below a
-// whole-ring window, a producer cursor beyond the window is a violation.
+// The window grows only within the bounds (link version 4). The owner counts each
+// growth against its process bound; a growth that would cross it does not happen, and
+// if the producer asked for it (it waits at the edge) the owner publishes its window
+// as final (bit 31 of the word) and never grows it again. The producer counts each
+// growth it accepts against its cap on peer memory, and takes a growth it cannot count
+// as no growth. In either case (final, or refused) it freezes: the window it accepted
+// becomes the ring it wraps at, for the rest of the stream, as TCP keeps a small buffer
+// under memory pressure. Before its cursor passes the window it stores that size in its
+// wrap word, which the owner loads after the producer cursor; since the producer had not
+// wrapped before (its cursor is at most the window), every byte is at the same offset in
+// the smaller ring, and from the wrap on both sides use it as the ring size (its quarter
+// for the wake-ups too). A stream never fails for want of memory once it started.
+//
+// The producer validates the word: a window beyond the ring is taken as the ring, one
+// smaller than before, or not a power of two, is a violation. The owner validates the
+// producer: below a whole-ring window (or its wrap), a producer cursor beyond the window
+// is a violation, and so is a wrap that is not a power of two within the window the
+// owner published, or that changes once declared.
 //
 // # Cursors
 //
@@ -359,11 +384,12 @@
 // only decides whether we wake it: a lying "awake" stalls its own streams (until their
 // deadlines), a new "asleep" on every load costs us one WAKE per publish to a waiting
 // stream of its, as many as without a poller. An owner that lies about its window costs us
-// no more: no window looks like a peer that does not read, and a window beyond the pages
-// it populated only makes us fault the missing pages of its memfd ourselves, charged to
-// us, at most the ring size we accepted (a producer that writes beyond its window does
+// no more: a window that shrinks is a violation, one that stays looks like a peer that
+// does not read, and a window beyond the pages it populated only makes us fault the
+// missing pages of its memfd ourselves, charged to us, at most the ring size we accepted
+// and counted against our cap on peer memory (a producer that writes beyond its window does
 // the same to itself, and fails the stream). What it can do costs its own link only:
 // slots are per link, so another process's streams never share a slot or a segment with
-// it. Memory is bounded per process by [SetMemoryLimit], for own and mapped peer
-// segments apart.
+// it. Memory is bounded per process by [SetMemoryLimit], for own memory and the peer
+// memory we may touch apart.
 package shm

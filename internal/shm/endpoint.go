@@ -498,8 +498,9 @@ func (e *Endpoint) Offer(ctx context.Context, peer PeerID, size, maxPeer int) (*
 func (e *Endpoint) pendLocked(o *Offer, peer PeerID, size int) error {
 	defer e.mu.Unlock()
 	// Its founding slot is made once the client has proven itself. Refuse now what
-	// could not be made then.
-	if memUsed.Load()+segmentSize(size, 1) > memLimit.Load() {
+	// could not be made then: the slot headers of its first segment, and the first
+	// window of the slot.
+	if memUsed.Load()+int64(headersSize(1)+initialWindow(size)) > memLimit.Load() {
 		return ErrMemoryLimit
 	}
 	p := &pendingLink{peer: peer, offer: o, up: make(chan struct{})}

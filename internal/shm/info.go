@@ -26,8 +26,8 @@ func (s *Stream) Counts() (c Counts, ok bool) {
 	return Counts{
 		Sent:          tp,
 		Received:      rp,
-		SendQueued:    min(tp-tc, s.tx.size),
-		ReceiveQueued: min(rp-rc, s.rx.size),
+		SendQueued:    min(tp-tc, uint64(s.peerSeg.ringSize)),
+		ReceiveQueued: min(rp-rc, uint64(s.own.ringSize)),
 	}, true
 }
 

@@ -58,7 +58,7 @@ type cursorLine struct {
 type ctlLine struct {
 	flags  atomic.Uint32 // fDone | fClosed | fAbort (| fReleased in the producer's), sticky
 	sleep  atomic.Uint32 // 0 = awake; otherwise the sequence number of an announced sleep
-	window atomic.Uint32 // consumer's: the ring bytes the owner populated (see firstWindow); unused in the producer's
+	window atomic.Uint32 // consumer's: the ring bytes the owner populated (see firstWindow), | winFinal; producer's: 0, or the wrap it declared (see txCursor.freeze)
 	accept atomic.Uint32 // consumer's, in a server slot: the largest client ring its offer accepts
 	token  atomic.Uint64 // consumer's: the slot's own token in its current use, stored when it is handed out
 	bound  atomic.Uint64 // consumer's, in a client slot: the server slot's token its stream is bound to
@@ -75,7 +75,7 @@ type header struct {
 }
 
 // The layout is part of the protocol between two processes built from this package
-// (link version 4): these fail to compile if it changes.
+// (link version 5): these fail to compile if it changes.
 var (
 	_ [unsafe.Sizeof(header{}) - SlotHeaderSize]byte
 	_ [SlotHeaderSize - unsafe.Sizeof(header{})]byte
@@ -109,6 +109,10 @@ var (
 // idle connection holds a page per ring, not the ring, and the peer never touches a page
 // of the owner's memfd that the owner did not allocate first.
 const firstWindow = 4 << 10
+
+// winFinal, in the consumer's window word, says that the owner will not grow the window
+// any more (its process bound refused the pages): the producer then wraps at it.
+const winFinal uint32 = 1 << 31
 
 // initialWindow returns the window of a ring of size bytes when its slot is handed out.
 func initialWindow(size int) int { return min(size, firstWindow) }

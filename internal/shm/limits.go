@@ -12,21 +12,28 @@ const DefaultMemoryLimit = 1 << 30
 
 var (
 	memLimit atomic.Int64 // bytes; see SetMemoryLimit
-	memUsed  atomic.Int64 // bytes of own segments this process holds
-	peerUsed atomic.Int64 // bytes of peer segments this process has mapped
+	memUsed  atomic.Int64 // bytes of own segments this process populated (see SetMemoryLimit)
+	peerUsed atomic.Int64 // bytes of peer segments this process may touch (see SetMemoryLimit)
 )
 
 func init() { memLimit.Store(DefaultMemoryLimit) }
 
-// SetMemoryLimit sets the process-wide bound on the bytes of its own pool segments (the
-// shared memory this process allocates, populates and is charged for, headers
-// included) and returns the previous bound. A negative n only reports the current bound.
-// Existing streams are never affected. Once the bound is reached (or if it is lowered
-// below what is held), a new stream fails with [ErrMemoryLimit], even if a pool has a
-// free slot; below it, a new stream that needs a new segment fails if the smallest
-// segment would cross the bound. The peer segments a process maps are counted apart
-// ([Counters].PeerMemory) and capped by the same bound, so that no peer can make it map
-// unbounded memory.
+// SetMemoryLimit sets the process-wide bound on the resident bytes of its own pools
+// (the shared memory this process allocates, populates and is charged for) and returns
+// the previous bound. A negative n only reports the current bound. Own memory is counted
+// as it is populated: a segment's slot headers when it is made, a ring's first window
+// when its slot is first handed out, each growth of a stream's window; and uncounted as
+// it is returned: a freed slot's pages beyond its first window, a withdrawn segment.
+// A window growth that would cross the bound does not happen, and the stream keeps the
+// window it has (see doc.go, "Populated window"): existing streams never fail for it.
+// Once the bound is reached (or if it is lowered below what is held), a new stream fails
+// with [ErrMemoryLimit], even if a pool has a free slot; below it, a new stream fails if
+// its first window or the headers of a new segment would cross the bound. The peer
+// memory a process may touch is counted apart ([Counters].PeerMemory) and capped by the
+// same bound: the slot headers of the peer segments it maps, and of each peer ring it
+// writes into the window it accepted. A stream's first window is counted without the
+// cap (streams are bounded by our own slots); a growth that does not fit is refused, so
+// that no peer can make this process touch unbounded memory.
 func SetMemoryLimit(n int64) int64 {
 	if n < 0 {
 		return memLimit.Load()
@@ -34,16 +41,25 @@ func SetMemoryLimit(n int64) int64 {
 	return memLimit.Swap(n)
 }
 
-// MemoryInUse returns the bytes of own pool segments this process holds.
+// MemoryInUse returns the resident bytes of own pools this process holds: what
+// [SetMemoryLimit] bounds.
 func MemoryInUse() int64 { return memUsed.Load() }
 
-// reserve accounts n bytes of own segments against the process bound.
+// reserve accounts n bytes of own memory against the process bound.
 func reserve(n int64) error { return reserveIn(&memUsed, n) }
 
 func unreserve(n int64) { memUsed.Add(-n) }
 
-// reservePeer accounts n bytes of a peer segment against the cap on mapped peer memory.
+// reservePeer accounts n bytes of peer memory against the cap on peer memory.
 func reservePeer(n int64) error { return reserveIn(&peerUsed, n) }
+
+// countPeer reports whether n more bytes of peer memory fit the cap, and if so counts
+// them: how a stream accepts a growth of the peer's window (see txCursor.observe).
+func countPeer(n int64) bool { return reservePeer(n) == nil }
+
+// chargePeer accounts n bytes of peer memory whatever the cap: a new stream's first
+// window of the peer's ring.
+func chargePeer(n int64) { peerUsed.Add(n) }
 
 func unreservePeer(n int64) { peerUsed.Add(-n) }
 

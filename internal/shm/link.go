@@ -150,7 +150,12 @@ func (l *link) allocSlot(ctx context.Context, ringSize int, o *Offer) (*segment,
 		if len(l.closing) > 0 {
 			l.sweepLocked()
 		}
-		if g, i := l.pool.take(ringSize); g != nil {
+		g, i, err := l.pool.take(ringSize)
+		if err != nil {
+			l.mu.Unlock()
+			return nil, -1, 0, err
+		}
+		if g != nil {
 			l.used++
 			if l.idleT != nil {
 				l.idleT.Stop()
@@ -183,7 +188,7 @@ func (l *link) allocSlot(ctx context.Context, ringSize int, o *Offer) (*segment,
 		l.pool.segs[idx] = &segment{idx: idx, ringSize: ringSize, deleting: true}
 		n := nextSegSlots(ringSize, l.pool.count(ringSize))
 		l.mu.Unlock()
-		err := l.grow(ctx, idx, ringSize, n)
+		err = l.grow(ctx, idx, ringSize, n)
 		l.mu.Lock()
 		delete(l.pool.growing, ringSize)
 		close(ch)
@@ -789,6 +794,7 @@ func (l *link) bindLocked(g *segment, i int, tok uint64, pg *segment, pi int, pt
 	sl := &g.slots[i]
 	sl.state, sl.stream, sl.offer = slotBound, s, nil
 	pg.refs++
+	chargePeer(int64(s.tx.win))
 	return s
 }
 
@@ -867,6 +873,7 @@ func (l *link) streamClosed(s *Stream) {
 		}
 	}
 	pg := s.peerSeg
+	unreservePeer(int64(s.tx.win)) // Close waited out the last Write: what it accepted, counted
 	pg.refs--
 	if pg.deleted && pg.refs == 0 {
 		pg.unmapPeer()

@@ -282,6 +282,9 @@ func TestLinkLife(t *testing.T) {
 	if ReadCounters().Links != c0.Links+2 {
 		t.Fatal("a link in use ended")
 	}
+	// Windows grown to the whole ring each way are counted, and uncounted at the end.
+	transfer(t, a, b, 1<<20)
+	transfer(t, b, a, 1<<20)
 	a.Close()
 	b.Close()
 	waitFor(t, "the idle link to end", func() bool {

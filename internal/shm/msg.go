@@ -16,7 +16,7 @@ const (
 	msgSegAck    = 6 // peer → owner: mapped it, or refused it
 	msgSegDel    = 7 // owner → peer: the segment is withdrawn
 	msgSegDelAck = 8 // peer → owner: unmapped (or will be once its streams end)
-	// 9 and 10 were BIND and BINDACK (link version 3): the server binds on the CLC
+	// 9 and 10 were BIND and BINDACK (link version 4): the server binds on the CLC
 	// Confirm. 11 was RELEASE (link version 2), now the producer flag fReleased.
 	msgWake   = 12 // either: wake the receiver's streams of these slots
 	msgPoll   = 13 // either: the sender's poller page (memfd attached)
@@ -24,7 +24,7 @@ const (
 )
 
 const (
-	linkVersion  = 4 // 2: the populated window and POLL; 3: cursors and control words on lines of their own, fReleased instead of RELEASE; 4: bind on the Confirm, CANCEL instead of BIND and BINDACK
+	linkVersion  = 5 // 2: the populated window and POLL; 3: cursors and control words on lines of their own, fReleased instead of RELEASE; 4: winFinal and the producer's wrap; 5: bind on the Confirm, CANCEL instead of BIND and BINDACK
 	nonceLen     = 16
 	proofLen     = 32
 	maxWakeBatch = 64

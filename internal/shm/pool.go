@@ -94,6 +94,10 @@ type segment struct {
 	mem      []byte // the whole mapping
 	fd       int    // own segment: the memfd until the peer acknowledged it, else -1
 	ino      uint64 // the memfd's inode: names the slot in this process (in-process peers)
+	// held is what the segment counts against the process bound (own) or the cap on
+	// peer memory (peer's): its slot headers, and, own, the ring pages populated (first
+	// windows, and windows grown by streams, each under its stream's winMu).
+	held atomic.Int64
 
 	// Own segments.
 	slots     []slot
@@ -118,37 +122,52 @@ func (g *segment) ring(i int) []byte {
 	return g.mem[off : off+g.ringSize : off+g.ringSize]
 }
 
-// bytes returns the size of the mapping.
-func (g *segment) bytes() int64 { return int64(len(g.mem)) }
-
 // zeroSlot clears slot i's header and ring: a slot is handed out again only zeroed,
 // so that no cursor, flag or byte of an earlier use is seen by the next. The first
 // window is zeroed in place: the next use starts with that window again. The pages we
 // populated beyond it, up to win (the last window of the slot's stream), are returned
-// to the system and read as zeros; a ring whose window never grew costs no system
-// call. Pages beyond the window that a peer faulted in by writing where it may not
-// stay until the slot's next use beyond them, or its segment's withdrawal: the peer
-// could fault those of a free slot as well, and pays for them (see doc.go).
+// to the system, read as zeros and are no longer counted against the bound; a ring
+// whose window never grew costs no system call. Pages beyond the window that a peer
+// faulted in by writing where it may not stay until the slot's next use beyond them,
+// or its segment's withdrawal: the peer could fault those of a free slot as well, and
+// pays for them (see doc.go).
 func (g *segment) zeroSlot(i, win int) {
 	clear(g.mem[i*SlotHeaderSize : (i+1)*SlotHeaderSize])
 	r := g.ring(i)
 	w := initialWindow(g.ringSize)
 	clear(r[:w])
-	if win > w {
-		discard(r[w:min(win, len(r))])
+	if win = min(win, len(r)); win > w {
+		discard(r[w:win])
+		g.held.Add(-int64(win - w))
+		unreserve(int64(win - w))
 	}
+}
+
+// populateCounted populates b, a page-aligned range of the segment's mapping, if the
+// process bound allows it, counting it; else it reports false and populates nothing.
+func (g *segment) populateCounted(b []byte) bool {
+	if reserve(int64(len(b))) != nil {
+		return false
+	}
+	populate(b)
+	g.held.Add(int64(len(b)))
+	return true
 }
 
 // openWindow populates the first window of slot i's ring, unless an earlier use did
 // (zeroSlot keeps its pages), and publishes it in the slot's consumer control line, whose
-// header was just cleared.
-func (g *segment) openWindow(i int) {
+// header was just cleared. It fails with ErrMemoryLimit if the window must be populated
+// and the process bound does not allow it.
+func (g *segment) openWindow(i int) error {
 	w := initialWindow(g.ringSize)
 	if sl := &g.slots[i]; !sl.warm {
-		populate(g.ring(i)[:w])
+		if !g.populateCounted(g.ring(i)[:w]) {
+			return ErrMemoryLimit
+		}
 		sl.warm = true
 	}
 	g.header(i).consCtl.window.Store(uint32(w))
+	return nil
 }
 
 // pool is a side's own slots on one link; guarded by the link's mu.
@@ -165,8 +184,9 @@ func newPool() pool {
 // take hands out a free slot of an acknowledged segment of ringSize, held, with a new
 // generation, a zeroed header (the peer could have written into a free slot's header;
 // its ring is zeroed already) that holds the slot's new token, and its first window
-// open. It returns nil if there is none.
-func (p *pool) take(ringSize int) (*segment, int) {
+// open. It returns nil if there is none, and ErrMemoryLimit if the first window of the
+// free slot it found does not fit the process bound.
+func (p *pool) take(ringSize int) (*segment, int, error) {
 	var best *segment
 	for _, g := range p.segs {
 		// The lowest index with a free slot: older segments fill first, so that
@@ -176,12 +196,16 @@ func (p *pool) take(ringSize int) (*segment, int) {
 		}
 	}
 	if best == nil {
-		return nil, -1
+		return nil, -1, nil
 	}
 	for i := range best.slots {
 		sl := &best.slots[i]
 		if sl.state != slotFree {
 			continue
+		}
+		clear(best.mem[i*SlotHeaderSize : (i+1)*SlotHeaderSize])
+		if err := best.openWindow(i); err != nil {
+			return nil, -1, err
 		}
 		sl.gen++
 		if sl.gen == 0 {
@@ -189,12 +213,10 @@ func (p *pool) take(ringSize int) (*segment, int) {
 		}
 		sl.state, sl.stream, sl.offer = slotHeld, nil, nil
 		best.free--
-		clear(best.mem[i*SlotHeaderSize : (i+1)*SlotHeaderSize])
-		best.openWindow(i)
 		best.header(i).consCtl.token.Store(makeToken(sl.gen, best.idx, i))
 		counters.slotsInUse.Add(1)
 		counters.slotsFree.Add(-1)
-		return best, i
+		return best, i, nil
 	}
 	panic("shm: pool free count out of step")
 }
@@ -304,8 +326,8 @@ type Counters struct {
 	PeerSegmentsMapped uint64 // peer segments ever mapped
 	SlotsInUse         int64  // own slots held by a stream or an offer
 	SlotsFree          int64  // own slots free in pools
-	MemoryInUse        int64  // bytes of own segments (what SetMemoryLimit bounds)
-	PeerMemory         int64  // bytes of peer segments mapped
+	MemoryInUse        int64  // resident bytes of own segments (what SetMemoryLimit bounds)
+	PeerMemory         int64  // bytes of peer segments we may touch: their headers, the windows we accepted
 	WakeupsSent        uint64 // wake-ups this process sent to peers over links, ever
 	WakeupsReceived    uint64 // wake-ups it received over links, ever
 }

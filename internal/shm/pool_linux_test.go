@@ -89,22 +89,26 @@ func TestPool(t *testing.T) {
 	}()
 
 	g1 := grow(1)
-	if g, _ := p.take(MinRingSize); g != nil {
+	if g, _, _ := p.take(MinRingSize); g != nil {
 		t.Fatal("a slot of a segment the peer has not acknowledged was handed out")
 	}
 	g1.acked = true
-	if c := ReadCounters(); c.Segments != c0.Segments+1 || c.SegmentsMade != c0.SegmentsMade+1 || c.SlotsFree != c0.SlotsFree+1 || c.MemoryInUse != c0.MemoryInUse+segmentSize(MinRingSize, 1) {
+	// A new segment counts its headers; a slot handed out, its first window.
+	if c := ReadCounters(); c.Segments != c0.Segments+1 || c.SegmentsMade != c0.SegmentsMade+1 || c.SlotsFree != c0.SlotsFree+1 || c.MemoryInUse != c0.MemoryInUse+int64(headersSize(1)) {
 		t.Fatalf("after one segment: %+v, was %+v", c, c0)
 	}
-	g, i := p.take(MinRingSize)
-	if g != g1 || i != 0 {
-		t.Fatalf("take = %v, %d", g, i)
+	g, i, err := p.take(MinRingSize)
+	if g != g1 || i != 0 || err != nil {
+		t.Fatalf("take = %v, %d, %v", g, i, err)
+	}
+	if c := ReadCounters(); c.MemoryInUse != c0.MemoryInUse+int64(headersSize(1)+firstWindow) {
+		t.Fatalf("after a slot was handed out: %d bytes in use, was %d", c.MemoryInUse, c0.MemoryInUse)
 	}
 	tok := makeToken(g.slots[i].gen, g.idx, i)
 	if _, _, sl := p.lookup(tok); sl == nil || sl.state != slotHeld {
 		t.Fatal("lookup of a held slot failed")
 	}
-	if g2, _ := p.take(MinRingSize); g2 != nil {
+	if g2, _, _ := p.take(MinRingSize); g2 != nil {
 		t.Fatal("a held slot was handed out twice")
 	}
 	// The peer scribbles over the slot; putting it back zeroes it.
@@ -119,7 +123,7 @@ func TestPool(t *testing.T) {
 	}
 	// A free slot's header may be scribbled on too: take zeroes it again.
 	g.header(i).consCtl.flags.Store(fAbort)
-	g, i = p.take(MinRingSize)
+	g, i, _ = p.take(MinRingSize)
 	if g.header(i).consCtl.flags.Load() != 0 {
 		t.Fatal("take handed out a dirty header")
 	}
@@ -137,7 +141,7 @@ func TestPool(t *testing.T) {
 	}
 	g3 := grow(2)
 	g3.acked = true
-	g3b, _ := p.take(MinRingSize)
+	g3b, _, _ := p.take(MinRingSize)
 	if g3b != g3 {
 		t.Fatal("the new segment's slot was not handed out")
 	}
@@ -152,19 +156,38 @@ func TestPool(t *testing.T) {
 	}
 }
 
+// TestSegmentMemoryLimit: the process bound counts what is populated: a segment's
+// headers when it is made, a slot's first window when it is handed out. Beyond the
+// bound a segment is not made, and a slot whose first window does not fit is not
+// handed out (ErrMemoryLimit); once the bound allows, it is.
 func TestSegmentMemoryLimit(t *testing.T) {
-	old := SetMemoryLimit(MemoryInUse() + segmentSize(MinRingSize, 2))
+	old := SetMemoryLimit(MemoryInUse() + int64(headersSize(2)))
 	defer SetMemoryLimit(old)
+	p := newPool()
 	g, err := newSegment(0, MinRingSize, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer g.unmap()
+	p.add(g)
+	defer func() { p.remove(g); g.unmap() }()
 	if _, err := newSegment(1, MinRingSize, 1); !errors.Is(err, ErrMemoryLimit) {
 		t.Fatalf("beyond the bound: %v, want ErrMemoryLimit", err)
 	}
 	if got, want := resident(t, g.mem[:headersSize(2)]), headersSize(2)/4096; got != want {
 		t.Errorf("%d of %d header pages of a new segment resident: the owner must populate them", got, want)
+	}
+	g.acked = true
+	if g2, _, err := p.take(MinRingSize); g2 != nil || !errors.Is(err, ErrMemoryLimit) {
+		t.Fatalf("a first window beyond the bound: take = %v, %v; want ErrMemoryLimit", g2, err)
+	}
+	if got := resident(t, g.mem[headersSize(2):]); got != 0 {
+		t.Errorf("a refused slot left %d ring pages resident", got)
+	}
+	SetMemoryLimit(MemoryInUse() + firstWindow)
+	if g2, i, err := p.take(MinRingSize); g2 != g || err != nil {
+		t.Fatalf("a first window within the bound: take = %v, %v", g2, err)
+	} else {
+		p.put(g, i, time.Now())
 	}
 }
 
@@ -183,7 +206,7 @@ func TestSlotWindowPages(t *testing.T) {
 	}
 	p.add(g)
 	defer func() { p.remove(g); g.unmap() }()
-	peer, err := unix.Mmap(g.fd, 0, int(g.bytes()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	peer, err := unix.Mmap(g.fd, 0, len(g.mem), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +215,8 @@ func TestSlotWindowPages(t *testing.T) {
 		t.Fatalf("new segment: %d pages resident, want the %d of its headers", got, headersSize(2)/4096)
 	}
 	g.acked = true
-	g, i := p.take(size)
+	held := MemoryInUse()
+	g, i, _ := p.take(size)
 	if got := resident(t, g.ring(i)); got != firstWindow/4096 {
 		t.Fatalf("slot handed out: %d ring pages resident, want %d", got, firstWindow/4096)
 	}
@@ -203,7 +227,12 @@ func TestSlotWindowPages(t *testing.T) {
 		t.Fatalf("the other slot has %d ring pages resident", got)
 	}
 	// Bulk use: the owner grows the window to the whole ring, the peer writes it all.
-	populate(g.ring(i))
+	if !g.populateCounted(g.ring(i)[firstWindow:]) {
+		t.Fatal("the bound refused a ring")
+	}
+	if got := MemoryInUse() - held; got != size {
+		t.Fatalf("%d bytes counted for a whole ring of %d", got, size)
+	}
 	off := headersSize(2) + i*size
 	for k := range size {
 		peer[off+k] = byte(k%251 + 1)
@@ -213,6 +242,9 @@ func TestSlotWindowPages(t *testing.T) {
 	p.put(g, i, time.Now())
 	if got := resident(t, g.ring(i)); got != firstWindow/4096 {
 		t.Fatalf("slot put back: %d ring pages resident, want %d", got, firstWindow/4096)
+	}
+	if got := MemoryInUse() - held; got != firstWindow {
+		t.Fatalf("slot put back: %d bytes counted, want its first window (%d)", got, firstWindow)
 	}
 	if g.header(i).consCtl.window.Load() != 0 {
 		t.Fatal("the window survived the slot's release")
@@ -225,7 +257,7 @@ func TestSlotWindowPages(t *testing.T) {
 	// The next use starts with the same first window, still resident (take does not
 	// populate it again). (The loop above read the rest of the ring through the
 	// peer's mapping, which faulted it in: only the first window is checked.)
-	if g2, i2 := p.take(size); g2 != g || i2 != i {
+	if g2, i2, _ := p.take(size); g2 != g || i2 != i {
 		t.Fatalf("take after put = %v, %d; want the slot put back", g2, i2)
 	}
 	if got := resident(t, g.ring(i)[:firstWindow]); got != firstWindow/4096 {

@@ -15,22 +15,22 @@ const (
 	optionalSeals = unix.F_SEAL_EXEC
 )
 
-// newSegment creates, seals and maps an own segment of n slots of ringSize bytes,
-// reserving it against the process bound, and populates its slot headers. Ring pages are
-// populated as the rings are used (see firstWindow), always by the owner before the
-// peer may write into them: so the owner is the one charged for them, and the peer only
-// maps pages that exist.
+// newSegment creates, seals and maps an own segment of n slots of ringSize bytes, and
+// populates its slot headers, reserving them against the process bound. Ring pages are
+// populated (and reserved) as the rings are used (see firstWindow), always by the owner
+// before the peer may write into them: so the owner is the one charged for them, and the
+// peer only maps pages that exist.
 func newSegment(idx uint16, ringSize, n int) (g *segment, err error) {
 	if !validRingSize(ringSize) || n < 1 || n > maxSegSlots {
 		return nil, ErrBadSize
 	}
-	total := segmentSize(ringSize, n)
-	if err := reserve(total); err != nil {
+	total, hdrs := segmentSize(ringSize, n), int64(headersSize(n))
+	if err := reserve(hdrs); err != nil {
 		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			unreserve(total)
+			unreserve(hdrs)
 		}
 	}()
 	fd, err := unix.MemfdCreate("smc-dmb", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING|unix.MFD_NOEXEC_SEAL)
@@ -60,8 +60,10 @@ func newSegment(idx uint16, ringSize, n int) (g *segment, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("smc: shm: mapping segment: %w", err)
 	}
-	populate(mem[:headersSize(n)])
-	return &segment{idx: idx, ringSize: ringSize, n: n, mem: mem, fd: fd, ino: st.Ino}, nil
+	populate(mem[:hdrs])
+	g = &segment{idx: idx, ringSize: ringSize, n: n, mem: mem, fd: fd, ino: st.Ino}
+	g.held.Store(hdrs)
+	return g, nil
 }
 
 // populate allocates the pages of b, a page-aligned range of an own segment's mapping,
@@ -90,7 +92,8 @@ func discard(b []byte) {
 // of a segment of n slots of ringSize bytes, open read-write, carrying exactly
 // requiredSeals (plus, optionally, F_SEAL_EXEC). A hugetlb memfd could SIGBUS us when
 // the huge page pool runs dry; a file without F_SEAL_SHRINK could be truncated under
-// our mapping. The mapping is reserved against the cap on peer memory.
+// our mapping. Its slot headers are reserved against the cap on peer memory (the rings
+// are counted as we accept their windows, see txCursor.observe).
 func mapPeerSegment(fd int, idx uint16, ringSize, n int) (g *segment, err error) {
 	defer unix.Close(fd)
 	if !validRingSize(ringSize) || n < 1 || n > maxSegSlots {
@@ -130,17 +133,20 @@ func mapPeerSegment(fd int, idx uint16, ringSize, n int) (g *segment, err error)
 	if fl&unix.O_ACCMODE != unix.O_RDWR {
 		return nil, violation("peer segment is not open read-write")
 	}
-	if err := reservePeer(total); err != nil {
+	hdrs := int64(headersSize(n))
+	if err := reservePeer(hdrs); err != nil {
 		return nil, err
 	}
 	mem, err := unix.Mmap(fd, 0, int(total), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
-		unreservePeer(total)
+		unreservePeer(hdrs)
 		return nil, fmt.Errorf("smc: shm: mapping peer segment: %w", err)
 	}
 	counters.peerSegments.Add(1)
 	counters.peerSegmentsMapped.Add(1)
-	return &segment{idx: idx, ringSize: ringSize, n: n, mem: mem, fd: -1, ino: st.Ino}, nil
+	g = &segment{idx: idx, ringSize: ringSize, n: n, mem: mem, fd: -1, ino: st.Ino}
+	g.held.Store(hdrs)
+	return g, nil
 }
 
 // closeFD closes an own segment's memfd once the peer has mapped it.
@@ -151,24 +157,23 @@ func (g *segment) closeFD() {
 	}
 }
 
-// unmap releases an own segment's mapping and reservation.
+// unmap releases an own segment's mapping and what it held of the process bound.
 func (g *segment) unmap() {
 	g.closeFD()
 	if g.mem != nil {
-		n := g.bytes()
 		unix.Munmap(g.mem)
 		g.mem = nil
-		unreserve(n)
+		unreserve(g.held.Swap(0))
 	}
 }
 
-// unmapPeer releases a peer segment's mapping and reservation.
+// unmapPeer releases a peer segment's mapping and what it held of the cap on peer
+// memory.
 func (g *segment) unmapPeer() {
 	if g.mem != nil {
-		n := g.bytes()
 		unix.Munmap(g.mem)
 		g.mem = nil
-		unreservePeer(n)
+		unreservePeer(g.held.Swap(0))
 		counters.peerSegments.Add(-1)
 	}
 }

@@ -54,6 +54,7 @@ type Stream struct {
 
 	winMu sync.Mutex    // serialises growing our ring's window: on a read, or at the producer's request
 	win   atomic.Uint64 // the window we published; rx.win follows it (see pollRx); stored under winMu
+	final bool          // we published winFinal: the window never grows again; guarded by winMu
 
 	wop   opLock   // serialises Write and ReadFrom (opHeld) and guards tx, ww, asked and the peer's ring (opIn)
 	tx    txCursor // guarded by wop's opIn
@@ -115,7 +116,7 @@ func newStream(l *link, g *segment, i int, tok uint64, pg *segment, pi int, ptok
 		link: l, own: g, ownIdx: i, ownTok: tok, peerSeg: pg, peerIdx: pi, peerTok: ptok,
 		rxRing: g.ring(i), txRing: pg.ring(pi), rxh: g.header(i), txh: pg.header(pi),
 		rx:     rxCursor{size: uint64(g.ringSize), win: uint64(initialWindow(g.ringSize))},
-		tx:     txCursor{size: uint64(pg.ringSize)},
+		tx:     txCursor{size: uint64(pg.ringSize), win: uint64(initialWindow(pg.ringSize))},
 		rw:     waiter{wake: make(chan struct{}, 1), idx: -1, misses: m},
 		ww:     waiter{wake: make(chan struct{}, 1), idx: -1, misses: m},
 		rop:    newOpLock(),
@@ -188,10 +189,10 @@ func (s *Stream) unlinkLocal() {
 }
 
 // RingSize returns the size of the ring this stream receives into.
-func (s *Stream) RingSize() int { return int(s.rx.size) }
+func (s *Stream) RingSize() int { return s.own.ringSize }
 
 // PeerRingSize returns the size of the peer's ring, which this stream sends into.
-func (s *Stream) PeerRingSize() int { return int(s.tx.size) }
+func (s *Stream) PeerRingSize() int { return s.peerSeg.ringSize }
 
 // Read reads up to len(b) bytes that the peer wrote. It blocks until at least one byte is
 // available, the peer is done writing (io.EOF once everything was read), the stream fails,
@@ -374,9 +375,13 @@ func (s *Stream) pollRx() error {
 	p := s.rxh.prod.cursor.Load()
 	// The window may have grown at the producer's request since (growWindow): loaded
 	// after the cursor, it is at least the window that let the producer write that far.
+	// So is the producer's wrap, which it declares before its cursor passes it.
 	s.rx.win = s.win.Load()
-	if err := s.rx.observe(f, p); err != nil {
+	if err := s.rx.observe(f, p, s.rxh.prodCtl.window.Load()); err != nil {
 		return s.fail(err)
+	}
+	if uint64(len(s.rxRing)) != s.rx.size {
+		s.rxRing = s.rxRing[:s.rx.size:s.rx.size] // the producer wraps there now
 	}
 	switch {
 	case s.rx.flags&fAbort != 0:
@@ -387,7 +392,7 @@ func (s *Stream) pollRx() error {
 	if s.rx.win < s.rx.size && s.rx.prod >= s.rx.win/2 && s.rx.flags&(fDone|fClosed) == 0 {
 		// Half filled (the producer writes half a window at a time): grow it while
 		// the producer writes the other half, so that it need not stop at the edge.
-		s.growWindow(s.rx.win)
+		s.growWindow(s.rx.win, false)
 	}
 	return nil
 }
@@ -405,24 +410,36 @@ func (s *Stream) pollRx() error {
 // the consumer cursor. The store of the window and the load of the sleep word pair with
 // the writer's announce-then-recheck as in advanceRx. Close waits for a growth under
 // way (winMu) before it gives the slot up.
-func (s *Stream) growWindow(from uint64) {
+//
+// The new pages are counted against the process bound; a growth the bound does not
+// allow does not happen. If the producer asked for it (asked), it waits at the edge:
+// the window is then published as final (winFinal), and the producer wraps at it for
+// the rest of the stream, as TCP keeps a small buffer under memory pressure.
+func (s *Stream) growWindow(from uint64, asked bool) {
 	s.winMu.Lock()
 	w := s.win.Load()
-	grow := w == from && w < s.rx.size && s.state.Load()&stClosed == 0
-	if grow {
-		populate(s.rxRing[w : 2*w])
-		s.win.Store(2 * w)
-		s.rxh.consCtl.window.Swap(uint32(2 * w)) // Swap, not Store: see dekkerStore
+	changed := false
+	if w == from && w < uint64(s.own.ringSize) && !s.final && s.state.Load()&stClosed == 0 {
+		switch {
+		case s.own.populateCounted(s.own.ring(s.ownIdx)[w : 2*w]):
+			s.win.Store(2 * w)
+			s.rxh.consCtl.window.Swap(uint32(2 * w)) // Swap, not Store: see dekkerStore
+			changed = true
+		case asked:
+			s.final = true
+			s.rxh.consCtl.window.Swap(uint32(w) | winFinal)
+			changed = true
+		}
 	}
 	s.winMu.Unlock()
-	if grow && s.rxh.prodCtl.sleep.Load() != 0 {
+	if changed && s.rxh.prodCtl.sleep.Load() != 0 {
 		s.wake(wakeSpace)
 	}
 }
 
 // growRequested grows our window at the producer's request (see growWindow). Whatever
 // a peer asks, the window grows at most to the ring size we accepted.
-func (s *Stream) growRequested() { s.growWindow(s.win.Load()) }
+func (s *Stream) growRequested() { s.growWindow(s.win.Load(), true) }
 
 // consume copies validated bytes out of the ring into b and publishes the new consumer
 // cursor.
@@ -467,7 +484,8 @@ func (s *Stream) wakeWriter() {
 func (s *Stream) waitRx() error {
 	p0, f0 := s.rx.prod, s.rx.flags
 	h := lines{&s.rxh.prod, &s.rxh.prodCtl}
-	// The producer has no window: whatever its word holds is passed as unchanged.
+	// The producer's word is its wrap, declared before a cursor beyond it: the
+	// cursor is what a reader waits for, and the word is passed as unchanged.
 	w0 := h.ctl.window.Load()
 	if s.spin(&s.rw, h, p0, f0, w0, &s.rdl) {
 		return nil
@@ -623,8 +641,13 @@ func (s *Stream) pollTx(need uint64) error {
 	if s.tx.free() < need {
 		c = s.txh.cons.cursor.Load()
 	}
-	if err := s.tx.observe(f, c, w); err != nil {
+	if err := s.tx.observe(f, c, w, countPeer); err != nil {
 		return s.fail(err)
+	}
+	if uint64(len(s.txRing)) != s.tx.size {
+		// Frozen: declare the wrap before any cursor beyond it (see txCursor.freeze).
+		s.txRing = s.txRing[:s.tx.size:s.tx.size]
+		s.txh.prodCtl.window.Swap(uint32(s.tx.size)) // Swap, not Store: see dekkerStore
 	}
 	switch {
 	case s.tx.flags&fAbort != 0:

@@ -133,13 +133,13 @@ func TestWindowResidency(t *testing.T) {
 }
 
 // TestHostileWindow lets the hostile end h publish window values in the ring its victim
-// v writes into: a window that shrinks is a violation; no window (0) stalls the victim's
-// writes until their deadline, like a peer that does not read; a window beyond the ring
-// is clamped to the ring.
+// v writes into: a window that shrinks (to nothing, or below the first window it
+// published before the stream started) or that is not a power of two is a violation; a
+// window beyond the ring is clamped to the ring.
 func TestHostileWindow(t *testing.T) {
 	const size = 64 << 10
-	for _, w := range []uint32{firstWindow / 2, 0} {
-		t.Run(fmt.Sprintf("shrinks to %d", w), func(t *testing.T) {
+	for _, w := range []uint32{firstWindow / 2, 3 * firstWindow} {
+		t.Run(fmt.Sprintf("window %d", w), func(t *testing.T) {
 			v, h := socketPair(t, size, size)
 			v.SetDeadline(time.Now().Add(5 * time.Second))
 			if err := write(v); err != nil {
@@ -154,14 +154,9 @@ func TestHostileWindow(t *testing.T) {
 	t.Run("none", func(t *testing.T) {
 		v, h := socketPair(t, size, size)
 		h.rxh.consCtl.window.Store(0)
-		v.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
-		if n, err := v.Write(make([]byte, 10)); n != 0 || !isTimeout(err) {
-			t.Fatalf("Write with no window = %d, %v; want 0, timeout", n, err)
-		}
-		h.rxh.consCtl.window.Store(firstWindow) // the owner makes amends
 		v.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		if err := write(v); err != nil {
-			t.Fatalf("Write once the window opened: %v", err)
+		if _, err := v.Write(make([]byte, 10)); !isViolation(err) {
+			t.Fatalf("Write with no window: %v, want a protocol violation", err)
 		}
 	})
 	t.Run("beyond the ring", func(t *testing.T) {
@@ -175,6 +170,17 @@ func TestHostileWindow(t *testing.T) {
 			t.Fatalf("window %d, want it clamped to %d", v.tx.win, size)
 		}
 	})
+	for _, wrap := range []uint32{2 * firstWindow, 3 * firstWindow / 4} {
+		t.Run(fmt.Sprintf("producer wraps at %d", wrap), func(t *testing.T) {
+			// Beyond the victim's window, or not a power of two.
+			v, h := socketPair(t, size, size)
+			h.txh.prodCtl.window.Store(wrap)
+			v.SetDeadline(time.Now().Add(5 * time.Second))
+			if err := read(v); !isViolation(err) {
+				t.Fatalf("victim: %v, want a protocol violation", err)
+			}
+		})
+	}
 	t.Run("producer beyond the window", func(t *testing.T) {
 		v, h := socketPair(t, size, size)
 		h.txh.prod.cursor.Store(firstWindow + 1)
@@ -350,4 +356,88 @@ func TestWindowGrownOnRequestReleased(t *testing.T) {
 	if !bytes.Equal(g.ring(i), make([]byte, size)) {
 		t.Fatal("slot freed: its ring still holds bytes of the stream that used it")
 	}
+}
+
+// transfer writes n bytes of pattern from a to b, b reading as they come, and checks
+// that they arrive intact.
+func transfer(t *testing.T, a, b *Stream, n int) {
+	t.Helper()
+	a.SetDeadline(time.Now().Add(time.Minute))
+	b.SetDeadline(time.Now().Add(time.Minute))
+	errc := make(chan error, 1)
+	go func() {
+		_, err := a.Write(pattern(0, n))
+		errc <- err
+	}()
+	got := make([]byte, n)
+	if _, err := io.ReadFull(b, got); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, pattern(0, n)) {
+		t.Fatal("data differs")
+	}
+}
+
+// TestWindowBound: a window growth that would cross the process bound does not
+// happen, and the stream goes on within the window it has: the owner marks it final,
+// the writer wraps at it, and every byte arrives. The bound is never crossed, and the
+// stream never fails for it.
+func TestWindowBound(t *testing.T) {
+	forEachPairKind(t, func(t *testing.T, pair pairFunc) {
+		defer checkLeaks(t)()
+		quiesce(t)
+		a, b := pair(t, 64<<10, 64<<10)
+		defer a.Close()
+		defer b.Close()
+		limit := MemoryInUse() // nothing more fits (unless earlier tests' links end meanwhile)
+		defer SetMemoryLimit(SetMemoryLimit(limit))
+		transfer(t, a, b, 1<<20)
+		w := b.win.Load()
+		if w == 64<<10 || !b.final {
+			t.Errorf("the owner's window grew to %d beyond the bound (final: %v)", w, b.final)
+		}
+		if !a.tx.frozen || a.tx.size != w || b.rx.size != w {
+			t.Errorf("writer frozen %v, wraps at %d, reader wraps at %d; want both at the owner's window %d",
+				a.tx.frozen, a.tx.size, b.rx.size, w)
+		}
+		if got := MemoryInUse(); got > limit {
+			t.Errorf("%d bytes in use, beyond the bound of %d", got, limit)
+		}
+		// The other direction was not held back: the bound allows its growth again.
+		SetMemoryLimit(DefaultMemoryLimit)
+		transfer(t, b, a, 1<<20)
+		if w := a.win.Load(); w != 64<<10 {
+			t.Errorf("within the bound the window grew to %d, want the ring", w)
+		}
+	})
+}
+
+// TestPeerCapRefusesGrowth: a writer counts the peer's window as it accepts it, against
+// the cap on peer memory; a growth the cap does not allow is taken as no growth: the
+// writer wraps at the window it accepted, declares it, and the owner reads there. The
+// data arrives intact and the count of peer memory does not move.
+func TestPeerCapRefusesGrowth(t *testing.T) {
+	forEachPairKind(t, func(t *testing.T, pair pairFunc) {
+		defer checkLeaks(t)()
+		a, b := pair(t, 64<<10, 64<<10)
+		defer a.Close()
+		defer b.Close()
+		// Own memory may grow, peer memory is at the cap.
+		limit := max(MemoryInUse(), ReadCounters().PeerMemory) + 4<<20
+		defer SetMemoryLimit(SetMemoryLimit(limit))
+		fill := limit - peerUsed.Add(0)
+		peerUsed.Add(fill)
+		defer peerUsed.Add(-fill)
+		transfer(t, a, b, 1<<20)
+		if !a.tx.frozen || a.tx.win != firstWindow || b.rx.wrap != firstWindow || b.rx.size != firstWindow {
+			t.Errorf("writer frozen %v at %d, reader's wrap %d (ring %d); want both at the first window %d",
+				a.tx.frozen, a.tx.win, b.rx.wrap, b.rx.size, firstWindow)
+		}
+		if got := ReadCounters().PeerMemory; got != limit {
+			t.Errorf("peer memory %d, want it held at the cap %d", got, limit)
+		}
+	})
 }
