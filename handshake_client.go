@@ -26,10 +26,15 @@ type clientHandshakeState struct {
 // process's random identity in its PeerID (Linux uses that field, the system ID,
 // only for SMC-R link groups). The server's Accept names a link (its ID: the
 // server's endpoint and the link's index) and, in the DMB token, the server's slot
-// on that link, or the secret of a new link; the client sets the link up if needed
-// and binds a slot of its own to the server's before sending the Confirm, which
-// names that slot. So once the server reads the Confirm both slots are bound and
-// data written by either side is never lost.
+// on that link, or the secret of a new link; the client sets the link up if needed,
+// binds a slot of its own to the server's, sends the Confirm, which names that slot,
+// and is in SMC mode, as a Linux client is once its Confirm is sent: no message on
+// the link waits for the server. The server binds its side when it reads the
+// Confirm. Whatever the server refuses that a live, well-behaved server could
+// refuse (our ring larger than it maps, a withdrawn offer) fails the bind before the
+// Confirm, and the client declines; a server that gives up later withdraws its slot,
+// and our stream fails with a reset, as a TCP client's does when the server accepts
+// and then resets.
 func (c *Conn) clientHandshake(ctx context.Context) error {
 	hs := clientHandshakeState{c: c, ctx: ctx}
 	defer hs.cleanup()

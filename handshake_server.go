@@ -20,7 +20,7 @@ type serverHandshakeState struct {
 	slot   *atomic.Int64       // the listener's handshake count this one added to, else nil
 	gid    [2]uint64           // this host's GID, once the Proposal matched it
 	accept *wire.AcceptConfirm // the Accept sent
-	offer  *shm.Offer          // the DMB offered in the Accept, until Wait consumes it
+	offer  *shm.Offer          // the DMB offered in the Accept, until Bind consumes it
 	stream *shm.Stream         // the client's attachment to it, until the Conn takes it
 }
 
@@ -118,21 +118,15 @@ func (hs *serverHandshakeState) handshake() error {
 	if !hs.answers(confirm) {
 		return c.handshakeError(ReasonIntErr, errors.New("smc: CLC confirm does not answer our accept"))
 	}
-	// The client's Connect returned, and it sent the Confirm, only after the offer
-	// completed: a client that confirms without having bound is broken, and is not
-	// waited for. Wait consumes the offer either way.
+	// The client bound its slot to ours before it sent the Confirm, which names it:
+	// bind ours to it, with no further message. A Confirm naming a slot the client
+	// did not bind to this offer fails this handshake only (it may come from another
+	// process that copied the client's PeerID), and withdraws the offer. Bind consumes
+	// the offer either way.
 	offer := hs.offer
 	hs.offer = nil
-	now, cancel := context.WithCancel(hs.ctx)
-	cancel()
-	if hs.stream, err = offer.Wait(now); err != nil {
-		return c.handshakeError(ReasonIntErr, fmt.Errorf("smc: client confirmed without attaching: %w", err))
-	}
-	if confirm.DMBToken != hs.stream.PeerToken() {
-		return c.handshakeError(ReasonIntErr, errors.New("smc: CLC confirm names another buffer than the client bound"))
-	}
-	if hs.stream.PeerRingSize() != wire.BufferSize(confirm.DMBESize) {
-		return c.handshakeError(ReasonIntErr, errors.New("smc: CLC confirm announces another buffer size than the client attached"))
+	if hs.stream, err = offer.Bind(confirm.DMBToken, wire.BufferSize(confirm.DMBESize)); err != nil {
+		return c.handshakeError(ReasonIntErr, fmt.Errorf("smc: binding the slot the CLC confirm names: %w", err))
 	}
 	s := hs.stream
 	hs.stream = nil // the Conn's now
@@ -197,8 +191,8 @@ func (hs *serverHandshakeState) checkProposal(p *wire.Proposal) Reason {
 }
 
 // answers reports whether m is the Confirm of our Accept: same link, from this
-// host's device, with our EID. Its DMB token names the client's own slot, checked
-// once the client's bind is known.
+// host's device, with our EID. Its DMB token names the client's own slot, which
+// Bind checks.
 func (hs *serverHandshakeState) answers(m *wire.AcceptConfirm) bool {
 	a := hs.accept
 	return m.Type == wire.TypeConfirm && m.LinkID == a.LinkID &&

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -452,7 +453,7 @@ func TestConfirmWithoutAttach(t *testing.T) {
 				if err == nil {
 					t.Fatal("handshake succeeded without the client attaching")
 				}
-				if how == "close" && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "without attaching") {
+				if how == "close" && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "protocol violation") {
 					t.Fatalf("handshake: %v, want it to fail for the confirm without a bind, or net.ErrClosed", err)
 				}
 			case <-time.After(5 * time.Second):
@@ -714,4 +715,61 @@ func TestOversizedBuffer(t *testing.T) {
 		t.Fatalf("both sides at 1 MiB: %+v", client.ConnectionState())
 	}
 	exchange(t, client, server, "through 1 MiB rings\n")
+}
+
+// TestServerGivesUpAfterAccept: the client is in SMC mode once its Confirm is sent,
+// with no acknowledgement from the server. A server whose handshake then fails
+// before it read the Confirm (here: it is closed, the Confirm held back) withdraws
+// its offer: the client's Read and Write fail with a reset, as over TCP when a
+// server accepts and then resets, and no slot stays in use.
+func TestServerGivesUpAfterAccept(t *testing.T) {
+	checkLeaks(t)
+	inUse := shm.ReadCounters().SlotsInUse
+	ct, rc := tcpPair(t) // client ↔ relay
+	rs, st := tcpPair(t) // relay ↔ server
+	client, server := newConn(ct, true, nil, advertised), newConn(st, false, nil, advertised)
+	errc := make(chan error, 1)
+	go func() { errc <- server.Handshake() }()
+	relayed := make(chan error, 1)
+	go func() {
+		// Proposal and Accept go through; the Confirm does not.
+		for _, dir := range [][2]*net.TCPConn{{rc, rs}, {rs, rc}} {
+			dir[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+			m, err := wire.ReadMessage(dir[0], nil)
+			if err != nil {
+				relayed <- err
+				return
+			}
+			dir[1].Write(m)
+		}
+		rc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err := wire.ReadMessage(rc, nil)
+		relayed <- err
+	}()
+	if err := client.Handshake(); err != nil {
+		t.Fatalf("client handshake: %v", err)
+	}
+	defer client.Close()
+	if m := client.ConnectionState().Mode; m != ModeSMCD {
+		t.Fatalf("client mode %v, want SMC-D once its Confirm is sent", m)
+	}
+	if err := <-relayed; err != nil {
+		t.Fatalf("relay: %v", err)
+	}
+	if _, err := client.Write([]byte("request")); err != nil {
+		t.Fatalf("Write before the server gave up: %v", err)
+	}
+	server.Close()
+	if err := <-errc; err == nil {
+		t.Fatal("server handshake succeeded without the Confirm")
+	}
+	client.SetDeadline(time.Now().Add(5 * time.Second)) // a hang fails as a timeout, not a reset
+	if _, err := client.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("Read after the server gave up: %v, want a reset", err)
+	}
+	if _, err := client.Write([]byte("more")); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("Write after the server gave up: %v, want a reset", err)
+	}
+	client.Close()
+	waitSlotsInUse(t, inUse)
 }

@@ -79,7 +79,8 @@ func TestHostileControlArea(t *testing.T) {
 			unix.Close(fd)
 		}, read},
 		{"acknowledgement of an unknown segment", func(v, h *Stream) { h.link.conn.Write(newMsg(msgSegAck).u32(999).u32(1)) }, read},
-		{"bind acknowledgement to a server", func(v, h *Stream) { h.link.conn.Write(newMsg(msgBindAck).u64(1).u64(2).u32(1).u32(0)) }, read},
+		{"cancel to a server", func(v, h *Stream) { h.link.conn.Write(newMsg(msgCancel).u64(v.ownTok)) }, read},
+		{"retired bind message", func(v, h *Stream) { h.link.conn.Write(newMsg(9).u64(1).u64(2)) }, read},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -300,16 +301,15 @@ func offer(t *testing.T, e *Endpoint, peer PeerID, size int) *Offer {
 	return o
 }
 
-func waitFails(t *testing.T, o *Offer, d time.Duration) error {
+// bindFails checks that o can no longer be bound: its link ended and freed its slot.
+func bindFails(t *testing.T, o *Offer) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	s, err := o.Wait(ctx)
-	if err == nil {
-		s.Close()
-		t.Fatal("the offer was bound by a hostile client")
+	if s, err := o.Bind(makeToken(1, 0, 0), MinRingSize); !errors.Is(err, ErrOfferClosed) {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("offer after its link's end: Bind %v, want ErrOfferClosed", err)
 	}
-	return err
 }
 
 // TestHostileClientSetUp presents bad link set-ups to an endpoint: the server answers
@@ -371,19 +371,12 @@ func TestHostileClientSetUp(t *testing.T) {
 	// After all that, the real client still gets the offer.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	cs := make(chan *Stream, 1)
-	go func() {
-		s, _ := Connect(ctx, "", o.LinkID(), o.Token(), MinRingSize, MinRingSize, MaxRingSize)
-		cs <- s
-	}()
-	s, err := o.Wait(ctx)
-	if c := <-cs; c != nil {
-		c.Close()
-	}
+	s, c, err := bindPair(ctx, "", o, MinRingSize, MaxRingSize)
 	if err != nil {
 		t.Fatalf("the real client after hostile ones: %v", err)
 	}
 	s.Close()
+	c.Close()
 }
 
 // TestHostileClientLink sends bad messages and descriptors over an established link: each
@@ -439,7 +432,8 @@ func TestHostileClientLink(t *testing.T) {
 		}},
 		{"segment without descriptor", seg(size, 1), nil},
 		{"segment index beyond 16 bits", newMsg(msgSeg).u32(1 << 16).u32(size).u32(1).u32(0), func() []int { return []int{memfd(t, good, requiredSeals)} }},
-		{"descriptor on a bind", newMsg(msgBind).u64(1).u64(2), func() []int { return []int{memfd(t, good, requiredSeals)} }},
+		{"descriptor on a cancel", newMsg(msgCancel).u64(1), func() []int { return []int{memfd(t, good, requiredSeals)} }},
+		{"cancel to a server", newMsg(msgCancel).u64(1), nil},
 		{"ready to a server", newMsg(msgReady).u64(1), nil},
 		{"unknown type", newMsg(200).u64(0), nil},
 		{"segment acknowledgement not 0 or 1", newMsg(msgSegAck).u32(0).u32(2), nil},
@@ -468,9 +462,7 @@ func TestHostileClientLink(t *testing.T) {
 			}
 			r.send(tt.msg, fds...)
 			r.wantEOF()
-			if err := waitFails(t, o, 5*time.Second); !errors.Is(err, errLinkDown) {
-				t.Fatalf("offer: %v, want the link's end", err)
-			}
+			bindFails(t, o)
 		})
 	}
 	t.Run("poller page announced twice", func(t *testing.T) {
@@ -480,26 +472,7 @@ func TestHostileClientLink(t *testing.T) {
 		r.send(newMsg(msgPoll).u64(0), memfd(t, good, requiredSeals)) // mapped
 		r.send(newMsg(msgPoll).u64(0), memfd(t, good, requiredSeals))
 		r.wantEOF()
-		if err := waitFails(t, o, 5*time.Second); !errors.Is(err, errLinkDown) {
-			t.Fatalf("offer: %v, want the link's end", err)
-		}
-	})
-	t.Run("bind of a stale slot", func(t *testing.T) {
-		o := offer(t, e, PeerID{3}, size)
-		r := dialRaw(t, e.Addr())
-		tok := r.setUp(o)
-		r.send(newMsg(msgBind).u64(tok ^ 1<<40).u64(makeToken(1, 0, 0)))
-		m := r.recv()
-		if m == nil || m[0] != msgBindAck || u32of(m[msgHdrLen+16:]) != 0 {
-			t.Fatalf("bind of a stale slot: answer %v, want a refusal", m)
-		}
-		// The link survives a refused bind: the real slot is still on offer, but the
-		// client slot must be one the server mapped.
-		r.send(newMsg(msgBind).u64(tok).u64(makeToken(1, 9, 0)))
-		if m := r.recv(); m == nil || m[0] != msgBindAck || u32of(m[msgHdrLen+16:]) != 0 {
-			t.Fatalf("bind to an unmapped client slot: answer %v, want a refusal", m)
-		}
-		waitFails(t, o, 100*time.Millisecond)
+		bindFails(t, o)
 	})
 }
 
@@ -519,22 +492,12 @@ func TestTokenBinding(t *testing.T) {
 	if _, err := Connect(ctx, "", o.LinkID(), o.Token()+1, size, size, MaxRingSize); !errors.Is(err, ErrNotProven) {
 		t.Fatalf("wrong secret: %v, want ErrNotProven", err)
 	}
-	errc := make(chan error, 1)
-	go func() {
-		s, err := Connect(ctx, "", o.LinkID(), o.Token(), size, size, MaxRingSize)
-		if err == nil {
-			defer s.Close()
-		}
-		errc <- err
-	}()
-	s, err := o.Wait(ctx)
+	s, c, err := bindPair(ctx, "", o, size, MaxRingSize)
 	if err != nil {
 		t.Fatalf("right secret after a wrong one: %v", err)
 	}
 	defer s.Close()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
+	defer c.Close()
 	if _, err := Connect(ctx, "", o.LinkID(), o.Token(), size, size, MaxRingSize); err == nil {
 		t.Fatal("a secret worked twice")
 	}
@@ -543,8 +506,8 @@ func TestTokenBinding(t *testing.T) {
 	if _, err := Connect(ctx, "", o2.LinkID(), o2.Token(), size, size, MaxRingSize); err == nil {
 		t.Fatal("a cancelled offer's secret set a link up")
 	}
-	if _, err := o2.Wait(ctx); !errors.Is(err, ErrOfferClosed) {
-		t.Fatalf("Wait after Cancel: %v", err)
+	if _, err := o2.Bind(makeToken(1, 0, 0), size); !errors.Is(err, ErrOfferClosed) {
+		t.Fatalf("Bind after Cancel: %v", err)
 	}
 }
 
@@ -684,28 +647,19 @@ func TestOversizedRing(t *testing.T) {
 		t.Fatal("something was mapped or a link set up for a refused ring")
 	}
 	o.Cancel()
-	// An existing link whose client accepts 16 KiB rings: the server's 64 KiB segment
-	// is refused, so its offer fails, and the client mapped nothing of it.
-	o = offer(t, e, PeerID{8}, 16<<10)
-	type res struct {
-		s   *Stream
-		err error
+	// An existing link whose client accepts 16 KiB rings, and whose server accepts
+	// 16 KiB rings: the server's 64 KiB segment is refused, so its offer fails, and
+	// the client mapped nothing of it.
+	o, err = e.Offer(ctx, PeerID{8}, 16<<10, 16<<10)
+	if err != nil {
+		t.Fatal(err)
 	}
-	ch := make(chan res, 1)
-	go func() {
-		s, err := Connect(ctx, "", o.LinkID(), o.Token(), 16<<10, 16<<10, 16<<10)
-		ch <- res{s, err}
-	}()
-	s, err := o.Wait(ctx)
+	s, c, err := bindPair(ctx, "", o, 16<<10, 16<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	r := <-ch
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	defer r.s.Close()
+	defer c.Close()
 	c0 = ReadCounters()
 	if _, err := e.Offer(ctx, PeerID{8}, 64<<10, MaxRingSize); !errors.Is(err, ErrBadSize) {
 		t.Fatalf("Offer of a ring the client does not accept: %v, want ErrBadSize", err)
@@ -713,15 +667,23 @@ func TestOversizedRing(t *testing.T) {
 	if c := ReadCounters(); c.PeerSegmentsMapped != c0.PeerSegmentsMapped {
 		t.Fatal("the client mapped a segment of rings larger than it accepts")
 	}
-	// And the other way: a client ring larger than the offer accepts is not bound.
+	// And the other way: a client ring larger than the server maps on this link is
+	// refused with its segment, before the client could confirm: it declines.
 	o2, err := e.Offer(ctx, PeerID{8}, 16<<10, 16<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer o2.Cancel()
+	c0 = ReadCounters()
 	if _, err := Connect(ctx, "", o2.LinkID(), o2.Token(), 64<<10, 16<<10, MaxRingSize); !errors.Is(err, ErrBadSize) {
 		t.Fatalf("a client ring larger than the server accepts: %v, want ErrBadSize", err)
 	}
+	if c := ReadCounters(); c.PeerSegmentsMapped != c0.PeerSegmentsMapped {
+		t.Fatal("the server mapped a segment of client rings larger than it accepts")
+	}
+	// The server hears the decline and withdraws its offer; the client, which bound
+	// nothing to it, releases the slot at once.
+	o2.Cancel()
+	waitFor(t, "the withdrawn slot freed", func() bool { return ReadCounters().SlotsInUse == c0.SlotsInUse-1 })
 }
 
 // storePollWord stores x in the poller word p points to, if the page is mapped.

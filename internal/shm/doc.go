@@ -3,8 +3,9 @@
 // loopback-ism, with the link groups of Linux SMC. The root package runs the CLC
 // handshake on the TCP connection; once both sides have agreed, the server calls
 // [Endpoint.Offer] and puts the offer's link ID, its token and the ring size in the CLC
-// Accept, and the client calls [Connect] with them. Both get a [Stream] with TCP
-// semantics.
+// Accept, the client calls [Connect] with them and names its own slot in its CLC
+// Confirm, and the server calls [Offer.Bind] with that. Both get a [Stream] with TCP
+// semantics (see "Binding").
 //
 // # Links
 //
@@ -78,10 +79,10 @@
 // generation changes every time the slot is handed out, so a token of an earlier use is
 // stale and refused.
 //
-// An own slot is free, held (by an offer, or by a Connect waiting for its bind), bound
-// (to a stream) or closed (its stream closed, the peer not yet done with it). It is
-// zeroed, header and ring, and marked free only when our stream is closed and the peer
-// released it or the link is dead; Close never waits for the peer. The peer releases a
+// An own slot is free, held (by an offer until the Confirm, or by a Connect until it
+// binds), bound (to a stream) or closed (its stream closed, or its offer withdrawn, the
+// peer not yet done with it). It is zeroed, header and ring, and marked free only when
+// the peer released it or the link is dead; Close never waits for the peer. The peer releases a
 // slot with no message: its closed stream's last store into the slot sets fReleased in
 // the producer line (link version 3; version 2 sent a RELEASE message). The side that
 // closes second finds the first's release in its own slot and frees it at once; the
@@ -108,10 +109,8 @@
 //	SEG{idx, ringSize, nslots} + memfd  owner → peer: a new segment; the peer maps it
 //	SEGACK{idx, ok}                     the owner hands out its slots only after ok
 //	SEGDEL{idx}, SEGDELACK{idx}          withdrawal of an idle segment
-//	BIND{serverSlot, clientSlot}        client → server after the Accept
-//	BINDACK{clientSlot, serverSlot, st} st: bound, refused, or client ring too large; an
-//	                                    offer completes before its BINDACK is sent,
-//	                                    and the client's Connect returns only after it
+//	CANCEL{serverSlot}                  server → client: an offer whose Accept went out
+//	                                    is withdrawn, never bound (see Binding)
 //	WAKE{n, n × {slot, bits}}           wake the receiver's streams of these slots (bits: data, space, grow the window)
 //	POLL{0} + memfd                     either side, at its first stream: its poller
 //	                                    page (see Wake-ups), validated as a segment of
@@ -144,6 +143,11 @@
 //	  384  u32  consumer flags: done reading | closed | abort
 //	  388  u32  consumer sleep: 0, or the sequence number of the reader's announced sleep
 //	  392  u32  window: ring bytes the owner populated, from offset 0 | final (1<<31)
+//	  396  u32  server slot: the largest client ring its offer accepts
+//	  400  u64  the slot's own token in this use, stored when it is handed out
+//	  408  u64  client slot: the server slot's token its stream is bound to
+//
+// (Link version 5 added the words at 396 to 408, which binding reads once.)
 //
 // A writer loads the consumer cursor only when the free space by the cursor it loaded
 // last is too small for what it writes (a cursor loaded earlier only understates the free
@@ -155,6 +159,61 @@
 // whose consumer cursor travels in a CDC header written into the other DMB; with both
 // slots mapped by both sides the two are equivalent, and this way each direction's words
 // sit in one place. Words are in host byte order: both sides are on one host.
+//
+// # Binding
+//
+// The client binds first and alone, as a Linux client is in SMC mode once its Confirm
+// is sent: no message on the link waits for the server (link version 5; version 4 had
+// BIND and BINDACK, a round trip between the processes per connection). The server's
+// offer holds its slot, writes its token and the offer's bound on the client's ring
+// into the slot's consumer control line, and the Accept goes out. The client's
+// Connect checks the server's slot (mapped, of the Accept's size, still holding that
+// token with no abort, a bound at least its own ring), takes a slot of its own, and
+// under the link's lock checks the server's slot once more, writes the server's token
+// into its own slot's consumer control line and starts its stream: it may write at
+// once. Its Confirm names its slot. The server, reading the Confirm, checks that the
+// named slot is in a client segment it mapped, of the announced size, within the
+// offer's bound, and that the slot's words name that slot and the offer's slot, which
+// no process but the two ends of the link can write there, and starts its stream. A
+// slot of a new client segment is handed out only after the server mapped the segment
+// (SEGACK), so the server never reads a Confirm naming a segment it has not mapped.
+//
+// What can fail the server's side, and what the client sees:
+//   - The client's ring is larger than the server accepts, on a new link or an
+//     existing one: the server refuses the client's segment (SEGACK not ok), or the
+//     client reads the offer's bound in the server's slot. Either way Connect fails
+//     before the Confirm, and the client declines (MAX_DMB).
+//   - The server withdrew the offer before the client bound (its handshake gave up):
+//     Connect sees the abort, or a token that is no longer the Accept's, fails before
+//     the Confirm, and the client declines.
+//   - The server gives up after the Accept, whenever the client bound or not: its
+//     handshake failed (a TCP error or timeout, the Conn closed, a Decline read, a
+//     Confirm that does not answer the Accept). [Offer.Cancel] withdraws the slot: its
+//     consumer line says abort, which the client's writes see as a reset, and a CANCEL
+//     names it. The client's stream bound to it fails with a reset (its waiting Read
+//     too), as a TCP client's does when a server accepts and then resets; with nothing
+//     bound to it, the client releases the slot at once. The server closes its TCP
+//     connection as well. Data the client wrote is not reported as delivered by any
+//     later call: every call fails.
+//   - A Confirm naming a slot the client did not bind to this offer (stale, foreign,
+//     unmapped, another size or beyond the bound): the client process is buggy or lying,
+//     or another process copied its PeerID into a Proposal and confirms in its name. It
+//     is a [ProtocolError] for that connection only: the offer is withdrawn as above,
+//     and the link and its other streams go on, since the Confirm did not come over the
+//     link.
+//   - The link ends (the client or the server dies, a violation on the link): every
+//     stream of it fails with a reset, the client's included, and every slot is freed.
+//
+// The withdrawn offer's slot is not freed before the client released it (fReleased,
+// set by the client's closing stream, or by its link reader on CANCEL when nothing of
+// its is bound to the slot) or the link ended: the client may be writing into it, and a
+// slot handed out again must never receive an earlier connection's bytes. A client that
+// never releases it holds it until the link ends; that is its own link's slot. CANCEL
+// means the server never bound a stream to the slot, nor will, nor wrote into the
+// client's slot for it (withdrawal and binding exclude each other under the server's
+// link lock), so the client frees its own slot as soon as its stream closed. An Accept
+// that never reached the client is withdrawn by the server's handshake timeout; a
+// Connect that comes after that finds the abort or another token, and binds nothing.
 //
 // # Populated window
 //

@@ -324,12 +324,11 @@ func (e *Endpoint) serve(c *net.UnixConn) {
 	_, _, tok, err := l.allocSlot(ctx, o.size, o)
 	cancel()
 	if err == nil && !o.attach(l, tok) {
-		l.releaseHeld(tok, o)
+		l.releaseHeld(tok, o) // cancelled: READY 0, the slot never announced
 		err = ErrOfferClosed
 	}
 	if err != nil {
-		tok = 0
-		o.finish(nil, err)
+		tok = 0 // the client's Connect fails, and it declines the Accept
 	}
 	l.send(newMsg(msgReady).u64(tok), -1)
 }
@@ -376,7 +375,6 @@ func (e *Endpoint) authenticate(c *net.UnixConn) (*link, *pendingLink) {
 	l, err := newLink(c, true, linkID, p.offer.maxPeer)
 	if err != nil {
 		e.unpend(p)
-		p.offer.finish(nil, err)
 		return nil, nil
 	}
 	l.ep = e
@@ -418,36 +416,34 @@ func readSetup(c *net.UnixConn, buf, oob []byte, t byte) ([]byte, bool) {
 	return body, true
 }
 
-// An Offer is a server's slot (or, for a new link, the link's secret) waiting for the
-// client's BIND.
+// An Offer is a server's slot (or, for a new link, the link's secret) announced in a
+// CLC Accept, waiting for the client's Confirm.
 type Offer struct {
 	e       *Endpoint
 	linkID  uint32
 	token   uint64 // what the Accept carries: the slot's token, or the new link's secret
 	size    int
 	maxPeer int
-	done    chan struct{}
 
 	mu     sync.Mutex // guards the fields below
-	closed bool       // Cancel was called
+	closed bool       // Cancel or Bind was called
 	l      *link      // the link of the held slot, once there is one
 	tok    uint64     // the held slot's token
-	s      *Stream    // result, once done is closed
-	err    error      // result, once done is closed
-	taken  bool       // Wait returned s to the caller
 }
 
 // Offer reserves a slot with a ring of size bytes (a power of two, see [MinRingSize])
 // for the client process peer: on the link to that process if there is one, else for a
 // new link, announced with a one-time random secret. The client presents the offer's
 // link ID and token (from the CLC Accept) to [Connect]. maxPeer is the largest client
-// ring this side accepts. ctx bounds the growth of the pool. It fails with
-// [ErrMemoryLimit] beyond the process bound.
+// ring this side accepts: the link maps no client segment of larger rings (unless
+// another offer on it accepts them), and the offer's slot announces it, so that the
+// client's Connect fails for a larger ring before its Confirm. ctx bounds the growth
+// of the pool. It fails with [ErrMemoryLimit] beyond the process bound.
 func (e *Endpoint) Offer(ctx context.Context, peer PeerID, size, maxPeer int) (*Offer, error) {
 	if !validRingSize(size) {
 		return nil, ErrBadSize
 	}
-	o := &Offer{e: e, size: size, maxPeer: maxPeer, done: make(chan struct{})}
+	o := &Offer{e: e, size: size, maxPeer: maxPeer}
 	var dead *link // a link that ended under allocSlot, until forget removes it
 	for {
 		e.mu.Lock()
@@ -544,41 +540,53 @@ func (o *Offer) attach(l *link, tok uint64) bool {
 	return true
 }
 
-// Wait returns the stream once the client bound its slot to the offer's. If ctx ends
-// first, the offer is cancelled and ctx's error returned. The offer completes before
-// the client's Connect returns: once the client has said it connected (its CLC
-// Confirm), Wait with a done ctx returns the stream, or an error for a client that
-// never bound.
-func (o *Offer) Wait(ctx context.Context) (*Stream, error) {
-	select {
-	case <-o.done:
-	case <-ctx.Done():
-		select {
-		case <-o.done: // a result that is already there wins
-		default:
-			o.Cancel()
-			return nil, fmt.Errorf("smc: shm: waiting for client: %w", ctx.Err())
-		}
-	}
+// Bind starts the server's stream over the offer's slot and the client slot peerTok
+// with a ring of peerSize bytes, as the client's CLC Confirm names them (its DMB token
+// and size). The client bound its side before it sent the Confirm and may have
+// written already. For a Confirm whose slot the client did not bind to this offer,
+// Bind fails with a [ProtocolError] and withdraws the offer as Cancel does; the link
+// and its other streams are unaffected. Bind fails with [ErrOfferClosed] after Cancel
+// or an earlier Bind, or when the link ended. The offer is consumed: Cancel then does
+// nothing.
+func (o *Offer) Bind(peerTok uint64, peerSize int) (*Stream, error) {
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.err != nil {
-		return nil, o.err
-	}
-	if o.taken {
+	closed, l, tok := o.closed, o.l, o.tok
+	o.closed = true
+	o.mu.Unlock()
+	if closed {
 		return nil, ErrOfferClosed
 	}
-	o.taken = true
-	return o.s, nil
+	if l == nil {
+		// A new link's founding offer gets its slot before the client hears READY,
+		// and the client confirms only after that.
+		o.unpend()
+		return nil, violation("confirmed before the link was set up")
+	}
+	return l.bindOffer(o, tok, peerTok, peerSize)
 }
 
-// Cancel withdraws the offer and frees its slot; a BIND arriving later is refused.
-// After Wait has returned the stream, Cancel does nothing.
+// Cancel withdraws the offer. A slot not yet announced is freed at once; an announced
+// one (its Accept may have reached the client, which may be writing into it) waits for
+// the client's release or the link's end, and the client's stream bound to it, if any,
+// fails with a reset. After Bind, Cancel does nothing.
 func (o *Offer) Cancel() {
 	o.mu.Lock()
+	closed := o.closed
 	o.closed = true
 	l, tok := o.l, o.tok
 	o.mu.Unlock()
+	if closed {
+		return
+	}
+	o.unpend()
+	if l != nil {
+		l.withdraw(tok, o)
+	}
+}
+
+// unpend forgets the new link o founds, if its client has not set it up: its secret
+// sets nothing up any more, and the client process's next offers no longer wait for it.
+func (o *Offer) unpend() {
 	e := o.e
 	e.mu.Lock()
 	var settled []*pendingLink
@@ -592,35 +600,6 @@ func (o *Offer) Cancel() {
 	for _, p := range settled {
 		e.unpend(p)
 	}
-	if l != nil {
-		l.releaseHeld(tok, o)
-	}
-	o.finish(nil, ErrOfferClosed)
-}
-
-// finish records the first outcome. A later stream means a cancellation raced with the
-// bind: a stream nobody can own any more is aborted.
-func (o *Offer) finish(s *Stream, err error) {
-	o.mu.Lock()
-	select {
-	case <-o.done:
-		var orphan *Stream
-		switch {
-		case s != nil: // bound after a cancellation
-			orphan = s
-		case !o.taken && o.s != nil: // cancelled after the bind, before Wait
-			orphan, o.s, o.err = o.s, nil, err
-		}
-		o.mu.Unlock()
-		if orphan != nil {
-			orphan.Abort()
-		}
-		return
-	default:
-	}
-	o.s, o.err = s, err
-	close(o.done)
-	o.mu.Unlock()
 }
 
 // ErrUnreachable is returned by [Connect] when no endpoint listens at the address a link
@@ -635,10 +614,14 @@ var ErrNotProven = errors.New("smc: shm: the endpoint did not prove it is the se
 // Connect is the client side: given the link ID and token of a CLC Accept, it binds a
 // new slot of its own (ring of size bytes) to the server's slot (ring of peerSize bytes,
 // at most maxPeer) over the link to that server, setting the link up first if this
-// process has none with that ID (the token is then the link's secret). It returns once
-// the server acknowledged the bind. dir is the endpoint directory ("" for abstract
-// sockets). It fails with [ErrMemoryLimit] beyond the process bound, [ErrBadSize] for a
-// peer ring beyond maxPeer (nothing mapped), [ErrUnreachable] and [ErrNotProven].
+// process has none with that ID (the token is then the link's secret). It returns as
+// soon as the stream can write, with no message to the server: the caller then sends
+// its Confirm naming the stream's [Stream.Token], on which the server binds its side
+// ([Offer.Bind]). dir is the endpoint directory ("" for abstract sockets). It fails
+// with [ErrMemoryLimit] beyond the process bound, [ErrBadSize] for a peer ring beyond
+// maxPeer or a ring of ours larger than the server maps (nothing written),
+// [ErrUnreachable], [ErrNotProven], and [ErrOfferClosed] when the server withdrew the
+// offer. Every failure comes before the stream exists: the caller can still decline.
 func Connect(ctx context.Context, dir string, linkID uint32, token uint64, size, peerSize, maxPeer int) (*Stream, error) {
 	if err := supported(); err != nil {
 		return nil, err
@@ -653,39 +636,28 @@ func Connect(ctx context.Context, dir string, linkID uint32, token uint64, size,
 	}
 	l.raiseMaxPeer(maxPeer)
 	l.mu.Lock()
-	pg, _ := l.peerSlot(stok, maxPeer)
-	ok := pg != nil && pg.ringSize == peerSize
-	l.mu.Unlock()
-	if !ok {
-		return nil, fmt.Errorf("%w: the server's slot %#x is not a %d-byte ring on link %#x", ErrBadSize, stok, peerSize, linkID)
+	pg, pi := l.peerSlot(stok, maxPeer)
+	err = nil
+	switch {
+	case pg == nil || pg.ringSize != peerSize:
+		err = fmt.Errorf("%w: the server's slot %#x is not a %d-byte ring on link %#x", ErrBadSize, stok, peerSize, linkID)
+	case !offered(pg.header(pi), stok):
+		err = ErrOfferClosed
+	case int(pg.header(pi).consCtl.accept.Load()) < size:
+		err = fmt.Errorf("%w: the server accepts rings of at most %d bytes", ErrBadSize, pg.header(pi).consCtl.accept.Load())
 	}
+	l.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	// A slot of a new segment is handed out only after the server mapped the segment
+	// (SEGACK), so the server finds it when it reads the Confirm; a segment of rings
+	// larger than the server maps is refused there, before anything is bound.
 	_, _, ctok, err := l.allocSlot(ctx, size, nil)
 	if err != nil {
 		return nil, err
 	}
-	w := &bindWait{ch: make(chan bindResult, 1), peerTok: stok}
-	l.mu.Lock()
-	if l.dead {
-		l.mu.Unlock()
-		return nil, errLinkDown
-	}
-	l.binds[ctok] = w
-	l.mu.Unlock()
-	l.send(newMsg(msgBind).u64(stok).u64(ctok), -1)
-	select {
-	case r := <-w.ch:
-		return r.s, r.err
-	case <-ctx.Done():
-		l.mu.Lock()
-		if l.binds[ctok] == w {
-			w.abandoned = true // the slot stays held until the answer or the link's end
-			l.mu.Unlock()
-			return nil, fmt.Errorf("smc: shm: connect: %w", ctx.Err())
-		}
-		l.mu.Unlock()
-		r := <-w.ch
-		return r.s, r.err
-	}
+	return l.bindConnect(ctok, stok, maxPeer)
 }
 
 // clientLink returns the link key names and the server slot token to bind to: the

@@ -19,7 +19,8 @@ var ErrMemoryLimit = errors.New("smc: shm: shared-memory limit reached")
 // ErrBadSize is returned when a ring size is not a power of two in [MinRingSize, MaxRingSize].
 var ErrBadSize = errors.New("smc: shm: ring size must be a power of two between MinRingSize and MaxRingSize")
 
-// ErrOfferClosed is returned by [Offer.Wait] after the offer was cancelled or its endpoint closed.
+// ErrOfferClosed is returned by [Offer.Bind] after the offer was cancelled, bound or its
+// link ended, and by [Connect] when the server withdrew the offer.
 var ErrOfferClosed = errors.New("smc: shm: offer cancelled")
 
 // ProtocolError reports that the peer broke the shared-memory protocol: a cursor out of

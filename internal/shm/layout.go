@@ -59,7 +59,10 @@ type ctlLine struct {
 	flags  atomic.Uint32 // fDone | fClosed | fAbort (| fReleased in the producer's), sticky
 	sleep  atomic.Uint32 // 0 = awake; otherwise the sequence number of an announced sleep
 	window atomic.Uint32 // consumer's: the ring bytes the owner populated (see firstWindow), | winFinal; producer's: 0, or the wrap it declared (see txCursor.freeze)
-	_      [128 - 12]byte
+	accept atomic.Uint32 // consumer's, in a server slot: the largest client ring its offer accepts
+	token  atomic.Uint64 // consumer's: the slot's own token in its current use, stored when it is handed out
+	bound  atomic.Uint64 // consumer's, in a client slot: the server slot's token its stream is bound to
+	_      [128 - 32]byte
 }
 
 // header is the control area of a slot. The owner of the slot is the
@@ -72,7 +75,7 @@ type header struct {
 }
 
 // The layout is part of the protocol between two processes built from this package
-// (link version 3): these fail to compile if it changes.
+// (link version 5): these fail to compile if it changes.
 var (
 	_ [unsafe.Sizeof(header{}) - SlotHeaderSize]byte
 	_ [SlotHeaderSize - unsafe.Sizeof(header{})]byte
@@ -86,6 +89,12 @@ var (
 	_ [4 - unsafe.Offsetof(header{}.consCtl.sleep)]byte
 	_ [unsafe.Offsetof(header{}.consCtl.window) - 8]byte
 	_ [8 - unsafe.Offsetof(header{}.consCtl.window)]byte
+	_ [unsafe.Offsetof(header{}.consCtl.accept) - 12]byte
+	_ [12 - unsafe.Offsetof(header{}.consCtl.accept)]byte
+	_ [unsafe.Offsetof(header{}.consCtl.token) - 16]byte
+	_ [16 - unsafe.Offsetof(header{}.consCtl.token)]byte
+	_ [unsafe.Offsetof(header{}.consCtl.bound) - 24]byte
+	_ [24 - unsafe.Offsetof(header{}.consCtl.bound)]byte
 )
 
 // The populated window. The owner of a slot allocates (and is charged for) the pages of

@@ -55,7 +55,6 @@ type link struct {
 	pool     pool                 // own slots
 	peer     map[uint16]*segment  // peer segments mapped
 	segAcks  map[uint16]chan bool // own segments waiting for SEGACK
-	binds    map[uint64]*bindWait // client: own slot token → the Connect waiting for BINDACK
 	ready    chan uint64          // client: READY while the link is being set up, else nil
 	used     int                  // own slots not free
 	closing  []closedSlot         // own slots closed before the peer released them
@@ -85,22 +84,12 @@ type outMsg struct {
 }
 
 // closedSlot names an own slot in slotClosed, use gen, waiting for the peer's
-// fReleased.
+// fReleased; peer is the peer slot its stream was bound to (0 for a withdrawn offer's).
 type closedSlot struct {
-	g   *segment
-	i   int
-	gen uint32
-}
-
-type bindWait struct {
-	ch        chan bindResult // capacity 1
-	peerTok   uint64
-	abandoned bool // the Connect gave up: a stream bound later is aborted
-}
-
-type bindResult struct {
-	s   *Stream
-	err error
+	g    *segment
+	i    int
+	gen  uint32
+	peer uint64
 }
 
 func newLink(c *net.UnixConn, server bool, id uint32, maxPeer int) (*link, error) {
@@ -111,7 +100,7 @@ func newLink(c *net.UnixConn, server bool, id uint32, maxPeer int) (*link, error
 	l := &link{
 		id: id, server: server, conn: c, rc: rc, done: make(chan struct{}),
 		pool: newPool(), peer: make(map[uint16]*segment), segAcks: make(map[uint16]chan bool),
-		binds: make(map[uint64]*bindWait), wakes: make(map[uint64]byte),
+		wakes: make(map[uint64]byte),
 	}
 	l.local = samePeerProcess(rc)
 	l.maxPeer.Store(int64(maxPeer))
@@ -141,7 +130,8 @@ func (l *link) alive() bool {
 }
 
 // allocSlot hands out a held own slot of ringSize, growing the pool (a new segment,
-// acknowledged by the peer) when none is free. o, if not nil, is the offer holding it.
+// acknowledged by the peer) when none is free. o, if not nil, is the offer holding it,
+// whose bound on the client's ring the slot announces.
 func (l *link) allocSlot(ctx context.Context, ringSize int, o *Offer) (*segment, int, uint64, error) {
 	grew := false
 	for {
@@ -171,6 +161,9 @@ func (l *link) allocSlot(ctx context.Context, ringSize int, o *Offer) (*segment,
 				l.idleT.Stop()
 			}
 			g.slots[i].offer = o
+			if o != nil {
+				g.header(i).consCtl.accept.Store(uint32(min(o.maxPeer, MaxRingSize)))
+			}
 			tok := makeToken(g.slots[i].gen, g.idx, i)
 			l.mu.Unlock()
 			return g, i, tok, nil
@@ -457,13 +450,9 @@ func (l *link) handle(b []byte, fds []int) error {
 		return l.onSegDel(body)
 	case msgSegDelAck:
 		return l.onSegDelAck(body)
-	case msgBind:
-		if l.server {
-			return l.onBind(u64of(body), u64of(body[8:]))
-		}
-	case msgBindAck:
+	case msgCancel:
 		if !l.server {
-			return l.onBindAck(body)
+			return l.onCancel(u64of(body))
 		}
 	case msgReady:
 		if !l.server {
@@ -711,34 +700,80 @@ func (l *link) freeLocked(g *segment, i int) {
 	}
 }
 
-// onBind (server) binds the offer holding server slot stok to the client's slot ctok,
-// answers BINDACK, and completes the offer.
-func (l *link) onBind(stok, ctok uint64) error {
+// bindOffer (server) binds own slot stok, held by offer o, to the client slot ctok
+// with a ring of size bytes that the client's CLC Confirm names, and starts the
+// server's stream; no message goes on the link. The client bound its side before it
+// sent the Confirm (see bindConnect): it stored, in its slot's consumer control line,
+// the slot's token and stok, which no process but the two ends of this link can
+// write there, and it checked its ring against the bound our slot announced. A
+// Confirm naming a stale, foreign or unmapped slot, another size or a ring beyond the
+// bound is a violation, but the Confirm came over TCP, not over the link: it may come
+// from another process that claims this client's PeerID (which any server the client
+// connects to learns). So it costs this connection only: the offer is withdrawn, as
+// when the server gives up (see withdraw), and the link lives on. It fails with
+// ErrOfferClosed if the offer no longer holds the slot (cancelled, or the link ended).
+func (l *link) bindOffer(o *Offer, stok, ctok uint64, size int) (*Stream, error) {
 	l.mu.Lock()
 	g, i, sl := l.pool.lookup(stok)
-	var s *Stream
-	var o *Offer
-	status := bindRefused
-	if sl != nil && sl.state == slotHeld && sl.offer != nil {
-		pg, pi := l.peerSlot(ctok, MaxRingSize)
-		switch {
-		case pg == nil:
-		case pg.ringSize > sl.offer.maxPeer:
-			status = bindTooLarge
-		default:
-			o = sl.offer
-			s = l.bindLocked(g, i, stok, pg, pi, ctok)
-			status = bindOK
+	if l.dead || sl == nil || sl.state != slotHeld || sl.offer != o {
+		l.mu.Unlock()
+		return nil, ErrOfferClosed
+	}
+	var err error
+	pg, pi := l.peerSlot(ctok, MaxRingSize)
+	switch {
+	case pg == nil:
+		err = violation("confirmed client slot %#x, which is not mapped", ctok)
+	case pg.ringSize != size:
+		err = violation("confirmed a %d-byte ring for client slot %#x of %d bytes", size, ctok, pg.ringSize)
+	case pg.ringSize > o.maxPeer:
+		err = violation("bound a %d-byte ring to an offer that accepts %d", pg.ringSize, o.maxPeer)
+	default:
+		if h := &pg.header(pi).consCtl; h.token.Load() != ctok || h.bound.Load() != stok {
+			err = violation("client slot %#x is not bound to server slot %#x", ctok, stok)
 		}
 	}
-	l.mu.Unlock()
-	// The offer completes before the client hears of the bind, so a server that reads
-	// the client's CLC Confirm (sent after BINDACK) finds it complete.
-	if s != nil {
-		o.finish(s, nil)
+	if err != nil {
+		l.withdrawLocked(g, i, sl)
+		l.mu.Unlock()
+		l.send(newMsg(msgCancel).u64(stok), -1)
+		return nil, err
 	}
-	l.send(newMsg(msgBindAck).u64(ctok).u64(stok).u32(status).u32(0), -1)
-	return nil
+	s := l.bindLocked(g, i, stok, pg, pi, ctok)
+	l.mu.Unlock()
+	// The client may have written up to the edge of our first window before we bound,
+	// and asked for more with a WAKE that found no stream: grow it now, as that
+	// request would have.
+	if s.rxh.prod.cursor.Load() >= s.win.Load() {
+		s.growRequested()
+	}
+	return s, nil
+}
+
+// bindConnect (client) binds own slot ctok, held by a Connect, to server slot stok of
+// the Accept and starts the client's stream, unless the server withdrew that offer:
+// its slot's consumer control line then no longer holds stok (freed, or handed out
+// again) or says abort (cancelled; a CANCEL is on its way). It records the binding in
+// our slot's consumer control line, for the server to check (see bindOffer), before
+// the caller sends its Confirm. maxPeer bounds the server's ring.
+func (l *link) bindConnect(ctok, stok uint64, maxPeer int) (*Stream, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	g, i, sl := l.pool.lookup(ctok)
+	if l.dead || sl == nil || sl.state != slotHeld {
+		return nil, errLinkDown
+	}
+	pg, pi := l.peerSlot(stok, maxPeer)
+	if pg == nil {
+		l.freeLocked(g, i)
+		return nil, fmt.Errorf("smc: shm: connect: the server's slot %#x is gone", stok)
+	}
+	if !offered(pg.header(pi), stok) {
+		l.freeLocked(g, i)
+		return nil, ErrOfferClosed
+	}
+	g.header(i).consCtl.bound.Store(stok)
+	return l.bindLocked(g, i, ctok, pg, pi, stok), nil
 }
 
 // peerSlot returns the peer segment and slot index a peer token names, if the segment
@@ -763,51 +798,49 @@ func (l *link) bindLocked(g *segment, i int, tok uint64, pg *segment, pi int, pt
 	return s
 }
 
-// onBindAck (client) completes the Connect waiting for the bind of own slot ctok.
-func (l *link) onBindAck(body []byte) error {
-	ctok, stok := u64of(body), u64of(body[8:])
-	status := u32of(body[16:])
-	if status > bindTooLarge {
-		return violation("bind status %d", status)
-	}
-	if err := zero32(body[20:]); err != nil {
-		return err
-	}
+// offered reports whether server slot header h is still offered under token stok: it
+// holds that token (it was not freed, nor handed out again) and no abort (the offer
+// was not cancelled).
+func offered(h *header, stok uint64) bool {
+	return h.consCtl.token.Load() == stok && h.consCtl.flags.Load()&fAbort == 0
+}
+
+// onCancel (client): the server withdrew its offer of slot stok, which it never bound
+// to a stream and never will, nor wrote into a slot of ours for (see withdraw). A
+// stream of ours bound to it fails with a reset, and our slot is freed once the stream
+// closed, as if the server had released it; with nothing of ours bound to it, we
+// release the server's slot at once (a Connect still to bind to it sees its abort).
+// Only this failure path scans the pool.
+func (l *link) onCancel(stok uint64) error {
 	l.mu.Lock()
-	w := l.binds[ctok]
-	if w == nil || w.peerTok != stok {
+	var failed *Stream
+	found := false
+	for _, g := range l.pool.segs {
+		for i := range g.slots {
+			if sl := &g.slots[i]; sl.state == slotBound && sl.stream.peerTok == stok {
+				failed, found = sl.stream, true
+				g.header(i).prodCtl.flags.Or(fReleased)
+			}
+		}
+	}
+	for _, c := range l.closing {
+		if c.peer == stok {
+			found = true
+			c.g.header(c.i).prodCtl.flags.Or(fReleased)
+		}
+	}
+	if found {
+		l.sweepLocked()
+	} else if pg, pi := l.peerSlot(stok, MaxRingSize); pg != nil {
+		pg.header(pi).prodCtl.flags.Or(fReleased)
+	} else {
 		l.mu.Unlock()
-		return violation("bind acknowledgement for slots %#x, %#x, which were not bound", ctok, stok)
+		return violation("cancelled server slot %#x, which is not mapped", stok)
 	}
-	delete(l.binds, ctok)
-	g, i, sl := l.pool.lookup(ctok)
-	var res bindResult
-	switch {
-	case sl == nil || sl.state != slotHeld:
-		res.err = errLinkDown // cannot happen: a held slot stays held until here
-	case status == bindTooLarge:
-		res.err = fmt.Errorf("%w: the server accepts no ring as large as ours", ErrBadSize)
-		l.freeLocked(g, i)
-	case status != bindOK:
-		res.err = ErrOfferClosed
-		l.freeLocked(g, i)
-	default:
-		pg, pi := l.peerSlot(stok, int(l.maxPeer.Load()))
-		if pg == nil {
-			l.mu.Unlock()
-			return violation("bound to server slot %#x, which it withdrew", stok)
-		}
-		res.s = l.bindLocked(g, i, ctok, pg, pi, stok)
-	}
-	abandoned := w.abandoned
 	l.mu.Unlock()
-	if abandoned {
-		if res.s != nil {
-			res.s.Abort()
-		}
-		return nil
+	if failed != nil {
+		failed.fail(errReset("the server gave up on the connection"))
 	}
-	w.ch <- res
 	return nil
 }
 
@@ -836,7 +869,7 @@ func (l *link) streamClosed(s *Stream) {
 		if l.dead || released(s.own, s.ownIdx) {
 			l.freeLocked(s.own, s.ownIdx)
 		} else {
-			l.closeLaterLocked(s.own, s.ownIdx, sl.gen)
+			l.closeLaterLocked(closedSlot{s.own, s.ownIdx, sl.gen, s.peerTok})
 		}
 	}
 	pg := s.peerSeg
@@ -852,9 +885,9 @@ func (l *link) streamClosed(s *Stream) {
 	}
 }
 
-// closeLaterLocked puts own slot i of g, closed in use gen, on the list the sweep
-// frees once the peer released it; l.mu is held.
-func (l *link) closeLaterLocked(g *segment, i int, gen uint32) {
+// closeLaterLocked puts a closed own slot on the list the sweep frees once the peer
+// released it; l.mu is held.
+func (l *link) closeLaterLocked(c closedSlot) {
 	if len(l.closing) == 0 {
 		if l.sweepT == nil {
 			l.sweepT = time.AfterFunc(sweepDelay, l.sweep)
@@ -862,10 +895,11 @@ func (l *link) closeLaterLocked(g *segment, i int, gen uint32) {
 			l.sweepT.Reset(sweepDelay)
 		}
 	}
-	l.closing = append(l.closing, closedSlot{g, i, gen})
+	l.closing = append(l.closing, c)
 }
 
-// releaseHeld frees an own slot held by an offer or a connect that will not bind it.
+// releaseHeld frees an own slot held by an offer or a connect that will not bind it,
+// and that was never announced to the peer.
 func (l *link) releaseHeld(tok uint64, o *Offer) {
 	l.mu.Lock()
 	g, i, sl := l.pool.lookup(tok)
@@ -877,6 +911,32 @@ func (l *link) releaseHeld(tok uint64, o *Offer) {
 	if fin {
 		l.finish()
 	}
+}
+
+// withdraw (server) cancels offer o of own slot tok after its Accept went out: the
+// client may have bound to the slot and be writing into it already, so the slot is
+// not freed before the client released it (fReleased) or the link ended. Its consumer
+// control line says abort, which a client writing into it sees as a reset and a
+// client still to bind sees as a withdrawn offer, and a CANCEL tells the client, whose
+// stream bound to it, if any, fails with a reset (see onCancel).
+func (l *link) withdraw(tok uint64, o *Offer) {
+	l.mu.Lock()
+	g, i, sl := l.pool.lookup(tok)
+	if sl == nil || sl.state != slotHeld || sl.offer != o {
+		l.mu.Unlock()
+		return // bound, or freed with the link
+	}
+	l.withdrawLocked(g, i, sl)
+	l.mu.Unlock()
+	l.send(newMsg(msgCancel).u64(tok), -1)
+}
+
+// withdrawLocked marks held own slot (g, i) aborted and closed, waiting for the
+// client's release; l.mu is held, and the caller sends the CANCEL.
+func (l *link) withdrawLocked(g *segment, i int, sl *slot) {
+	g.header(i).consCtl.flags.Store(fAbort)
+	sl.state, sl.offer = slotClosed, nil
+	l.closeLaterLocked(closedSlot{g, i, sl.gen, 0})
 }
 
 // armIdleLocked (server) schedules the end of a link that has no slot in use.
@@ -937,8 +997,8 @@ func (l *link) shrink() {
 	}
 }
 
-// shutdown ends the link: the socket is closed (the peer sees EOF), waiting offers and
-// connects fail, streams see the peer vanished unless they saw it close, and once no
+// shutdown ends the link: the socket is closed (the peer sees EOF), offers can no
+// longer bind, streams see the peer vanished unless they saw it close, and once no
 // stream uses a slot every segment is unmapped. err is why (nil: idle, or EOF).
 func (l *link) shutdown(err error) {
 	l.mu.Lock()
@@ -959,25 +1019,17 @@ func (l *link) shutdown(err error) {
 	}
 	l.closing = nil // freed below with every closed slot
 	var streams []*Stream
-	var offers []*Offer
 	for _, g := range l.pool.segs {
 		for i := range g.slots {
 			sl := &g.slots[i]
 			switch sl.state {
 			case slotBound:
 				streams = append(streams, sl.stream)
-			case slotHeld:
-				if sl.offer != nil {
-					offers = append(offers, sl.offer)
-				}
-				l.freeLocked(g, i)
-			case slotClosed:
+			case slotHeld, slotClosed:
 				l.freeLocked(g, i)
 			}
 		}
 	}
-	binds := l.binds
-	l.binds = nil
 	if l.ready != nil {
 		close(l.ready)
 		l.ready = nil
@@ -995,14 +1047,6 @@ func (l *link) shutdown(err error) {
 		l.ep.forget(l)
 	} else {
 		forgetClientLink(l)
-	}
-	for _, w := range binds {
-		if !w.abandoned {
-			w.ch <- bindResult{err: errLinkDown}
-		}
-	}
-	for _, o := range offers {
-		o.finish(nil, errLinkDown)
 	}
 	var pe *ProtocolError
 	violated := errors.As(err, &pe)
@@ -1041,13 +1085,6 @@ func (l *link) finish() {
 		l.peerPage = nil
 	}
 }
-
-// BINDACK status.
-const (
-	bindRefused  uint32 = 0 // no offer holds that slot (cancelled, stale) or the client slot is unknown
-	bindOK       uint32 = 1
-	bindTooLarge uint32 = 2 // the client's ring is larger than the offer accepts
-)
 
 func b2u(b bool) uint32 {
 	if b {

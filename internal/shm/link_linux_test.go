@@ -348,17 +348,8 @@ func TestEndpointDir(t *testing.T) {
 	if _, err := Connect(ctx, t.TempDir(), o.LinkID(), o.Token(), MinRingSize, MinRingSize, MaxRingSize); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("Connect through a directory without the endpoint: %v, want ErrUnreachable", err)
 	}
-	cs := make(chan *Stream, 1)
-	go func() {
-		s, err := Connect(ctx, dir, o.LinkID(), o.Token(), MinRingSize, MinRingSize, MaxRingSize)
-		if err != nil {
-			t.Error(err)
-		}
-		cs <- s
-	}()
-	s, err := o.Wait(ctx)
-	c := <-cs
-	if err != nil || c == nil {
+	s, c, err := bindPair(ctx, dir, o, MinRingSize, MaxRingSize)
+	if err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -446,23 +437,13 @@ func TestStrangerPending(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cs := make(chan *Stream, 1)
-		go func() {
-			s, err := Connect(ctx, "", o.LinkID(), o.Token(), MinRingSize, MinRingSize, MaxRingSize)
-			if err != nil {
-				t.Errorf("attach %d during the flood: %v", i, err)
-			}
-			cs <- s
-		}()
-		s, err := o.Wait(ctx)
-		if c := <-cs; c != nil {
-			c.Close()
-		}
+		s, c, err := bindPair(ctx, "", o, MinRingSize, MaxRingSize)
 		cancel()
 		if err != nil {
-			t.Fatalf("offer %d during the flood: %v", i, err)
+			t.Fatalf("attach %d during the flood: %v", i, err)
 		}
 		s.Close()
+		c.Close()
 	}
 }
 

@@ -8,23 +8,23 @@ import "encoding/binary"
 // non-zero reserved byte, an unknown type, or a descriptor on any message but SEG and
 // POLL is a violation, and a violation ends the link.
 const (
-	msgHello     = 1  // client → server: version, link ID, client nonce
-	msgAuth      = 2  // server → client: server nonce, proof_s
-	msgProof     = 3  // client → server: proof_c
-	msgReady     = 4  // server → client: the founding offer's slot token (0: refused)
-	msgSeg       = 5  // owner → peer: a segment (memfd attached)
-	msgSegAck    = 6  // peer → owner: mapped it, or refused it
-	msgSegDel    = 7  // owner → peer: the segment is withdrawn
-	msgSegDelAck = 8  // peer → owner: unmapped (or will be once its streams end)
-	msgBind      = 9  // client → server: server slot, client slot
-	msgBindAck   = 10 // server → client: bound, or refused (and why)
-	// 11 was RELEASE (link version 2), now the producer flag fReleased.
-	msgWake = 12 // either: wake the receiver's streams of these slots
-	msgPoll = 13 // either: the sender's poller page (memfd attached)
+	msgHello     = 1 // client → server: version, link ID, client nonce
+	msgAuth      = 2 // server → client: server nonce, proof_s
+	msgProof     = 3 // client → server: proof_c
+	msgReady     = 4 // server → client: the founding offer's slot token (0: refused)
+	msgSeg       = 5 // owner → peer: a segment (memfd attached)
+	msgSegAck    = 6 // peer → owner: mapped it, or refused it
+	msgSegDel    = 7 // owner → peer: the segment is withdrawn
+	msgSegDelAck = 8 // peer → owner: unmapped (or will be once its streams end)
+	// 9 and 10 were BIND and BINDACK (link version 4): the server binds on the CLC
+	// Confirm. 11 was RELEASE (link version 2), now the producer flag fReleased.
+	msgWake   = 12 // either: wake the receiver's streams of these slots
+	msgPoll   = 13 // either: the sender's poller page (memfd attached)
+	msgCancel = 14 // server → client: a slot offered in an Accept is withdrawn, never bound
 )
 
 const (
-	linkVersion  = 4 // 2: the populated window and POLL; 3: cursors and control words on lines of their own, fReleased instead of RELEASE; 4: winFinal and the producer's wrap
+	linkVersion  = 5 // 2: the populated window and POLL; 3: cursors and control words on lines of their own, fReleased instead of RELEASE; 4: winFinal and the producer's wrap; 5: bind on the Confirm, CANCEL instead of BIND and BINDACK
 	nonceLen     = 16
 	proofLen     = 32
 	maxWakeBatch = 64
@@ -43,12 +43,10 @@ func msgLen(t byte) int {
 		return msgHdrLen + nonceLen + proofLen
 	case msgProof:
 		return msgHdrLen + proofLen
-	case msgReady, msgSegAck, msgSegDel, msgSegDelAck, msgPoll:
+	case msgReady, msgSegAck, msgSegDel, msgSegDelAck, msgPoll, msgCancel:
 		return msgHdrLen + 8
-	case msgSeg, msgBind:
+	case msgSeg:
 		return msgHdrLen + 16
-	case msgBindAck:
-		return msgHdrLen + 24
 	}
 	return 0
 }
@@ -57,7 +55,7 @@ func msgLen(t byte) int {
 type msg []byte
 
 func newMsg(t byte) msg {
-	b := make(msg, msgHdrLen, msgHdrLen+24)
+	b := make(msg, msgHdrLen, msgHdrLen+16)
 	b[0] = t
 	return b
 }

@@ -49,15 +49,12 @@ func startMulti(t *testing.T, e *Endpoint, peer PeerID, n int) *multiPeer {
 			t.Fatal(err)
 		}
 		fmt.Fprintln(pw, o.LinkID(), o.Token())
-		s, err := o.Wait(ctx)
 		cancel()
+		s, err := bindChild(o, m.line(t))
 		if err != nil {
 			t.Fatalf("stream %d: %v", i, err)
 		}
 		m.streams = append(m.streams, s)
-		if l := m.line(t); l != "ok" {
-			t.Fatalf("child: %q", l)
-		}
 	}
 	// The child's poller page, which makes our streams ring its poller, not its streams.
 	waitFor(t, "the child's poller page", func() bool { return m.streams[0].link.peerPoll.Load() != nil })

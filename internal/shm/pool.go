@@ -46,8 +46,8 @@ func nextSegSlots(ringSize, have int) int {
 	return n
 }
 
-// Slot tokens name a slot of a side's pool on the wire (the CLC DMB token, BIND,
-// WAKE): generation<<32 | segment index<<16 | slot index. The generation
+// Slot tokens name a slot of a side's pool on the wire (the CLC DMB token, WAKE,
+// CANCEL): generation<<32 | segment index<<16 | slot index. The generation
 // changes every time the slot is handed out, so a token of an earlier use is stale
 // and rejected; it is never 0, so no token is 0.
 func makeToken(gen uint32, seg uint16, slot int) uint64 {
@@ -61,18 +61,18 @@ func splitToken(t uint64) (gen uint32, seg uint16, slot int) {
 // Slot states of an own slot:
 //
 //	free  --alloc-->  held  --bind-->  bound  --stream closed-->  closed
-//	  ^                 |                                            |
-//	  +----- zeroed ----+ (offer or bind abandoned before the peer   |
-//	  |                    could write into it)                      |
-//	  +------------- zeroed, once the peer released it (fReleased) --+
+//	  ^                 |  |                                         ^  |
+//	  |                 |  +--- offer cancelled after its Accept ----+  |
+//	  +----- zeroed ----+ (never announced to the peer)                 |
+//	  +------------- zeroed, once the peer released it (fReleased) -----+
 //	                 or the link is dead
 type slotState uint8
 
 const (
 	slotFree   slotState = iota
-	slotHeld             // reserved by an offer or a connect waiting for its BIND
+	slotHeld             // reserved by an offer waiting for the client's Confirm, or by a Connect
 	slotBound            // a stream's
-	slotClosed           // its stream closed; waiting for the peer's fReleased
+	slotClosed           // its stream closed, or its offer cancelled; waiting for the peer's fReleased
 )
 
 // slot is an own slot's bookkeeping; guarded by the link's mu.
@@ -183,9 +183,9 @@ func newPool() pool {
 
 // take hands out a free slot of an acknowledged segment of ringSize, held, with a new
 // generation, a zeroed header (the peer could have written into a free slot's header;
-// its ring is zeroed already) and its first window open. It returns nil if there is
-// none, and ErrMemoryLimit if the first window of the free slot it found does not fit
-// the process bound.
+// its ring is zeroed already) that holds the slot's new token, and its first window
+// open. It returns nil if there is none, and ErrMemoryLimit if the first window of the
+// free slot it found does not fit the process bound.
 func (p *pool) take(ringSize int) (*segment, int, error) {
 	var best *segment
 	for _, g := range p.segs {
@@ -213,6 +213,7 @@ func (p *pool) take(ringSize int) (*segment, int, error) {
 		}
 		sl.state, sl.stream, sl.offer = slotHeld, nil, nil
 		best.free--
+		best.header(i).consCtl.token.Store(makeToken(sl.gen, best.idx, i))
 		counters.slotsInUse.Add(1)
 		counters.slotsFree.Add(-1)
 		return best, i, nil

@@ -49,6 +49,8 @@ func runChild(role string) error {
 		return runRelay()
 	case "stranger":
 		return runStranger()
+	case "offer":
+		return runOffer()
 	}
 	token, _ := strconv.ParseUint(os.Getenv("SMC_SHM_TOKEN"), 10, 64)
 	linkID, _ := strconv.ParseUint(os.Getenv("SMC_SHM_LINK"), 10, 32)
@@ -60,6 +62,7 @@ func runChild(role string) error {
 		return err
 	}
 	defer s.Close()
+	fmt.Println(confirmLine(s))
 	switch role {
 	case "echo", "slowecho": // slowecho: a server with think time, 200 µs per request
 		buf := make([]byte, 64<<10)
@@ -111,19 +114,38 @@ func startChild(tb testing.TB, e *Endpoint, role string, size int) (*Stream, *ex
 		"SMC_SHM_SPIN="+time.Duration(spinNanos.Load()).String(),
 	)
 	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		o.Cancel()
 		tb.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := o.Wait(ctx)
-	if err != nil {
+	line, err := bufio.NewReader(out).ReadString('\n')
+	s, err2 := bindChild(o, strings.TrimSpace(line))
+	if err != nil || err2 != nil {
+		o.Cancel()
 		cmd.Process.Kill()
 		cmd.Wait()
-		tb.Fatal(err)
+		tb.Fatal(err, err2)
 	}
 	return s, cmd
+}
+
+// confirmLine is what a child prints once it connected, as the client's Confirm would
+// carry it: its slot's token and ring size.
+func confirmLine(s *Stream) string { return fmt.Sprint(s.Token(), " ", s.RingSize()) }
+
+// bindChild binds o to the slot a child's confirmLine names.
+func bindChild(o *Offer, line string) (*Stream, error) {
+	var tok uint64
+	var size int
+	if _, err := fmt.Sscan(line, &tok, &size); err != nil {
+		o.Cancel()
+		return nil, fmt.Errorf("child's confirm line %q: %w", line, err)
+	}
+	return o.Bind(tok, size)
 }
 
 func TestCrossProcessEcho(t *testing.T) {
@@ -238,7 +260,7 @@ func TestPeerKilled(t *testing.T) {
 }
 
 // runMulti connects one stream per "linkID token" line on stdin and echoes on each; it
-// prints "ok" after each connect, and runs until killed. A line "rusage" instead prints
+// prints its confirmLine after each connect, and runs until killed. A line "rusage" instead prints
 // the CPU time the process used so far (user + system, in nanoseconds).
 func runMulti() error {
 	size, _ := strconv.Atoi(os.Getenv("SMC_SHM_SIZE"))
@@ -260,7 +282,7 @@ func runMulti() error {
 			return err
 		}
 		go io.Copy(s, s)
-		fmt.Println("ok")
+		fmt.Println(confirmLine(s))
 	}
 	select {}
 }
@@ -320,4 +342,20 @@ func runStranger() error {
 			time.Sleep(time.Millisecond)
 		}
 	}
+}
+
+// runOffer is a server that offers one slot to a new link, prints the offer's link ID
+// and token, and never reads a Confirm: it waits to be killed.
+func runOffer() error {
+	size, _ := strconv.Atoi(os.Getenv("SMC_SHM_SIZE"))
+	e, err := Listen(Config{})
+	if err != nil {
+		return err
+	}
+	o, err := e.Offer(context.Background(), PeerID{}, size, MaxRingSize)
+	if err != nil {
+		return err
+	}
+	fmt.Println(o.LinkID(), o.Token())
+	select {}
 }

@@ -38,27 +38,10 @@ func pairOn(t testing.TB, e *Endpoint, peer PeerID, aSize, bSize int) (a, b *Str
 	if err != nil {
 		t.Fatal(err)
 	}
-	type res struct {
-		s   *Stream
-		err error
+	a, b, err = bindPair(ctx, "", o, bSize, MaxRingSize)
+	if err != nil {
+		t.Fatalf("pair: %v", err)
 	}
-	ch := make(chan res, 1)
-	go func() {
-		s, err := Connect(ctx, "", o.LinkID(), o.Token(), bSize, aSize, MaxRingSize)
-		ch <- res{s, err}
-	}()
-	a, err = o.Wait(ctx)
-	r := <-ch
-	if err != nil || r.err != nil {
-		if a != nil {
-			a.Close()
-		}
-		if r.s != nil {
-			r.s.Close()
-		}
-		t.Fatalf("pair: server %v, client %v", err, r.err)
-	}
-	b = r.s
 	t.Cleanup(func() { a.Close(); b.Close() })
 	return a, b
 }
@@ -74,6 +57,24 @@ func socketPair(t testing.TB, aSize, bSize int) (a, b *Stream) {
 	a.local.Store(nil)
 	b.local.Store(nil)
 	return a, b
+}
+
+// bindPair does with offer o what the two handshakes do: the client's Connect with
+// the Accept's link ID, token and ring size (its own ring of size bytes, the server's
+// at most maxPeer), then the server's Bind of the slot the client's Confirm names.
+// The offer is consumed either way.
+func bindPair(ctx context.Context, dir string, o *Offer, size, maxPeer int) (server, client *Stream, err error) {
+	c, err := Connect(ctx, dir, o.LinkID(), o.Token(), size, o.size, maxPeer)
+	if err != nil {
+		o.Cancel()
+		return nil, nil, err
+	}
+	s, err := o.Bind(c.Token(), c.RingSize())
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return s, c, nil
 }
 
 type pairFunc func(t testing.TB, aSize, bSize int) (a, b *Stream)
