@@ -8,15 +8,15 @@ import "unsafe"
 const storeRingMin = 2 << 10
 
 // storeRing copies src into dst, which is free space of a ring (so it never overlaps
-// src), and returns the number of bytes copied, as copy does. Long copies use REP MOVSB,
-// which writes whole cache lines without first reading them. The lines of a ring were
-// last read by the peer's CPU: an ordinary store (copy's) first fetches each line from
-// there and invalidates it, which makes the writer's copy, not the reader's, the limit
-// of a bulk transfer between two CPUs.
+// src), and returns the number of bytes copied, as copy does. Long copies use REP MOVSB
+// or non-temporal stores, which write whole cache lines without first reading them. The
+// lines of a ring were last read by the peer's CPU: an ordinary store (copy's) first
+// fetches each line from there and invalidates it, which makes the writer's copy, not
+// the reader's, the limit of a bulk transfer between two CPUs.
 //
-// The move ends with SFENCE: the stores of a string move may be weakly ordered, and
-// the cursor store that publishes the bytes (a Swap, see publishProd) must follow
-// them all.
+// Both end with SFENCE: the stores of a string move and non-temporal stores may be
+// weakly ordered, and the cursor store that publishes the bytes (a Swap, see
+// publishProd) must follow them all.
 func storeRing(dst, src []byte) int {
 	n := min(len(dst), len(src))
 	if n < storeRingMin {
@@ -28,16 +28,13 @@ func storeRing(dst, src []byte) int {
 		return n
 	}
 	// dst is less than a line above src modulo 4 KiB, where a string move runs at
-	// the speed of an ordinary copy (its loads wait for the stores just made to the
-	// same offsets of another page). A write whose application buffer and ring
-	// position are so placed (a stream that began with a short header, say) goes
-	// through a buffer on the stack that sits at dst's offset in its line.
-	var bounce [4096 + 64]byte
-	b := bounce[(uintptr(unsafe.Pointer(&dst[0]))-uintptr(unsafe.Pointer(&bounce[0])))&63:][:4096]
-	for q := 0; q < n; q += len(b) {
-		k := copy(b, src[q:n])
-		stringMove(&dst[q], &b[0], k)
-	}
+	// the speed of an ordinary copy while the reader copies the lines out (presumably
+	// its loads wait for its own stores to the same offsets of another page: 4 KiB
+	// aliasing). A write whose application buffer and ring position are so placed (a
+	// stream that began with a short header, say) is copied from its end down, whose
+	// loads are below its stores, with non-temporal stores, which write whole lines
+	// without fetching them as the string move does.
+	streamDown(&dst[0], &src[0], n)
 	return n
 }
 
@@ -46,3 +43,10 @@ func storeRing(dst, src []byte) int {
 //
 //go:noescape
 func stringMove(dst, src *byte, n int)
+
+// streamDown copies n >= 16 bytes from src to dst, from the end down, with
+// non-temporal stores (MOVNTDQ) where dst is 16-byte aligned, then SFENCE. The ranges
+// must not overlap.
+//
+//go:noescape
+func streamDown(dst, src *byte, n int)

@@ -29,20 +29,32 @@ func TestStoreRing(t *testing.T) {
 }
 
 // TestStoreRingNearAlias checks the copies whose destination lies less than a line above
-// the source modulo 4 KiB (which storeRing routes through a buffer) and around them, with
-// source and destination in one allocation so that their distance is known.
+// the source modulo 4 KiB (which storeRing copies downwards with non-temporal stores) and
+// around them, with source and destination in one allocation so that their distance is
+// known: at every alignment of the source, with lengths that end anywhere in a line, the
+// copy equals copy's and no byte beside the destination changes.
 func TestStoreRingNearAlias(t *testing.T) {
 	mem := make([]byte, 256<<10)
-	src := mem[:70<<10]
+	src := mem[:72<<10]
 	for i := range src {
 		src[i] = byte(i*7 + i>>8)
 	}
-	for _, dist := range []int{0, 1, 16, 48, 63, 64, 100} {
-		for _, n := range []int{2 << 10, 4<<10 + 5, 64<<10 + 3} {
-			dst := mem[128<<10+dist:][:n]
-			clear(dst)
-			if got := storeRing(dst, src[:n]); got != n || !bytes.Equal(dst, src[:n]) {
-				t.Fatalf("distance %d, %d bytes: storeRing copied %d; contents equal: %v", dist, n, got, bytes.Equal(dst, src[:n]))
+	const guard = 64
+	for _, dist := range []int{0, 1, 15, 16, 17, 48, 63, 64, 100} {
+		for _, srcOff := range []int{0, 1, 8, 16, 33} {
+			for _, n := range []int{2 << 10, 2<<10 + 1, 2<<10 + 15, 4<<10 + 5, 16<<10 + 127, 16<<10 + 128, 64<<10 + 3} {
+				s := src[srcOff:][:n]
+				area := mem[128<<10+srcOff+dist-guard:][:guard+n+guard]
+				for i := range area {
+					area[i] = 0xee
+				}
+				dst := area[guard:][:n]
+				if got := storeRing(dst, s); got != n || !bytes.Equal(dst, s) {
+					t.Fatalf("distance %d, source offset %d, %d bytes: storeRing copied %d; contents equal: %v", dist, srcOff, n, got, bytes.Equal(dst, s))
+				}
+				if bytes.Count(area[:guard], []byte{0xee}) != guard || bytes.Count(area[guard+n:], []byte{0xee}) != guard {
+					t.Fatalf("distance %d, source offset %d, %d bytes: storeRing wrote outside its destination", dist, srcOff, n)
+				}
 			}
 		}
 	}
