@@ -87,7 +87,8 @@
 // the producer line (link version 3; version 2 sent a RELEASE message). The side that
 // closes second finds the first's release in its own slot and frees it at once; the
 // first side's slot is freed by the next offer or connect on the link, which sweeps the
-// closed slots, or by a sweep a few milliseconds later. A peer that sets fReleased
+// closed slots, or by a sweep a few milliseconds later (while the peer holds its end
+// open, the sweep comes back ever later, up to once a second). A peer that sets fReleased
 // early loses the data of its own stream on this link, as a lying RELEASE did.
 //
 // Zeroing returns the pages the owner populated beyond the first window (as far as the

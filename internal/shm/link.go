@@ -59,6 +59,7 @@ type link struct {
 	used     int                  // own slots not free
 	closing  []closedSlot         // own slots closed before the peer released them
 	sweepT   *time.Timer          // frees the closing slots the peer released since
+	sweepIn  time.Duration        // the sweep timer's delay: doubles while slots stay unreleased
 	idleT    *time.Timer          // server: ends the link when it stayed unused
 	shrinkT  *time.Timer          // withdraws idle segments
 	ownPage  *segment             // our poller page (see poller.go), once made
@@ -672,10 +673,16 @@ func (l *link) sweepLocked() {
 }
 
 // sweepDelay is how long a slot closed before the peer released it may wait to be
-// freed when no new connection on its link sweeps first.
-const sweepDelay = 5 * time.Millisecond
+// freed when no new connection on its link sweeps first. While slots stay unreleased
+// (a peer that keeps its end of a stream open, or never releases a withdrawn slot) the
+// delay doubles up to maxSweepDelay, so that such a link costs no steady CPU.
+const (
+	sweepDelay    = 5 * time.Millisecond
+	maxSweepDelay = time.Second
+)
 
-// sweep frees the closing slots the peer released, and comes back while some are left.
+// sweep frees the closing slots the peer released, and comes back, later each time,
+// while some are left.
 func (l *link) sweep() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -684,7 +691,8 @@ func (l *link) sweep() {
 	}
 	l.sweepLocked()
 	if len(l.closing) > 0 {
-		l.sweepT.Reset(sweepDelay)
+		l.sweepIn = min(2*l.sweepIn, maxSweepDelay)
+		l.sweepT.Reset(l.sweepIn)
 	}
 }
 
@@ -889,6 +897,7 @@ func (l *link) streamClosed(s *Stream) {
 // released it; l.mu is held.
 func (l *link) closeLaterLocked(c closedSlot) {
 	if len(l.closing) == 0 {
+		l.sweepIn = sweepDelay
 		if l.sweepT == nil {
 			l.sweepT = time.AfterFunc(sweepDelay, l.sweep)
 		} else {

@@ -71,10 +71,17 @@ func TestSlotReuseZeroed(t *testing.T) {
 		defer s.link.mu.Unlock()
 		return s.own.slots[s.ownIdx].state
 	}
-	// The client has not closed: the server's slot is not free yet.
-	time.Sleep(10 * time.Millisecond)
+	// The client has not closed: the server's slot is not free yet, and the sweep that
+	// waits for it comes back ever later (a peer may hold its end for hours).
+	time.Sleep(200 * time.Millisecond)
 	if st := state(a); st != slotClosed {
 		t.Fatalf("server slot in state %d while the peer still holds it, want closed", st)
+	}
+	a.link.mu.Lock()
+	in := a.link.sweepIn
+	a.link.mu.Unlock()
+	if in < 16*sweepDelay {
+		t.Fatalf("after 200ms of an unreleased slot the sweep comes back every %v, want it backed off to at least %v", in, 16*sweepDelay)
 	}
 	b.Close()
 	// The client closed second: the server's release (fReleased in the client's slot)
