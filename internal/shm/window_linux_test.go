@@ -266,14 +266,7 @@ func TestWindowGrowsWithoutReads(t *testing.T) {
 					}
 				}
 			}()
-			msg := pattern(0, 48<<10)
-			if n, err := a.Write(msg); err != nil {
-				t.Fatalf("the whole request before reading the answer: %d bytes, %v", n, err)
-			}
-			got := make([]byte, len(msg))
-			if _, err := io.ReadFull(a, got); err != nil || !bytes.Equal(got, msg) {
-				t.Fatalf("the echo: %v (data equal: %v)", err, bytes.Equal(got, msg))
-			}
+			requestThenEcho(t, a, 48<<10)
 		})
 	})
 }
@@ -291,12 +284,19 @@ func TestWindowGrowsWithoutReadsProcess(t *testing.T) {
 	defer cmd.Wait()
 	defer s.Close()
 	s.SetDeadline(time.Now().Add(10 * time.Second))
-	msg := pattern(0, 48<<10)
-	if n, err := s.Write(msg); err != nil {
+	requestThenEcho(t, s, 48<<10)
+}
+
+// requestThenEcho writes a request of n bytes whole before it reads the answer from c,
+// whose peer echoes what arrives, and checks that the echo is the request.
+func requestThenEcho(t *testing.T, c *Stream, n int) {
+	t.Helper()
+	msg := pattern(0, n)
+	if n, err := c.Write(msg); err != nil {
 		t.Fatalf("the whole request before reading the answer: %d bytes, %v", n, err)
 	}
 	got := make([]byte, len(msg))
-	if _, err := io.ReadFull(s, got); err != nil || !bytes.Equal(got, msg) {
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, msg) {
 		t.Fatalf("the echo: %v (data equal: %v)", err, bytes.Equal(got, msg))
 	}
 }
