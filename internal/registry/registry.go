@@ -61,10 +61,6 @@ func (r *Registry) word32(off int) *atomic.Uint32 {
 	return (*atomic.Uint32)(unsafe.Pointer(&r.mem[off]))
 }
 
-func (r *Registry) word64(off int) *atomic.Uint64 {
-	return (*atomic.Uint64)(unsafe.Pointer(&r.mem[off]))
-}
-
 // Add adds one to counter c.
 func (r *Registry) Add(c Counter) { r.counters[c].Add(1) }
 

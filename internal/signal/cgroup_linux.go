@@ -32,9 +32,6 @@ func (cg *cgroup) release() {
 	}
 }
 
-// isRoot reports whether cg is the root of the hierarchy as mounted.
-func (cg *cgroup) isRoot() bool { return filepath.Clean(cg.dir) == filepath.Clean(cg.mount) }
-
 // ancestors returns the IDs of cg and of each ancestor inside its mount, nearest
 // first.
 func (cg *cgroup) ancestors() []uint64 {
