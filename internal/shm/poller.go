@@ -11,18 +11,20 @@ import (
 )
 
 // The poller. A waiter whose spin ended (see Stream.spin) registers with the process's
-// poller before it parks. The poller is passive while its waiters wait for WAKEs: it has
-// no goroutine, and the link's reader answers each WAKE by announcing a new sleep and
-// polling the waiters once. It is active while its goroutine polls the waiters, which it
-// turns only when a WAKE's poll finds more streams with data than the WAKE named. A
+// poller before it parks. The poller is passive while its waiters wait to be rung: it has
+// no goroutine, and each ring is answered by announcing a new sleep and polling the
+// waiters once, by the link's leader (a waiter reading the link's bell, see lead) or, for
+// a WAKE, by the link's reader. It is active while its goroutine polls the waiters, which
+// it turns only when such a poll finds more streams with data than the ring named. A
 // producer rings a passive poller once per announced sleep and an active one not at all.
 // doc.go ("Wake-ups") describes it and argues that no wake-up is lost.
 //
 // Each side of a link owns one poller page: a memfd made, sealed and validated like a
 // segment of one MinRingSize slot, sent to the peer with POLL when the link's first
-// stream starts. Its first word is the owner's poller word on that link. A side never reads its own word
-// back; until the peer's page is mapped it wakes each waiting stream of the peer once per
-// announced sleep of that stream.
+// stream starts, with the write end of its bell (see bell_linux.go). Its first word is
+// the owner's poller word on that link. A side never reads its own word back; until the
+// peer's page is mapped it wakes each waiting stream of the peer once per announced
+// sleep of that stream, with a WAKE.
 
 // mapPeerPage maps the peer's poller page (see mapPeerSegment for the validation and
 // the memory cap); it is not one of the link's peer segments, nor counted with them.
@@ -183,12 +185,13 @@ func (p *pollerState) scanLocked() int {
 	return n
 }
 
-// woken is what the link's reader does after a WAKE on l that kicked kicked streams. If
-// l's word holds the passive poller's current sleep, the peer may have rung for it and
+// woken is what the link's reader does after a WAKE on l that kicked kicked streams, and
+// the link's leader after a ring of its bell (which names one stream, unknown). If l's
+// word holds the passive poller's current sleep, the peer may have rung for it and
 // will not ring for it again, so the poller announces a new one (to waiters that
-// register later, if none is left) and polls once; a WAKE for an older sleep, or one
+// register later, if none is left) and polls once; a ring for an older sleep, or a WAKE
 // from a peer without our page, needs nothing more. If that poll readied more streams
-// than the WAKE named, other streams got data that rang no bell: the process is busy,
+// than the ring named, other streams got data that rang no bell: the process is busy,
 // and the poller turns active, unless spinning is off ([SetSpin]).
 func (p *pollerState) woken(l *link, kicked int) {
 	p.mu.Lock()
@@ -254,8 +257,8 @@ func (p *pollerState) loop() {
 // ring it does what the link's reader does on a WAKE (see woken): if the link's word
 // holds the passive poller's current sleep, a new sleep is announced and every
 // registered waiter polled, the ready ones kicked. It returns when w is ready or was
-// kicked (nil; a spurious return is fine), or when the deadline in dl passed. Leaving,
-// its unregister hands the role on (see removeLocked).
+// kicked (nil; a spurious return is fine), or when the deadline in dl passed. Its wait
+// then ends, and unregister hands the role on.
 //
 // A kick ends the bell's read (see waiter.kick): the leader stores leading and then
 // looks at its kick count, which a kick before the count it started with left a token
