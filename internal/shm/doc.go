@@ -295,7 +295,9 @@
 // A side waiting for data (or for space) first polls the other side's cursor for a
 // bounded time (DefaultSpin, see [SetSpin]), yielding with runtime.Gosched every few polls
 // when the goroutine it waits for may need its P (GOMAXPROCS=1, or an in-process peer)
-// or when its last spin ended in a park, and only now and then otherwise. At most
+// or when its last spin ended in a park, and only now and then otherwise; each yield also
+// gives the CPU to another thread that waits for it (sched_yield: the peer's thread that a
+// ring woke may have been placed on the spinner's CPU, see Stream.spin). At most
 // max(1, GOMAXPROCS-1) goroutines of a process spin at once; the rest park straight away.
 // Spinning pays only when it outlasts a wake-up through the kernel; parking on every
 // message costs that wake-up on every message. A waiter whose last 4 spins all ended in

@@ -29,6 +29,10 @@ func dupFD(fd int) (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD
 
 func isAgain(err error) bool { return err == unix.EAGAIN }
 
+// osYield gives this thread's CPU to another thread that waits for it, if any
+// (sched_yield).
+func osYield() { unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }
+
 // samePeerProcess reports whether the other end of the link's socket is this process
 // (SO_PEERCRED, as seen from our PID namespace).
 func samePeerProcess(rc syscall.RawConn) bool {

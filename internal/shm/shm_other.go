@@ -13,6 +13,7 @@ func closeFD(int)                                               {}
 func closeFDs([]int)                                            {}
 func dupFD(int) (int, error)                                    { return -1, ErrNotSupported }
 func isAgain(error) bool                                        { return false }
+func osYield()                                                  {}
 func samePeerProcess(syscall.RawConn) bool                      { return false }
 func peerUID(*net.UnixConn) (uint32, bool)                      { return 0, false }
 func sendRaw(int, []byte, []int) error                          { return ErrNotSupported }

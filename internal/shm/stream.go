@@ -773,6 +773,12 @@ func (s *Stream) spin(w *waiter, h lines, c0 uint64, f0, w0 uint32, dl *atomic.I
 	// park the peer is likely parked as well, and then the yields stay: the threads
 	// they wake keep the other CPUs busy, and a virtual CPU that idles (halts) makes
 	// the parked peer's wake-up, which our answer waits for, much slower.
+	//
+	// Every yield also gives the CPU away (osYield), if another thread waits for it.
+	// A ring wakes the peer's thread with the kernel's "sync" hint, which places it on
+	// the ringing CPU when that one runs only the ringer, as if the ringer were about
+	// to sleep; but the ringer spins for the answer, and the peer would answer on our
+	// CPU only once the spin ended in a park, while another CPU idles.
 	var (
 		start     time.Time
 		startWall int64         // start in unix nanoseconds, for the deadline
@@ -801,6 +807,7 @@ func (s *Stream) spin(w *waiter, h lines, c0 uint64, f0, w0 uint32, dl *atomic.I
 		}
 		if yieldAll || now-yielded >= spinYieldEvery {
 			runtime.Gosched()
+			osYield()
 			yielded = now
 		}
 		if now > limit {
