@@ -14,7 +14,7 @@ import (
 // shape): opHeld and opIn each have one holder at a time, and every waiter gets its
 // turn (a lost wake-up would leave one waiting).
 func TestOpLock(t *testing.T) {
-	s := &Stream{closed: make(chan struct{}), rop: newOpLock()}
+	s := &Stream{closed: make(chan struct{})}
 	var dl atomic.Int64
 	var held, in atomic.Int32
 	check := func(c *atomic.Int32, what string) {
