@@ -103,3 +103,20 @@ func TestOpLock(t *testing.T) {
 		t.Fatalf("state %#x after all released, want 0", v)
 	}
 }
+
+// TestOpLockUncontended: operations that never wait make no kick channel.
+func TestOpLockUncontended(t *testing.T) {
+	s := &Stream{closed: make(chan struct{})}
+	var dl atomic.Int64
+	for range 3 {
+		if err := s.acquire(&s.rop, &dl, "read"); err != nil {
+			t.Fatal(err)
+		}
+		s.rop.release(opIn)
+		s.rop.enter()
+		s.rop.release(opIn | opHeld)
+	}
+	if s.rop.kickOp.Load() != nil || s.rop.kickIn.Load() != nil {
+		t.Fatal("an uncontended lock word made a kick channel")
+	}
+}
