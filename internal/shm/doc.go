@@ -135,7 +135,7 @@
 //	offset 0    producer cursor line, written by the peer (the producer into this ring)
 //	    0  u64  producer cursor: bytes written into the ring, ever
 //	    8  u64  inline tag: the producer cursor at the end of the write copied at 32
-//	   16  u32  inline length: that write's length, at most 96
+//	   16  u32  inline length: that write's length (beyond 96: no copy)
 //	   32  [96] inline copy of that write (link version 6)
 //	offset 128  consumer cursor line, written by the owner (the consumer of this ring)
 //	  128  u64  consumer cursor: bytes consumed, ever
@@ -296,8 +296,10 @@
 // The inline copy in the producer cursor line is a seqlock whose sequence is the tag: the
 // producer stores the tag (the cursor its write ends at), then the length and the bytes,
 // then the cursor, all in program order, which amd64 keeps (TSO); so it uses plain stores
-// there (an atomic store is an XCHG, which would wait for the line), and on other
-// architectures makes no copy. A reader whose validated cursor equals the tag and whose
+// there, and on other architectures makes no copy. An atomic store would be an XCHG,
+// which waits for the ring's lines before it fetches the cursor line; plain stores let
+// the CPU fetch both at once, and the cursor's Swap then finds its line at hand, which is
+// why the tag and length are stored for a write too long to copy as well. A reader whose validated cursor equals the tag and whose
 // unread bytes the copy covers loads the words it needs atomically (so in order, on every
 // architecture), then loads the tag again; if it still equals the cursor, no later copy
 // had begun, and the words are the write's; otherwise, or for any other mismatch, it reads

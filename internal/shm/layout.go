@@ -62,7 +62,7 @@ const inlineMax = 96
 type cursorLine struct {
 	cursor atomic.Uint64                // producer cursor or consumer cursor
 	tag    atomic.Uint64                // producer's: its cursor at the end of the write in inline, stored before the copy (see storeInline)
-	length atomic.Uint32                // producer's: the length of that write, at most inlineMax
+	length atomic.Uint32                // producer's: the length of that write; beyond inlineMax, there is no copy
 	_      [12]byte                     //
 	inline [inlineMax / 8]atomic.Uint64 // producer's: the bytes of that write, from the first word on
 }

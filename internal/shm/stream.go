@@ -669,9 +669,7 @@ func (s *Stream) produce(p []byte) {
 	off := s.tx.prod & (s.tx.size - 1)
 	c := storeRing(s.txRing[off:], p)
 	storeRing(s.txRing, p[c:])
-	if len(p) <= inlineMax {
-		storeInline(&s.txh.prod, s.tx.prod+uint64(len(p)), p)
-	}
+	storeInline(&s.txh.prod, s.tx.prod+uint64(len(p)), p)
 	s.publishProd(uint64(len(p)))
 }
 
