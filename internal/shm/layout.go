@@ -53,17 +53,18 @@ const (
 const inlineMax = 96
 
 // cursorLine holds one side's cursor: a monotonic byte count. The producer's line also
-// carries a copy of its last write of at most inlineMax bytes (link version 6): a reader
-// that polls the cursor then finds a small write's bytes in the line it fetched for the
-// cursor, instead of fetching the ring's line from the writer's CPU as well. The ring
-// stays authoritative: the producer writes the bytes there first, and a reader takes the
-// copy only if it is whole and covers what it reads (see loadInline), else it reads the
-// ring. The consumer's line leaves these words zero.
+// carries the tag and length of its last write, and a copy of it if it is at most
+// inlineMax bytes long (link version 6): a reader that polls the cursor then finds a
+// small write's bytes in the line it fetched for the cursor, instead of fetching the
+// ring's line from the writer's CPU as well. The ring stays authoritative: the producer
+// writes the bytes there first, and a reader takes the copy only if it is whole and
+// covers what it reads (see loadInline), else it reads the ring. The consumer's line
+// leaves these words zero.
 type cursorLine struct {
-	cursor atomic.Uint64                // producer cursor or consumer cursor
-	tag    atomic.Uint64                // producer's: its cursor at the end of the write in inline, stored before the copy (see storeInline)
-	length atomic.Uint32                // producer's: the length of that write; beyond inlineMax, there is no copy
-	_      [12]byte                     //
+	cursor atomic.Uint64 // producer cursor or consumer cursor
+	tag    atomic.Uint64 // producer's: its cursor at the end of the write in inline, stored before the copy (see storeInline)
+	length atomic.Uint32 // producer's: the length of that write; beyond inlineMax, there is no copy
+	_      [12]byte
 	inline [inlineMax / 8]atomic.Uint64 // producer's: the bytes of that write, from the first word on
 }
 
