@@ -230,10 +230,10 @@ func BenchmarkHotPath(b *testing.B) {
 // BenchmarkBareRing is the floor under BenchmarkPingPong/goroutines: the same 64-byte
 // round trip over two rings with the DMB layout and the same atomics (the writer loads
 // the consumer's flags, and its cursor only when its last view leaves too little space,
-// copies into the ring and the inline area of its cursor line, Swaps its cursor and loads
-// the reader's sleep word; the reader polls the producer cursor, loads the producer's
-// flags, copies from the inline area, Swaps its cursor and loads the writer's sleep
-// word), without a Stream: no lock, validation, deadline, spin budget or yield.
+// copies, Swaps its cursor and loads the reader's sleep word; the reader polls the
+// producer cursor, loads the producer's flags, copies, Swaps its cursor and loads the
+// writer's sleep word), without a Stream: no lock, validation, deadline, spin budget or
+// yield.
 // The cursors are published with Swap, as the stream does (see dekkerStore), not
 // Store: a plain store can linger in the store buffer while its core spins on loads,
 // which makes a Store ring slower than the stream's protocol, not a floor under it.
@@ -262,19 +262,14 @@ func BenchmarkBareRing(b *testing.B) {
 		}
 		copy(r.data[*prod&(size-1):], p)
 		*prod += uint64(len(p))
-		storeInline(&r.h.prod, *prod, p)
 		r.h.prod.cursor.Swap(*prod)
 		_ = r.h.consCtl.sleep.Load()
 	}
 	read := func(r *ring, cons *uint64, p []byte) {
-		prod := r.h.prod.cursor.Load()
-		for prod-*cons < uint64(len(p)) {
-			prod = r.h.prod.cursor.Load()
+		for r.h.prod.cursor.Load()-*cons < uint64(len(p)) {
 		}
 		_ = r.h.prodCtl.flags.Load()
-		if !r.h.prod.loadInline(p, *cons, prod) {
-			copy(p, r.data[*cons&(size-1):])
-		}
+		copy(p, r.data[*cons&(size-1):])
 		*cons += uint64(len(p))
 		r.h.cons.cursor.Swap(*cons)
 		_ = r.h.prodCtl.sleep.Load()

@@ -134,9 +134,6 @@
 //
 //	offset 0    producer cursor line, written by the peer (the producer into this ring)
 //	    0  u64  producer cursor: bytes written into the ring, ever
-//	    8  u64  inline tag: the producer cursor at the end of the write copied at 32
-//	   16  u32  inline length: that write's length (beyond 96: no copy)
-//	   32  [96] inline copy of that write (link version 6)
 //	offset 128  consumer cursor line, written by the owner (the consumer of this ring)
 //	  128  u64  consumer cursor: bytes consumed, ever
 //	offset 256  producer control line, written by the peer
@@ -152,13 +149,6 @@
 //	  408  u64  client slot: the server slot's token its stream is bound to
 //
 // (Link version 5 added the words at 396 to 408, which binding reads once.)
-//
-// A write of at most 96 bytes is also copied into the producer cursor line, after it was
-// copied into the ring and before the cursor is published (link version 6): a reader that
-// spins on the cursor line then finds the bytes of a small write in the line it fetched,
-// instead of fetching the ring's line from the writer's CPU as well. The ring stays
-// authoritative, and the copy is only a shortcut (see "Memory ordering"). The consumer
-// cursor line has the same words, unused and zero.
 //
 // A writer loads the consumer cursor only when the free space by the cursor it loaded
 // last is too small for what it writes (a cursor loaded earlier only understates the free
@@ -291,19 +281,7 @@
 // cursor atomically, after which the producer may overwrite those bytes. Go's sync/atomic
 // operations are sequentially consistent (XCHG on amd64, release/acquire instructions on
 // arm64), which is what makes "data before cursor" and "read before release" hold between
-// processes too.
-//
-// The inline copy in the producer cursor line is a seqlock whose sequence is the tag: the
-// producer stores the tag (the cursor its write ends at), then the length and the bytes,
-// then the cursor, all in program order, which amd64 keeps (TSO); so it uses plain stores
-// there, and on other architectures makes no copy. An atomic store would be an XCHG,
-// which waits for the ring's lines before it fetches the cursor line; plain stores let
-// the CPU fetch both at once, and the cursor's Swap then finds its line at hand, which is
-// why the tag and length are stored for a write too long to copy as well. A reader whose validated cursor equals the tag and whose
-// unread bytes the copy covers loads the words it needs atomically (so in order, on every
-// architecture), then loads the tag again; if it still equals the cursor, no later copy
-// had begun, and the words are the write's; otherwise, or for any other mismatch, it reads
-// the ring. Whatever the peer writes there, a reader copies only from within the line. Flags are loaded before the cursor of the same side: the producer stores
+// processes too. Flags are loaded before the cursor of the same side: the producer stores
 // its last cursor before setting "done writing", so a reader that sees the flag then loads
 // the final cursor. A side never reads back a word it writes (the peer can overwrite any
 // word in either slot); its own cursors and flags are kept in private memory and only
@@ -402,8 +380,7 @@
 // hang us past a deadline; a violation in a slot aborts that stream with a
 // [ProtocolError] (which also satisfies errors.Is(err, syscall.ECONNRESET)), and a
 // violation on the link ends the link and fails its streams. It can feed us arbitrary
-// data, which it could do over TCP too (an inline copy that does not match the ring only
-// changes the data of its own stream), and it can refuse to read or to wake us, which
+// data, which it could do over TCP too, and it can refuse to read or to wake us, which
 // looks like an idle peer: deadlines apply. It can write our poller word, which we never
 // read back: it only decides whether the peer wakes us. What its own poller word says
 // only decides whether we wake it: a lying "awake" stalls its own streams (until their

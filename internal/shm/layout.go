@@ -48,53 +48,10 @@ const (
 // fetching the line the consumer just wrote, and a reader's store of its cursor does
 // not take a line from the writer that it must fetch back.
 
-// inlineMax is the longest write whose bytes a producer also copies into its cursor
-// line (see cursorLine).
-const inlineMax = 96
-
-// cursorLine holds one side's cursor: a monotonic byte count. The producer's line also
-// carries the tag and length of its last write, and a copy of it if it is at most
-// inlineMax bytes long (link version 6): a reader that polls the cursor then finds a
-// small write's bytes in the line it fetched for the cursor, instead of fetching the
-// ring's line from the writer's CPU as well. The ring stays authoritative: the producer
-// writes the bytes there first, and a reader takes the copy only if it is whole and
-// covers what it reads (see loadInline), else it reads the ring. The consumer's line
-// leaves these words zero.
+// cursorLine holds one side's cursor: a monotonic byte count.
 type cursorLine struct {
 	cursor atomic.Uint64 // producer cursor or consumer cursor
-	tag    atomic.Uint64 // producer's: its cursor at the end of the write in inline, stored before the copy (see storeInline)
-	length atomic.Uint32 // producer's: the length of that write; beyond inlineMax, there is no copy
-	_      [12]byte
-	inline [inlineMax / 8]atomic.Uint64 // producer's: the bytes of that write, from the first word on
-}
-
-// loadInline copies the unread bytes [cons, cons+len(b)) into b from the inline copy of
-// producer line l and reports whether it did; prod is the producer cursor the reader
-// loaded (before these loads) and validated, and prod-cons >= len(b). It takes the copy
-// only if it is that of the write ending at prod and covers cons, read whole: the tag
-// equals prod before and after the bytes are loaded. A producer stores a new tag before
-// it overwrites the bytes (storeInline), so a copy that changed under the loads fails the
-// second check, and the loads are atomic, hence ordered on every architecture. Whatever a
-// peer writes into l, b gets only bytes of l's inline area: a lying copy costs the peer's
-// own stream wrong data, which it could have written into the ring as well.
-func (l *cursorLine) loadInline(b []byte, cons, prod uint64) bool {
-	if l.tag.Load() != prod {
-		return false
-	}
-	n, unread := uint64(l.length.Load()), prod-cons
-	if n > inlineMax || unread > n || uint64(len(b)) > unread {
-		return false
-	}
-	off := n - unread
-	var w [inlineMax / 8]uint64
-	for i := off / 8; i < (off+uint64(len(b))+7)/8; i++ {
-		w[i] = l.inline[i].Load()
-	}
-	if l.tag.Load() != prod {
-		return false
-	}
-	copy(b, unsafe.Slice((*byte)(unsafe.Pointer(&w)), inlineMax)[off:])
-	return true
+	_      [128 - 8]byte
 }
 
 // ctlLine holds one side's control words.
@@ -118,16 +75,8 @@ type header struct {
 }
 
 // The layout is part of the protocol between two processes built from this package
-// (link version 6): these fail to compile if it changes.
+// (link version 5): these fail to compile if it changes.
 var (
-	_ [unsafe.Sizeof(cursorLine{}) - 128]byte
-	_ [128 - unsafe.Sizeof(cursorLine{})]byte
-	_ [unsafe.Offsetof(cursorLine{}.tag) - 8]byte
-	_ [8 - unsafe.Offsetof(cursorLine{}.tag)]byte
-	_ [unsafe.Offsetof(cursorLine{}.length) - 16]byte
-	_ [16 - unsafe.Offsetof(cursorLine{}.length)]byte
-	_ [unsafe.Offsetof(cursorLine{}.inline) - 32]byte
-	_ [32 - unsafe.Offsetof(cursorLine{}.inline)]byte
 	_ [unsafe.Sizeof(header{}) - SlotHeaderSize]byte
 	_ [SlotHeaderSize - unsafe.Sizeof(header{})]byte
 	_ [unsafe.Offsetof(header{}.cons) - 128]byte

@@ -24,7 +24,7 @@ const (
 )
 
 const (
-	linkVersion  = 6 // 2: the populated window and POLL; 3: cursors and control words on lines of their own, fReleased instead of RELEASE; 4: winFinal and the producer's wrap; 5: bind on the Confirm, CANCEL instead of BIND and BINDACK; 6: the inline copy of a small write in the producer's cursor line
+	linkVersion  = 5 // 2: the populated window and POLL; 3: cursors and control words on lines of their own, fReleased instead of RELEASE; 4: winFinal and the producer's wrap; 5: bind on the Confirm, CANCEL instead of BIND and BINDACK
 	nonceLen     = 16
 	proofLen     = 32
 	maxWakeBatch = 64

@@ -441,16 +441,13 @@ func (s *Stream) growWindow(from uint64, asked bool) {
 // a peer asks, the window grows at most to the ring size we accepted.
 func (s *Stream) growRequested() { s.growWindow(s.win.Load(), true) }
 
-// consume copies validated bytes into b, from the producer's inline copy of a small
-// write when it holds them (see cursorLine), else out of the ring, and publishes the new
-// consumer cursor.
+// consume copies validated bytes out of the ring into b and publishes the new consumer
+// cursor.
 func (s *Stream) consume(b []byte) int {
 	n := min(uint64(len(b)), s.rx.avail())
-	if !s.rxh.prod.loadInline(b[:n], s.rx.cons, s.rx.prod) {
-		off := s.rx.cons & (s.rx.size - 1)
-		c := copy(b[:n], s.rxRing[off:])
-		copy(b[c:n], s.rxRing)
-	}
+	off := s.rx.cons & (s.rx.size - 1)
+	c := copy(b[:n], s.rxRing[off:])
+	copy(b[c:n], s.rxRing)
 	s.advanceRx(n)
 	return int(n)
 }
@@ -663,13 +660,11 @@ func (s *Stream) pollTx(need uint64) error {
 	return nil
 }
 
-// produce copies p (at most the free space) into the peer's ring and, if it is small,
-// into the inline area of the producer's cursor line (see cursorLine), and publishes it.
+// produce copies p (at most the free space) into the peer's ring and publishes it.
 func (s *Stream) produce(p []byte) {
 	off := s.tx.prod & (s.tx.size - 1)
 	c := storeRing(s.txRing[off:], p)
 	storeRing(s.txRing, p[c:])
-	storeInline(&s.txh.prod, s.tx.prod+uint64(len(p)), p)
 	s.publishProd(uint64(len(p)))
 }
 
