@@ -283,11 +283,11 @@
 // then stores the consumer cursor atomically, after which the producer may overwrite
 // those bytes. Go's sync/atomic operations are sequentially consistent (XCHG on amd64,
 // release/acquire instructions on arm64), which is what makes "data before cursor" and
-// "read before release" hold between processes too. Flags are loaded before the cursor of the same side: the producer stores
-// its last cursor before setting "done writing", so a reader that sees the flag then loads
-// the final cursor. A side never reads back a word it writes (the peer can overwrite any
-// word in either slot); its own cursors and flags are kept in private memory and only
-// published.
+// "read before release" hold between processes too. Flags are loaded before the cursor
+// of the same side: the producer stores its last cursor before setting "done writing",
+// so a reader that sees the flag then loads the final cursor. A side never reads back a
+// word it writes (the peer can overwrite any word in either slot); its own cursors and
+// flags are kept in private memory and only published.
 //
 // # Wake-ups
 //
