@@ -672,9 +672,12 @@ func (s *Stream) produce(p []byte) {
 // The data is written with ordinary stores before the cursor is stored atomically (a
 // release on every architecture Go supports), so a reader that loads the new cursor sees
 // the data. Store-then-load of the peer's sleep word pairs with the reader's
-// announce-then-recheck, as in advanceRx.
+// announce-then-recheck, as in advanceRx. On amd64 a plain store of the cursor comes
+// first (storeAhead), so that the CPU fetches the cursor's line, which the peer's
+// reader holds, while the ring's lines are still on their way.
 func (s *Stream) publishProd(n uint64) {
 	s.tx.prod += n
+	storeAhead(&s.txh.prod.cursor, s.tx.prod)
 	s.txh.prod.cursor.Swap(s.tx.prod) // Swap, not Store: see dekkerStore
 	if v := s.txh.consCtl.sleep.Load(); v != 0 {
 		s.ring(&s.ww, v, wakeData)
