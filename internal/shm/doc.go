@@ -12,9 +12,9 @@
 // All the streams between a client process and a server process run over one link: a
 // Unix seqpacket connection from the client to the server's [Endpoint]. A server keeps
 // one link per client process, named by the random [PeerID] the client puts in its CLC
-// Proposal; a client keeps its links by endpoint address and link ID. A link ID is the
-// endpoint's 16-bit ID (from which its address is derived, see [Addr]) << 16 | a 16-bit
-// link index that is not reused quickly.
+// Proposal; a client keeps its links by endpoint directory and link ID, which name the
+// endpoint's address. A link ID is the endpoint's 16-bit ID (from which its address is
+// derived, see [Addr]) << 16 | a 16-bit link index that is not reused quickly.
 //
 // When the client has no link to the server, the Accept's token is not a slot but a
 // one-time random secret of a new link, and the client sets it up:

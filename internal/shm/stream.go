@@ -119,8 +119,6 @@ func newStream(l *link, g *segment, i int, tok uint64, pg *segment, pi int, ptok
 		tx:     txCursor{size: uint64(pg.ringSize), win: uint64(initialWindow(pg.ringSize))},
 		rw:     waiter{wake: make(chan struct{}, 1), idx: -1, misses: m},
 		ww:     waiter{wake: make(chan struct{}, 1), idx: -1, misses: m},
-		rop:    newOpLock(),
-		wop:    newOpLock(),
 		closed: make(chan struct{}),
 	}
 	s.rw.s, s.ww.s = s, s
