@@ -47,9 +47,7 @@ type Conn struct {
 	closed        bool
 	readDeadline  time.Time
 	writeDeadline time.Time
-	hsCtx         context.Context    // the running handshake's context, else nil
-	hsDeadline    time.Time          // the running handshake's deadline, else zero
-	hsCancel      context.CancelFunc // cancels the running handshake, else nil
+	hsCtx         *handshakeContext // the running handshake's context, else nil
 
 	linger atomic.Int64 // seconds as in SetLinger; -1 (the default) is the OS default
 
@@ -95,6 +93,11 @@ func (c *Conn) Handshake() error { return c.HandshakeContext(context.Background(
 // unchanged. A server that answers our Proposal with non-CLC bytes fails the dial:
 // the Proposal is already in its stream, so the connection cannot be saved.
 func (c *Conn) HandshakeContext(ctx context.Context) error {
+	return c.handshakeUntil(ctx, time.Time{})
+}
+
+// handshakeUntil is HandshakeContext with a further deadline dl, unless zero.
+func (c *Conn) handshakeUntil(ctx context.Context, dl time.Time) error {
 	if c.handshakeDone.Load() {
 		return nil
 	}
@@ -106,7 +109,7 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 	if c.handshakeDone.Load() {
 		return nil
 	}
-	if err := c.runHandshake(ctx); err != nil {
+	if err := c.runHandshake(ctx, dl); err != nil {
 		c.handshakeErr = err
 		return err
 	}
@@ -180,8 +183,10 @@ func (c *Conn) Close() error {
 	}
 	c.closed = true
 	stream := c.stream
-	if c.hsCancel != nil {
-		c.hsCancel() // ends a handshake waiting on shared-memory set-up too
+	if c.hsCtx != nil {
+		// End the handshake: a wait on shared-memory set-up, and blocked TCP I/O.
+		c.hsCtx.cancel(context.Canceled)
+		c.tcp.SetDeadline(aLongTimeAgo)
 	}
 	c.mu.Unlock()
 	c.unregister() // before the shared memory goes

@@ -77,12 +77,9 @@ func (d *Dialer) dialOffer(ctx context.Context, s *signal.Signaller, network, ad
 	var nd net.Dialer
 	d.netDialer(&nd)
 	policy := d.Config.policy()
-	if dl := d.deadline(); !dl.IsZero() {
-		// Timeout and Deadline bound the SMC handshake too, as tls.Dialer's do.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, dl)
-		defer cancel()
-	}
+	// Timeout and Deadline bound the SMC handshake too, as tls.Dialer's do; nd
+	// applies them to the connect itself.
+	dl := d.deadline()
 	// The sock_ops program sees only an MPTCP socket's subflows, so a socket that
 	// offers SMC is plain TCP (net.Dialer uses MPTCP only when GODEBUG asks).
 	nd.SetMultipathTCP(false)
@@ -130,7 +127,7 @@ func (d *Dialer) dialOffer(ctx context.Context, s *signal.Signaller, network, ad
 	}
 	count(registry.ClientNegotiated)
 	conn := newConn(tc, true, d.Config, res)
-	if err := conn.HandshakeContext(ctx); err != nil {
+	if err := conn.handshakeUntil(ctx, dl); err != nil {
 		conn.Close()
 		return nil, &net.OpError{Op: "dial", Net: network, Source: tc.LocalAddr(), Addr: tc.RemoteAddr(), Err: err}
 	}

@@ -19,35 +19,31 @@ import (
 // data path it settles on.
 //
 // The whole handshake, shared-memory set-up included, runs under one context that
-// ends at the earliest of ctx's deadline and Config.HandshakeTimeout, and that
-// Close cancels. Its TCP I/O is bounded by the same deadline and by the caller's
-// own read and write deadlines, each for its own direction, as crypto/tls's
-// handshake I/O is; the caller's deadlines are back in place before any other
-// Read or Write can see the connection as handshaken.
-func (c *Conn) runHandshake(ctx context.Context) error {
-	dl := time.Now().Add(c.config.handshakeTimeout())
-	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
-		dl = d
+// ends at the earliest of ctx's deadline, dl (if not zero) and Config.HandshakeTimeout,
+// and that Close cancels. Its TCP I/O is bounded by the same deadline and by the
+// caller's own read and write deadlines, each for its own direction, as crypto/tls's
+// handshake I/O is; the caller's deadlines are back in place before any other Read or
+// Write can see the connection as handshaken.
+func (c *Conn) runHandshake(ctx context.Context, dl time.Time) error {
+	dl = earliest(dl, time.Now().Add(c.config.handshakeTimeout()))
+	if d, ok := ctx.Deadline(); ok {
+		dl = earliest(dl, d)
 	}
-	hctx, cancel := context.WithDeadline(ctx, dl)
-	defer cancel()
+	// When the caller's ctx ends, interrupt blocked TCP I/O. The callback checks hsCtx
+	// under mu, so it cannot act after the handshake ended. (Close interrupts it
+	// itself, and the deadline is on the TCP connection already.)
+	hctx := newHandshakeContext(ctx, dl, c.interruptHandshake)
+	// Ending hctx stops its timer, if Done armed one, and its watch of ctx, and ends
+	// whatever still waits on it.
+	defer hctx.cancel(context.Canceled)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return errClosedHandshake
 	}
-	c.hsCtx, c.hsDeadline, c.hsCancel = hctx, dl, cancel
+	c.hsCtx = hctx
 	c.applyDeadlinesLocked()
 	c.mu.Unlock()
-	// When hctx ends (deadline, caller's ctx, Close), interrupt blocked TCP I/O. The
-	// callback checks hsCancel under mu, so it cannot act after the handshake ended.
-	stop := context.AfterFunc(hctx, func() {
-		c.mu.Lock()
-		if c.hsCancel != nil {
-			c.tcp.SetDeadline(aLongTimeAgo)
-		}
-		c.mu.Unlock()
-	})
 	var err error
 	c.noteHandshakeStart()
 	if c.isClient {
@@ -56,9 +52,8 @@ func (c *Conn) runHandshake(ctx context.Context) error {
 		err = c.serverHandshake(hctx)
 	}
 	c.noteHandshakeEnd(err)
-	stop()
 	c.mu.Lock()
-	c.hsCtx, c.hsDeadline, c.hsCancel = nil, time.Time{}, nil
+	c.hsCtx = nil
 	c.applyDeadlinesLocked()
 	closed := c.closed
 	c.mu.Unlock()
@@ -84,6 +79,16 @@ func (c *Conn) runHandshake(ctx context.Context) error {
 	return err
 }
 
+// interruptHandshake interrupts the blocked TCP I/O of the handshake running under h,
+// if it is still running.
+func (c *Conn) interruptHandshake(h *handshakeContext) {
+	c.mu.Lock()
+	if c.hsCtx == h {
+		c.tcp.SetDeadline(aLongTimeAgo)
+	}
+	c.mu.Unlock()
+}
+
 // errClosedHandshake is the handshake's error once the Conn was closed.
 var errClosedHandshake = fmt.Errorf("smc: handshake: %w", net.ErrClosed)
 
@@ -91,14 +96,20 @@ var errClosedHandshake = fmt.Errorf("smc: handshake: %w", net.ErrClosed)
 var aLongTimeAgo = time.Unix(1, 0)
 
 // applyDeadlinesLocked puts the effective deadlines on the TCP connection: the
-// caller's, each bounded by the handshake's while one runs. c.mu must be held.
+// caller's, each bounded by the handshake's while one runs, in one call when they
+// are the same (one runtime timer rather than two). c.mu must be held.
 func (c *Conn) applyDeadlinesLocked() {
 	rdl, wdl := c.readDeadline, c.writeDeadline
-	switch {
-	case c.hsCtx != nil && c.hsCtx.Err() != nil:
-		rdl, wdl = aLongTimeAgo, aLongTimeAgo // the handshake was cancelled: stay interrupted
-	case !c.hsDeadline.IsZero():
-		rdl, wdl = earliest(rdl, c.hsDeadline), earliest(wdl, c.hsDeadline)
+	if h := c.hsCtx; h != nil {
+		if h.Err() != nil {
+			rdl, wdl = aLongTimeAgo, aLongTimeAgo // the handshake was cancelled: stay interrupted
+		} else {
+			rdl, wdl = earliest(rdl, h.deadline), earliest(wdl, h.deadline)
+		}
+	}
+	if rdl.Equal(wdl) {
+		c.tcp.SetDeadline(rdl)
+		return
 	}
 	c.tcp.SetReadDeadline(rdl)
 	c.tcp.SetWriteDeadline(wdl)
@@ -114,28 +125,61 @@ func earliest(a, b time.Time) time.Time {
 
 // writeCLC sends one CLC message on the TCP connection.
 func (c *Conn) writeCLC(m wire.Message) error {
-	if _, err := c.tcp.Write(m.Append(make([]byte, 0, m.Length()))); err != nil {
+	b := clcBufs.Get().(*[]byte)
+	*b = m.Append((*b)[:0])
+	err := c.writeRaw(*b)
+	clcBufs.Put(b)
+	return err
+}
+
+// clcBufs holds buffers for writeCLC's encodings, each of capacity
+// wire.MaxMessageLen.
+var clcBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, wire.MaxMessageLen)
+	return &b
+}}
+
+// writeRaw sends the encoding of one CLC message on the TCP connection.
+func (c *Conn) writeRaw(b []byte) error {
+	if _, err := c.tcp.Write(b); err != nil {
 		return fmt.Errorf("smc: sending CLC message: %w", err)
 	}
 	return nil
 }
 
-// readCLC reads and decodes one CLC message, in one read when it arrived whole. raw
-// holds every byte of it consumed, also on error: after an error wrapping
-// wire.ErrNotCLC they are application data. Bytes read past the message are kept in
-// c.ahead: the next readCLC reads them first, and finishTCP hands them to the
-// application.
-func (c *Conn) readCLC() (m wire.Message, raw []byte, err error) {
+// readCLC reads and decodes one CLC message, in one read when it arrived whole, and
+// returns it with the version its header announces (see versionOf), also on error.
+// After an error wrapping wire.ErrNotCLC every byte it consumed is application data:
+// it is in c.ahead. Bytes read past a message are kept in c.ahead too: the next
+// readCLC reads them first, and finishTCP hands them to the application. The read
+// buffer is pooled; c.ahead never points into it.
+func (c *Conn) readCLC() (m wire.Message, version uint8, err error) {
 	var r io.Reader = c.tcp
 	if len(c.ahead) > 0 {
 		r = io.MultiReader(bytes.NewReader(c.ahead), c.tcp)
 	}
-	raw, c.ahead, err = wire.ReadMessageAhead(r, make([]byte, 0, wire.MaxMessageLen))
+	b := clcBufs.Get().(*[]byte)
+	defer clcBufs.Put(b)
+	raw, ahead, err := wire.ReadMessageAhead(r, (*b)[:0])
+	c.ahead = bytes.Clone(ahead)
+	version = versionOf(raw)
 	if err != nil {
-		return nil, raw, err
+		if errors.Is(err, wire.ErrNotCLC) {
+			c.ahead = bytes.Clone(raw)
+		}
+		return nil, version, err
 	}
 	m, err = wire.Parse(raw)
-	return m, raw, err
+	return m, version, err
+}
+
+// versionOf returns the version of the raw message's header, so that a Decline
+// answers in the version of the message it refuses (Linux does the same).
+func versionOf(raw []byte) uint8 {
+	if len(raw) >= wire.HeaderLen && raw[7]>>4 >= wire.Version2 {
+		return wire.Version2
+	}
+	return wire.Version1
 }
 
 // checkNothingAhead returns an error if the peer sent bytes after the CLC message
@@ -170,13 +214,13 @@ func (c *Conn) decline(reason Reason, code wire.Code, version uint8) error {
 // code of the *wire.ParseError when they are a malformed or unsupported CLC message;
 // and ReasonIntErr when the stream itself failed (a deadline, a reset, Close).
 func readErrorReason(err error) Reason {
-	var pe *wire.ParseError
 	switch {
 	case err == nil:
 		return ReasonNone
 	case errors.Is(err, wire.ErrNotCLC):
 		return ReasonPeerNotCLC
-	case errors.As(err, &pe):
+	}
+	if pe, ok := errors.AsType[*wire.ParseError](err); ok {
 		return Reason(pe.Code)
 	}
 	return ReasonIntErr

@@ -3,6 +3,7 @@ package smc
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/smc-go/smc/internal/shm"
 	"github.com/smc-go/smc/internal/wire"
@@ -49,7 +50,7 @@ func (hs *clientHandshakeState) handshake() error {
 		// without an SMC device does.
 		return c.decline(ReasonNoSMCDev, wire.CodeNoSMCDev, wire.Version1)
 	}
-	if err := c.writeCLC(hs.proposal()); err != nil {
+	if err := c.writeRaw(proposalBytes()); err != nil {
 		return c.handshakeError(ReasonIntErr, err)
 	}
 	m, _, err := c.readCLC()
@@ -107,8 +108,17 @@ func (hs *clientHandshakeState) decline(reason Reason) error {
 	return hs.c.decline(reason, declineCode(reason), wire.Version2)
 }
 
-// proposal returns the client's Proposal: SMC-D v2 only, with this host's device.
-func (hs *clientHandshakeState) proposal() *wire.Proposal {
+// proposalBytes returns the encoding of the client's Proposal, the same for every
+// connection of the process, so it is encoded once. Call it only once localGID
+// succeeded.
+var proposalBytes = sync.OnceValue(func() []byte {
+	gid, _ := localGID()
+	return proposal(gid).Append(nil)
+})
+
+// proposal returns the client's Proposal for this host's GID: SMC-D v2 only, with
+// this host's device.
+func proposal(gid [2]uint64) *wire.Proposal {
 	return &wire.Proposal{
 		TypeV1:      wire.SMCTypeN,
 		TypeV2:      wire.SMCTypeD,
@@ -116,7 +126,7 @@ func (hs *clientHandshakeState) proposal() *wire.Proposal {
 		PeerID:      [8]byte(shm.ProcessID()),
 		UEIDs:       []wire.EID{localEID},
 		FeatureMask: 1, // Emulated-ISM: 128-bit GIDs as two entries
-		GIDs:        wire.GIDEntries(wire.ISMDevice{CHID: localCHID, GID: hs.gid[0], GIDExt: hs.gid[1]}),
+		GIDs:        wire.GIDEntries(wire.ISMDevice{CHID: localCHID, GID: gid[0], GIDExt: gid[1]}),
 	}
 }
 

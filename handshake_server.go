@@ -47,12 +47,12 @@ func (c *Conn) serverHandshake(ctx context.Context) error {
 func (hs *serverHandshakeState) handshake() error {
 	c := hs.c
 	overLimit := !hs.takeSlot()
-	m, raw, err := c.readCLC()
+	m, version, err := c.readCLC()
 	switch r := readErrorReason(err); r {
 	case ReasonNone:
 	case ReasonPeerNotCLC:
 		c.logDecision("client does not speak CLC", r, 0)
-		c.ahead = raw // every byte consumed: the application's
+		// Every byte consumed, in c.ahead, is the application's.
 		return c.finishTCP(r, 0)
 	case ReasonIntErr:
 		return c.handshakeError(r, fmt.Errorf("smc: waiting for CLC proposal: %w", err))
@@ -60,14 +60,14 @@ func (hs *serverHandshakeState) handshake() error {
 		if overLimit {
 			break
 		}
-		return c.decline(r, wire.Code(r), versionOf(raw))
+		return c.decline(r, wire.Code(r), version)
 	}
 	if d, ok := m.(*wire.Decline); ok {
 		return c.peerDeclined(d)
 	}
 	if overLimit {
 		// The peer hears of a resource shortage; locally the reason is the limit.
-		return c.decline(ReasonHandshakeLimit, wire.CodeMem, versionOf(raw))
+		return c.decline(ReasonHandshakeLimit, wire.CodeMem, version)
 	}
 	p, ok := m.(*wire.Proposal)
 	if !ok {
@@ -208,13 +208,4 @@ func offersDevice(p *wire.Proposal, gid [2]uint64) bool {
 		}
 	}
 	return false
-}
-
-// versionOf returns the version of the raw message's header, so that a Decline
-// answers in the version of the message it refuses (Linux does the same).
-func versionOf(raw []byte) uint8 {
-	if len(raw) >= wire.HeaderLen && raw[7]>>4 >= wire.Version2 {
-		return wire.Version2
-	}
-	return wire.Version1
 }

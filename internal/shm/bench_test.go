@@ -230,10 +230,10 @@ func BenchmarkHotPath(b *testing.B) {
 // BenchmarkBareRing is the floor under BenchmarkPingPong/goroutines: the same 64-byte
 // round trip over two rings with the DMB layout and the same atomics (the writer loads
 // the consumer's flags, and its cursor only when its last view leaves too little space,
-// copies, Swaps its cursor and loads the reader's sleep word; the reader polls the
-// producer cursor, loads the producer's flags, copies, Swaps its cursor and loads the
-// writer's sleep word), without a Stream: no lock, validation, deadline, spin budget or
-// yield.
+// copies, stores its cursor ahead (storeAhead), Swaps it and loads the reader's sleep
+// word; the reader polls the producer cursor, loads the producer's flags, copies, Swaps
+// its cursor and loads the writer's sleep word), without a Stream: no lock, validation,
+// deadline, spin budget or yield.
 // The cursors are published with Swap, as the stream does (see dekkerStore), not
 // Store: a plain store can linger in the store buffer while its core spins on loads,
 // which makes a Store ring slower than the stream's protocol, not a floor under it.
@@ -262,6 +262,7 @@ func BenchmarkBareRing(b *testing.B) {
 		}
 		copy(r.data[*prod&(size-1):], p)
 		*prod += uint64(len(p))
+		storeAhead(&r.h.prod.cursor, *prod)
 		r.h.prod.cursor.Swap(*prod)
 		_ = r.h.consCtl.sleep.Load()
 	}

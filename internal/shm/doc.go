@@ -12,9 +12,9 @@
 // All the streams between a client process and a server process run over one link: a
 // Unix seqpacket connection from the client to the server's [Endpoint]. A server keeps
 // one link per client process, named by the random [PeerID] the client puts in its CLC
-// Proposal; a client keeps its links by endpoint address and link ID. A link ID is the
-// endpoint's 16-bit ID (from which its address is derived, see [Addr]) << 16 | a 16-bit
-// link index that is not reused quickly.
+// Proposal; a client keeps its links by endpoint directory and link ID, which name the
+// endpoint's address. A link ID is the endpoint's 16-bit ID (from which its address is
+// derived, see [Addr]) << 16 | a 16-bit link index that is not reused quickly.
 //
 // When the client has no link to the server, the Accept's token is not a slot but a
 // one-time random secret of a new link, and the client sets it up:
@@ -279,16 +279,18 @@
 // The producer copies data into the ring with ordinary stores (on amd64, copies of 2 KiB
 // and more with REP MOVSB, or non-temporal stores where the string move would be slow,
 // which write whole cache lines without first fetching them from the reader's CPU,
-// followed by SFENCE: see storeRing), then stores the producer cursor atomically; the
-// consumer loads the cursor atomically, then copies the data out, then stores the consumer
-// cursor atomically, after which the producer may overwrite those bytes. Go's sync/atomic
-// operations are sequentially consistent (XCHG on amd64, release/acquire instructions on
-// arm64), which is what makes "data before cursor" and "read before release" hold between
-// processes too. Flags are loaded before the cursor of the same side: the producer stores
-// its last cursor before setting "done writing", so a reader that sees the flag then loads
-// the final cursor. A side never reads back a word it writes (the peer can overwrite any
-// word in either slot); its own cursors and flags are kept in private memory and only
-// published.
+// followed by SFENCE: see storeRing), then stores the producer cursor atomically (on
+// amd64 with a plain store first, which amd64 keeps after the data's, so that the CPU
+// fetches the cursor's line from the reader while the data's lines are on their way:
+// see storeAhead); the consumer loads the cursor atomically, then copies the data out,
+// then stores the consumer cursor atomically, after which the producer may overwrite
+// those bytes. Go's sync/atomic operations are sequentially consistent (XCHG on amd64,
+// release/acquire instructions on arm64), which is what makes "data before cursor" and
+// "read before release" hold between processes too. Flags are loaded before the cursor
+// of the same side: the producer stores its last cursor before setting "done writing",
+// so a reader that sees the flag then loads the final cursor. A side never reads back a
+// word it writes (the peer can overwrite any word in either slot); its own cursors and
+// flags are kept in private memory and only published.
 //
 // # Wake-ups
 //

@@ -629,7 +629,10 @@ func Connect(ctx context.Context, dir string, linkID uint32, token uint64, size,
 	if !validRingSize(size) || !validRingSize(peerSize) || peerSize > maxPeer {
 		return nil, ErrBadSize
 	}
-	key := clientKey{Addr(dir, uint16(linkID>>16)), linkID}
+	if dir != "" {
+		dir = filepath.Clean(dir) // as Addr's filepath.Join does: one key per address
+	}
+	key := clientKey{dir, linkID}
 	l, stok, err := clientLink(ctx, dir, key, token, maxPeer)
 	if err != nil {
 		return nil, err
@@ -680,7 +683,7 @@ func clientLink(ctx context.Context, dir string, key clientKey, token uint64, ma
 			case <-ch:
 				continue
 			case <-ctx.Done():
-				return nil, 0, fmt.Errorf("smc: shm: connect %s: waiting for the link being set up: %w", key.addr, ctx.Err())
+				return nil, 0, fmt.Errorf("smc: shm: connect %s: waiting for the link being set up: %w", key.addr(), ctx.Err())
 			}
 		}
 		if clientLinks.dialing == nil {
@@ -708,12 +711,12 @@ func dialLink(ctx context.Context, dir string, key clientKey, token uint64, maxP
 		}
 	}
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unixpacket", key.addr)
+	conn, err := d.DialContext(ctx, "unixpacket", key.addr())
 	if err != nil {
 		if unreachable(err) {
-			return nil, 0, fmt.Errorf("%w: %s: %v", ErrUnreachable, key.addr, err)
+			return nil, 0, fmt.Errorf("%w: %s: %v", ErrUnreachable, key.addr(), err)
 		}
-		return nil, 0, fmt.Errorf("smc: shm: connect %s: %w", key.addr, err)
+		return nil, 0, fmt.Errorf("smc: shm: connect %s: %w", key.addr(), err)
 	}
 	c := conn.(*net.UnixConn)
 	fail := func(err error) (*link, uint64, error) {
@@ -721,7 +724,7 @@ func dialLink(ctx context.Context, dir string, key clientKey, token uint64, maxP
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return nil, 0, fmt.Errorf("smc: shm: connect %s: %w", key.addr, err)
+		return nil, 0, fmt.Errorf("smc: shm: connect %s: %w", key.addr(), err)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
@@ -770,7 +773,7 @@ func dialLink(ctx context.Context, dir string, key clientKey, token uint64, maxP
 		return nil, 0, ErrOfferClosed
 	case <-ctx.Done():
 		l.shutdown(nil)
-		return nil, 0, fmt.Errorf("smc: shm: connect %s: %w", key.addr, ctx.Err())
+		return nil, 0, fmt.Errorf("smc: shm: connect %s: %w", key.addr(), ctx.Err())
 	}
 }
 

@@ -1159,11 +1159,15 @@ func b2u(b bool) uint32 {
 	return 0
 }
 
-// Client links, by endpoint address and link ID.
+// Client links, by endpoint directory (cleaned, "" for abstract sockets) and link ID,
+// which name the endpoint's address without it being formatted per connection.
 type clientKey struct {
-	addr string
-	id   uint32
+	dir string
+	id  uint32
 }
+
+// addr returns the address of the endpoint that serves the key's link.
+func (k clientKey) addr() string { return Addr(k.dir, uint16(k.id>>16)) }
 
 var clientLinks struct {
 	mu      sync.Mutex

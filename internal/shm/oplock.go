@@ -26,11 +26,13 @@ import (
 // kicks its class: no wake-up is lost. Kicks go through a channel of capacity 1 per
 // class and may be spurious or coalesce; all waiters of a class wait for the same bits,
 // so one that is kicked and finds them taken again waits for that taker's release,
-// which will see it.
+// which will see it. A class's channel is made by its first waiter, before that one
+// counts itself: a release that sees a waiter finds the channel, and a stream whose
+// lock nobody waits for makes none. The zero opLock is free.
 type opLock struct {
 	state  atomic.Int64
-	kickOp chan struct{} // capacity 1: bits were released while an operation waited
-	kickIn chan struct{} // capacity 1: opIn was released while someone waited for it
+	kickOp atomic.Pointer[chan struct{}] // capacity 1: bits were released while an operation waited
+	kickIn atomic.Pointer[chan struct{}] // capacity 1: opIn was released while someone waited for it
 }
 
 const (
@@ -42,8 +44,16 @@ const (
 	opWaitOpMask = opWaitIn - opWaitOp
 )
 
-func newOpLock() opLock {
-	return opLock{kickOp: make(chan struct{}, 1), kickIn: make(chan struct{}, 1)}
+// kickChan returns the kick channel in p, making it if it is not there yet.
+func kickChan(p *atomic.Pointer[chan struct{}]) chan struct{} {
+	if c := p.Load(); c != nil {
+		return *c
+	}
+	c := make(chan struct{}, 1)
+	if p.CompareAndSwap(nil, &c) {
+		return c
+	}
+	return *p.Load()
 }
 
 // acquire starts an operation on op, one of the stream's two lock words: it takes
@@ -57,6 +67,7 @@ func (s *Stream) acquire(op *opLock, dl *atomic.Int64, name string) error {
 
 // acquireSlow is acquire for a word that was not zero.
 func (s *Stream) acquireSlow(op *opLock, dl *atomic.Int64, name string) error {
+	kick := kickChan(&op.kickOp)
 	op.state.Add(opWaitOp)
 	var timer *time.Timer
 	defer func() {
@@ -83,7 +94,7 @@ func (s *Stream) acquireSlow(op *opLock, dl *atomic.Int64, name string) error {
 			timeout = timer.C
 		}
 		select {
-		case <-op.kickOp:
+		case <-kick:
 		case <-s.closed:
 			op.state.Add(-opWaitOp)
 			return errClosed(name)
@@ -101,12 +112,13 @@ func (o *opLock) enter() {
 	if v := o.state.Load(); v&opIn == 0 && o.state.CompareAndSwap(v, v|opIn) {
 		return
 	}
+	kick := kickChan(&o.kickIn)
 	o.state.Add(opWaitIn)
 	for {
 		if v := o.state.Load(); v&opIn == 0 && o.state.CompareAndSwap(v, v-opWaitIn+opIn) {
 			return
 		}
-		<-o.kickIn
+		<-kick
 	}
 }
 
@@ -115,9 +127,9 @@ func (o *opLock) enter() {
 func (o *opLock) release(bits int64) {
 	v := o.state.Add(-bits)
 	if v&opWaitOpMask != 0 {
-		kickOne(o.kickOp)
+		kickOne(*o.kickOp.Load()) // made by the waiter before it counted itself
 	}
 	if v >= opWaitIn {
-		kickOne(o.kickIn)
+		kickOne(*o.kickIn.Load())
 	}
 }

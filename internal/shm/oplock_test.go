@@ -14,7 +14,7 @@ import (
 // shape): opHeld and opIn each have one holder at a time, and every waiter gets its
 // turn (a lost wake-up would leave one waiting).
 func TestOpLock(t *testing.T) {
-	s := &Stream{closed: make(chan struct{}), rop: newOpLock()}
+	s := &Stream{closed: make(chan struct{})}
 	var dl atomic.Int64
 	var held, in atomic.Int32
 	check := func(c *atomic.Int32, what string) {
@@ -101,5 +101,22 @@ func TestOpLock(t *testing.T) {
 	s.rop.release(opHeld)
 	if v := s.rop.state.Load(); v != 0 {
 		t.Fatalf("state %#x after all released, want 0", v)
+	}
+}
+
+// TestOpLockUncontended: operations that never wait make no kick channel.
+func TestOpLockUncontended(t *testing.T) {
+	s := &Stream{closed: make(chan struct{})}
+	var dl atomic.Int64
+	for range 3 {
+		if err := s.acquire(&s.rop, &dl, "read"); err != nil {
+			t.Fatal(err)
+		}
+		s.rop.release(opIn)
+		s.rop.enter()
+		s.rop.release(opIn | opHeld)
+	}
+	if s.rop.kickOp.Load() != nil || s.rop.kickIn.Load() != nil {
+		t.Fatal("an uncontended lock word made a kick channel")
 	}
 }

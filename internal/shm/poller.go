@@ -68,6 +68,9 @@ var poller = pollerState{seq: 1}
 func (w *waiter) register() bool {
 	p := &poller
 	l := w.s.link
+	if w.role == nil {
+		w.role = make(chan struct{}, 1) // on the first wait: most streams never park
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	w.idx = len(p.waiters)

@@ -1,6 +1,9 @@
 package shm
 
-import "unsafe"
+import (
+	"sync/atomic"
+	"unsafe"
+)
 
 // storeRingMin is the shortest copy that storeRing makes with REP MOVSB. Shorter copies
 // (the small messages whose latency matters most) keep the built-in copy, which starts
@@ -50,3 +53,14 @@ func stringMove(dst, src *byte, n int)
 //
 //go:noescape
 func streamDown(dst, src *byte, n int)
+
+// storeAhead stores v into the cursor word c with a plain store, just before the Swap
+// that publishes it (see publishProd). On amd64 stores become visible in program order
+// (TSO), so the plain store still follows the data it publishes. What it changes is when
+// the CPU fetches the cursor's line, which the peer's reader, polling it, holds. A Swap
+// alone (an XCHG) waits for every earlier store, the ring's lines among them, to
+// complete, and by all appearances fetches its own line only then; a plain store's line
+// can be fetched while those are still on their way, and the Swap then finds it at hand
+// (BenchmarkBareRing measures the protocol with it). The Swap stays the store of
+// Dekker's pattern (see dekkerStore).
+func storeAhead(c *atomic.Uint64, v uint64) { *(*uint64)(unsafe.Pointer(c)) = v }

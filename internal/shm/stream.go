@@ -75,7 +75,7 @@ type Stream struct {
 type waiter struct {
 	s      *Stream
 	wake   chan struct{} // capacity 1: a pending kick (peer wake-up, poller, close, deadline change)
-	role   chan struct{} // capacity 1: the link's role handed to w (see pollerState.designateLocked)
+	role   chan struct{} // capacity 1: the link's role handed to w (see pollerState.designateLocked); made by register
 	seq    uint32        // sequence number of our last announced sleep
 	misses uint          // spins in a row that ended in a park
 	waits  uint          // waits so far, to space out probing spins
@@ -123,10 +123,8 @@ func newStream(l *link, g *segment, i int, tok uint64, pg *segment, pi int, ptok
 		rxRing: g.ring(i), txRing: pg.ring(pi), rxh: g.header(i), txh: pg.header(pi),
 		rx:     rxCursor{size: uint64(g.ringSize), win: uint64(initialWindow(g.ringSize))},
 		tx:     txCursor{size: uint64(pg.ringSize), win: uint64(initialWindow(pg.ringSize))},
-		rw:     waiter{wake: make(chan struct{}, 1), role: make(chan struct{}, 1), idx: -1, misses: m},
-		ww:     waiter{wake: make(chan struct{}, 1), role: make(chan struct{}, 1), idx: -1, misses: m},
-		rop:    newOpLock(),
-		wop:    newOpLock(),
+		rw:     waiter{wake: make(chan struct{}, 1), idx: -1, misses: m},
+		ww:     waiter{wake: make(chan struct{}, 1), idx: -1, misses: m},
 		closed: make(chan struct{}),
 	}
 	s.rw.s, s.ww.s = s, s
@@ -680,9 +678,12 @@ func (s *Stream) produce(p []byte) {
 // The data is written with ordinary stores before the cursor is stored atomically (a
 // release on every architecture Go supports), so a reader that loads the new cursor sees
 // the data. Store-then-load of the peer's sleep word pairs with the reader's
-// announce-then-recheck, as in advanceRx.
+// announce-then-recheck, as in advanceRx. On amd64 a plain store of the cursor comes
+// first (storeAhead), so that the CPU fetches the cursor's line, which the peer's
+// reader holds, while the ring's lines are still on their way.
 func (s *Stream) publishProd(n uint64) {
 	s.tx.prod += n
+	storeAhead(&s.txh.prod.cursor, s.tx.prod)
 	s.txh.prod.cursor.Swap(s.tx.prod) // Swap, not Store: see dekkerStore
 	if v := s.txh.consCtl.sleep.Load(); v != 0 {
 		s.ring(&s.ww, v, wakeData)
