@@ -105,8 +105,7 @@
 //
 // Every message is one datagram: a type byte, 7 zero bytes and a body of fixed length,
 // little-endian, strictly parsed; an unknown type, a wrong length, a non-zero reserved
-// field, a descriptor on any message but SEG and POLL, or another number of them than
-// one on SEG and two on POLL is a violation and ends the link.
+// field or a descriptor on any message but SEG and POLL is a violation and ends the link.
 //
 //	SEG{idx, ringSize, nslots} + memfd  owner → peer: a new segment; the peer maps it
 //	SEGACK{idx, ok}                     the owner hands out its slots only after ok
@@ -114,11 +113,9 @@
 //	CANCEL{serverSlot}                  server → client: an offer whose Accept went out
 //	                                    is withdrawn, never bound (see Binding)
 //	WAKE{n, n × {slot, bits}}           wake the receiver's streams of these slots (bits: data, space, grow the window)
-//	POLL{0} + memfd + pipe              either side, at its first stream: its poller
+//	POLL{0} + memfd                     either side, at its first stream: its poller
 //	                                    page (see Wake-ups), validated as a segment of
-//	                                    one MinRingSize slot and counted as memory, and
-//	                                    the write end of its bell, validated as an
-//	                                    anonymous pipe's write end (link version 6)
+//	                                    one MinRingSize slot and counted as memory
 //
 // Writes on a link never block the writer: a message that does not fit the socket
 // buffer is queued in order, and a wake-up that does not fit is kept in a per-link set
@@ -297,9 +294,7 @@
 // A side waiting for data (or for space) first polls the other side's cursor for a
 // bounded time (DefaultSpin, see [SetSpin]), yielding with runtime.Gosched every few polls
 // when the goroutine it waits for may need its P (GOMAXPROCS=1, or an in-process peer)
-// or when its last spin ended in a park, and only now and then otherwise; each yield also
-// gives the CPU to another thread that waits for it (sched_yield: the peer's thread that a
-// ring woke may have been placed on the spinner's CPU, see Stream.spin). At most
+// or when its last spin ended in a park, and only now and then otherwise. At most
 // max(1, GOMAXPROCS-1) goroutines of a process spin at once; the rest park straight away.
 // Spinning pays only when it outlasts a wake-up through the kernel; parking on every
 // message costs that wake-up on every message. A waiter whose last 4 spins all ended in
@@ -314,61 +309,24 @@
 //
 // To park, a waiter announces its sleep by storing a new sequence number in its sleep
 // word, registers with the process's poller, rechecks the cursor and flags, and only then
-// blocks: in the read of its link's bell if it leads the link (below), else on its
-// channel. Each side of a link owns a poller page (POLL) whose first word is its poller
-// word on that link: 0 while its poller is active, else the sequence number of a sleep
-// the poller announced. A passive poller has no goroutine; it announces its current
-// sleep on the link of every waiter that registers, if that word does not hold it yet. A
-// producer stores its cursor, loads the stream's sleep word and, if the stream waits,
-// the peer's poller word on that link; it rings the peer's bell on that link only if
+// blocks on its channel. Each side of a link owns a poller page (POLL) whose first word is
+// its poller word on that link: 0 while its poller is active, else the sequence number of
+// a sleep the poller announced. A passive poller has no goroutine; it announces its
+// current sleep on the link of every waiter that registers, if that word does not hold it
+// yet. A producer stores its cursor, loads the stream's sleep word and, if the stream
+// waits, the peer's poller word on that link; it sends a WAKE (naming the slot) only if
 // that word is non-zero and not the one it last rang on this link (a consumer does the
 // same with its cursor or its window and the writer's sleep word, once a quarter of the
 // ring is free or the window grew).
 // So a passive process is rung once per announced sleep, however many of its streams got
-// data, and an active one not at all. The ring wakes the link's leader, which, if the
-// link's word holds the current sleep, announces a new sleep on the links of all
-// registered waiters, polls them once and kicks the ready ones. If that poll readies more
-// than one stream, others got data that rang no bell: the process is busy and the
+// data, and an active one not at all. The link's reader, on a WAKE, kicks the named
+// streams, announces a new sleep on the links of all registered waiters and polls them
+// once. If that poll finds streams the WAKE did not name, the process is busy and the
 // poller turns active: it stores 0 in those words, and its goroutine polls the waiters,
 // readying through its channel each one whose line changed (a writer's once a quarter of
-// the ring is free or its window grew) and yielding its P to them, until it found
-// nothing for a spin budget. Then it announces a new sleep, polls once more and turns
-// passive, unless that poll found work. An idle process has no goroutine polling, and an
-// idle stream no goroutine.
-//
-// Each side of a link owns a bell: a pipe whose read end it keeps, and whose write end
-// it sends with its poller page (link version 6). A ring is one byte written with
-// pwritev2 and RWF_NOWAIT, which never blocks whatever flags the peer sets on the file
-// it shares (a full pipe has rings pending). An eventfd would not do: its writes ignore
-// RWF_NOWAIT, and both ends share one open file description, so a peer that cleared
-// O_NONBLOCK and filled the counter would block the ringing goroutine for good. So a
-// link holds, on each side, its socket, the read end of its own bell and the write end
-// of the peer's: two descriptors more than before, and still none per stream.
-//
-// While the poller is passive, one registered waiter of each link leads it: the first
-// that registers while its link has no leader reads the bell in the netpoller, with its
-// deadline, so that a ring readies that goroutine itself. (A ring read by the link's
-// reader goroutine, as WAKEs are, would be handed to the waiter's channel, and waking a
-// goroutine from another wakes a second thread: twice the time and CPU of a direct
-// wake-up.) On a ring the leader announces and polls as above; it returns when it is
-// ready or kicked, and else reads on. The other waiters follow on their channels. A
-// leader leaving (at the end of its wait, after its read) hands the role to the link's
-// last registered waiter, on a channel of the waiter's own (a kick's token must not be
-// taken for the role): that waiter leads unless it is ready or kicked, and then hands
-// the role on in turn. The role passes under the poller's lock, so the bell has
-// one reader at a time. A waiter that registers while the poller is active does not
-// lead, and a leader readied by the active poller hands the role to nobody; turning
-// passive, the poller hands it on each link that has waiters and no leader.
-//
-// Every kick (close, failure, deadline change, the poller, a WAKE naming the stream)
-// reaches a leader in its read: the kicker sends on the waiter's
-// channel, counts the kick (an atomic add) and then loads the waiter's "leading" flag,
-// and if set ends the read with a past deadline; the leader stores "leading" (a Swap)
-// and then loads the kick count before each read, so that one of the two sees the other
-// (Dekker's pattern). A bell whose read reports EOF (the peer closed its write end) makes
-// its link lead no more; the link's end closes both bells after its streams saw the
-// hang-up. On kernels whose pipes refuse RWF_NOWAIT (before Linux 6.6) a ring is a WAKE
-// naming the stream, and no link has a leader.
+// the ring is free or its window grew) and yielding its P to them, until it found nothing for a spin budget.
+// Then it announces a new sleep, polls once more and turns passive, unless that poll
+// found work. An idle process has no goroutine polling, and an idle stream no goroutine.
 //
 // No wake-up is lost. Every store below is a Swap and every load an atomic load, all
 // sequentially consistent (Dekker's pattern twice; the stores are Swaps because the race
@@ -383,18 +341,14 @@
 //     waiter's link holds its current sleep s (it announces s on those links when it
 //     turns passive or announces anew, and on a registering waiter's link), so the
 //     producer loads s or a later sleep. If it has not rung that one on this link, it
-//     rings. If it has, that ring is on its way. Either ring is read: while passive, a
-//     link with a registered waiter has a leader, or a waiter handed the role, which
-//     leads or hands it on (the ring waits in the pipe meanwhile). Reading it, the
-//     leader announces s+1 in every word it announces in (a Swap, even with no waiter
-//     left) unless the link's word moved past s already; either announcement follows
-//     the producer's load that saw s, hence C, and the poll after it sees C. (Where
-//     rings are WAKEs, the link's reader does the same and kicks the named stream.)
+//     sends a WAKE, which kicks the stream. If it has, that WAKE is on its way, and the
+//     reader's new announcement on receiving it (a Swap of s+1 in every word it announces
+//     in, even with no waiter left) follows the load that saw s, hence C, and the poll
+//     after it sees C.
 //
 // Without the peer's poller page (not yet mapped, or refused by the cap on peer memory)
-// a producer wakes each waiting stream once per announced sleep of the stream, with a
-// WAKE naming it, which the link's reader answers by kicking the stream: then the first
-// pair alone (the sleep word and the cursor) ensures that either R sees C or the
+// a producer wakes each waiting stream once per announced sleep of the stream: then the
+// first pair alone (the sleep word and the cursor) ensures that either R sees C or the
 // producer sees the sleep and rings. So no wake-up is lost, none is sent while the peer
 // polls, and a consumer wakes a blocked writer only once a quarter of the ring is free
 // (or the window grew).
@@ -424,8 +378,7 @@
 // its link and send anything on the link. It cannot make us read or write outside our
 // mappings (every offset is masked by the ring size, every cursor validated, every slot
 // index checked against its segment), fault on them (sealed size, tmpfs only), block in
-// a system call (link writes never block the writer, rings of its bell are RWF_NOWAIT
-// writes, reads go through the netpoller, and the read end of our bell is ours alone), or
+// a system call (link writes never block the writer, reads go through the netpoller), or
 // hang us past a deadline; a violation in a slot aborts that stream with a
 // [ProtocolError] (which also satisfies errors.Is(err, syscall.ECONNRESET)), and a
 // violation on the link ends the link and fails its streams. It can feed us arbitrary
@@ -433,10 +386,8 @@
 // looks like an idle peer: deadlines apply. It can write our poller word, which we never
 // read back: it only decides whether the peer wakes us. What its own poller word says
 // only decides whether we wake it: a lying "awake" stalls its own streams (until their
-// deadlines), a new "asleep" on every load costs us one ring per publish to a waiting
-// stream of its, as many as without a poller. A bell it does not read, or whose read end
-// it closed, costs us nothing but the ring; rings it writes into ours without reason
-// cost us a poll of our waiters each, as WAKEs would. An owner that lies about its window costs us
+// deadlines), a new "asleep" on every load costs us one WAKE per publish to a waiting
+// stream of its, as many as without a poller. An owner that lies about its window costs us
 // no more: a window that shrinks is a violation, one that stays looks like a peer that
 // does not read, and a window beyond the pages it populated only makes us fault the
 // missing pages of its memfd ourselves, charged to us, at most the ring size we accepted

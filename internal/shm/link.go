@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -72,25 +71,17 @@ type link struct {
 	rung     atomic.Uint32                 // the peer poller's last announced sleep we woke
 	pollPub  uint32                        // what our poller last stored in ownPoll; guarded by poller.mu
 
-	// Bells (see bell_linux.go) and the leader of the link's waiters (see poller.go).
-	ownBell  *os.File                // read end of our bell, set with the poller page under mu before any stream waits; closed by shutdown
-	peerBell atomic.Pointer[bellEnd] // write end of the peer's bell, stored before peerPoll; nil without one
-	leadable atomic.Bool             // a waiter may lead: our bell was sent, rings and is open
-	lead     atomic.Pointer[waiter]  // the waiter that holds the role, or is handed it; stored under poller.mu
-	waiters  []*waiter               // registered waiters of this link, each knowing its index (waiter.lidx); guarded by poller.mu
-	bellBuf  [64]byte                // the leader's read buffer; only the role's holder reads into it
-
 	wmu      sync.Mutex
 	wdead    bool
 	queue    []outMsg        // messages that could not be sent at once, in order
-	inflight bool            // flush is sending queue[0] without wmu: its fds are flush's to close
+	inflight bool            // flush is sending queue[0] without wmu: its fd is flush's to close
 	wakes    map[uint64]byte // wake-ups that could not be sent at once, by slot
 	flushing bool            // a flush goroutine runs
 }
 
 type outMsg struct {
-	b   msg
-	fds []int // descriptors to pass (owned by the queue)
+	b  msg
+	fd int // a descriptor to pass (owned by the queue), or -1
 }
 
 // closedSlot names an own slot in slotClosed, use gen, waiting for the peer's
@@ -265,18 +256,11 @@ func (l *link) sendPageLocked() {
 	if err != nil {
 		return
 	}
-	bell, w, err := newBell()
-	if err != nil {
-		g.unmap()
-		return
-	}
 	l.ownPage = g
 	l.ownPoll.Store(pollWord(g))
-	l.ownBell = bell
-	l.leadable.Store(bellsRing())
 	fd := g.fd
 	g.fd = -1 // the send owns it now
-	l.sendFDs(newMsg(msgPoll).u64(0), []int{fd, w})
+	l.send(newMsg(msgPoll).u64(0), fd)
 }
 
 // send sends a message, without ever blocking: if the socket buffer is full it is
@@ -284,46 +268,35 @@ func (l *link) sendPageLocked() {
 // ownership of fd (-1 for none). A failed send ends the link (its reader sees the
 // closed socket).
 func (l *link) send(m msg, fd int) {
-	if fd < 0 {
-		l.sendFDs(m, nil)
-	} else {
-		l.sendFDs(m, []int{fd})
-	}
-}
-
-// sendFDs is send with any number of descriptors, all owned by it.
-func (l *link) sendFDs(m msg, fds []int) {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	if l.wdead {
-		closeFDs(fds)
+		closeFD(fd)
 		return
 	}
 	if len(l.queue) == 0 {
-		err := l.trySend(m, fds)
+		err := l.trySend(m, fd)
 		if err == nil {
-			closeFDs(fds)
+			closeFD(fd)
 			return
 		}
 		if !isAgain(err) {
-			closeFDs(fds)
+			closeFD(fd)
 			l.breakLocked()
 			return
 		}
 	}
-	// The queue keeps its own descriptors, so that nobody closes them under a flush.
-	for i, fd := range fds {
+	if fd >= 0 {
+		// The queue keeps its own descriptor, so that nobody closes it under a flush.
 		fd2, err := dupFD(fd)
 		closeFD(fd)
-		fds[i] = fd2
 		if err != nil {
-			closeFDs(fds[:i])
-			closeFDs(fds[i+1:])
 			l.breakLocked()
 			return
 		}
+		fd = fd2
 	}
-	l.queue = append(l.queue, outMsg{m, fds})
+	l.queue = append(l.queue, outMsg{m, fd})
 	l.startFlushLocked()
 }
 
@@ -339,7 +312,7 @@ func (l *link) wake(tok uint64, bits byte) {
 	if len(l.queue) == 0 && len(l.wakes) == 0 {
 		var b [msgHdrLen + 8 + wakeEntryLen]byte
 		m := msg(b[:0]).bytes([]byte{msgWake, 0, 0, 0, 0, 0, 0, 0}).u32(1).u32(0).u64(tok).u32(uint32(bits)).u32(0)
-		err := l.trySend(m, nil)
+		err := l.trySend(m, -1)
 		if err == nil {
 			wakeupsSent.Load().Add(1)
 			return
@@ -353,18 +326,6 @@ func (l *link) wake(tok uint64, bits byte) {
 	l.startFlushLocked()
 }
 
-// ring wakes the peer's poller for the sleep it announced on this link (see
-// Stream.ring): it rings the peer's bell or, where bells do not ring (see bellsRing),
-// sends a WAKE naming slot tok with bits.
-func (l *link) ring(tok uint64, bits byte) {
-	if b := l.peerBell.Load(); b != nil && bellsRing() {
-		b.ring()
-		wakeupsSent.Load().Add(1) // counted as handed over, as a WAKE is
-		return
-	}
-	l.wake(tok, bits)
-}
-
 // breakLocked ends the link's sending after a send failed; l.wmu is held.
 func (l *link) breakLocked() {
 	l.wdead = true
@@ -372,7 +333,7 @@ func (l *link) breakLocked() {
 		if i == 0 && l.inflight {
 			continue // flush is passing it: closed by flush once sendmsg returned
 		}
-		closeFDs(q.fds)
+		closeFD(q.fd)
 	}
 	l.queue = nil
 	clear(l.wakes)
@@ -397,11 +358,11 @@ func (l *link) flush() {
 			return
 		}
 		var m msg
-		var fds []int
+		fd := -1
 		head := false
 		switch {
 		case len(l.queue) > 0:
-			m, fds, head = l.queue[0].b, l.queue[0].fds, true
+			m, fd, head = l.queue[0].b, l.queue[0].fd, true
 			l.inflight = true
 		case len(l.wakes) > 0:
 			m = newMsg(msgWake)
@@ -424,15 +385,15 @@ func (l *link) flush() {
 		l.wmu.Unlock()
 		var serr error
 		werr := l.rc.Write(func(sfd uintptr) bool {
-			serr = sendRaw(int(sfd), m, fds)
+			serr = sendRaw(int(sfd), m, fd)
 			return !isAgain(serr)
 		})
 		l.wmu.Lock()
 		if head {
 			// The link may have broken meanwhile (a failed send elsewhere, its
-			// shutdown): breakLocked emptied the queue but left these descriptors to us.
+			// shutdown): breakLocked emptied the queue but left this descriptor to us.
 			l.inflight = false
-			closeFDs(fds)
+			closeFD(fd)
 			if !l.wdead {
 				l.queue = l.queue[1:]
 			}
@@ -537,12 +498,11 @@ func (l *link) onWake(body []byte) error {
 	return nil
 }
 
-// onPoll maps the peer's poller page, validated as a segment of one MinRingSize slot,
-// and takes the write end of its bell, validated as an anonymous pipe's (either failing
-// validation is a violation; a page the cap on peer memory refuses is not mapped, its
-// bell is closed, and our streams then wake the peer's streams one by one).
+// onPoll maps the peer's poller page, validated as a segment of one MinRingSize slot
+// (a memfd that fails validation is a violation; one the cap on peer memory refuses is
+// not mapped, and our streams then wake the peer's streams one by one).
 func (l *link) onPoll(body []byte, fds []int) error {
-	if len(fds) != 2 {
+	if len(fds) != 1 {
 		closeFDs(fds)
 		return violation("poller page message carried %d descriptors", len(fds))
 	}
@@ -557,29 +517,21 @@ func (l *link) onPoll(body []byte, fds []int) error {
 		closeFDs(fds)
 		return violation("poller page announced twice")
 	}
-	bell, err := peerBell(fds[1])
-	if err != nil {
-		closeFD(fds[0])
+	g, err := mapPeerPage(fds[0])
+	var pe *ProtocolError
+	if errors.As(err, &pe) {
 		return err
 	}
-	g, err := mapPeerPage(fds[0])
 	if err != nil {
-		bell.f.Close()
-		var pe *ProtocolError
-		if errors.As(err, &pe) {
-			return err
-		}
 		return nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.dead {
 		unmapPeerPage(g)
-		bell.f.Close()
 		return nil
 	}
 	l.peerPage = g
-	l.peerBell.Store(bell) // before the word: a producer that sees the word rings the bell
 	l.peerPoll.Store(pollWord(g))
 	return nil
 }
@@ -1109,15 +1061,6 @@ func (l *link) shutdown(err error) {
 	violated := errors.As(err, &pe)
 	for _, s := range streams {
 		s.linkDown(err, violated)
-	}
-	// The bells close after the streams saw the hang-up: a leader whose read the close
-	// ends finds it (see waiter.lead). Nothing rings or reads them from now on.
-	l.leadable.Store(false)
-	if l.ownBell != nil {
-		l.ownBell.Close()
-	}
-	if b := l.peerBell.Swap(nil); b != nil {
-		b.f.Close()
 	}
 	if fin {
 		l.finish()

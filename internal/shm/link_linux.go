@@ -29,10 +29,6 @@ func dupFD(fd int) (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD
 
 func isAgain(err error) bool { return err == unix.EAGAIN }
 
-// osYield gives this thread's CPU to another thread that waits for it, if any
-// (sched_yield).
-func osYield() { unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }
-
 // samePeerProcess reports whether the other end of the link's socket is this process
 // (SO_PEERCRED, as seen from our PID namespace).
 func samePeerProcess(rc syscall.RawConn) bool {
@@ -59,12 +55,12 @@ func peerUID(c *net.UnixConn) (uint32, bool) {
 	return uid, ok
 }
 
-// sendRaw sends one message on a seqpacket socket without blocking, with fds in
-// SCM_RIGHTS.
-func sendRaw(sfd int, b []byte, fds []int) error {
+// sendRaw sends one message on a seqpacket socket without blocking, with fd in
+// SCM_RIGHTS if fd >= 0.
+func sendRaw(sfd int, b []byte, fd int) error {
 	var oob []byte
-	if len(fds) > 0 {
-		oob = unix.UnixRights(fds...)
+	if fd >= 0 {
+		oob = unix.UnixRights(fd)
 	}
 	for {
 		err := unix.Sendmsg(sfd, b, oob, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
@@ -74,10 +70,10 @@ func sendRaw(sfd int, b []byte, fds []int) error {
 	}
 }
 
-// trySend sends m (and fds) at once or fails, EAGAIN when the socket buffer is full.
-func (l *link) trySend(m msg, fds []int) error {
+// trySend sends m (and fd) at once or fails, EAGAIN when the socket buffer is full.
+func (l *link) trySend(m msg, fd int) error {
 	var serr error
-	if err := l.rc.Control(func(sfd uintptr) { serr = sendRaw(int(sfd), m, fds) }); err != nil {
+	if err := l.rc.Control(func(sfd uintptr) { serr = sendRaw(int(sfd), m, fd) }); err != nil {
 		return err
 	}
 	return serr

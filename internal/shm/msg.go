@@ -5,9 +5,8 @@ import "encoding/binary"
 // Link messages. Every message is one seqpacket datagram: a type byte, 7 zero bytes,
 // then a body of a fixed length per type (WAKE: a count, then that many entries), all
 // little-endian (both ends are on one host). Parsing is strict: a wrong length, a
-// non-zero reserved byte, an unknown type, a descriptor on any message but SEG and
-// POLL, or any other number of them than one on SEG and two on POLL is a violation, and
-// a violation ends the link.
+// non-zero reserved byte, an unknown type, or a descriptor on any message but SEG and
+// POLL is a violation, and a violation ends the link.
 const (
 	msgHello     = 1 // client → server: version, link ID, client nonce
 	msgAuth      = 2 // server → client: server nonce, proof_s
@@ -20,12 +19,12 @@ const (
 	// 9 and 10 were BIND and BINDACK (link version 4): the server binds on the CLC
 	// Confirm. 11 was RELEASE (link version 2), now the producer flag fReleased.
 	msgWake   = 12 // either: wake the receiver's streams of these slots
-	msgPoll   = 13 // either: the sender's poller page and its bell's write end (memfd and pipe attached)
+	msgPoll   = 13 // either: the sender's poller page (memfd attached)
 	msgCancel = 14 // server → client: a slot offered in an Accept is withdrawn, never bound
 )
 
 const (
-	linkVersion  = 6 // 2: the populated window and POLL; 3: cursors and control words on lines of their own, fReleased instead of RELEASE; 4: winFinal and the producer's wrap; 5: bind on the Confirm, CANCEL instead of BIND and BINDACK; 6: POLL carries the bell
+	linkVersion  = 5 // 2: the populated window and POLL; 3: cursors and control words on lines of their own, fReleased instead of RELEASE; 4: winFinal and the producer's wrap; 5: bind on the Confirm, CANCEL instead of BIND and BINDACK
 	nonceLen     = 16
 	proofLen     = 32
 	maxWakeBatch = 64

@@ -330,12 +330,11 @@ type Counters struct {
 	PeerMemory         int64  // bytes of peer segments we may touch: their headers, the windows we accepted
 	WakeupsSent        uint64 // wake-ups this process sent to peers over links, ever
 	WakeupsReceived    uint64 // wake-ups it received over links, ever
-	BellRings          uint64 // of WakeupsReceived, those that rang a link's bell (the rest came as WAKE messages)
 }
 
 var counters struct {
-	links, segments, peerSegments, slotsInUse, slotsFree     atomic.Int64
-	linksOpened, segmentsMade, peerSegmentsMapped, bellRings atomic.Uint64
+	links, segments, peerSegments, slotsInUse, slotsFree atomic.Int64
+	linksOpened, segmentsMade, peerSegmentsMapped        atomic.Uint64
 }
 
 // Wake-up counts live in words that CountWakeups may move into a shared registry, so
@@ -374,6 +373,5 @@ func ReadCounters() Counters {
 		PeerMemory:         peerUsed.Load(),
 		WakeupsSent:        wakeupsSent.Load().Load(),
 		WakeupsReceived:    wakeupsRcv.Load().Load(),
-		BellRings:          counters.bellRings.Load(),
 	}
 }

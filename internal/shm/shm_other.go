@@ -4,7 +4,6 @@ package shm
 
 import (
 	"net"
-	"os"
 	"syscall"
 )
 
@@ -13,11 +12,10 @@ func closeFD(int)                                               {}
 func closeFDs([]int)                                            {}
 func dupFD(int) (int, error)                                    { return -1, ErrNotSupported }
 func isAgain(error) bool                                        { return false }
-func osYield()                                                  {}
 func samePeerProcess(syscall.RawConn) bool                      { return false }
 func peerUID(*net.UnixConn) (uint32, bool)                      { return 0, false }
-func sendRaw(int, []byte, []int) error                          { return ErrNotSupported }
-func (l *link) trySend(msg, []int) error                        { return ErrNotSupported }
+func sendRaw(int, []byte, int) error                            { return ErrNotSupported }
+func (l *link) trySend(msg, int) error                          { return ErrNotSupported }
 func readMsg(*net.UnixConn, []byte, []byte) (int, []int, error) { return 0, nil, ErrNotSupported }
 func selfPidfdIno() uint64                                      { return 0 }
 func peerPidfdIno(*net.UnixConn) uint64                         { return 0 }
@@ -31,10 +29,3 @@ func populate([]byte)                                           {}
 func discard([]byte)                                            {}
 
 var oobSpace = 0
-
-type bellEnd struct{ f *os.File }
-
-func (*bellEnd) ring()                {}
-func bellsRing() bool                 { return false }
-func newBell() (*os.File, int, error) { return nil, -1, ErrNotSupported }
-func peerBell(int) (*bellEnd, error)  { return nil, ErrNotSupported }

@@ -75,7 +75,6 @@ type Stream struct {
 type waiter struct {
 	s      *Stream
 	wake   chan struct{} // capacity 1: a pending kick (peer wake-up, poller, close, deadline change)
-	role   chan struct{} // capacity 1: the link's role handed to w (see pollerState.designateLocked); made by register
 	seq    uint32        // sequence number of our last announced sleep
 	misses uint          // spins in a row that ended in a park
 	waits  uint          // waits so far, to space out probing spins
@@ -91,11 +90,6 @@ type waiter struct {
 	w0   uint32 // its window word as last loaded (a writer at the window's edge waits for it)
 	st0  uint32 // the stream's state
 	idx  int    // index in poller.waiters, or -1; guarded by poller.mu
-	lidx int    // index in its link's waiters while idx >= 0; guarded by poller.mu
-
-	// Kicks reach a waiter that leads its link in its bell's read (see kick and lead).
-	kicks   atomic.Uint32 // kicks so far, counted by every kick after its send on wake
-	leading atomic.Bool   // the waiter is in, or about to enter, its link bell's read
 }
 
 // lines are the two lines of one side of a slot that a waiter watches: the side's
@@ -705,7 +699,7 @@ func (s *Stream) ring(w *waiter, v uint32, b byte) {
 	if s.local.Load() == nil {
 		if pw := s.link.peerPoll.Load(); pw != nil {
 			if a := pw.Load(); a != 0 && s.link.rung.Swap(a) != a {
-				s.link.ring(s.peerTok, b)
+				s.link.wake(s.peerTok, b)
 			}
 			return
 		}
@@ -774,12 +768,6 @@ func (s *Stream) spin(w *waiter, h lines, c0 uint64, f0, w0 uint32, dl *atomic.I
 	// park the peer is likely parked as well, and then the yields stay: the threads
 	// they wake keep the other CPUs busy, and a virtual CPU that idles (halts) makes
 	// the parked peer's wake-up, which our answer waits for, much slower.
-	//
-	// Every yield also gives the CPU away (osYield), if another thread waits for it.
-	// A ring wakes the peer's thread with the kernel's "sync" hint, which places it on
-	// the ringing CPU when that one runs only the ringer, as if the ringer were about
-	// to sleep; but the ringer spins for the answer, and the peer would answer on our
-	// CPU only once the spin ended in a park, while another CPU idles.
 	var (
 		start     time.Time
 		startWall int64         // start in unix nanoseconds, for the deadline
@@ -808,7 +796,6 @@ func (s *Stream) spin(w *waiter, h lines, c0 uint64, f0, w0 uint32, dl *atomic.I
 		}
 		if yieldAll || now-yielded >= spinYieldEvery {
 			runtime.Gosched()
-			osYield()
 			yielded = now
 		}
 		if now > limit {
@@ -836,14 +823,11 @@ func (s *Stream) spin(w *waiter, h lines, c0 uint64, f0, w0 uint32, dl *atomic.I
 // wait blocks until the peer's lines h show the cursor moved step bytes past c0 or its flags or
 // window differ from f0 and w0, the local state changes, a kick arrives, or the deadline
 // passes. It announces a sleep in the shared sleep word, registers with the poller
-// (unless the peer is in this process), rechecks, and parks (callers spin first, see
-// spin): as its link's leader in the read of the link's bell (see lead), or as a
-// follower on w.wake, which the poller kicks when h changes, and the link's reader when
+// (unless the peer is in this process), rechecks, and parks on w.wake (callers spin
+// first, see spin), which the poller kicks when h changes, and the link's reader when
 // the peer's WAKE for this slot arrives (or the peer stream itself, when it lives in
-// this process). Local events (close, deadline changes, failures) kick it too. A
-// follower handed the role on w.role (see pollerState.designateLocked) leads. The role
-// has a channel of its own: a kick's token, left before the wait began, must end it
-// however the role moves. Spurious returns are fine: callers loop.
+// this process). Local events (close, deadline changes, failures) kick it too. Spurious
+// returns are fine: callers loop.
 func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op string, h lines, c0, step uint64, f0, w0 uint32) error {
 	var left time.Duration
 	if d := dl.Load(); d != 0 {
@@ -858,16 +842,12 @@ func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op stri
 	}
 	sleep.Swap(w.seq) // Swap, not Store: see dekkerStore
 	defer sleep.Store(0)
-	leads := false
 	if s.local.Load() == nil {
-		leads = w.register()
+		w.register()
 		defer w.unregister()
 	}
 	if w.ready() { // recheck after announcing: the peer may have missed the announcement
 		return nil
-	}
-	if leads {
-		return w.lead(dl, op)
 	}
 	var timeout <-chan time.Time
 	if left > 0 {
@@ -879,17 +859,11 @@ func (s *Stream) wait(w *waiter, sleep *atomic.Uint32, dl *atomic.Int64, op stri
 		defer w.timer.Stop()
 		timeout = w.timer.C
 	}
-	for {
-		select {
-		case <-w.wake:
-			return nil
-		case <-w.role:
-			if s.link.lead.Load() == w {
-				return w.lead(dl, op)
-			} // else a hand-off to an earlier wait of w
-		case <-timeout:
-			return deadlinePassed(dl, op) // nil if the deadline moved meanwhile
-		}
+	select {
+	case <-w.wake:
+		return nil
+	case <-timeout:
+		return deadlinePassed(dl, op) // nil if the deadline moved meanwhile
 	}
 }
 
@@ -1010,21 +984,8 @@ func (s *Stream) publishLocked(pf, cf uint32) {
 
 // kick wakes local waiters so that they re-examine the stream.
 func (s *Stream) kick() {
-	s.rw.kick()
-	s.ww.kick()
-}
-
-// kick wakes w so that it re-examines the stream: on its channel, and, if it leads its
-// link, out of its bell's read. Dekker's pattern with lead: kick counts the kick (an Add)
-// and then loads leading; the leader stores leading (a Swap) and then loads the count.
-// Either the leader sees the kick before it reads, or kick sees it leading and ends its
-// read.
-func (w *waiter) kick() {
-	kickOne(w.wake)
-	w.kicks.Add(1)
-	if w.leading.Load() {
-		w.s.link.ownBell.SetReadDeadline(aLongTimeAgo) // ends the read at once
-	}
+	kickOne(s.rw.wake)
+	kickOne(s.ww.wake)
 }
 
 // wake asks the peer to wake its waiting Read or Write: straight through its channels
@@ -1065,7 +1026,7 @@ func (s *Stream) CloseWrite() error {
 	}
 	s.state.Or(stWriteClosed)
 	s.mu.Unlock()
-	s.ww.kick()
+	kickOne(s.ww.wake)
 	s.wop.enter() // after any Write in progress, so fDone follows its last cursor
 	defer s.wop.release(opIn)
 	s.mu.Lock()
@@ -1084,7 +1045,7 @@ func (s *Stream) CloseRead() error {
 	}
 	s.state.Or(stReadClosed)
 	s.mu.Unlock()
-	s.rw.kick()
+	kickOne(s.rw.wake)
 	s.rop.enter()
 	defer s.rop.release(opIn)
 	s.mu.Lock()
@@ -1196,16 +1157,16 @@ func (s *Stream) SetDeadline(t time.Time) error {
 // SetReadDeadline sets the deadline for Read and WriteTo, including calls already
 // blocked. A zero t means no deadline.
 func (s *Stream) SetReadDeadline(t time.Time) error {
-	return s.setDeadline(&s.rdl, &s.rexp, &s.rw, t)
+	return s.setDeadline(&s.rdl, &s.rexp, s.rw.wake, t)
 }
 
 // SetWriteDeadline sets the deadline for Write and ReadFrom, including calls already
 // blocked. A zero t means no deadline.
 func (s *Stream) SetWriteDeadline(t time.Time) error {
-	return s.setDeadline(&s.wdl, &s.wexp, &s.ww, t)
+	return s.setDeadline(&s.wdl, &s.wexp, s.ww.wake, t)
 }
 
-func (s *Stream) setDeadline(dl *atomic.Int64, e *expiry, w *waiter, t time.Time) error {
+func (s *Stream) setDeadline(dl *atomic.Int64, e *expiry, wake chan struct{}, t time.Time) error {
 	if s.state.Load()&stClosed != 0 {
 		return errClosed("set deadline")
 	}
@@ -1220,6 +1181,6 @@ func (s *Stream) setDeadline(dl *atomic.Int64, e *expiry, w *waiter, t time.Time
 	dl.Store(d)
 	s.setExpiryLocked(e, dl, d)
 	s.mu.Unlock()
-	w.kick()
+	kickOne(wake)
 	return nil
 }
