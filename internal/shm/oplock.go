@@ -76,8 +76,11 @@ func (s *Stream) acquireSlow(op *opLock, dl *atomic.Int64, name string) error {
 		}
 	}()
 	for {
-		if v := op.state.Load(); v&(opHeld|opIn) == 0 && op.state.CompareAndSwap(v, v-opWaitOp+opHeld+opIn) {
-			return nil
+		if v := op.state.Load(); v&(opHeld|opIn) == 0 {
+			if op.state.CompareAndSwap(v, v-opWaitOp+opHeld+opIn) {
+				return nil
+			}
+			continue // the counts changed, not the bits: no release will kick us for it
 		}
 		var timeout <-chan time.Time
 		if d := dl.Load(); d != 0 {
@@ -115,8 +118,11 @@ func (o *opLock) enter() {
 	kick := kickChan(&o.kickIn)
 	o.state.Add(opWaitIn)
 	for {
-		if v := o.state.Load(); v&opIn == 0 && o.state.CompareAndSwap(v, v-opWaitIn+opIn) {
-			return
+		if v := o.state.Load(); v&opIn == 0 {
+			if o.state.CompareAndSwap(v, v-opWaitIn+opIn) {
+				return
+			}
+			continue // the counts changed, not the bits: no release will kick us for it
 		}
 		<-kick
 	}

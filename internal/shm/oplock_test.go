@@ -3,6 +3,7 @@ package shm
 import (
 	"errors"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -118,5 +119,44 @@ func TestOpLockUncontended(t *testing.T) {
 	}
 	if s.rop.kickOp.Load() != nil || s.rop.kickIn.Load() != nil {
 		t.Fatal("an uncontended lock word made a kick channel")
+	}
+}
+
+// TestOpLockWaitersLeave: waiters that give up (at Close) change the word's counts while
+// a Close-shaped waiter tries to take opIn after the holder's release; a compare-and-swap
+// that fails only because of those counts must be retried, not waited out, since no
+// release will follow to kick it.
+func TestOpLockWaitersLeave(t *testing.T) {
+	var dl atomic.Int64
+	for round := range 3000 {
+		s := &Stream{closed: make(chan struct{})}
+		if err := s.acquire(&s.rop, &dl, "read"); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				if s.acquire(&s.rop, &dl, "read") == nil {
+					s.rop.release(opHeld | opIn)
+				}
+			})
+		}
+		entered := make(chan struct{})
+		go func() {
+			s.rop.enter()
+			s.rop.release(opIn)
+			close(entered)
+		}()
+		for s.rop.state.Load() != opHeld|opIn+4*opWaitOp+opWaitIn {
+			runtime.Gosched()
+		}
+		close(s.closed) // the operation waiters leave, each uncounting itself
+		s.rop.release(opHeld | opIn)
+		select {
+		case <-entered:
+		case <-time.After(time.Minute):
+			t.Fatalf("round %d: opIn free but its waiter never took it: state %#x", round, s.rop.state.Load())
+		}
+		wg.Wait()
 	}
 }
