@@ -61,6 +61,24 @@ func countResources(t *testing.T) resources {
 	return resources{len(ents), strings.Count(string(maps), "smc-dmb"), runtime.NumGoroutine()}
 }
 
+// settledResources returns the counts once they have stopped changing (for up to 2 s):
+// a link finishes its set-up after its first stream started (the link's reader maps the
+// peer's poller page when its message arrives), so counts taken right after a warm-up
+// may still grow without any leak.
+func settledResources(t *testing.T) resources {
+	t.Helper()
+	prev := countResources(t)
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		now := countResources(t)
+		if now == prev {
+			break
+		}
+		prev = now
+	}
+	return prev
+}
+
 // waitResources waits up to 2 s for the counts to come back to r.
 func waitResources(t *testing.T, r resources) {
 	t.Helper()
@@ -85,7 +103,7 @@ func TestPeerKilled(t *testing.T) {
 	}
 	for _, role := range []string{"writer", "reader"} {
 		t.Run("peer-is-"+role, func(t *testing.T) {
-			start := countResources(t)
+			start := settledResources(t)
 			ln, err := Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
