@@ -161,12 +161,12 @@ func (c *Conn) readCLC() (m wire.Message, version uint8, err error) {
 	b := clcBufs.Get().(*[]byte)
 	defer clcBufs.Put(b)
 	raw, ahead, err := wire.ReadMessageAhead(r, (*b)[:0])
-	c.ahead = bytes.Clone(ahead)
 	version = versionOf(raw)
+	if errors.Is(err, wire.ErrNotCLC) {
+		ahead = raw
+	}
+	c.ahead = bytes.Clone(ahead)
 	if err != nil {
-		if errors.Is(err, wire.ErrNotCLC) {
-			c.ahead = bytes.Clone(raw)
-		}
 		return nil, version, err
 	}
 	m, err = wire.Parse(raw)
