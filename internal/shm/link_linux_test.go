@@ -20,17 +20,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// waitFor polls cond for up to 5 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // quiesce waits until the process's counters stopped moving: links of earlier tests
 // end asynchronously (the client end when it reads the server's EOF).
 func quiesce(t *testing.T) Counters {

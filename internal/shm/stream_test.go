@@ -134,6 +134,17 @@ func checkLeaks(t *testing.T) func() {
 	}
 }
 
+// waitFor polls cond for up to 5 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func countFDs(t *testing.T) int {
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
@@ -483,7 +494,12 @@ func testCloseDuringForeignIO(t *testing.T, pair pairFunc) {
 	go a.ReadFrom(pr)
 	go b.WriteTo(pw2)
 	c.Write([]byte("x")) // gives b's WriteTo something to block on
-	time.Sleep(20 * time.Millisecond)
+	inForeign := func(s *Stream) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.foreign > 0
+	}
+	waitFor(t, "ReadFrom to block in r and WriteTo in w", func() bool { return inForeign(a) && inForeign(b) })
 	// A Write behind the blocked ReadFrom still has its deadline.
 	a.SetWriteDeadline(time.Now().Add(20 * time.Millisecond))
 	if _, err := a.Write([]byte("y")); !isTimeout(err) {
