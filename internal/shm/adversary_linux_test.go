@@ -9,13 +9,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"runtime"
-	"runtime/debug"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/smc-go/smc/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -601,67 +600,25 @@ func TestSealedSegment(t *testing.T) {
 // TestPeerSegmentShrunkBeforeSeal: the peer holds the memfd it sends, and can shrink it
 // and then seal it while we validate it. We must read its size after we saw the seals,
 // or we map the size from before the shrink and fault (SIGBUS) on the pages beyond the
-// end of the file. In each round the hostile side, on a thread of its own, waits a
-// little longer than in the round before (up to a few microseconds), then empties a
-// fresh memfd of a segment's size and seals it, while we map it: nothing
-// mapPeerSegment mapped may fault. The race needs two Ps.
+// end of the file: nothing mapPeerSegment mapped may fault.
 func TestPeerSegmentShrunkBeforeSeal(t *testing.T) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // a fault is a panic, recovered below
-	const rounds, steps = 20000, 600
-	total := segmentSize(MinRingSize, 1)
-	var (
-		next   atomic.Int64 // the memfd of the round to race, once the round starts
-		sealed atomic.Int64 // rounds the peer has sealed
-	)
-	go func() { // the hostile peer
-		runtime.LockOSThread()
-		for round := range rounds {
-			var fd int64
-			for fd = next.Swap(0); fd == 0; fd = next.Swap(0) {
-				runtime.Gosched()
+	const rounds = 20000
+	mapped, faults := testenv.ShrinkBeforeSeal(t, rounds, segmentSize(MinRingSize, 1), requiredSeals,
+		func(fd int) ([]byte, func()) {
+			sent, err := dupFD(fd) // mapPeerSegment takes it
+			if err != nil {
+				t.Fatal(err)
 			}
-			for range round % steps * 10 {
-				runtime.KeepAlive(fd)
+			g, err := mapPeerSegment(sent, 0, MinRingSize, 1)
+			if err != nil {
+				return nil, nil
 			}
-			unix.Ftruncate(int(fd), 0)
-			unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, requiredSeals)
-			sealed.Store(int64(round + 1))
-		}
-	}()
-	mapped, faults := 0, 0
-	var sink byte
-	for round := range rounds {
-		fd := memfd(t, total, 0)
-		sent, err := dupFD(fd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		next.Store(int64(fd))
-		g, err := mapPeerSegment(sent, 0, MinRingSize, 1)
-		for sealed.Load() != int64(round+1) {
-			runtime.Gosched()
-		}
-		unix.Close(fd)
-		if err != nil {
-			continue
-		}
-		mapped++
-		func() {
-			defer func() {
-				if recover() != nil {
-					faults++
-				}
-			}()
-			for off := 0; off < len(g.mem); off += 4096 {
-				sink += g.mem[off]
-			}
-		}()
-		g.unmapPeer()
-	}
+			return g.mem, g.unmapPeer
+		})
 	if faults > 0 {
 		t.Fatalf("%d of %d mappings of a peer segment shrunk before its seals faulted", faults, mapped)
 	}
-	t.Logf("%d rounds, %d mapped (%d)", rounds, mapped, sink)
+	t.Logf("%d rounds, %d mapped", rounds, mapped)
 }
 
 // TestMemoryLimit checks the process bound on own memory, counted as it is resident: a
