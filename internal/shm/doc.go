@@ -60,8 +60,7 @@
 // is open read-write and has exactly the size its announced slot count and ring size
 // imply, a size it reads only after it saw the seals (the peer holds the memfd too, and
 // may shrink it just before sealing it); since the size can never change, no access
-// within it can fault. It maps no
-// segment whose ring is larger than it accepts itself.
+// within it can fault. It maps no segment whose ring is larger than it accepts itself.
 //
 // Memory is counted as it is resident, not as it is mapped ([SetMemoryLimit]). Own
 // memory counts when the owner populates it (a segment's headers, a slot's first
