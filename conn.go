@@ -47,7 +47,9 @@ type Conn struct {
 	closed        bool
 	readDeadline  time.Time
 	writeDeadline time.Time
-	hsCtx         *handshakeContext // the running handshake's context, else nil
+	hsCtx         *handshakeContext // the running handshake's context (&hctx), else nil
+
+	hctx handshakeContext // the context of the Conn's handshake, set up by runHandshake
 
 	linger atomic.Int64 // seconds as in SetLinger; -1 (the default) is the OS default
 
