@@ -152,15 +152,20 @@ func (r *Registry) Update(s Slot, rec *Record) {
 	r.writeLocked(uint32(s-1), rec)
 }
 
-// Unregister frees the record of slot s. A reader that read it before sees its
-// sequence change.
+// Unregister frees the record of slot s: its kind becomes Free, which readers skip,
+// and its other words keep what they held until the record is used again. A reader
+// that read it before sees its sequence change.
 func (r *Registry) Unregister(s Slot) {
 	if s == 0 {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.writeLocked(uint32(s-1), &Record{})
+	off := HeaderSize + int(s-1)*RecordSize
+	seq := r.word32(off)
+	seq.Add(1)
+	r.word32(off + recKind).Store(0) // the kind, and the bytes beside it
+	seq.Add(1)
 	r.free = append(r.free, uint32(s-1))
 }
 
@@ -169,9 +174,7 @@ func (r *Registry) Unregister(s Slot) {
 func (r *Registry) writeLocked(idx uint32, rec *Record) {
 	off := HeaderSize + int(idx)*RecordSize
 	var b [RecordSize]byte
-	if rec.Kind != Free {
-		rec.encode(b[:])
-	}
+	rec.encode(b[:])
 	seq := r.word32(off)
 	seq.Add(1)
 	storeWords(r.mem[off+8:off+RecordSize], b[8:])
