@@ -102,6 +102,7 @@ type segment struct {
 	// Own segments.
 	slots     []slot
 	free      int       // slots in slotFree
+	low       int       // no slot below this index is free: take searches from here
 	acked     bool      // the peer mapped it: slots may be handed out
 	deleting  bool      // SEGDEL sent: no new use, unmapped on SEGDELACK
 	freeSince time.Time // when free last became n
@@ -198,7 +199,7 @@ func (p *pool) take(ringSize int) (*segment, int, error) {
 	if best == nil {
 		return nil, -1, nil
 	}
-	for i := range best.slots {
+	for i := best.low; i < len(best.slots); i++ {
 		sl := &best.slots[i]
 		if sl.state != slotFree {
 			continue
@@ -207,6 +208,7 @@ func (p *pool) take(ringSize int) (*segment, int, error) {
 		if err := best.openWindow(i); err != nil {
 			return nil, -1, err
 		}
+		best.low = i + 1
 		sl.gen++
 		if sl.gen == 0 {
 			sl.gen = 1
@@ -230,6 +232,7 @@ func (p *pool) put(g *segment, i int, now time.Time) {
 	g.zeroSlot(i, sl.win)
 	sl.state, sl.stream, sl.offer, sl.win = slotFree, nil, nil, 0
 	g.free++
+	g.low = min(g.low, i)
 	if g.free == g.n {
 		g.freeSince = now
 	}
