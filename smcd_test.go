@@ -3,11 +3,13 @@ package smc
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -250,3 +252,62 @@ func TestCopy(t *testing.T) {
 type sliceWriter struct{ b []byte }
 
 func (w *sliceWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
+
+// TestDeadlinesCarriedIntoSMCD: deadlines the server set before its handshake bound
+// its reads and writes in SMC-D mode too, and a Conn whose caller set none has none
+// once in SMC-D mode: its Read waits for the peer as long as the peer takes.
+func TestDeadlinesCarriedIntoSMCD(t *testing.T) {
+	requireSignalling(t)
+	ln, err := listenSMC()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	type res struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			// Set before the handshake, which runs on the first Read.
+			err = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		}
+		if err == nil {
+			_, err = c.Read(make([]byte, 1))
+		}
+		ch <- res{c, err}
+	}()
+	client, err := dialSMC(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	var r res
+	select {
+	case r = <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server's Read outlived its deadline")
+	}
+	if r.c == nil {
+		t.Fatal(r.err)
+	}
+	defer r.c.Close()
+	if st := State(r.c); st.Mode != ModeSMCD {
+		t.Fatalf("server state %+v, want SMC-D", st)
+	}
+	if !errors.Is(r.err, os.ErrDeadlineExceeded) {
+		t.Fatalf("server Read: %v, want a deadline error", r.err)
+	}
+	// No deadline on the client: its Read waits until the server writes.
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		r.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		r.c.Write([]byte("x"))
+	}()
+	buf := make([]byte, 1)
+	if _, err := io.ReadFull(client, buf); err != nil || buf[0] != 'x' {
+		t.Fatalf("client Read: %q, %v", buf, err)
+	}
+}
