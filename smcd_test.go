@@ -253,58 +253,32 @@ type sliceWriter struct{ b []byte }
 
 func (w *sliceWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
 
-// TestDeadlinesCarriedIntoSMCD: deadlines the server set before its handshake bound
-// its reads and writes in SMC-D mode too, and a Conn whose caller set none has none
-// once in SMC-D mode: its Read waits for the peer as long as the peer takes.
+// TestDeadlinesCarriedIntoSMCD: a deadline the server set before its handshake bounds
+// its reads in SMC-D mode too, and a Conn whose caller set none has none once in
+// SMC-D mode: its Read waits for the peer as long as the peer takes.
 func TestDeadlinesCarriedIntoSMCD(t *testing.T) {
 	requireSignalling(t)
-	ln, err := listenSMC()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	type res struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			// Set before the handshake, which runs on the first Read.
-			err = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	client, server := pairAccepting(t, listenSMC, dialSMC, func(c net.Conn) error {
+		// Set before the handshake, which runs on the first Read.
+		if err := c.SetReadDeadline(time.Now().Add(300 * time.Millisecond)); err != nil {
+			return err
 		}
-		if err == nil {
-			_, err = c.Read(make([]byte, 1))
+		guard := time.AfterFunc(10*time.Second, func() { c.Close() }) // should the deadline be lost
+		defer guard.Stop()
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("server Read: %v, want a deadline error", err)
 		}
-		ch <- res{c, err}
-	}()
-	client, err := dialSMC(ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+		return nil
+	})
 	defer client.Close()
-	var r res
-	select {
-	case r = <-ch:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the server's Read outlived its deadline")
-	}
-	if r.c == nil {
-		t.Fatal(r.err)
-	}
-	defer r.c.Close()
-	if st := State(r.c); st.Mode != ModeSMCD {
+	defer server.Close()
+	if st := State(server); st.Mode != ModeSMCD {
 		t.Fatalf("server state %+v, want SMC-D", st)
-	}
-	if !errors.Is(r.err, os.ErrDeadlineExceeded) {
-		t.Fatalf("server Read: %v, want a deadline error", r.err)
 	}
 	// No deadline on the client: its Read waits until the server writes.
 	go func() {
 		time.Sleep(100 * time.Millisecond)
-		r.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		r.c.Write([]byte("x"))
+		server.Write([]byte("x"))
 	}()
 	buf := make([]byte, 1)
 	if _, err := io.ReadFull(client, buf); err != nil || buf[0] != 'x' {
