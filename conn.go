@@ -47,7 +47,9 @@ type Conn struct {
 	closed        bool
 	readDeadline  time.Time
 	writeDeadline time.Time
-	hsCtx         *handshakeContext // the running handshake's context, else nil
+	hsCtx         *handshakeContext // the running handshake's context (&hctx), else nil
+
+	hctx handshakeContext // the context of the Conn's handshake, set up by runHandshake
 
 	linger atomic.Int64 // seconds as in SetLinger; -1 (the default) is the OS default
 
@@ -135,8 +137,12 @@ func (c *Conn) finish(data dataPath, st ConnectionState) error {
 		return errClosedHandshake
 	}
 	c.data, c.stream, c.state = data, stream, st
-	if stream != nil {
+	// A new stream has no deadlines. Setting one also kicks the stream's waiter, whose
+	// first wait would then return at once for nothing: set only those the caller set.
+	if stream != nil && !c.readDeadline.IsZero() {
 		stream.SetReadDeadline(c.readDeadline)
+	}
+	if stream != nil && !c.writeDeadline.IsZero() {
 		stream.SetWriteDeadline(c.writeDeadline)
 	}
 	return nil

@@ -42,6 +42,20 @@ var (
 // pair returns a connected (client, server) pair made by the given functions.
 func pair(t *testing.T, listen listenFunc, dial dialFunc) (client, server net.Conn) {
 	t.Helper()
+	return pairAccepting(t, listen, dial, func(c net.Conn) error {
+		if sc, ok := c.(*Conn); ok {
+			// The server's handshake runs on its first Read or Write; the client's
+			// Dial waits for it, so run it here as a server application would.
+			return sc.Handshake()
+		}
+		return nil
+	})
+}
+
+// pairAccepting is pair with accepted run on the server's connection, while the
+// client dials, instead of the handshake; an error from it fails the test.
+func pairAccepting(t *testing.T, listen listenFunc, dial dialFunc, accepted func(net.Conn) error) (client, server net.Conn) {
+	t.Helper()
 	ln, err := listen()
 	if err != nil {
 		t.Fatal(err)
@@ -54,10 +68,8 @@ func pair(t *testing.T, listen listenFunc, dial dialFunc) (client, server net.Co
 	ch := make(chan res, 1)
 	go func() {
 		c, err := ln.Accept()
-		if sc, ok := c.(*Conn); ok {
-			// The server's handshake runs on its first Read or Write; the client's
-			// Dial waits for it, so run it here as a server application would.
-			err = sc.Handshake()
+		if err == nil {
+			err = accepted(c)
 		}
 		ch <- res{c, err}
 	}()

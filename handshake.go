@@ -31,8 +31,10 @@ func (c *Conn) runHandshake(ctx context.Context, dl time.Time) error {
 	}
 	// When the caller's ctx ends, interrupt blocked TCP I/O. The callback checks hsCtx
 	// under mu, so it cannot act after the handshake ended. (Close interrupts it
-	// itself, and the deadline is on the TCP connection already.)
-	hctx := newHandshakeContext(ctx, dl, c.interruptHandshake)
+	// itself, and the deadline is on the TCP connection already.) The context is the
+	// Conn's own: a Conn runs one handshake at most (handshakeUntil).
+	hctx := &c.hctx
+	hctx.start(ctx, dl, c)
 	// Ending hctx stops its timer, if Done armed one, and its watch of ctx, and ends
 	// whatever still waits on it.
 	defer hctx.cancel(context.Canceled)

@@ -29,20 +29,24 @@ var closedChan = func() chan struct{} {
 	return c
 }()
 
-// newHandshakeContext returns a context that ends at deadline (no later than the
-// parent's) or when parent ends; in the latter case, it calls onParentEnd with
-// itself once it has ended.
-func newHandshakeContext(parent context.Context, deadline time.Time, onParentEnd func(*handshakeContext)) *handshakeContext {
-	h := &handshakeContext{parent: parent, deadline: deadline}
+// An interrupter is told when a handshake's context ended because its parent did.
+type interrupter interface {
+	interruptHandshake(h *handshakeContext)
+}
+
+// start makes the zero h a context that ends at deadline (no later than the
+// parent's) or when parent ends; in the latter case, it calls
+// on.interruptHandshake(h) once h has ended. Call it once, before h is shared.
+func (h *handshakeContext) start(parent context.Context, deadline time.Time, on interrupter) {
+	h.parent, h.deadline = parent, deadline
 	if parent.Done() != nil {
 		h.mu.Lock() // the callback may run at once, and cancel reads stopParent
 		h.stopParent = context.AfterFunc(parent, func() {
 			h.cancel(parent.Err())
-			onParentEnd(h)
+			on.interruptHandshake(h)
 		})
 		h.mu.Unlock()
 	}
-	return h
 }
 
 // Deadline returns the handshake's deadline, which is never later than the parent's.

@@ -31,7 +31,8 @@ func TestHandshakeContext(t *testing.T) {
 			parent, cancelParent := context.WithCancel(context.Background())
 			defer cancelParent()
 			dl := time.Now().Add(tc.deadline)
-			h := newHandshakeContext(parent, dl, func(*handshakeContext) {})
+			h := new(handshakeContext)
+			h.start(parent, dl, nopInterrupter{})
 			if d, ok := h.Deadline(); !ok || !d.Equal(dl) {
 				t.Fatalf("Deadline() = %v, %v; want %v, true", d, ok, dl)
 			}
@@ -73,9 +74,15 @@ func TestHandshakeContext(t *testing.T) {
 func TestHandshakeContextValue(t *testing.T) {
 	type key struct{}
 	parent := context.WithValue(context.Background(), key{}, "v")
-	h := newHandshakeContext(parent, time.Now().Add(time.Hour), func(*handshakeContext) {})
+	h := new(handshakeContext)
+	h.start(parent, time.Now().Add(time.Hour), nopInterrupter{})
 	defer h.cancel(context.Canceled)
 	if v := h.Value(key{}); v != "v" {
 		t.Fatalf("Value = %v, want v", v)
 	}
 }
+
+// nopInterrupter is an interrupter that does nothing.
+type nopInterrupter struct{}
+
+func (nopInterrupter) interruptHandshake(*handshakeContext) {}

@@ -202,7 +202,7 @@ func (hs *serverHandshakeState) answers(m *wire.AcceptConfirm) bool {
 // offersDevice reports whether p offers our device, its devices read as a Linux
 // server reads them.
 func offersDevice(p *wire.Proposal, gid [2]uint64) bool {
-	for _, d := range p.Devices() {
+	for d := range p.Devices() {
 		if d == (wire.ISMDevice{CHID: localCHID, GID: gid[0], GIDExt: gid[1]}) {
 			return true
 		}

@@ -180,7 +180,7 @@ func (c *Conn) unregister() {
 // into the registry, where smc stats reads them: when a connection's shared memory
 // comes or goes.
 func noteMemory(r *registry.Registry) {
-	r.Gauge(registry.Links).Store(shm.ReadCounters().Links)
+	r.Gauge(registry.Links).Store(shm.Links())
 	r.Gauge(registry.MemoryInUse).Store(shm.MemoryInUse())
 	r.Gauge(registry.MemoryLimit).Store(shm.SetMemoryLimit(-1))
 }

@@ -3,11 +3,13 @@ package smc
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -250,3 +252,36 @@ func TestCopy(t *testing.T) {
 type sliceWriter struct{ b []byte }
 
 func (w *sliceWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
+
+// TestDeadlinesCarriedIntoSMCD: a deadline the server set before its handshake bounds
+// its reads in SMC-D mode too, and a Conn whose caller set none has none once in
+// SMC-D mode: its Read waits for the peer as long as the peer takes.
+func TestDeadlinesCarriedIntoSMCD(t *testing.T) {
+	requireSignalling(t)
+	client, server := pairAccepting(t, listenSMC, dialSMC, func(c net.Conn) error {
+		// Set before the handshake, which runs on the first Read.
+		if err := c.SetReadDeadline(time.Now().Add(300 * time.Millisecond)); err != nil {
+			return err
+		}
+		guard := time.AfterFunc(10*time.Second, func() { c.Close() }) // should the deadline be lost
+		defer guard.Stop()
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("server Read: %v, want a deadline error", err)
+		}
+		return nil
+	})
+	defer client.Close()
+	defer server.Close()
+	if st := State(server); st.Mode != ModeSMCD {
+		t.Fatalf("server state %+v, want SMC-D", st)
+	}
+	// No deadline on the client: its Read waits until the server writes.
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		server.Write([]byte("x"))
+	}()
+	buf := make([]byte, 1)
+	if _, err := io.ReadFull(client, buf); err != nil || buf[0] != 'x' {
+		t.Fatalf("client Read: %q, %v", buf, err)
+	}
+}

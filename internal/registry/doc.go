@@ -51,7 +51,9 @@
 // addresses of the four cursor words of its two rings in the process's memory, which
 // a reader with the right to read that memory (process_vm_readv: the same user without
 // Yama restrictions, or root) reads itself, and checks the record's sequence again
-// afterwards. The process frees the record before it unmaps the rings.
+// afterwards. The process frees the record before it unmaps the rings. Freeing a
+// record stores only its kind (free), which readers skip; its other words stay until
+// the record is used again, when every word is written.
 //
 // # Trust
 //

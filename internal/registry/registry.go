@@ -152,30 +152,37 @@ func (r *Registry) Update(s Slot, rec *Record) {
 	r.writeLocked(uint32(s-1), rec)
 }
 
-// Unregister frees the record of slot s. A reader that read it before sees its
-// sequence change.
+// Unregister frees the record of slot s: its kind becomes Free, which readers skip,
+// and its other words keep what they held until the record is used again. A reader
+// that read it before sees its sequence change.
 func (r *Registry) Unregister(s Slot) {
 	if s == 0 {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.writeLocked(uint32(s-1), &Record{})
+	off := HeaderSize + int(s-1)*RecordSize
+	seq := r.word32(off)
+	seq.Add(1)
+	r.word32(off + recKind).Store(0) // the kind, and the bytes beside it
+	seq.Add(1)
 	r.free = append(r.free, uint32(s-1))
 }
 
-// writeLocked writes rec into record idx under its sequence lock, every word with an
-// atomic store so that a reader's atomic loads see either the old or the new word.
+// writeLocked writes rec into record idx under its sequence lock. The words between
+// the two increments of the sequence are plain stores, one copy: the increments are
+// atomic read-modify-writes, which order the copy after the first and before the
+// second, and a reader keeps what it read only when it saw the same even sequence
+// before and after, so it never keeps a word the copy was writing. (An atomic store
+// per word costs a locked instruction each, on every connection's set-up.) Only
+// other processes, and other mappings of the file, read records.
 func (r *Registry) writeLocked(idx uint32, rec *Record) {
 	off := HeaderSize + int(idx)*RecordSize
 	var b [RecordSize]byte
-	if rec.Kind != Free {
-		rec.encode(b[:])
-	}
+	rec.encode(b[:])
 	seq := r.word32(off)
 	seq.Add(1)
-	storeWords(r.mem[off+8:off+RecordSize], b[8:])
-	r.word32(off + 4).Store(binary.NativeEndian.Uint32(b[4:]))
+	copy(r.mem[off+4:off+RecordSize], b[4:])
 	seq.Add(1)
 }
 

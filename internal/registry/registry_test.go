@@ -143,9 +143,20 @@ func TestScanOwnProcess(t *testing.T) {
 	if len(p.Entries) != len(slots)-1 {
 		t.Errorf("%d entries after one unregistered, want %d", len(p.Entries), len(slots)-1)
 	}
-	// A freed record is reused.
-	if s := r.Register(&want); s != slots[100] {
+	// A freed record is reused, and reads back as the new record alone: nothing of
+	// the one freed before (which Unregister left but for its kind) shows through.
+	tcp := Record{Kind: Conn, Mode: ModeTCP, Local: netip.MustParseAddrPort("127.0.0.1:40001"),
+		Remote: netip.MustParseAddrPort("127.0.0.1:81"), Start: 1}
+	if s := r.Register(&tcp); s != slots[100] {
 		t.Errorf("register after unregister took slot %d, want %d", s, slots[100])
+	}
+	p.Close()
+	p = scanSelf(t)
+	if len(p.Entries) != len(slots) {
+		t.Fatalf("%d entries after the reuse, want %d", len(p.Entries), len(slots))
+	}
+	if got := p.Entries[100].Record; got != tcp {
+		t.Errorf("reused entry 100 = %+v, want %+v", got, tcp)
 	}
 	p.Close()
 	runtime.KeepAlive(cursors)

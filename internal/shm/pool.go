@@ -1,6 +1,7 @@
 package shm
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -102,6 +103,7 @@ type segment struct {
 	// Own segments.
 	slots     []slot
 	free      int       // slots in slotFree
+	low       int       // no slot below this index is free: take searches from here
 	acked     bool      // the peer mapped it: slots may be handed out
 	deleting  bool      // SEGDEL sent: no new use, unmapped on SEGDELACK
 	freeSince time.Time // when free last became n
@@ -175,6 +177,19 @@ type pool struct {
 	segs    map[uint16]*segment
 	next    uint16                // index of the next segment made
 	growing map[int]chan struct{} // ring size → closed when the growth in progress ends
+
+	// inUse and free count the slots of the pool's segments that are in use (held,
+	// bound or closed) and free, for ReadCounters, which reads them without the
+	// link's mu. They live with the pool rather than in process-wide words, so that
+	// handing a slot out and putting one back touch no cache line that every link's
+	// connections write.
+	inUse, free atomic.Int64
+}
+
+// pools are the pools with segments, whose slots ReadCounters counts.
+var pools struct {
+	mu sync.Mutex
+	m  map[*pool]struct{}
 }
 
 func newPool() pool {
@@ -198,7 +213,7 @@ func (p *pool) take(ringSize int) (*segment, int, error) {
 	if best == nil {
 		return nil, -1, nil
 	}
-	for i := range best.slots {
+	for i := best.low; i < len(best.slots); i++ {
 		sl := &best.slots[i]
 		if sl.state != slotFree {
 			continue
@@ -207,6 +222,7 @@ func (p *pool) take(ringSize int) (*segment, int, error) {
 		if err := best.openWindow(i); err != nil {
 			return nil, -1, err
 		}
+		best.low = i + 1
 		sl.gen++
 		if sl.gen == 0 {
 			sl.gen = 1
@@ -214,8 +230,8 @@ func (p *pool) take(ringSize int) (*segment, int, error) {
 		sl.state, sl.stream, sl.offer = slotHeld, nil, nil
 		best.free--
 		best.header(i).consCtl.token.Store(makeToken(sl.gen, best.idx, i))
-		counters.slotsInUse.Add(1)
-		counters.slotsFree.Add(-1)
+		p.inUse.Add(1)
+		p.free.Add(-1)
 		return best, i, nil
 	}
 	panic("shm: pool free count out of step")
@@ -230,11 +246,12 @@ func (p *pool) put(g *segment, i int, now time.Time) {
 	g.zeroSlot(i, sl.win)
 	sl.state, sl.stream, sl.offer, sl.win = slotFree, nil, nil, 0
 	g.free++
+	g.low = min(g.low, i)
 	if g.free == g.n {
 		g.freeSince = now
 	}
-	counters.slotsInUse.Add(-1)
-	counters.slotsFree.Add(1)
+	p.inUse.Add(-1)
+	p.free.Add(1)
 }
 
 // lookup returns the own slot a token names, if its generation is current.
@@ -277,7 +294,15 @@ func (p *pool) add(g *segment) {
 	p.segs[g.idx] = g
 	counters.segments.Add(1)
 	counters.segmentsMade.Add(1)
-	counters.slotsFree.Add(int64(g.n))
+	if p.inUse.Load()+p.free.Load() == 0 {
+		pools.mu.Lock()
+		if pools.m == nil {
+			pools.m = make(map[*pool]struct{})
+		}
+		pools.m[p] = struct{}{}
+		pools.mu.Unlock()
+	}
+	p.free.Add(int64(g.n))
 }
 
 // remove forgets an own segment; the caller unmaps it.
@@ -291,8 +316,13 @@ func (p *pool) remove(g *segment) {
 	}
 	counters.segments.Add(-1)
 	inUse := int64(g.n - g.free)
-	counters.slotsInUse.Add(-inUse)
-	counters.slotsFree.Add(-int64(g.free))
+	p.inUse.Add(-inUse)
+	p.free.Add(-int64(g.free))
+	if p.inUse.Load()+p.free.Load() == 0 {
+		pools.mu.Lock()
+		delete(pools.m, p)
+		pools.mu.Unlock()
+	}
 }
 
 // idle returns the own segments that are entirely free since before cutoff, keeping
@@ -333,8 +363,8 @@ type Counters struct {
 }
 
 var counters struct {
-	links, segments, peerSegments, slotsInUse, slotsFree atomic.Int64
-	linksOpened, segmentsMade, peerSegmentsMapped        atomic.Uint64
+	links, segments, peerSegments                 atomic.Int64
+	linksOpened, segmentsMade, peerSegmentsMapped atomic.Uint64
 }
 
 // Wake-up counts live in words that CountWakeups may move into a shared registry, so
@@ -358,8 +388,19 @@ func CountWakeups(sent, received *atomic.Uint64) {
 	received.Add(wakeupsRcv.Swap(received).Load())
 }
 
+// Links returns the number of links open now, as ReadCounters does, at the cost of
+// one atomic load.
+func Links() int64 { return counters.links.Load() }
+
 // ReadCounters returns the process's link and pool counters now.
 func ReadCounters() Counters {
+	var inUse, free int64
+	pools.mu.Lock()
+	for p := range pools.m {
+		inUse += p.inUse.Load()
+		free += p.free.Load()
+	}
+	pools.mu.Unlock()
 	return Counters{
 		Links:              counters.links.Load(),
 		LinksOpened:        counters.linksOpened.Load(),
@@ -367,8 +408,8 @@ func ReadCounters() Counters {
 		SegmentsMade:       counters.segmentsMade.Load(),
 		PeerSegments:       counters.peerSegments.Load(),
 		PeerSegmentsMapped: counters.peerSegmentsMapped.Load(),
-		SlotsInUse:         counters.slotsInUse.Load(),
-		SlotsFree:          counters.slotsFree.Load(),
+		SlotsInUse:         inUse,
+		SlotsFree:          free,
 		MemoryInUse:        memUsed.Load(),
 		PeerMemory:         peerUsed.Load(),
 		WakeupsSent:        wakeupsSent.Load().Load(),

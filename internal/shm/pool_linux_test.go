@@ -156,6 +156,56 @@ func TestPool(t *testing.T) {
 	}
 }
 
+// TestPoolLowestFree: take hands out the lowest free slot of a segment, whichever
+// order its slots were put back in, and every free slot before it runs out.
+func TestPoolLowestFree(t *testing.T) {
+	p := newPool()
+	g, err := newSegment(0, MinRingSize, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.add(g)
+	g.acked = true
+	defer func() {
+		p.remove(g)
+		g.unmap()
+	}()
+	take := func() int {
+		t.Helper()
+		tg, i, err := p.take(MinRingSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tg == nil {
+			return -1
+		}
+		return i
+	}
+	for want := range 4 {
+		if i := take(); i != want {
+			t.Fatalf("take = %d, want %d", i, want)
+		}
+	}
+	if i := take(); i != -1 {
+		t.Fatalf("take of a full segment = %d", i)
+	}
+	p.put(g, 3, time.Now())
+	p.put(g, 1, time.Now())
+	for _, want := range []int{1, 3, -1} {
+		if i := take(); i != want {
+			t.Fatalf("take after putting 3 then 1 = %d, want %d", i, want)
+		}
+	}
+	for _, i := range []int{2, 0, 3} {
+		p.put(g, i, time.Now())
+	}
+	for _, want := range []int{0, 2, 3, -1} {
+		if i := take(); i != want {
+			t.Fatalf("take after putting 2, 0, 3 = %d, want %d", i, want)
+		}
+	}
+}
+
 // TestSegmentMemoryLimit: the process bound counts what is populated: a segment's
 // headers when it is made, a slot's first window when it is handed out. Beyond the
 // bound a segment is not made, and a slot whose first window does not fit is not

@@ -188,7 +188,19 @@ func ParseAcceptConfirm(b []byte, t Type) (*AcceptConfirm, error) {
 		return nil, perr(t, CodeCnfErr, "%d bytes with first contact, want %d or %d", n,
 			smcdAcceptV2Len+fceBaseLen, smcdAcceptV2Len+fceV2xLen)
 	}
-	m := &AcceptConfirm{Type: t, Eyecatcher: h.Eyecatcher, Trailer: trailer(b), Version: h.Version}
+	// One allocation holds the message and its first-contact extension.
+	var m *AcceptConfirm
+	var f *FirstContactExt
+	if firstContact {
+		a := &struct {
+			m AcceptConfirm
+			f FirstContactExt
+		}{}
+		m, f = &a.m, &a.f
+	} else {
+		m = new(AcceptConfirm)
+	}
+	*m = AcceptConfirm{Type: t, Eyecatcher: h.Eyecatcher, Trailer: trailer(b), Version: h.Version}
 	r := reader{b: b[:len(b)-TrailerLen], t: t}
 	r.skip(HeaderLen)
 	m.GID = r.u64()
@@ -201,7 +213,7 @@ func ParseAcceptConfirm(b []byte, t Type) (*AcceptConfirm, error) {
 	r.copy(m.EID[:])
 	m.GIDExt = r.u64()
 	if firstContact {
-		f := &FirstContactExt{V2x: len(b) == smcdAcceptV2Len+fceV2xLen}
+		f.V2x = len(b) == smcdAcceptV2Len+fceV2xLen
 		f.V2Direct = r.u8()&0x80 != 0
 		osRel := r.u8()
 		f.OSType, f.Release = osRel>>4, osRel&0xf

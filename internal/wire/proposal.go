@@ -1,6 +1,9 @@
 package wire
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"iter"
+)
 
 // Proposal layout sizes. Linux smc_clc.h.
 const (
@@ -238,7 +241,9 @@ func ParseProposal(b []byte) (*Proposal, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proposal{Eyecatcher: h.Eyecatcher, Trailer: trailer(b), Version: h.Version, TypeV1: SMCType(h.TypeV1), TypeV2: SMCTypeN}
+	// One allocation holds the Proposal and the entries of a usual one.
+	pa := &proposalAlloc{Proposal: Proposal{Eyecatcher: h.Eyecatcher, Trailer: trailer(b), Version: h.Version, TypeV1: SMCType(h.TypeV1), TypeV2: SMCTypeN}}
+	p := &pa.Proposal
 	r := reader{b: b[:len(b)-TrailerLen], t: TypeProposal}
 	r.skip(HeaderLen)
 	r.copy(p.PeerID[:])
@@ -309,7 +314,11 @@ func ParseProposal(b []byte) (*Proposal, error) {
 		return nil, perr(TypeProposal, CodeCnfErr, "%d UEIDs, at most %d", eidCount, MaxUEIDs)
 	}
 	if eidCount > 0 {
-		p.UEIDs = make([]EID, eidCount)
+		if eidCount <= len(pa.ueids) {
+			p.UEIDs = pa.ueids[:eidCount:eidCount]
+		} else {
+			p.UEIDs = make([]EID, eidCount)
+		}
 		for i := range p.UEIDs {
 			r.copy(p.UEIDs[i][:])
 		}
@@ -326,13 +335,26 @@ func ParseProposal(b []byte) (*Proposal, error) {
 	r.copy(p.SystemEID[:])
 	r.skip(smcdV2ExtLen - EIDLen)
 	if gidCount > 0 {
-		p.GIDs = make([]GIDCHID, gidCount)
+		if gidCount <= len(pa.gids) {
+			p.GIDs = pa.gids[:gidCount:gidCount]
+		} else {
+			p.GIDs = make([]GIDCHID, gidCount)
+		}
 		for i := range p.GIDs {
 			p.GIDs[i].GID = r.u64()
 			p.GIDs[i].CHID = r.u16()
 		}
 	}
 	return finish(p, &r)
+}
+
+// proposalAlloc is what ParseProposal allocates: the Proposal, and room for the UEID
+// and the GID/CHID entries of a usual one (Linux and this package send one UEID and
+// one Emulated-ISM device, two entries), which its slices use when they fit.
+type proposalAlloc struct {
+	Proposal
+	ueids [1]EID
+	gids  [2]GIDCHID
 }
 
 // prefixes reads the IP prefix area into p.
@@ -371,33 +393,37 @@ type ISMDevice struct {
 	GID, GIDExt uint64
 }
 
-// Devices returns the SMC-Dv2 devices p offers, read as a Linux server reads them
+// Devices yields the SMC-Dv2 devices p offers, read as a Linux server reads them
 // (af_smc.c: smc_find_ism_v2_device_serv): the native ISM device of the SMC-D area
 // when its CHID is nonzero, then one device per GID/CHID entry, where an
 // Emulated-ISM entry takes the next entry, which must repeat its CHID, as its
-// extended GID; an Emulated-ISM entry without such a partner is skipped. It
-// returns nil when TypeV2 does not include SMC-D.
-func (p *Proposal) Devices() []ISMDevice {
-	if p.version() == Version1 || !(p.TypeV2 & 3).HasD() {
-		return nil
-	}
-	var devs []ISMDevice
-	if p.ISMCHID != 0 {
-		devs = append(devs, ISMDevice{CHID: p.ISMCHID, GID: p.ISMGID})
-	}
-	for i := 0; i < len(p.GIDs); i++ {
-		e := p.GIDs[i]
-		if !IsEmulatedCHID(e.CHID) {
-			devs = append(devs, ISMDevice{CHID: e.CHID, GID: e.GID})
-			continue
+// extended GID; an Emulated-ISM entry without such a partner is skipped. It yields
+// nothing when TypeV2 does not include SMC-D.
+func (p *Proposal) Devices() iter.Seq[ISMDevice] {
+	return func(yield func(ISMDevice) bool) {
+		if p.version() == Version1 || !(p.TypeV2 & 3).HasD() {
+			return
 		}
-		if i+1 == len(p.GIDs) || p.GIDs[i+1].CHID != e.CHID {
-			continue
+		if p.ISMCHID != 0 && !yield(ISMDevice{CHID: p.ISMCHID, GID: p.ISMGID}) {
+			return
 		}
-		devs = append(devs, ISMDevice{CHID: e.CHID, GID: e.GID, GIDExt: p.GIDs[i+1].GID})
-		i++
+		for i := 0; i < len(p.GIDs); i++ {
+			e := p.GIDs[i]
+			if !IsEmulatedCHID(e.CHID) {
+				if !yield(ISMDevice{CHID: e.CHID, GID: e.GID}) {
+					return
+				}
+				continue
+			}
+			if i+1 == len(p.GIDs) || p.GIDs[i+1].CHID != e.CHID {
+				continue
+			}
+			if !yield(ISMDevice{CHID: e.CHID, GID: e.GID, GIDExt: p.GIDs[i+1].GID}) {
+				return
+			}
+			i++
+		}
 	}
-	return devs
 }
 
 // GIDEntries returns the GID/CHID entries that offer devs in a Proposal: one entry

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -329,7 +330,7 @@ func FuzzParseProposal(f *testing.F) {
 		if len(p.IPv6Prefixes) > MaxIPv6Prefixes || len(p.UEIDs) > MaxUEIDs || len(p.GIDs) > MaxGIDEntries {
 			t.Fatalf("limits exceeded: %+v", p)
 		}
-		if devs := p.Devices(); len(devs) > 1+len(p.GIDs) {
+		if devs := slices.Collect(p.Devices()); len(devs) > 1+len(p.GIDs) {
 			t.Fatalf("%d devices from %d entries", len(devs), len(p.GIDs))
 		}
 		checkCanonical(t, b, p, func(b []byte) (Message, error) { return ParseProposal(b) })
@@ -355,7 +356,7 @@ func TestProposalDevices(t *testing.T) {
 			GIDs: []GIDCHID{{1, 0xff01}, {2, 0xff02}, {3, 0xff02}}}, []ISMDevice{{CHID: 0xff02, GID: 2, GIDExt: 3}}},
 	}
 	for _, tt := range tests {
-		if got := tt.p.Devices(); !reflect.DeepEqual(got, tt.want) {
+		if got := slices.Collect(tt.p.Devices()); !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%s: Devices() = %+v, want %+v", tt.name, got, tt.want)
 		}
 	}
