@@ -92,23 +92,25 @@ func open(pid int) ([]*Process, error) {
 }
 
 // mapFile maps a registry read-only after checking that no access to the mapping can
-// fault: a regular file on tmpfs, sealed against shrinking.
+// fault: a regular file on tmpfs, sealed against shrinking. The seal is checked before
+// the size is read: from then on the file never gets smaller than that size. (A size
+// read first may be the one before a shrink that the seal followed.)
 func mapFile(path string) ([]byte, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, err
-	}
 	var fs unix.Statfs_t
 	if err := unix.Fstatfs(fd, &fs); err != nil {
 		return nil, err
 	}
 	seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
 	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, err
 	}
 	switch {

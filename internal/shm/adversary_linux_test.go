@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smc-go/smc/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -594,6 +595,30 @@ func TestSealedSegment(t *testing.T) {
 	if _, err := unix.FcntlInt(uintptr(g.fd), unix.F_ADD_SEALS, unix.F_SEAL_WRITE); err == nil {
 		t.Fatal("a segment could be sealed against writes")
 	}
+}
+
+// TestPeerSegmentShrunkBeforeSeal: the peer holds the memfd it sends, and can shrink it
+// and then seal it while we validate it. We must read its size after we saw the seals,
+// or we map the size from before the shrink and fault (SIGBUS) on the pages beyond the
+// end of the file: nothing mapPeerSegment mapped may fault.
+func TestPeerSegmentShrunkBeforeSeal(t *testing.T) {
+	const rounds = 20000
+	mapped, faults := testenv.ShrinkBeforeSeal(t, rounds, segmentSize(MinRingSize, 1), requiredSeals,
+		func(fd int) ([]byte, func()) {
+			sent, err := dupFD(fd) // mapPeerSegment takes it
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, err := mapPeerSegment(sent, 0, MinRingSize, 1)
+			if err != nil {
+				return nil, nil
+			}
+			return g.mem, g.unmapPeer
+		})
+	if faults > 0 {
+		t.Fatalf("%d of %d mappings of a peer segment shrunk before its seals faulted", faults, mapped)
+	}
+	t.Logf("%d rounds, %d mapped", rounds, mapped)
 }
 
 // TestMemoryLimit checks the process bound on own memory, counted as it is resident: a

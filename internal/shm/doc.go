@@ -58,8 +58,9 @@
 // segment, a side checks that the memfd lives on tmpfs (not hugetlbfs, whose faults can
 // SIGBUS when the pool is empty), carries exactly those seals (F_SEAL_EXEC tolerated),
 // is open read-write and has exactly the size its announced slot count and ring size
-// imply; since the size can never change, no access within it can fault. It maps no
-// segment whose ring is larger than it accepts itself.
+// imply, a size it reads only after it saw the seals (the peer holds the memfd too, and
+// may shrink it just before sealing it); since the size can never change, no access
+// within it can fault. It maps no segment whose ring is larger than it accepts itself.
 //
 // Memory is counted as it is resident, not as it is mapped ([SetMemoryLimit]). Own
 // memory counts when the owner populates it (a segment's headers, a slot's first

@@ -107,13 +107,6 @@ func mapPeerSegment(fd int, idx uint16, ringSize, n int) (g *segment, err error)
 	if fs.Type != unix.TMPFS_MAGIC {
 		return nil, violation("peer segment is not a memfd (filesystem magic %#x)", fs.Type)
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, violation("peer segment: fstat: %v", err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, violation("peer segment is not a regular file (mode %#o)", st.Mode)
-	}
 	seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
 	if err != nil {
 		return nil, violation("peer segment cannot be sealed (%v)", err)
@@ -121,8 +114,16 @@ func mapPeerSegment(fd int, idx uint16, ringSize, n int) (g *segment, err error)
 	if seals&^optionalSeals != requiredSeals {
 		return nil, violation("peer segment seals are %#x, want %#x", seals, requiredSeals)
 	}
-	// Seals are checked before the size: once F_SEAL_SHRINK|F_SEAL_GROW are on, the size
-	// we read now is the size forever.
+	// The size is read after the seals were seen: once F_SEAL_SHRINK|F_SEAL_GROW are
+	// on, the size we read now is the size forever. (A size read before may be the one
+	// before a shrink that the peer made just ahead of its seals.)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, violation("peer segment: fstat: %v", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, violation("peer segment is not a regular file (mode %#o)", st.Mode)
+	}
 	if st.Size != total {
 		return nil, violation("peer segment is %d bytes, want %d", st.Size, total)
 	}

@@ -267,7 +267,8 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 		if werr == nil && k < len(chunk) {
 			werr = io.ErrShortWrite
 		}
-		if err := s.doneRx(uint64(k)); err != nil && werr == nil {
+		// io.EOF from doneRx is a CloseRead while w ran: the next nextRx ends the copy.
+		if err := s.doneRx(uint64(k)); err != nil && err != io.EOF && werr == nil {
 			werr = err
 		}
 		total += int64(k)

@@ -134,6 +134,17 @@ func checkLeaks(t *testing.T) func() {
 	}
 }
 
+// waitFor polls cond for up to 5 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func countFDs(t *testing.T) int {
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
@@ -483,7 +494,12 @@ func testCloseDuringForeignIO(t *testing.T, pair pairFunc) {
 	go a.ReadFrom(pr)
 	go b.WriteTo(pw2)
 	c.Write([]byte("x")) // gives b's WriteTo something to block on
-	time.Sleep(20 * time.Millisecond)
+	inForeign := func(s *Stream) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.foreign > 0
+	}
+	waitFor(t, "ReadFrom to block in r and WriteTo in w", func() bool { return inForeign(a) && inForeign(b) })
 	// A Write behind the blocked ReadFrom still has its deadline.
 	a.SetWriteDeadline(time.Now().Add(20 * time.Millisecond))
 	if _, err := a.Write([]byte("y")); !isTimeout(err) {
@@ -512,6 +528,54 @@ func testCloseDuringForeignIO(t *testing.T, pair pairFunc) {
 	pr2.Close()
 	c.Close()
 	d.Close()
+}
+
+// TestWriteToAfterCloseRead: a CloseRead while WriteTo's w runs ends the copy as the
+// end of the stream does: WriteTo returns what it wrote and no error, as io.WriterTo
+// requires (io.EOF is never an error of WriteTo).
+func TestWriteToAfterCloseRead(t *testing.T) { forEachPairKind(t, testWriteToAfterCloseRead) }
+
+func testWriteToAfterCloseRead(t *testing.T, pair pairFunc) {
+	defer checkLeaks(t)()
+	a, b := pair(t, MinRingSize, MinRingSize)
+	w := &gateWriter{in: make(chan []byte, 1), release: make(chan struct{})}
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() { n, err := b.WriteTo(w); done <- result{n, err} }()
+	if _, err := a.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	<-w.in // WriteTo is inside w.Write
+	if err := b.CloseRead(); err != nil {
+		t.Fatal(err)
+	}
+	close(w.release)
+	select {
+	case r := <-done:
+		if r.err != nil || r.n != 1 {
+			t.Fatalf("WriteTo after CloseRead: %d, %v; want 1, nil", r.n, r.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WriteTo still blocked after CloseRead")
+	}
+	a.Close()
+	b.Close()
+}
+
+// gateWriter is an io.Writer whose Write hands over a copy of its bytes on in, then
+// waits for release to be closed.
+type gateWriter struct {
+	in      chan []byte
+	release chan struct{}
+}
+
+func (g *gateWriter) Write(p []byte) (int, error) {
+	g.in <- bytes.Clone(p)
+	<-g.release
+	return len(p), nil
 }
 
 // TestWakeForSeenData checks that a wake-up for data the reader had already seen does

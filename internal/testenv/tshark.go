@@ -30,6 +30,11 @@ func StartTshark(t testing.TB, port int) (file string, stop func()) {
 	return file, startTshark(t, tshark, port, file)
 }
 
+// tsharkBound bounds a tshark start (until it captures) and a decode: a bound against
+// a hang, not a speed target. tshark loads every dissector first, about 2 s of CPU; on
+// a loaded machine (CI runs the packages' tests side by side) that took over 10 s.
+const tsharkBound = time.Minute
+
 // startTshark starts capturing TCP port port on lo into file and returns a function
 // that stops the capture and waits for tshark to exit.
 func startTshark(t testing.TB, tshark string, port int, file string) (stop func()) {
@@ -83,8 +88,8 @@ func startTshark(t testing.TB, tshark string, port int, file string) (stop func(
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("tshark did not start capturing within 10s")
+	case <-time.After(tsharkBound):
+		t.Fatalf("tshark did not start capturing within %v", tsharkBound)
 	}
 	if fi, err := os.Stat(file); err == nil {
 		header = fi.Size() // the pcapng header blocks, before any packet
@@ -145,7 +150,7 @@ type SMCMessage struct {
 func DissectSMC(t testing.TB, file string) []SMCMessage {
 	tshark := RequireTool(t, "tshark")
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), tsharkBound)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, tshark, "-r", file, "-T", "pdml",
 		"-o", "tcp.try_heuristic_first:TRUE").Output()
