@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -121,7 +120,10 @@ func buildSMC(t *testing.T) string {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(dir, "smc")
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goBin, err := testenv.GoTool()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if out, err := exec.Command(goBin, "build", "-o", bin, "./cmd/smc").CombinedOutput(); err != nil {
 		t.Fatalf("building smc: %v\n%s", err, out)
 	}

@@ -1,13 +1,13 @@
 package main
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/smc-go/smc/internal/testenv"
 )
 
 // TestQuick builds clcfloor and runs one short round with a few clients: both
@@ -15,11 +15,9 @@ import (
 // connections through the Unix socket, or the run fails), and the summary has a
 // positive rate and CPU for each shape. The figures themselves are not judged.
 func TestQuick(t *testing.T) {
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goBin); err != nil {
-		if goBin, err = exec.LookPath("go"); err != nil {
-			t.Fatalf("no go command to build clcfloor with: %v", err)
-		}
+	goBin, err := testenv.GoTool()
+	if err != nil {
+		t.Fatal(err)
 	}
 	bin := filepath.Join(t.TempDir(), "clcfloor")
 	if out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput(); err != nil {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -26,11 +25,9 @@ var smcBinDir string
 
 // smcBinary builds the smc command once per test binary.
 var smcBinary = sync.OnceValues(func() (string, error) {
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goBin); err != nil {
-		if goBin, err = exec.LookPath("go"); err != nil {
-			return "", fmt.Errorf("no go command to build smc with: %v", err)
-		}
+	goBin, err := testenv.GoTool()
+	if err != nil {
+		return "", err
 	}
 	dir, err := os.MkdirTemp("", "smc-cmd-test-")
 	if err != nil {

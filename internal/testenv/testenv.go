@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -70,4 +72,18 @@ func RunInChildCgroup(m *testing.M, why *error) int {
 		}
 	}
 	return code
+}
+
+// GoTool returns the go command that built the running test: the one in its GOROOT,
+// else the first on PATH.
+func GoTool() (string, error) {
+	bin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	bin, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("no go command: %w", err)
+	}
+	return bin, nil
 }
