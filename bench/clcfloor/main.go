@@ -59,7 +59,7 @@ const (
 	wakeLen     = 4
 )
 
-var shapes = []string{"tcp", "clc", "clcw", "clcu"}
+var shapes = []string{"tcp", "clc", "clcw", "clcu", "clcu2"}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "server" {
@@ -106,32 +106,23 @@ func serve() error {
 	if err != nil {
 		return err
 	}
-	// The client's one Unix connection, for clcu's wake-ups.
-	wake := make(chan net.Conn, 1)
+	// The client's one Unix connection, for the wake-ups of clcu and clcu2.
+	accepted := make(chan *link, 1)
 	go func() {
 		if c, err := uln.Accept(); err == nil {
-			wake <- c
+			l := newLink(c)
+			go l.read()
+			accepted <- l
 		}
 	}()
-	var (
-		wakeMu sync.Mutex
-		wakeC  net.Conn
-	)
-	ring := func(b []byte) {
-		wakeMu.Lock()
-		defer wakeMu.Unlock()
-		if wakeC == nil {
-			wakeC = <-wake
-		}
-		wakeC.Write(b)
-	}
+	peer := sync.OnceValue(func() *link { return <-accepted })
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go answer(c, ring)
+			go answer(c, peer)
 		}
 	}()
 	fmt.Printf("%s %s\n", ln.Addr(), uln.Addr())
@@ -142,8 +133,8 @@ func serve() error {
 	return sc.Err()
 }
 
-// answer serves one connection; its first byte says the shape (t, c, w or u).
-func answer(c net.Conn, ring func([]byte)) {
+// answer serves one connection; its first byte says the shape (t, c, w, u or 2).
+func answer(c net.Conn, peer func() *link) {
 	defer c.Close()
 	buf := make([]byte, requestLen)
 	if _, err := io.ReadFull(c, buf[:1]); err != nil {
@@ -162,14 +153,86 @@ func answer(c net.Conn, ring func([]byte)) {
 		if _, err := io.ReadFull(c, buf[:acceptLen]); err != nil { // the Confirm
 			return
 		}
+		n := binary.LittleEndian.Uint32(buf[1:]) // the connection's number, from the Confirm
 		switch buf[0] {
 		case 'w':
 			c.Write(buf[:wakeLen])
 		case 'u':
-			ring(buf[1 : 1+wakeLen]) // the connection's number, from the Confirm
+			peer().send(n)
+		case '2':
+			l := peer()
+			closed := l.expect(n)
+			if l.send(n) == nil {
+				l.wait(n, closed) // the client's close
+			}
+			return
 		}
 	}
 	io.ReadFull(c, buf[:1]) // the client's close
+}
+
+// A link is one Unix connection between the two processes that carries 4-byte
+// connection numbers, and the connections waiting for theirs.
+type link struct {
+	c   net.Conn
+	wmu sync.Mutex // serializes sends
+
+	mu      sync.Mutex
+	waiting map[uint32]chan struct{}
+}
+
+func newLink(c net.Conn) *link { return &link{c: c, waiting: map[uint32]chan struct{}{}} }
+
+// send sends connection number n.
+func (l *link) send(n uint32) error {
+	var b [wakeLen]byte
+	binary.LittleEndian.PutUint32(b[:], n)
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	_, err := l.c.Write(b[:])
+	return err
+}
+
+// expect registers a wait for number n, before anything can send it.
+func (l *link) expect(n uint32) chan struct{} {
+	w := make(chan struct{}, 1)
+	l.mu.Lock()
+	l.waiting[n] = w
+	l.mu.Unlock()
+	return w
+}
+
+// wait waits for the number that expect registered w for.
+func (l *link) wait(n uint32, w chan struct{}) error {
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	select {
+	case <-w:
+		return nil
+	case <-t.C:
+		l.mu.Lock()
+		delete(l.waiting, n)
+		l.mu.Unlock()
+		return errors.New("clcfloor: no wake-up on the Unix socket")
+	}
+}
+
+// read is the link's reader: it hands each number to the connection waiting for it.
+func (l *link) read() {
+	var b [wakeLen]byte
+	for {
+		if _, err := io.ReadFull(l.c, b[:]); err != nil {
+			return
+		}
+		n := binary.LittleEndian.Uint32(b[:])
+		l.mu.Lock()
+		w := l.waiting[n]
+		delete(l.waiting, n)
+		l.mu.Unlock()
+		if w != nil {
+			w <- struct{}{}
+		}
+	}
 }
 
 // child is the server process, as the client sees it.
@@ -178,11 +241,9 @@ type child struct {
 	in   io.WriteCloser
 	out  *bufio.Reader
 	addr string
-	wake net.Conn
+	link *link // to the server, for clcu and clcu2
 
-	next    atomic.Uint32
-	mu      sync.Mutex
-	waiting map[uint32]chan struct{} // clcu connections waiting for their wake-up
+	next atomic.Uint32 // the last connection number given out
 }
 
 func startChild() (*child, error) {
@@ -203,7 +264,7 @@ func startChild() (*child, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	ch := &child{cmd: cmd, in: in, out: bufio.NewReader(out), waiting: map[uint32]chan struct{}{}}
+	ch := &child{cmd: cmd, in: in, out: bufio.NewReader(out)}
 	line, err := ch.out.ReadString('\n')
 	f := strings.Fields(line)
 	if err != nil || len(f) != 2 {
@@ -211,18 +272,20 @@ func startChild() (*child, error) {
 		return nil, fmt.Errorf("clcfloor: server child: %q, %v", line, err)
 	}
 	ch.addr = f[0]
-	if ch.wake, err = net.Dial("unix", f[1]); err != nil {
+	uc, err := net.Dial("unix", f[1])
+	if err != nil {
 		ch.stop()
 		return nil, err
 	}
-	go ch.readWakes()
+	ch.link = newLink(uc)
+	go ch.link.read()
 	return ch, nil
 }
 
 func (ch *child) stop() {
 	ch.in.Close()
-	if ch.wake != nil {
-		ch.wake.Close()
+	if ch.link != nil {
+		ch.link.c.Close()
 	}
 	ch.cmd.Wait()
 }
@@ -237,24 +300,6 @@ func (ch *child) cpu() (time.Duration, error) {
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(line), 10, 64)
 	return time.Duration(n), err
-}
-
-// readWakes is the link reader of clcu: it hands each wake-up to its connection.
-func (ch *child) readWakes() {
-	var b [wakeLen]byte
-	for {
-		if _, err := io.ReadFull(ch.wake, b[:]); err != nil {
-			return
-		}
-		n := binary.LittleEndian.Uint32(b[:])
-		ch.mu.Lock()
-		w := ch.waiting[n]
-		delete(ch.waiting, n)
-		ch.mu.Unlock()
-		if w != nil {
-			w <- struct{}{}
-		}
-	}
 }
 
 // once runs one connection of the shape.
@@ -272,37 +317,32 @@ func (ch *child) once(shape string, buf []byte) error {
 		_, err = io.ReadFull(c, buf[:responseLen])
 		return err
 	}
-	buf[0] = shape[len(shape)-1] // c, w or u
+	mark := shape[len(shape)-1] // c, w, u or 2
+	buf[0] = mark
 	if _, err := c.Write(buf[:proposalLen]); err != nil {
 		return err
 	}
 	if _, err := io.ReadFull(c, buf[:acceptLen]); err != nil {
 		return err
 	}
+	n := ch.next.Add(1)
 	var woken chan struct{}
-	buf[0] = shape[len(shape)-1]
-	if shape == "clcu" {
-		n := ch.next.Add(1)
-		woken = make(chan struct{}, 1)
-		ch.mu.Lock()
-		ch.waiting[n] = woken
-		ch.mu.Unlock()
-		binary.LittleEndian.PutUint32(buf[1:], n)
+	if mark == 'u' || mark == '2' {
+		woken = ch.link.expect(n)
 	}
+	buf[0] = mark
+	binary.LittleEndian.PutUint32(buf[1:], n)
 	if _, err := c.Write(buf[:acceptLen]); err != nil { // the Confirm
 		return err
 	}
-	switch shape {
-	case "clcw":
+	switch mark {
+	case 'w':
 		_, err = io.ReadFull(c, buf[:wakeLen])
-	case "clcu":
-		select {
-		case <-woken:
-		case <-time.After(10 * time.Second):
-			ch.mu.Lock()
-			delete(ch.waiting, binary.LittleEndian.Uint32(buf[1:]))
-			ch.mu.Unlock()
-			err = errors.New("clcfloor: no wake-up on the Unix socket")
+	case 'u':
+		err = ch.link.wait(n, woken)
+	case '2':
+		if err = ch.link.wait(n, woken); err == nil {
+			err = ch.link.send(n) // the close, before TCP's
 		}
 	}
 	return err
@@ -378,7 +418,7 @@ func run(rounds int, d time.Duration, clients int) error {
 				return err
 			}
 			cells[sh] = append(cells[sh], c)
-			fmt.Printf("round %d %-4s %8.0f conn/s  CPU per connection: client %6.1f µs, server %6.1f µs\n",
+			fmt.Printf("round %d %-5s %8.0f conn/s  CPU per connection: client %6.1f µs, server %6.1f µs\n",
 				r+1, sh, c.rate, c.clientUs, c.serverUs)
 		}
 	}
@@ -391,7 +431,7 @@ func run(rounds int, d time.Duration, clients int) error {
 			srv = append(srv, c.serverUs)
 			vs = append(vs, c.rate/cells["tcp"][i].rate)
 		}
-		fmt.Printf("%-4s %8.0f conn/s  CPU per connection: client %6.1f µs, server %6.1f µs  vs tcp %.3fx [%.3f, %.3f]\n",
+		fmt.Printf("%-5s %8.0f conn/s  CPU per connection: client %6.1f µs, server %6.1f µs  vs tcp %.3fx [%.3f, %.3f]\n",
 			sh, median(rate), median(cli), median(srv), median(vs), slices.Min(vs), slices.Max(vs))
 	}
 	return nil
