@@ -5,8 +5,8 @@
 # Usage: run-all.sh OLD NEW CLCFLOOR   (run as root from this directory)
 set -eu
 old=$1 new=$2 floor=$3
-./ab18.sh ab18 4 "$old" "$new" >ab18.log 2>&1
-./ab.sh ab19 2 "$old" "$new" >ab19.log 2>&1
+../2026-12-06T1530Z-session6/ab18.sh ab18 4 "$old" "$new" >ab18.log 2>&1
+../2026-12-06T1530Z-session6/ab.sh ab19 2 "$old" "$new" >ab19.log 2>&1
 for i in 1 2; do
 	uptime >"floor.$i.load"
 	flock /tmp/smc-bench.lock timeout 300 "$floor" -rounds=6 >"floor.$i.txt" 2>&1
